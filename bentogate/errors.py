@@ -1,0 +1,90 @@
+"""Every error bentogate raises, one tree, one root.
+
+    BentogateError                 exit 1 unless stated
+    ├── ConfigError                settings or input files are unusable
+    ├── ModelImportError           a model file cannot be imported (format, parity)
+    ├── NotFoundError              unknown model, version, deployment or backend
+    ├── GovernanceError            a rule of the lifecycle refused an action
+    │   ├── IllegalTransition      the state machine does not allow it
+    │   ├── SeparationOfDuties     the same person may not do both steps
+    │   ├── IntegrityError         artifact bytes differ from the approved ones
+    │   └── ConcurrentChange       someone else changed the same thing first
+    ├── BuildError                 bentoml build / containerize failed
+    ├── RuntimeBackendError        a Bento process or container would not start or stop
+    ├── HAProxyError               config invalid, process failed, Runtime API refused
+    │   └── CutoverError           a switch was refused or not confirmed by HAProxy
+    ├── LoadTestError              Locust could not be run or its output not read
+    ├── GateFailed                 exit 1: a limit was violated
+    └── GateInconclusive           exit 2: the measurement cannot be trusted
+
+Foreign errors (sqlalchemy, subprocess, socket) are translated where they enter a part.
+Only the CLI turns these into output and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class BentogateError(Exception):
+    """Root of every bentogate error; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(BentogateError):
+    pass
+
+
+class ModelImportError(BentogateError):
+    pass
+
+
+class NotFoundError(BentogateError):
+    pass
+
+
+class GovernanceError(BentogateError):
+    pass
+
+
+class IllegalTransition(GovernanceError):
+    pass
+
+
+class SeparationOfDuties(GovernanceError):
+    pass
+
+
+class IntegrityError(GovernanceError):
+    pass
+
+
+class ConcurrentChange(GovernanceError):
+    pass
+
+
+class BuildError(BentogateError):
+    pass
+
+
+class RuntimeBackendError(BentogateError):
+    pass
+
+
+class HAProxyError(BentogateError):
+    pass
+
+
+class CutoverError(HAProxyError):
+    pass
+
+
+class LoadTestError(BentogateError):
+    pass
+
+
+class GateFailed(BentogateError):
+    exit_code = 1
+
+
+class GateInconclusive(BentogateError):
+    exit_code = 2

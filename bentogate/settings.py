@@ -1,0 +1,145 @@
+"""The one settings object: built at the edge (the CLI), passed down to every part.
+
+Sources, strongest first: keyword arguments, environment (``BENTOGATE_*``, nested groups
+with ``__``, e.g. ``BENTOGATE_GATE__RATE=300``), the file ``bentogate.toml`` in the working
+directory (or the path in ``BENTOGATE_CONFIG``), then the defaults below. Nothing below the
+CLI reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class PortSettings(BaseModel):
+    """Where things listen on 127.0.0.1. Nothing in the code hard-codes a port."""
+
+    production_start: int = Field(10000, description="Production port of the first model.")
+    production_step: int = Field(
+        10, description="Gap between two models' production ports; +1 is the candidate port."
+    )
+    backend_start: int = Field(3001, description="First port handed to a Bento process.")
+    backend_end: int = Field(3999, description="Last port handed to a Bento process.")
+    stats: int = Field(9901, description="HAProxy stats page and Prometheus exporter.")
+
+
+class HAProxySettings(BaseModel):
+    """The sidecar HAProxy: binary, health-check cadence, timeouts and limits."""
+
+    binary: str = Field("haproxy", description="The haproxy executable.")
+    check_inter_ms: int = Field(1000, description="Health-check interval of an UP server.")
+    check_fastinter_ms: int = Field(
+        300, description="Interval while a server is changing state (fast detection)."
+    )
+    check_fall: int = Field(2, description="Failed checks before a server is marked DOWN.")
+    check_rise: int = Field(2, description="Passed checks before a server is marked UP.")
+    timeout_check_ms: int = Field(
+        500, description="A check slower than this fails: bounds hung-server detection."
+    )
+    timeout_connect_ms: int = Field(250, description="Connect timeout to a Bento.")
+    timeout_server_ms: int = Field(5000, description="Response timeout of a Bento.")
+    timeout_client_ms: int = Field(30000, description="Idle timeout of a client connection.")
+    server_maxconn: int = Field(64, description="Per-server concurrency; beyond it HAProxy queues.")
+    max_body_bytes: int = Field(65536, description="Larger request bodies get 413.")
+    hard_stop_after_s: int = Field(30, description="Old workers exit this long after a reload.")
+    command_timeout_s: float = Field(5.0, description="Runtime API call timeout.")
+
+
+class BentoSettings(BaseModel):
+    """How Bentos are served."""
+
+    workers: int = Field(1, description="BentoML worker processes per deployed version.")
+    ready_timeout_s: float = Field(90.0, description="Wait this long for /readyz after start.")
+    stop_timeout_s: float = Field(15.0, description="Graceful stop deadline before SIGKILL.")
+    max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
+    max_body_bytes: int = Field(1_048_576, description="Request bodies above this get 413.")
+    keep_previous_s: float = Field(
+        0.0, description="Keep the previous live version warm this long after a cutover."
+    )
+
+
+class GateSettings(BaseModel):
+    """The default gate policy; a model's stored policy overrides it."""
+
+    rate: float = Field(200.0, description="Target request rate (req/s), held open-loop.")
+    duration_s: float = Field(20.0, description="Measured time, after warm-up.")
+    warmup_s: float = Field(3.0, description="Discarded from the figures.")
+    users: int = Field(16, description="Concurrent Locust users available to hold the rate.")
+    p50_ms: float = Field(5.0, description="Limit on the candidate's p50 latency.")
+    p95_ms: float = Field(15.0, description="Limit on the candidate's p95 latency.")
+    p99_ms: float = Field(25.0, description="Limit on the candidate's p99 latency.")
+    max_error_ratio: float = Field(0.001, description="Failed / all requests.")
+    min_samples: int = Field(1000, description="Fewer measured requests is inconclusive.")
+    max_regression: float = Field(
+        1.5, description="Candidate p99 may be at most this × live p99 from the same run."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything bentogate can be told. ``home`` holds all state of one host."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BENTOGATE_",
+        env_nested_delimiter="__",
+        toml_file="bentogate.toml",
+        extra="forbid",
+    )
+
+    home: Path = Field(Path(".bentogate"), description="State: DB, Bento store, config, logs.")
+    db_url: str | None = Field(
+        None, description="SQLAlchemy URL of the governance DB; default SQLite under home."
+    )
+    host: str = Field("local", description="This host's name in the governance DB.")
+    environment: str = Field("prod", description="Environment name in the governance DB.")
+    ports: PortSettings = PortSettings()
+    haproxy: HAProxySettings = HAProxySettings()
+    bento: BentoSettings = BentoSettings()
+    gate: GateSettings = GateSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def database_url(self) -> str:
+        """The governance DB URL: ``db_url`` or SQLite in ``home``."""
+        return self.db_url or f"sqlite:///{(self.home / 'governance.db').resolve()}"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.home / "haproxy"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"

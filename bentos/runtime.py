@@ -1,0 +1,246 @@
+"""Running a Bento on a port: one interface, a process backend and a Docker backend.
+
+A runtime starts a built Bento on ``127.0.0.1:<port>``, waits until its ``/readyz`` answers
+200 (failing early, with the log's tail, if the process dies), and stops it gracefully with a
+deadline, then by force. Handles are plain data so the workflow can record them (pid in the
+governance DB, pid file on disk) and adopt a running Bento later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bentogate.errors import RuntimeBackendError
+from bentos._cli import bentoml_command, bentoml_env
+
+_POLL_S = 0.1
+SERVICE_NAME = "bentogate_model"  # the name in service.py's @bentoml.service
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A running Bento: what it serves, where, and how to find it again."""
+
+    tag: str
+    port: int
+    pid: int | None
+    log_path: Path
+    container: str | None = None
+
+
+class Runtime(Protocol):
+    """What the release workflow needs from a way of running Bentos."""
+
+    def start(self, tag: str, port: int) -> Handle: ...
+
+    def wait_ready(self, handle: Handle, timeout: float) -> None: ...
+
+    def is_alive(self, handle: Handle) -> bool: ...
+
+    def stop(self, handle: Handle, timeout: float) -> None: ...
+
+
+def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    """Status of ``GET http://127.0.0.1:<port><path>``, or None if nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_ready(runtime: Runtime, handle: Handle, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not runtime.is_alive(handle):
+            raise RuntimeBackendError(
+                f"{handle.tag} on port {handle.port} exited before it was ready; log "
+                f"{handle.log_path}:\n{_log_tail(handle.log_path)}"
+            )
+        if http_status(handle.port, "/readyz") == 200:
+            return
+        time.sleep(_POLL_S)
+    raise RuntimeBackendError(
+        f"{handle.tag} on port {handle.port} not ready after {timeout:.0f} s (a model whose "
+        f"canary score differs from its record never is); log {handle.log_path}:\n"
+        f"{_log_tail(handle.log_path)}"
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().split(") ", 1)[1][0] != "Z"
+    return True
+
+
+class ProcessBackend:
+    """``bentoml serve <tag>`` as a child process in its own session (outlives the CLI)."""
+
+    def __init__(self, bentoml_home: Path, logs_dir: Path, *, workers: int = 1) -> None:
+        self._home = bentoml_home
+        self._logs = logs_dir
+        self._workers = workers
+
+    def start(self, tag: str, port: int) -> Handle:
+        """Start serving ``tag`` on 127.0.0.1:``port``; does not wait for readiness."""
+        if http_status(port, "/livez") is not None:
+            raise RuntimeBackendError(f"port {port} is already in use")
+        self._logs.mkdir(parents=True, exist_ok=True)
+        log_path = self._logs / f"{tag.replace(':', '-')}-{port}.log"
+        command = [
+            *bentoml_command(),
+            "serve",
+            tag,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        env = bentoml_env(self._home)
+        env["BENTOML_CONFIG_OPTIONS"] = f"services.{SERVICE_NAME}.workers={self._workers}"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return Handle(tag=tag, port=port, pid=process.pid, log_path=log_path)
+
+    def wait_ready(self, handle: Handle, timeout: float) -> None:
+        """Return once ``/readyz`` is 200; RuntimeBackendError if it dies or times out."""
+        _wait_ready(self, handle, timeout)
+
+    def is_alive(self, handle: Handle) -> bool:
+        return handle.pid is not None and pid_alive(handle.pid)
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        """SIGTERM the Bento's process group, wait up to ``timeout``, then SIGKILL it."""
+        if handle.pid is None:
+            return
+        _signal_group(handle.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.pid, os.WNOHANG)
+            if not pid_alive(handle.pid):
+                break
+            time.sleep(_POLL_S)
+        # The group may hold workers that outlive their parent: kill whatever is left.
+        _signal_group(handle.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(handle.pid, os.WNOHANG)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def docker_engine_available(timeout: float = 5.0) -> bool:
+    """True if a ``docker`` client exists and its engine answers ``docker info``."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+class DockerBackend:
+    """A containerized Bento: ``docker run -p 127.0.0.1:<port>:3000 <image>``."""
+
+    def __init__(self, logs_dir: Path, *, image_for: dict[str, str], docker: str = "docker") -> None:
+        self._logs = logs_dir
+        self._images = image_for
+        self._docker = docker
+
+    def run_command(self, tag: str, port: int) -> list[str]:
+        """The ``docker run`` command line for ``tag`` on ``port`` (unit-tested)."""
+        try:
+            image = self._images[tag]
+        except KeyError:
+            raise RuntimeBackendError(f"no container image recorded for {tag}") from None
+        return [
+            self._docker,
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            container_name(tag, port),
+            "--env",
+            "BENTOML_DO_NOT_TRACK=True",
+            "-p",
+            f"127.0.0.1:{port}:3000",
+            image,
+        ]
+
+    def _run(self, args: list[str], timeout: float = 60.0) -> str:
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeBackendError(f"{' '.join(args[:3])}: {exc}") from exc
+        if done.returncode != 0:
+            raise RuntimeBackendError(f"{' '.join(args[:3])} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def start(self, tag: str, port: int) -> Handle:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        container = self._run(self.run_command(tag, port))
+        log_path = self._logs / f"{container_name(tag, port)}.log"
+        return Handle(tag=tag, port=port, pid=None, log_path=log_path, container=container)
+
+    def wait_ready(self, handle: Handle, timeout: float) -> None:
+        _wait_ready(self, handle, timeout)
+
+    def is_alive(self, handle: Handle) -> bool:
+        if handle.container is None:
+            return False
+        state = self._run([self._docker, "inspect", "-f", "{{.State.Running}}", handle.container])
+        return state == "true"
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        if handle.container is not None:
+            self._run(
+                [self._docker, "stop", "-t", str(int(timeout)), handle.container],
+                timeout=timeout + 30,
+            )
+
+
+def container_name(tag: str, port: int) -> str:
+    return f"bentogate-{tag.replace(':', '-')}-{port}"

@@ -1,0 +1,252 @@
+"""The BentoML service every governed model version is built into.
+
+One file serves any version: the model to load is a Bento argument given at build time
+(``bentoml build --arg model_tag=fraud:3``), so the Bento carries its own model store entry
+(ONNX model + ``meta.json``) and nothing here is edited per version. The hot path is a lean
+Starlette app mounted on the BentoML service (BentoML still builds, serves and containerizes
+it, and still answers ``/livez``, ``/readyz`` and ``/metrics``); it never touches the
+governance database.
+
+Prediction contract (DESIGN.md): ``POST /predict`` takes ``{"features": [f1..fn]}`` in schema
+order or ``{"features": {"name": value, ...}}`` and answers
+``{"score": 0.93, "label": 1, "model": "fraud", "model_version": "3"}``. Every malformed
+request is a 400 naming the problem; bodies over the limit are a 413.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import onnxruntime as ort
+import orjson
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_TYPES = (int, float)
+_NON_FINITE = re.compile(rb"NaN|Infinity|\d[eE]\+?\d{3,}")
+
+
+class BentoArgs(BaseModel):
+    """Values fixed when a version's Bento is built."""
+
+    model_tag: str
+    max_body_bytes: int = 1_048_576
+    max_batch_rows: int = 1024
+
+
+class InputError(ValueError):
+    """A request the model cannot score; the message names the field and the problem."""
+
+
+class Scorer:
+    """An ONNX model plus its schema: validates inputs and scores them with onnxruntime."""
+
+    def __init__(self, model_dir: Path, *, name: str, version: str, expected_sha256: str) -> None:
+        onnx_path = model_dir / "model.onnx"
+        self.sha256 = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+        if self.sha256 != expected_sha256:
+            raise RuntimeError(
+                f"refusing to serve {name}:{version}: model sha256 {self.sha256[:12]} differs "
+                f"from the approved {expected_sha256[:12]}"
+            )
+        meta = json.loads((model_dir / "meta.json").read_text())
+        self.name = name
+        self.version = version
+        self.feature_names: list[str] = meta["feature_names"]
+        self.threshold = float(meta["threshold"])
+        self._index = {feature: i for i, feature in enumerate(self.feature_names)}
+        self._canary = (meta["reference_rows"][0], float(meta["reference_scores"][0]))
+        options = ort.SessionOptions()
+        # One row at a time: thread pools cost more in hand-offs than they gain.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = ["probabilities"]
+
+    def canary_ok(self, tolerance: float = 1e-5) -> bool:
+        """Score the recorded canary row; True if it matches the score recorded at import."""
+        row, expected = self._canary
+        return abs(self.score_rows(np.asarray([row], dtype=np.float32))[0] - expected) <= tolerance
+
+    def row(self, features: Any, where: str = "features") -> list[float]:
+        """One row in schema order from a list or a name→value mapping; InputError if bad."""
+        if isinstance(features, list):
+            if len(features) != len(self.feature_names):
+                raise InputError(
+                    f"{where}: expected {len(self.feature_names)} features, got {len(features)}"
+                )
+            values = features
+        elif isinstance(features, dict):
+            values = self._ordered(features, where)
+        else:
+            raise InputError(f"{where}: expected a list or an object of feature values")
+        for i, value in enumerate(values):
+            if type(value) not in _NUMBER_TYPES:
+                raise InputError(
+                    f"{where}: {self._label(i)} must be a number, got {_json_type(value)}"
+                )
+            if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+                raise InputError(f"{where}: {self._label(i)} must be a finite number")
+        return values
+
+    def _ordered(self, features: dict[str, Any], where: str) -> list[Any]:
+        unknown = [name for name in features if name not in self._index]
+        if unknown:
+            raise InputError(f"{where}: unknown feature(s): {', '.join(sorted(unknown)[:10])}")
+        if len(features) != len(self.feature_names):
+            missing = [name for name in self.feature_names if name not in features]
+            raise InputError(f"{where}: missing feature(s): {', '.join(missing[:10])}")
+        return [features[name] for name in self.feature_names]
+
+    def _label(self, i: int) -> str:
+        return f"feature {i} ({self.feature_names[i]})"
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Fraud probabilities for a float32 matrix of rows in schema order."""
+        return self._session.run(self._outputs, {self._input: rows})[0][:, 1]
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.name, "model_version": self.version}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "threshold": self.threshold,
+            "feature_names": self.feature_names,
+        }
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status, media_type="application/json")
+
+
+def _ok(payload: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(limit)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = " (NaN and Infinity are not numbers in JSON)" if _NON_FINITE.search(body) else ""
+        raise InputError(f"malformed JSON: {exc}{hint}") from None
+    if not isinstance(document, dict) or "features" not in document:
+        raise InputError('body must be a JSON object with a "features" field')
+    return document["features"]
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+
+
+def _scorer() -> Scorer:
+    return bentoml.get_current_service().scorer
+
+
+async def predict(request: Request) -> Response:
+    scorer = _scorer()
+    try:
+        row = scorer.row(await _read_json(request, ARGS.max_body_bytes))
+    except InputError as exc:
+        return _error(400, str(exc))
+    except _TooLarge as exc:
+        return _error(413, str(exc))
+    score = float(scorer.score_rows(np.asarray([row], dtype=np.float32))[0])
+    return _ok({"score": score, "label": int(score >= scorer.threshold), **scorer.identity()})
+
+
+async def predict_batch(request: Request) -> Response:
+    scorer = _scorer()
+    try:
+        features = await _read_json(request, ARGS.max_body_bytes)
+        if not isinstance(features, list) or not features:
+            raise InputError("features: expected a non-empty list of rows")
+        if len(features) > ARGS.max_batch_rows:
+            raise InputError(f"features: at most {ARGS.max_batch_rows} rows, got {len(features)}")
+        rows = [scorer.row(item, f"features[{i}]") for i, item in enumerate(features)]
+    except InputError as exc:
+        return _error(400, str(exc))
+    except _TooLarge as exc:
+        return _error(413, str(exc))
+    scores = scorer.score_rows(np.asarray(rows, dtype=np.float32)).astype(float)
+    return _ok(
+        {
+            "scores": scores.tolist(),
+            "labels": (scores >= scorer.threshold).astype(int).tolist(),
+            **scorer.identity(),
+        }
+    )
+
+
+async def model_info(request: Request) -> Response:
+    return _ok(_scorer().describe())
+
+
+app = Starlette(
+    routes=[
+        Route("/predict", predict, methods=["POST"]),
+        Route("/predict_batch", predict_batch, methods=["POST"]),
+        Route("/model", model_info, methods=["GET"]),
+    ]
+)
+
+ARGS = bentoml.use_arguments(BentoArgs)
+
+
+@bentoml.asgi_app(app, path="/")
+@bentoml.service(name="bentogate_model", traffic={"timeout": 10})
+class ModelService:
+    """Serves the one model version this Bento was built for."""
+
+    model_ref = bentoml.models.BentoModel(ARGS.model_tag)
+
+    def __init__(self) -> None:
+        stored = self.model_ref
+        metadata = stored.info.metadata
+        self.scorer = Scorer(
+            Path(stored.path),
+            name=str(metadata["model"]),
+            version=str(metadata["version"]),
+            expected_sha256=str(metadata["sha256"]),
+        )
+        # Ready only once the canary row scores as recorded at import: a broken or altered
+        # model never reports ready, and HAProxy's check (the same row) never marks it UP.
+        self.ready = self.scorer.canary_ok()
+
+    def __is_ready__(self) -> bool:
+        return self.ready
