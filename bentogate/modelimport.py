@@ -38,6 +38,8 @@ class Artifact:
     threshold: float
     reference_rows: np.ndarray
     reference_scores: np.ndarray
+    canary_served_score: float
+    parity_max_abs_diff: float
 
     @property
     def onnx_path(self) -> Path:
@@ -146,7 +148,8 @@ def import_xgboost(
     staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".import-"))
     try:
         (staging / ONNX_FILE).write_bytes(_to_onnx(booster, len(names)))
-        delta = float(np.max(np.abs(onnx_scores(staging / ONNX_FILE, rows) - expected)))
+        served = onnx_scores(staging / ONNX_FILE, rows)
+        delta = float(np.max(np.abs(served - expected)))
         if delta > PARITY_TOLERANCE:
             raise ModelImportError(
                 f"parity failed: max |ONNX - XGBoost| = {delta:.3g} > {PARITY_TOLERANCE:g}"
@@ -157,6 +160,9 @@ def import_xgboost(
             "threshold": threshold,
             "reference_rows": rows.tolist(),
             "reference_scores": expected.tolist(),
+            # What the served model answers for the canary, to the bit (same onnxruntime):
+            # the health check compares it as a string.
+            "canary_served_score": float(np.float32(served[0])),
             "parity_max_abs_diff": delta,
         }
         (staging / META_FILE).write_text(json.dumps(meta))
@@ -185,6 +191,8 @@ def load_artifact(directory: Path) -> Artifact:
         threshold=float(meta["threshold"]),
         reference_rows=np.asarray(meta["reference_rows"], dtype=np.float32),
         reference_scores=np.asarray(meta["reference_scores"], dtype=np.float64),
+        canary_served_score=float(meta["canary_served_score"]),
+        parity_max_abs_diff=float(meta["parity_max_abs_diff"]),
     )
 
 

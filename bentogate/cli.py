@@ -1,0 +1,225 @@
+"""``bentogate``: a thin shell over :mod:`bentogate.release`. Parse, call, print, exit.
+
+Exit codes: 0 success; 1 a refusal or failure (including a failed gate); 2 an inconclusive
+gate or a usage error. Errors are printed as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bentogate import release
+from bentogate.context import Context, Ref
+from bentogate.errors import BentogateError
+from bentogate.settings import Settings
+from bentogate.status import status_rows, status_table
+
+
+def _context(obj: dict[str, Any]) -> Context:
+    if "ctx" not in obj:
+        overrides: dict[str, Any] = {}
+        if obj.get("home"):
+            overrides["home"] = Path(obj["home"])
+        obj["ctx"] = Context(Settings(**overrides))
+    return obj["ctx"]
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _ref(_: click.Context, __: click.Parameter, value: str) -> Ref:
+    try:
+        return Ref.parse(value)
+    except BentogateError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group()
+@click.option("--home", type=click.Path(path_type=Path), help="State directory (BENTOGATE_HOME).")
+@click.pass_context
+def cli(click_ctx: click.Context, home: Path | None) -> None:
+    """Governed, load-gated, zero-downtime releases of BentoML models."""
+    click_ctx.ensure_object(dict)
+    click_ctx.obj["home"] = home
+    click_ctx.call_on_close(lambda: click_ctx.obj["ctx"].close() if "ctx" in click_ctx.obj else None)
+
+
+@cli.command()
+@click.pass_obj
+def init(obj: dict[str, Any]) -> None:
+    """Create the state directory and the governance DB schema."""
+    ctx = _context(obj)
+    release.init(ctx)
+    click.echo(f"initialised {ctx.settings.home} ({ctx.settings.database_url.split('://')[0]})")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reference", "reference_csv", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with the feature columns (and is_fraud): schema and reference rows.")
+@click.option("--developer", required=True, help="Who developed the model (the registrant).")
+@click.option("--owner", help="Accountable owner (default: the developer).")
+@click.option("--purpose", default="", help="What the model is for.")
+@click.option("--threshold", default=0.5, show_default=True, type=float)
+@click.option("--version", help="Version label (default: the next integer).")
+@click.pass_obj
+def register(obj: dict[str, Any], model: str, model_file: Path, reference_csv: Path,
+             developer: str, owner: str | None, purpose: str, threshold: float,
+             version: str | None) -> None:
+    """Import an XGBoost model file (ONNX + parity) as a new version of MODEL."""
+    info = release.register(_context(obj), model, model_file, reference_csv, developer=developer,
+                            owner=owner, purpose=purpose, threshold=threshold, version=version)
+    click.echo(f"registered {info.model}:{info.version} sha256 {info.sha256[:12]}")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--actor", required=True, help="The validator (not the developer).")
+@click.pass_obj
+def validate(obj: dict[str, Any], ref: Ref, holdout: Path, actor: str) -> None:
+    """Check parity and quality of REF (model:version) and record the validation."""
+    info = release.validate(_context(obj), ref, holdout, actor=actor)
+    click.echo(f"{ref}: {info.state}")
+    if str(info.state) == "rejected":
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True, help="The approver (neither developer nor validator).")
+@click.option("--comment", default="")
+@click.pass_obj
+def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
+    """Sign off REF for release."""
+    info = release.approve(_context(obj), ref, actor=actor, comment=comment)
+    click.echo(f"{ref}: {info.state} by {info.approver}")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.option("--containerize", "image_tag", flag_value="auto", default=None,
+              help="Also build a container image (needs a Docker engine).")
+@click.pass_obj
+def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> None:
+    """bentoml build REF into a versioned Bento (and export its .bento archive)."""
+    tag = f"{ref.model}:{ref.version}" if image_tag else None
+    info, archive = release.build(_context(obj), ref, actor=actor, image_tag=tag)
+    click.echo(f"built Bento {info.bento_tag}; archive {archive}")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.pass_obj
+def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int) -> None:
+    """Serve REF on its own port(s) behind HAProxy as the candidate."""
+    ctx = _context(obj)
+    release.deploy(ctx, ref, actor=actor, replicas=replicas)
+    model = ctx.registry.get_model(ref.model)
+    click.echo(f"{ref} staged; candidate port {ctx.candidate_port(model.production_port)}")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.pass_obj
+def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
+    """Load-test REF through HAProxy with Locust; exit 0 pass, 1 fail, 2 inconclusive."""
+    result = release.gate(_context(obj), ref, actor=actor, progress=_echo)
+    click.echo(f"gate {result.verdict}: report {result.report_html}")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.pass_obj
+def promote(obj: dict[str, Any], ref: Ref, actor: str) -> None:
+    """Cut production traffic over to the gated REF (blue-green)."""
+    info = release.promote(_context(obj), ref, actor=actor)
+    click.echo(f"{info.model}:{info.version} is live")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--actor", required=True)
+@click.pass_obj
+def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
+    """Give MODEL's production port back to its previous version."""
+    info = release.rollback(_context(obj), model, actor=actor)
+    click.echo(f"{info.model}:{info.version} is live again")
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.option("--reason", required=True)
+@click.pass_obj
+def retire(obj: dict[str, Any], ref: Ref, actor: str, reason: str) -> None:
+    """Stop REF and mark it retired (it stays in the inventory)."""
+    info = release.retire(_context(obj), ref, actor=actor, reason=reason)
+    click.echo(f"{ref}: {info.state}")
+
+
+@cli.command(name="release")
+@click.argument("ref", callback=_ref)
+@click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--validator", required=True)
+@click.option("--approver", required=True)
+@click.option("--actor", required=True, help="The release engineer.")
+@click.pass_obj
+def release_command(obj: dict[str, Any], ref: Ref, holdout: Path, validator: str,
+                    approver: str, actor: str) -> None:
+    """validate → approve → build → deploy → gate → promote REF, resuming where it stopped."""
+    actors = release.Actors(validator=validator, approver=approver, release=actor)
+    info = release.release(_context(obj), ref, holdout, actors=actors, progress=_echo)
+    click.echo(f"{info.model}:{info.version}: {info.state}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(obj: dict[str, Any], as_json: bool) -> None:
+    """Per port: model, version, role, health."""
+    rows = status_rows(_context(obj))
+    click.echo(json.dumps(rows, indent=2) if as_json else status_table(rows))
+
+
+@cli.command()
+@click.option("--keep-running", is_flag=True, help="Leave HAProxy and the live Bento up.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-data"),
+              show_default=True, help="Where the demo writes its models and data.")
+@click.pass_obj
+def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
+    """The whole story: train v1 and v2, v1 to production, then v2 through gate and cutover."""
+    from bentogate.demo import run_demo
+
+    ctx = _context(obj)
+    run_demo(ctx, workdir, keep_running=keep_running, progress=_echo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI, turn bentogate errors into a message and exit code."""
+    run: Callable[..., Any] = cli.main
+    try:
+        run(args=argv, prog_name="bentogate", standalone_mode=False)
+    except click.exceptions.Abort:
+        _echo("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BentogateError as exc:
+        _echo(f"error: {exc}")
+        sys.exit(exc.exit_code)

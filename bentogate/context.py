@@ -1,0 +1,117 @@
+"""What every release step works with: settings, the governance DB and this host's parts."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from bentogate.errors import ConfigError, NotFoundError
+from bentogate.settings import Settings
+from bentos.runtime import ProcessBackend
+from governance import Registry
+from haproxy import ProxyPaths, Sidecar
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
+
+
+@dataclass(frozen=True)
+class Ref:
+    """``<model>:<version>`` as the user types it."""
+
+    model: str
+    version: str
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        model, sep, version = text.partition(":")
+        if not sep or not model or not version:
+            raise ConfigError(f"expected <model>:<version>, got {text!r}")
+        return cls(model, version)
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass
+class Context:
+    """One host's view: built once by the CLI (or a test) and passed to every step."""
+
+    settings: Settings
+    project_dir: Path = PROJECT_DIR
+    _registry: Registry | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for directory in (
+            self.settings.home,
+            self.settings.artifacts_dir,
+            self.settings.haproxy_dir,
+            self.settings.run_dir,
+            self.settings.logs_dir,
+            self.settings.reports_dir,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.settings.database_url, environment=self.settings.environment)
+        return self._registry
+
+    @cached_property
+    def runtime(self) -> ProcessBackend:
+        return ProcessBackend(
+            self.settings.bentoml_home, self.settings.logs_dir, workers=self.settings.bento.workers
+        )
+
+    @cached_property
+    def sidecar(self) -> Sidecar:
+        return Sidecar(ProxyPaths(self.settings.haproxy_dir), self.settings.haproxy)
+
+    def candidate_port(self, production_port: int) -> int:
+        return production_port + 1
+
+    def next_production_port(self) -> int:
+        """The production port for a model not seen before: the first free slot in the plan."""
+        used = {model.production_port for model in self.registry.models()}
+        ports = self.settings.ports
+        port = ports.production_start
+        while port in used:
+            port += ports.production_step
+        return port
+
+    def free_backend_port(self, taken: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+        """The lowest backend port neither recorded as in use on this host nor bound."""
+        recorded = {d.port for d in self.registry.deployments(host=self.settings.host)}
+        ports = self.settings.ports
+        for port in range(ports.backend_start, ports.backend_end + 1):
+            if port not in recorded and port not in taken and _bindable(port):
+                return port
+        raise ConfigError(
+            f"no free backend port in {ports.backend_start}-{ports.backend_end} "
+            "(settings ports.backend_start/backend_end)"
+        )
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            probe.bind(("127.0.0.1", port))
+            return True
+    return False
+
+
+def artifact_dir(uri: str) -> Path:
+    """The artifact directory a version's ``artifact_uri`` names."""
+    path = Path(uri)
+    if not path.is_dir():
+        raise NotFoundError(f"artifact directory {path} is missing")
+    return path

@@ -1,0 +1,54 @@
+"""``bentogate demo``: the whole release story on the embedded default (SQLite, one host)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from bentogate import release
+from bentogate.context import Context, Ref
+from bentogate.data import make_demo_files
+from bentogate.status import status_rows, status_table
+
+MODEL = "fraud"
+
+
+def run_demo(
+    ctx: Context, workdir: Path, *, keep_running: bool, progress: release.Progress
+) -> list[dict[str, object]]:
+    """Train v1 and v2, take v1 to production, then v2 through gate and cutover.
+
+    Returns the final status rows (also printed). Without ``keep_running`` everything started
+    is stopped at the end; with it, HAProxy and the live Bento stay up for ``curl``.
+    """
+    release.init(ctx)
+    progress("training the reference models v1 and v2 on synthetic transactions")
+    files = make_demo_files(workdir)
+    actors = release.Actors(developer="dana.dev", validator="vic.validator", approver="ana.approver")
+    try:
+        for name in ("v1", "v2"):
+            info = release.register(ctx, MODEL, files[name], files["holdout"],
+                                    developer=actors.developer, purpose="card fraud scoring")
+            ref = Ref(MODEL, info.version)
+            progress(f"registered {ref} (sha256 {info.sha256[:12]})")
+            release.release(ctx, ref, files["holdout"], actors=actors, progress=progress)
+            progress(f"{ref} is live on port {ctx.registry.get_model(MODEL).production_port}")
+        rows = status_rows(ctx)
+        print(status_table(rows))
+        example = workdir / "example.json"
+        example.write_text(orjson.dumps({"features": _canary(ctx)}).decode())
+        port = ctx.registry.get_model(MODEL).production_port
+        progress(f"try: curl -s -XPOST 127.0.0.1:{port}/predict -d @{example}")
+        return rows
+    finally:
+        if not keep_running:
+            release.shutdown(ctx)
+
+
+def _canary(ctx: Context) -> list[float]:
+    from bentogate.context import artifact_dir
+    from bentogate.modelimport import load_artifact
+
+    live = ctx.registry.get_version(MODEL, str(ctx.registry.production_version(MODEL).version))
+    return load_artifact(artifact_dir(live.artifact_uri)).canary_row

@@ -1,0 +1,51 @@
+"""What runs where on this host: the DB's record joined with HAProxy's live view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bentogate.context import Context
+
+
+def status_rows(ctx: Context) -> list[dict[str, Any]]:
+    """One row per deployed server: port, model, version, role, state, HAProxy health."""
+    health = {}
+    if ctx.sidecar.is_running():
+        health = {(s.backend, s.server): s for s in ctx.sidecar.server_status()}
+    rows: list[dict[str, Any]] = []
+    for model in ctx.registry.models():
+        live = ctx.registry.production_version(model.name)
+        for deployment in ctx.registry.deployments(host=ctx.settings.host, model=model.name):
+            version = ctx.registry.get_version(model.name, deployment.version)
+            server = health.get(
+                (f"be_{model.name}_{deployment.version}", f"v{deployment.version}_{deployment.port}")
+            )
+            is_live = live is not None and live.version == deployment.version
+            rows.append(
+                {
+                    "model": model.name,
+                    "version": deployment.version,
+                    "state": str(version.state),
+                    "role": "live" if is_live else str(deployment.role),
+                    "production_port": model.production_port,
+                    "candidate_port": ctx.candidate_port(model.production_port),
+                    "backend_port": deployment.port,
+                    "health": server.status if server else "unknown",
+                    "check": f"{server.check_status} {server.last_chk}".strip() if server else "",
+                    "sessions": server.scur if server else 0,
+                }
+            )
+    return rows
+
+
+_COLUMNS = ("production_port", "model", "version", "role", "state", "backend_port", "health", "check")
+
+
+def status_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`status_rows`."""
+    if not rows:
+        return "nothing deployed on this host"
+    table = [list(_COLUMNS)] + [[str(row[c]) for c in _COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+                     for line in table).rstrip()

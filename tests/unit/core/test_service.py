@@ -1,0 +1,101 @@
+"""service.py's input contract and integrity checks, on a real ONNX artifact."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+from bentogate.data import make_transactions, train_xgboost
+from bentogate.modelimport import Artifact, import_xgboost
+
+
+@pytest.fixture(scope="module")
+def service() -> ModuleType:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    # What `bentoml serve` sets from the Bento's build arguments before importing service.py.
+    BentoMLContainer.bento_arguments.set({"model_tag": "fraud:1"})
+    spec = importlib.util.spec_from_file_location("bentogate_service", PROJECT_DIR / "service.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bentogate_service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    data = make_transactions(2000, seed=5)
+    path = tmp_path_factory.mktemp("m") / "m.json"
+    train_xgboost(data, n_estimators=10, max_depth=3).save_model(str(path))  # type: ignore[attr-defined]
+    return import_xgboost(path, data, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def scorer(service: ModuleType, artifact: Artifact) -> Any:
+    return service.Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+
+
+def test_canary_scores_as_recorded(scorer: Any, artifact: Artifact) -> None:
+    assert scorer.canary_ok()
+    rows = artifact.reference_rows[:5]
+    assert np.allclose(scorer.score_rows(rows), artifact.reference_scores[:5], atol=1e-5)
+
+
+def test_named_and_ordered_inputs_score_the_same(scorer: Any, artifact: Artifact) -> None:
+    row = artifact.canary_row
+    named = dict(zip(artifact.feature_names, row, strict=True))
+    assert scorer.row(named) == row
+    assert scorer.row(list(reversed(row))) != row
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ([1.0, 2.0], "expected 220 features, got 2"),
+        ({"amount": 1.0}, "missing feature(s): amount_log"),
+        ({"bogus": 1.0}, "unknown feature(s): bogus"),
+        ("x", "expected a list or an object"),
+        (["x"] + [0.0] * 219, "feature 0 (amount) must be a number, got a string"),
+        ([None] + [0.0] * 219, "must be a number, got null"),
+        ([True] + [0.0] * 219, "must be a number, got a boolean"),
+        ([math.nan] + [0.0] * 219, "feature 0 (amount) must be a finite number"),
+        ([0.0, math.inf] + [0.0] * 218, "feature 1 (amount_log) must be a finite number"),
+        ([1e39] + [0.0] * 219, "must be a finite number"),
+    ],
+)
+def test_bad_rows_are_refused_naming_the_problem(
+    service: ModuleType, scorer: Any, features: Any, message: str
+) -> None:
+    with pytest.raises(service.InputError) as caught:
+        scorer.row(features)
+    assert message in str(caught.value)
+
+
+def test_a_model_file_changed_after_approval_refuses_to_load(
+    service: ModuleType, artifact: Artifact
+) -> None:
+    with pytest.raises(RuntimeError, match="differs from the approved"):
+        service.Scorer(artifact.directory, name="fraud", version="1", expected_sha256="0" * 64)
+
+
+def test_a_model_scoring_unlike_its_record_is_not_ready(
+    service: ModuleType, artifact: Artifact, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(artifact.onnx_path.read_bytes())
+    meta = json.loads((artifact.directory / "meta.json").read_text())
+    meta["reference_scores"][0] += 0.01
+    (broken / "meta.json").write_text(json.dumps(meta))
+    scorer = service.Scorer(broken, name="fraud", version="1", expected_sha256=artifact.sha256)
+    assert not scorer.canary_ok()
