@@ -48,7 +48,9 @@ def cli(click_ctx: click.Context, home: Path | None) -> None:
     """Governed, load-gated, zero-downtime releases of BentoML models."""
     click_ctx.ensure_object(dict)
     click_ctx.obj["home"] = home
-    click_ctx.call_on_close(lambda: click_ctx.obj["ctx"].close() if "ctx" in click_ctx.obj else None)
+    click_ctx.call_on_close(
+        lambda: click_ctx.obj["ctx"].close() if "ctx" in click_ctx.obj else None
+    )
 
 
 @cli.command()
@@ -63,21 +65,42 @@ def init(obj: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("model")
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--reference", "reference_csv", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with the feature columns (and is_fraud): schema and reference rows.")
+@click.option(
+    "--reference",
+    "reference_csv",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with the feature columns (and is_fraud): schema and reference rows.",
+)
 @click.option("--developer", required=True, help="Who developed the model (the registrant).")
 @click.option("--owner", help="Accountable owner (default: the developer).")
 @click.option("--purpose", default="", help="What the model is for.")
 @click.option("--threshold", default=0.5, show_default=True, type=float)
 @click.option("--version", help="Version label (default: the next integer).")
 @click.pass_obj
-def register(obj: dict[str, Any], model: str, model_file: Path, reference_csv: Path,
-             developer: str, owner: str | None, purpose: str, threshold: float,
-             version: str | None) -> None:
+def register(
+    obj: dict[str, Any],
+    model: str,
+    model_file: Path,
+    reference_csv: Path,
+    developer: str,
+    owner: str | None,
+    purpose: str,
+    threshold: float,
+    version: str | None,
+) -> None:
     """Import an XGBoost model file (ONNX + parity) as a new version of MODEL."""
-    info = release.register(_context(obj), model, model_file, reference_csv, developer=developer,
-                            owner=owner, purpose=purpose, threshold=threshold, version=version)
+    info = release.register(
+        _context(obj),
+        model,
+        model_file,
+        reference_csv,
+        developer=developer,
+        owner=owner,
+        purpose=purpose,
+        threshold=threshold,
+        version=version,
+    )
     click.echo(f"registered {info.model}:{info.version} sha256 {info.sha256[:12]}")
 
 
@@ -108,8 +131,13 @@ def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
 @cli.command()
 @click.argument("ref", callback=_ref)
 @click.option("--actor", required=True)
-@click.option("--containerize", "image_tag", flag_value="auto", default=None,
-              help="Also build a container image (needs a Docker engine).")
+@click.option(
+    "--containerize",
+    "image_tag",
+    flag_value="auto",
+    default=None,
+    help="Also build a container image (needs a Docker engine).",
+)
 @click.pass_obj
 def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> None:
     """bentoml build REF into a versioned Bento (and export its .bento archive)."""
@@ -179,8 +207,9 @@ def retire(obj: dict[str, Any], ref: Ref, actor: str, reason: str) -> None:
 @click.option("--approver", required=True)
 @click.option("--actor", required=True, help="The release engineer.")
 @click.pass_obj
-def release_command(obj: dict[str, Any], ref: Ref, holdout: Path, validator: str,
-                    approver: str, actor: str) -> None:
+def release_command(
+    obj: dict[str, Any], ref: Ref, holdout: Path, validator: str, approver: str, actor: str
+) -> None:
     """validate → approve → build → deploy → gate → promote REF, resuming where it stopped."""
     actors = release.Actors(validator=validator, approver=approver, release=actor)
     info = release.release(_context(obj), ref, holdout, actors=actors, progress=_echo)
@@ -198,8 +227,13 @@ def status(obj: dict[str, Any], as_json: bool) -> None:
 
 @cli.command()
 @click.option("--keep-running", is_flag=True, help="Leave HAProxy and the live Bento up.")
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo-data"),
-              show_default=True, help="Where the demo writes its models and data.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Where the demo writes its models and data.",
+)
 @click.pass_obj
 def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
     """The whole story: train v1 and v2, v1 to production, then v2 through gate and cutover."""

@@ -57,7 +57,9 @@ class Context:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry(self.settings.database_url, environment=self.settings.environment)
+            self._registry = Registry(
+                self.settings.database_url, environment=self.settings.environment
+            )
         return self._registry
 
     @cached_property

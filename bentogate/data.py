@@ -47,7 +47,7 @@ LABEL = "is_fraud"
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features (float32, rows × len(FEATURE_NAMES)) and 0/1 fraud labels."""
+    """Features (float32, rows x len(FEATURE_NAMES)) and 0/1 fraud labels."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -106,7 +106,7 @@ def make_transactions(n_rows: int, seed: int = 7) -> Dataset:
     logit = (
         -6.1
         + 3.0 * base[:, 4]  # merchant risk
-        + 40.0 * base[:, 17] * base[:, 18]  # device × ip risk interaction
+        + 40.0 * base[:, 17] * base[:, 18]  # device x ip risk interaction
         + 1.2 * base[:, 15]  # foreign
         + 0.9 * (base[:, 13] > 0)  # recent declines
         + 1.5 * ((hour < 5) & (base[:, 16] > 0))  # night-time online

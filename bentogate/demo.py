@@ -25,11 +25,19 @@ def run_demo(
     release.init(ctx)
     progress("training the reference models v1 and v2 on synthetic transactions")
     files = make_demo_files(workdir)
-    actors = release.Actors(developer="dana.dev", validator="vic.validator", approver="ana.approver")
+    actors = release.Actors(
+        developer="dana.dev", validator="vic.validator", approver="ana.approver"
+    )
     try:
         for name in ("v1", "v2"):
-            info = release.register(ctx, MODEL, files[name], files["holdout"],
-                                    developer=actors.developer, purpose="card fraud scoring")
+            info = release.register(
+                ctx,
+                MODEL,
+                files[name],
+                files["holdout"],
+                developer=actors.developer,
+                purpose="card fraud scoring",
+            )
             ref = Ref(MODEL, info.version)
             progress(f"registered {ref} (sha256 {info.sha256[:12]})")
             release.release(ctx, ref, files["holdout"], actors=actors, progress=progress)

@@ -3,7 +3,7 @@
 An artifact is a content-addressed directory ``<artifacts>/<sha256 of model.onnx>/`` holding
 ``model.onnx`` (what is served), the original XGBoost file (what parity is checked against)
 and ``meta.json``: feature schema, decision threshold, reference rows with their XGBoost
-scores, and the canary row the health check sends. Parity (max |ONNX − XGBoost| on the
+scores, and the canary row the health check sends. Parity (max |ONNX - XGBoost| on the
 reference rows) must be within :data:`PARITY_TOLERANCE` or the import is refused.
 """
 
@@ -207,7 +207,11 @@ def check_parity(artifact: Artifact) -> dict[str, float | bool]:
             )
         )
     )
-    return {"max_abs_diff": delta, "tolerance": PARITY_TOLERANCE, "passed": delta <= PARITY_TOLERANCE}
+    return {
+        "max_abs_diff": delta,
+        "tolerance": PARITY_TOLERANCE,
+        "passed": delta <= PARITY_TOLERANCE,
+    }
 
 
 def quality(artifact: Artifact, holdout: Dataset) -> dict[str, float]:

@@ -26,7 +26,7 @@ from bentogate.modelimport import check_parity, import_xgboost, load_artifact, q
 from bentogate.routing import desired_spec
 from bentos.build import VersionSpec, build_bento, containerize, export_bento
 from bentos.runtime import Handle
-from governance import Role, VersionInfo
+from governance import Role, State, VersionInfo
 from loadtest import GatePolicy, GateResult, Target, run_gate
 
 Progress = Callable[[str], None]
@@ -95,7 +95,9 @@ def validate(ctx: Context, ref: Ref, holdout_csv: Path, *, actor: str) -> Versio
         results["production"] = {"version": live.version, "quality": baseline}
         results["max_auc_drop"] = MAX_AUC_DROP
         passed = passed and measured["auc"] >= baseline["auc"] - MAX_AUC_DROP
-    return ctx.registry.validate(ref.model, ref.version, actor=actor, results=results, passed=passed)
+    return ctx.registry.validate(
+        ref.model, ref.version, actor=actor, results=results, passed=passed
+    )
 
 
 def approve(ctx: Context, ref: Ref, *, actor: str, comment: str = "") -> VersionInfo:
@@ -157,7 +159,11 @@ def _start_replicas(ctx: Context, ref: Ref, replicas: int, role: Role) -> list[H
         raise
     for handle in handles:
         ctx.registry.record_deployment(
-            ref.model, ref.version, host=ctx.settings.host, port=handle.port, pid=handle.pid,
+            ref.model,
+            ref.version,
+            host=ctx.settings.host,
+            port=handle.port,
+            pid=handle.pid,
             role=role,
         )
     return handles
@@ -202,7 +208,8 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
     out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
     result = run_gate(
         Target(
-            "candidate", f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}",
+            "candidate",
+            f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}",
             ref.version,
         ),
         artifact.reference_rows.astype(float).tolist(),
@@ -266,6 +273,14 @@ def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None) -> None:
     apply_routes(ctx)
 
 
+def _ensure_running(ctx: Context, ref: Ref, role: Role) -> None:
+    """Start the version (one replica) if this host runs none of it; wait until it is healthy."""
+    if not _handles(ctx, ref.model, ref.version):
+        _start_replicas(ctx, ref, 1, role)
+        apply_routes(ctx)
+    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
+
+
 def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     """Blue-green: the gated candidate takes the production port; the old live drains, stops.
 
@@ -273,11 +288,19 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     one production version, promotions serialized); then HAProxy switches and confirms.
     """
     previous = ctx.registry.production_version(ref.model)
-    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
+    if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
+        # Warm and healthy before the DB records anything (governance still decides below).
+        _ensure_running(ctx, ref, Role.CANDIDATE)
     promoted = ctx.registry.promote(
         ref.model, ref.version, actor=actor, sha256=_served_sha256(ctx, ref)
     )
-    _cut_over(ctx, ref, previous)
+    try:
+        _cut_over(ctx, ref, previous)
+    except BentogateError:
+        # HAProxy refused the switch: the DB must keep saying what really serves traffic.
+        if previous is not None:
+            ctx.registry.rollback(ref.model, actor=actor)
+        raise
     return promoted
 
 
@@ -288,10 +311,7 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
     if previous is None:
         raise NotFoundError(f"{model} has no previous production version to roll back to")
     ref = Ref(model, previous.version)
-    if not _handles(ctx, model, previous.version):
-        _start_replicas(ctx, ref, 1, Role.PREVIOUS)
-        apply_routes(ctx)
-    ctx.sidecar.wait_healthy(model, previous.version, timeout=ctx.settings.bento.ready_timeout_s)
+    _ensure_running(ctx, ref, Role.PREVIOUS)
     _served_sha256(ctx, ref)
     restored = ctx.registry.rollback(model, actor=actor)
     _cut_over(ctx, ref, current)
@@ -361,8 +381,10 @@ def shutdown(ctx: Context) -> None:
     """Stop every Bento this host runs and its HAProxy; the DB records them as stopped."""
     for deployment in ctx.registry.deployments(host=ctx.settings.host):
         handle = Handle(
-            tag=f"{deployment.model}:{deployment.version}", port=deployment.port,
-            pid=deployment.pid, log_path=Path(),
+            tag=f"{deployment.model}:{deployment.version}",
+            port=deployment.port,
+            pid=deployment.pid,
+            log_path=Path(),
         )
         ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
         ctx.registry.end_deployment(deployment.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,7 +79,7 @@ class GateSettings(BaseModel):
     max_error_ratio: float = Field(0.001, description="Failed / all requests.")
     min_samples: int = Field(1000, description="Fewer measured requests is inconclusive.")
     max_regression: float = Field(
-        1.5, description="Candidate p99 may be at most this × live p99 from the same run."
+        1.5, description="Candidate p99 may be at most this x live p99 from the same run."
     )
 
 
@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     haproxy: HAProxySettings = HAProxySettings()
     bento: BentoSettings = BentoSettings()
     gate: GateSettings = GateSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Child processes (bentoml, haproxy, locust) run in other directories.
+        return home.expanduser().resolve()
 
     @classmethod
     def settings_customise_sources(

@@ -18,7 +18,10 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
         for deployment in ctx.registry.deployments(host=ctx.settings.host, model=model.name):
             version = ctx.registry.get_version(model.name, deployment.version)
             server = health.get(
-                (f"be_{model.name}_{deployment.version}", f"v{deployment.version}_{deployment.port}")
+                (
+                    f"be_{model.name}_{deployment.version}",
+                    f"v{deployment.version}_{deployment.port}",
+                )
             )
             is_live = live is not None and live.version == deployment.version
             rows.append(
@@ -38,7 +41,16 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-_COLUMNS = ("production_port", "model", "version", "role", "state", "backend_port", "health", "check")
+_COLUMNS = (
+    "production_port",
+    "model",
+    "version",
+    "role",
+    "state",
+    "backend_port",
+    "health",
+    "check",
+)
 
 
 def status_table(rows: list[dict[str, Any]]) -> str:
@@ -47,5 +59,6 @@ def status_table(rows: list[dict[str, Any]]) -> str:
         return "nothing deployed on this host"
     table = [list(_COLUMNS)] + [[str(row[c]) for c in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
-                     for line in table).rstrip()
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in table
+    ).rstrip()

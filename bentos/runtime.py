@@ -107,9 +107,13 @@ class ProcessBackend:
         self._home = bentoml_home
         self._logs = logs_dir
         self._workers = workers
+        # Children started here, kept to reap them; Bentos started by an earlier bentogate
+        # process are found by pid alone.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, tag: str, port: int) -> Handle:
         """Start serving ``tag`` on 127.0.0.1:``port``; does not wait for readiness."""
+        self._reap()
         if http_status(port, "/livez") is not None:
             raise RuntimeBackendError(f"port {port} is already in use")
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -134,36 +138,59 @@ class ProcessBackend:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._children[process.pid] = process
         return Handle(tag=tag, port=port, pid=process.pid, log_path=log_path)
 
     def wait_ready(self, handle: Handle, timeout: float) -> None:
         """Return once ``/readyz`` is 200; RuntimeBackendError if it dies or times out."""
         _wait_ready(self, handle, timeout)
 
+    def _reap(self) -> None:
+        """Collect children that died without a stop() (killed, crashed): no zombies."""
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
     def is_alive(self, handle: Handle) -> bool:
-        return handle.pid is not None and pid_alive(handle.pid)
+        if handle.pid is None:
+            return False
+        child = self._children.get(handle.pid)
+        if child is not None:
+            return child.poll() is None
+        return pid_alive(handle.pid)
 
     def stop(self, handle: Handle, timeout: float) -> None:
-        """SIGTERM the Bento's process group, wait up to ``timeout``, then SIGKILL it."""
+        """SIGTERM the Bento's server, wait up to ``timeout``, then SIGKILL its whole tree."""
         if handle.pid is None:
             return
-        _signal_group(handle.pid, signal.SIGTERM)
+        # BentoML's workers run in sessions of their own: find them while their parent lives.
+        tree = process_tree(handle.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(handle.pid, os.WNOHANG)
-            if not pid_alive(handle.pid):
-                break
+        while time.monotonic() < deadline and any(pid_alive(pid) for pid in tree):
             time.sleep(_POLL_S)
-        # The group may hold workers that outlive their parent: kill whatever is left.
-        _signal_group(handle.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(handle.pid, os.WNOHANG)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        child = self._children.pop(handle.pid, None)
+        if child is not None:
+            child.wait(timeout=5)
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc), parents first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
 
 
 def docker_engine_available(timeout: float = 5.0) -> bool:
@@ -185,7 +212,9 @@ def docker_engine_available(timeout: float = 5.0) -> bool:
 class DockerBackend:
     """A containerized Bento: ``docker run -p 127.0.0.1:<port>:3000 <image>``."""
 
-    def __init__(self, logs_dir: Path, *, image_for: dict[str, str], docker: str = "docker") -> None:
+    def __init__(
+        self, logs_dir: Path, *, image_for: dict[str, str], docker: str = "docker"
+    ) -> None:
         self._logs = logs_dir
         self._images = image_for
         self._docker = docker
@@ -212,7 +241,9 @@ class DockerBackend:
 
     def _run(self, args: list[str], timeout: float = 60.0) -> str:
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RuntimeBackendError(f"{' '.join(args[:3])}: {exc}") from exc
         if done.returncode != 0:

@@ -51,7 +51,9 @@ def test_csv_round_trip(tmp_path: Path, data: Dataset) -> None:
     small = Dataset(data.features[:20], data.labels[:20])
     back = read_csv(write_csv(small, tmp_path / "d.csv"))
     assert back.feature_names == small.feature_names
-    assert np.array_equal(back.features, small.features) and np.array_equal(back.labels, small.labels)
+    assert np.array_equal(back.features, small.features) and np.array_equal(
+        back.labels, small.labels
+    )
 
 
 def test_import_stores_a_content_addressed_artifact_with_parity(

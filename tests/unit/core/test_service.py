@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parents[3]
 from bentogate.data import make_transactions, train_xgboost
 from bentogate.modelimport import Artifact, import_xgboost
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 @pytest.fixture(scope="module")
 def scorer(service: ModuleType, artifact: Artifact) -> Any:
-    return service.Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+    return service.Scorer(
+        artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256
+    )
 
 
 def test_canary_scores_as_recorded(scorer: Any, artifact: Artifact) -> None:

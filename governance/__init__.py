@@ -1,0 +1,26 @@
+"""The model-governance database: inventory, immutable versions, evidence (validations,
+approvals, gate runs), deployments, lifecycle rules and a hash-chained audit log.
+
+Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. Start with
+``Registry(url).upgrade()``; every refused action raises a :class:`bentogate.errors.GovernanceError`
+(or :class:`~bentogate.errors.NotFoundError`) whose message names the rule, and is audited.
+"""
+
+from governance.info import AuditEntry, DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
+from governance.registry import Registry
+from governance.states import TRANSITIONS, Action, Role, State, Verdict, check_transition
+
+__all__ = [
+    "TRANSITIONS",
+    "Action",
+    "AuditEntry",
+    "DeploymentInfo",
+    "GateRunInfo",
+    "ModelInfo",
+    "Registry",
+    "Role",
+    "State",
+    "Verdict",
+    "VersionInfo",
+    "check_transition",
+]

@@ -1,0 +1,218 @@
+"""The append-only audit log: every transition and every refused attempt is one row, chained
+to the previous row by sha256.
+
+``hash = sha256(canonical JSON of [id, at, environment, actor, action, model, version,
+from_state, to_state, outcome, reason, payload, prev_hash])``. The first row's ``prev_hash``
+is 64 zeros. The one-row ``audit_head`` table holds the last id and hash: appends lock it (so
+the chain is linear even on PostgreSQL, where writers of different models run concurrently),
+and :func:`verify` compares it with the log, so deleting the newest rows is detected too.
+Editing or deleting any row without recomputing every later hash (and the head) is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from governance.info import AuditEntry
+from governance.schema import GENESIS_HASH, AuditHead, AuditRow
+from governance.states import Outcome
+
+
+@dataclass
+class Record:
+    """What one audit row says, before it is chained."""
+
+    environment: str
+    actor: str
+    action: str
+    outcome: Outcome
+    reason: str
+    at: datetime
+    model: str | None = None
+    version: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_json(value: Any) -> str:
+    """Return ``value`` as deterministic JSON (sorted keys, no spaces; non-JSON values as
+    strings, non-finite floats as strings so every database and parser round-trips it)."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [_jsonable(v) for v in items]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def row_hash(row: AuditRow) -> str:
+    """Return the sha256 (hex) a row must carry, computed from its stored fields."""
+    at = row.at.astimezone(UTC).isoformat(timespec="microseconds")
+    fields = [
+        row.id,
+        at,
+        row.environment,
+        row.actor,
+        str(row.action),
+        row.model,
+        row.version,
+        row.from_state,
+        row.to_state,
+        str(row.outcome),
+        row.reason,
+        row.payload,
+        row.prev_hash,
+    ]
+    text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def append(session: Session, record: Record) -> AuditRow:
+    """Append ``record`` as the next chained row (inside the caller's transaction) and return it.
+
+    Locks the head row (``SELECT … FOR UPDATE``), so it must come after any model row lock the
+    transaction takes: every transaction locks models first, then the head, never the reverse.
+    """
+    head = session.execute(
+        sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one()
+    row = AuditRow(
+        id=head.last_id + 1,
+        at=record.at.astimezone(UTC),
+        environment=record.environment,
+        actor=record.actor,
+        action=str(record.action),
+        model=record.model,
+        version=record.version,
+        from_state=None if record.from_state is None else str(record.from_state),
+        to_state=None if record.to_state is None else str(record.to_state),
+        outcome=record.outcome,
+        reason=record.reason,
+        payload=canonical_json(record.payload),
+        prev_hash=head.last_hash,
+    )
+    row.hash = row_hash(row)
+    session.add(row)
+    head.last_id, head.last_hash = row.id, row.hash
+    session.flush()
+    return row
+
+
+def entries(
+    session: Session, environment: str, model: str | None = None, version: str | None = None
+) -> list[AuditEntry]:
+    """Return the audit rows of ``environment`` (optionally one model/version), oldest first."""
+    query = sa.select(AuditRow).where(AuditRow.environment == environment)
+    if model is not None:
+        query = query.where(AuditRow.model == model)
+    if version is not None:
+        query = query.where(AuditRow.version == version)
+    return [to_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
+
+
+def to_entry(row: AuditRow) -> AuditEntry:
+    """Return the public view of an audit row."""
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        model=row.model,
+        version=row.version,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        outcome=str(row.outcome),
+        reason=row.reason,
+        payload=json.loads(row.payload),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        environment=row.environment,
+    )
+
+
+def verify(session: Session) -> tuple[bool, int | None, str]:
+    """Walk the whole chain (all environments). Return ``(True, None, summary)`` if intact,
+    else ``(False, id of the first broken or missing row, what is wrong)``."""
+    query = sa.select(AuditRow).order_by(AuditRow.id).execution_options(yield_per=500)
+    result = session.execute(query)
+    try:
+        count, last_hash, broken = _walk(result.scalars())
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL: close it even when stopping early
+    if broken is not None:
+        return False, broken[0], broken[1]
+    return _check_head(session, count, last_hash)
+
+
+def _walk(rows: Iterable[AuditRow]) -> tuple[int, str, tuple[int, str] | None]:
+    """Return (rows checked, last hash, first problem as (row id, message) or None)."""
+    expected_id, expected_prev = 1, GENESIS_HASH
+    for row in rows:
+        if row.id != expected_id:
+            return (
+                0,
+                "",
+                (
+                    expected_id,
+                    f"audit row {expected_id} is missing (next row is {row.id}): rows were deleted",
+                ),
+            )
+        if row_hash(row) != row.hash:
+            return 0, "", (row.id, f"audit row {row.id}: content does not match its hash (edited)")
+        if row.prev_hash != expected_prev:
+            # this row is self-consistent, so the link broke on the other side
+            if row.id == 1:
+                return 0, "", (1, "audit row 1 does not start the chain (prev_hash is not genesis)")
+            return (
+                0,
+                "",
+                (
+                    row.id - 1,
+                    f"audit row {row.id - 1}: its hash was rewritten "
+                    f"(row {row.id} links to another)",
+                ),
+            )
+        expected_id, expected_prev = row.id + 1, row.hash
+    return expected_id - 1, expected_prev, None
+
+
+def _check_head(session: Session, count: int, last_hash: str) -> tuple[bool, int | None, str]:
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return False, None, "audit head row is missing"
+    if head.last_id > count:
+        return (
+            False,
+            count + 1,
+            (f"audit rows {count + 1}..{head.last_id} are missing: the newest rows were deleted"),
+        )
+    if head.last_id < count:
+        return (
+            False,
+            head.last_id + 1,
+            (
+                f"audit row {head.last_id + 1} was not appended through governance "
+                f"(the head ends at row {head.last_id})"
+            ),
+        )
+    if head.last_hash != last_hash:
+        return False, head.last_id, f"audit head does not match audit row {head.last_id}'s hash"
+    return True, None, f"audit chain intact: {count} rows"

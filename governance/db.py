@@ -1,0 +1,139 @@
+"""Engines, transactions and the one place where SQLAlchemy/DB-API errors become bentogate errors.
+
+SQLite: WAL journal, ``foreign_keys=ON``, a generous busy timeout, and the driver's implicit
+transaction handling turned off so that write transactions start with ``BEGIN IMMEDIATE``
+(writers serialize up front instead of failing at commit). PostgreSQL: READ COMMITTED plus
+``SELECT … FOR UPDATE`` on the model row (see :mod:`governance.queries`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from bentogate.errors import BentogateError, ConcurrentChange, ConfigError, GovernanceError
+
+#: seconds a SQLite writer waits for the lock before giving up
+SQLITE_BUSY_TIMEOUT_S = 60.0
+#: PostgreSQL SQLSTATEs that mean "someone else got there first"
+_PG_CONFLICT = {"40001", "40P01", "55P03"}
+#: constraint / index name → the rule it enforces (used in messages)
+CONSTRAINT_RULES = {
+    "uq_versions_one_production": "at most one production version per model",
+    "uq_versions_model_id_version": "version numbers are unique per model",
+    "uq_models_environment_name": "model names are unique per environment",
+    "uq_models_environment_production_port": "production ports are unique per environment",
+    "uq_deployments_active_port": "one active deployment per host port",
+    "uq_audit_log_prev_hash": "the audit chain cannot fork",
+}
+_WRITE = "governance_write"
+
+
+def make_engine(url: str) -> sa.Engine:
+    """Return an engine for ``url`` (no connection is made yet). Raises :class:`ConfigError`
+    for a URL SQLAlchemy cannot parse or load a driver for."""
+    try:
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            engine = sa.create_engine(
+                parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+            )
+            _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
+            return engine
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=3)
+    except (exc.ArgumentError, exc.NoSuchModuleError, ValueError) as err:
+        raise ConfigError(f"unusable governance database URL {_safe(url)}: {err}") from err
+
+
+def _configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        if not in_memory and cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """Sessions over one engine: :meth:`write` for changes, :meth:`read` for queries."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._writes = sessionmaker(
+            bind=self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+        self._reads = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """Yield a session in a write transaction, committed on success, rolled back on any
+        error. Does not translate errors (callers know what was attempted)."""
+        with self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """Yield a session for queries; DB errors are translated (see :func:`translate`)."""
+        try:
+            with self._reads.begin() as session:
+                yield session
+        except exc.SQLAlchemyError as err:
+            raise translate(err, self.url) from err
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> BentogateError:
+    """Return the bentogate error for a SQLAlchemy error.
+
+    Constraint violations and lock conflicts → :class:`ConcurrentChange` naming the rule;
+    a missing schema or an unreachable database → :class:`ConfigError`; anything else →
+    :class:`GovernanceError`. ``refusal`` (e.g. ``"refused: promote fraud:3 — "``) prefixes
+    the message.
+    """
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip().splitlines()[0]
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if "append-only" in text or "immutable" in text:  # the guards of migration 0002
+        return GovernanceError(f"{refusal}{text} (enforced by the database)")
+    if isinstance(err, exc.IntegrityError):
+        rule = next((r for n, r in CONSTRAINT_RULES.items() if n in str(orig)), None)
+        what = f"{rule} (enforced by the database)" if rule else f"database constraint: {text}"
+        return ConcurrentChange(f"{refusal}another change committed first; {what}")
+    if sqlstate in _PG_CONFLICT or "database is locked" in text:
+        return ConcurrentChange(f"{refusal}another change holds the lock ({text}); retry")
+    if sqlstate == "42P01" or "no such table" in text:
+        return ConfigError(
+            f"the governance schema is missing in {_safe(url)}: call Registry.upgrade() ({text})"
+        )
+    if isinstance(err, exc.OperationalError | exc.InterfaceError):
+        return ConfigError(f"cannot use the governance database {_safe(url)}: {text}")
+    return GovernanceError(f"{refusal}database error: {text}")
+
+
+def _safe(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "<unparseable URL>"

@@ -1,0 +1,67 @@
+"""Alembic, driven programmatically: no ``alembic.ini`` needed anywhere.
+
+The scripts live in ``governance/migrations/versions``; the version table is
+``governance_alembic_version`` so a shared database can hold other Alembic histories.
+Migrations run on the caller's connection inside one transaction that first takes a lock
+(``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two processes upgrading
+at once serialize instead of racing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+VERSION_TABLE = "governance_alembic_version"
+_LOCK_KEY = 0x6276_6761  # arbitrary, constant: "bvga"
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """Return an Alembic config for the governance scripts, bound to ``connection`` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("version_table", VERSION_TABLE)
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest revision the code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """Return the revision the database is at (``None`` if never migrated)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision``, creating a SQLite file's directory first.
+    Raises SQLAlchemy errors (callers translate)."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    _run(engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(engine: sa.Engine, revision: str = "base") -> None:
+    """Migrate the database down to ``revision`` (``"base"``: drop every governance table)."""
+    _run(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _run(engine: sa.Engine, step: object) -> None:
+    write = engine.execution_options(governance_write=True)
+    with write.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        step(alembic_config(conn))  # type: ignore[operator]

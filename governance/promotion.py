@@ -1,0 +1,166 @@
+"""Promotion and rollback: the release rules and the one-transaction switch of production.
+
+Rules (both for promote and rollback): the version is gated; the sha256 the caller measured on
+the artifact equals the registered one and carries a valid approval; a build is recorded and a
+passed gate is newer than it. The switch demotes the old production version (→ gated,
+"superseded") and flushes before promoting, so the partial unique index never sees two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
+from governance import queries
+from governance.attempt import Attempt
+from governance.info import VersionInfo
+from governance.lifecycle import locked_version
+from governance.schema import Approval, Deployment, GateRun, Model, Version
+from governance.states import Action, Role, State, Verdict, check_transition
+
+
+def promote(session: Session, attempt: Attempt, *, sha256: str) -> VersionInfo:
+    """gated → production; the old production version → gated. Returns the new production."""
+    model, row = locked_version(session, attempt)
+    attempt.to_state = State.PRODUCTION
+    check_transition(Action.PROMOTE, State(row.state), State.PRODUCTION, subject=attempt.subject)
+    evidence = check_release_rules(session, attempt, row, sha256)
+    _switch(session, attempt, model, row, evidence)
+    return queries.version_info(row, model.name)
+
+
+def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> VersionInfo:
+    """The most recently demoted (still gated) version → production; production → gated."""
+    assert attempt.model is not None
+    model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
+    row = queries.previous_row(session, model)
+    attempt.to_state = State.PRODUCTION
+    if row is None:
+        attempt.refuse(
+            NotFoundError,
+            f"{model.name} has no demoted version to return to",
+            "rollback needs a previous production version",
+        )
+    attempt.version, attempt.from_state = row.version, State(row.state)
+    check_transition(Action.ROLLBACK, State(row.state), State.PRODUCTION, subject=attempt.subject)
+    evidence = check_release_rules(session, attempt, row, sha256 or row.sha256)
+    _switch(session, attempt, model, row, evidence)
+    return queries.version_info(row, model.name)
+
+
+def check_release_rules(
+    session: Session, attempt: Attempt, row: Version, sha256: str
+) -> dict[str, object]:
+    """Return the evidence (approval id, gate run id) allowing ``row`` into production.
+
+    Raises :class:`IntegrityError` if ``sha256`` differs from the registered or approved bytes,
+    :class:`IllegalTransition` without a valid approval, a build, or a pass newer than it.
+    """
+    attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
+    if sha256 != row.sha256:
+        attempt.refuse(
+            IntegrityError,
+            f"artifact sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
+            "artifact integrity",
+        )
+    now = attempt.now()
+    approvals = (
+        session.execute(
+            sa.select(Approval)
+            .where(Approval.version_id == row.id, Approval.decision == "approved")
+            .order_by(Approval.id.desc())
+        )
+        .scalars()
+        .all()
+    )
+    if approvals and all(a.sha256 != sha256 for a in approvals):
+        attempt.refuse(
+            IntegrityError,
+            f"the approval of {attempt.subject} is for sha256 "
+            f"{approvals[0].sha256[:12]}…, not {sha256[:12]}…",
+            "artifact integrity",
+        )
+    valid = [
+        a
+        for a in approvals
+        if a.sha256 == sha256 and (a.valid_until is None or a.valid_until > now)
+    ]
+    if not valid:
+        why = "its approval expired" if approvals else "it has no approval"
+        attempt.refuse(
+            IllegalTransition, f"{attempt.subject}: {why}", "approval of the exact artifact"
+        )
+    if row.built_at is None:
+        attempt.refuse(
+            IllegalTransition,
+            f"{attempt.subject} has no recorded build",
+            "a passed gate newer than the build",
+        )
+    gate = session.execute(
+        sa.select(GateRun)
+        .where(GateRun.version_id == row.id, GateRun.verdict == Verdict.PASS)
+        .order_by(GateRun.created_at.desc(), GateRun.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if gate is None or gate.created_at <= row.built_at:
+        last = "no passed gate" if gate is None else f"last pass {gate.created_at.isoformat()}"
+        attempt.refuse(
+            IllegalTransition,
+            f"{last}; build {row.built_at.isoformat()}",
+            "a passed gate newer than the build",
+        )
+    return {"approval_id": valid[0].id, "gate_run_id": gate.id}
+
+
+def _switch(
+    session: Session, attempt: Attempt, model: Model, row: Version, evidence: dict[str, object]
+) -> None:
+    now = attempt.now()
+    old = queries.production_row(session, model)
+    what = "rolled back from" if attempt.action == Action.ROLLBACK else "superseded by"
+    if old is not None:
+        check_transition(
+            Action.DEMOTE, State.PRODUCTION, State.GATED, subject=f"{model.name}:{old.version}"
+        )
+        old.state, old.demoted_at, old.state_changed_at = State.GATED, now, now
+        session.flush()  # before the promotion: the partial unique index checks every row
+        attempt.record(
+            session,
+            action=Action.DEMOTE,
+            version=old.version,
+            from_state=State.PRODUCTION,
+            to_state=State.GATED,
+            reason=f"{what} {attempt.subject}",
+            payload={"by": attempt.version},
+        )
+    from_state = State(row.state)
+    row.state, row.demoted_at, row.state_changed_at = State.PRODUCTION, None, now
+    session.flush()
+    moved = _move_roles(session, model, row)
+    attempt.payload.update(evidence, replaced=old.version if old else None, deployments=moved)
+    reason = "promoted" if attempt.action == Action.PROMOTE else "rolled back"
+    attempt.record(session, from_state=from_state, to_state=State.PRODUCTION, reason=reason)
+
+
+def _move_roles(session: Session, model: Model, row: Version) -> dict[str, list[int]]:
+    """live → previous for other versions; this version's active deployments → live."""
+    active = (
+        session.execute(
+            sa.select(Deployment)
+            .join(Version, Deployment.version_id == Version.id)
+            .where(Version.model_id == model.id, Deployment.stopped_at.is_(None))
+            .order_by(Deployment.id)
+        )
+        .scalars()
+        .all()
+    )
+    moved: dict[str, list[int]] = {"to_live": [], "to_previous": []}
+    for dep in active:
+        if dep.version_id == row.id and dep.role != Role.LIVE:
+            dep.role = Role.LIVE
+            moved["to_live"].append(dep.id)
+        elif dep.version_id != row.id and dep.role == Role.LIVE:
+            dep.role = Role.PREVIOUS
+            moved["to_previous"].append(dep.id)
+    return moved

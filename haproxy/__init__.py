@@ -1,0 +1,46 @@
+"""The sidecar HAProxy of one host.
+
+Render haproxy.cfg from a spec, check it with the real binary, run it (master-worker,
+seamless reloads), talk to its Runtime API, and move traffic between model versions with
+zero failed requests. The spec is built by the caller (from the governance DB); this part
+reads no database.
+
+    spec = ProxySpec(routes=(ModelRoute(...),), stats_port=9901)
+    sidecar = Sidecar(ProxyPaths(settings.haproxy_dir), settings.haproxy)
+    sidecar.apply(spec)                 # new version's backend added, not routed yet
+    sidecar.wait_healthy("fraud", "4")  # drain → passed canary check → ready
+    sidecar.switch("fraud", "4")        # one `set map`, confirmed by `show map`
+    sidecar.drain("fraud", "3")         # in-flight requests finish, then maint
+"""
+
+from __future__ import annotations
+
+from .config import quote, render, render_map
+from .runtime import RuntimeAPI
+from .sidecar import Sidecar
+from .spec import (
+    ModelRoute,
+    ProxyPaths,
+    ProxySpec,
+    Server,
+    VersionBackend,
+    backend_name,
+    route_key,
+)
+from .stats import ServerStatus
+
+__all__ = [
+    "ModelRoute",
+    "ProxyPaths",
+    "ProxySpec",
+    "RuntimeAPI",
+    "Server",
+    "ServerStatus",
+    "Sidecar",
+    "VersionBackend",
+    "backend_name",
+    "quote",
+    "render",
+    "render_map",
+    "route_key",
+]

@@ -1,0 +1,225 @@
+"""Render the whole haproxy.cfg and the routes map from a spec (pure functions).
+
+Choices verified against the real haproxy 2.6.12 (see tests/integration/haproxy):
+
+- one frontend per model port; the backend comes from ONE map file, so a cutover is a
+  ``set map`` (no reload); an unrouted key falls to ``be_unavailable`` (fast 503);
+- one backend per model version, health-checked by POSTing the canary and expecting 200
+  plus the version's identity strings; each expect carries a ``comment`` that shows up in
+  ``show stat``'s ``last_chk``;
+- servers HAProxy does not run yet are rendered ``disabled``: 2.6 has no ``init-state`` and
+  a new server counts as UP before its first check; the sidecar moves them to ``drain``
+  (checked, no traffic) and to ``ready`` after L7OK;
+- config words are single-quoted (literal in HAProxy, ``'`` spelled ``'\\''``), so JSON bodies
+  and regexes need no other escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+from bentogate.errors import HAProxyError
+from bentogate.settings import HAProxySettings
+
+from .spec import (
+    UNAVAILABLE_BACKEND,
+    ModelRoute,
+    ProxyPaths,
+    ProxySpec,
+    VersionBackend,
+    route_key,
+    validate,
+)
+
+_HEADER = "# Rendered by bentogate from the governance DB. Do not edit: the next apply replaces it."
+_MAXCONN = 4096
+_DEFAULT_BUFSIZE = 16384
+
+
+def quote(value: str) -> str:
+    """One HAProxy config word holding exactly ``value``.
+
+    Single quotes make everything literal (no ``\\``, ``$`` or ``#`` processing); a ``'`` is
+    closed, escaped and reopened, as in a shell. Raises ``HAProxyError`` for control
+    characters, which a config line cannot carry.
+    """
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise HAProxyError(f"control character in a HAProxy config value: {value!r}")
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def render_map(routing: dict[str, str]) -> str:
+    """The routes map file: one ``<key> <backend>`` line per routed key, sorted."""
+    return "".join(f"{key} {backend}\n" for key, backend in sorted(routing.items()))
+
+
+def parse_map_file(text: str) -> dict[str, str]:
+    """The entries of a map file (blank lines and ``#`` comments skipped)."""
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not parts[0].startswith("#"):
+            entries[parts[0]] = parts[1]
+    return entries
+
+
+def bufsize(settings: HAProxySettings) -> int:
+    """A buffer that holds headers plus the largest allowed body.
+
+    ``option http-buffer-request`` can only buffer (and so retry, and measure with
+    ``req.body_size``) what fits in one buffer.
+    """
+    return max(_DEFAULT_BUFSIZE, settings.max_body_bytes + _DEFAULT_BUFSIZE)
+
+
+def render(
+    spec: ProxySpec,
+    settings: HAProxySettings,
+    paths: ProxyPaths,
+    *,
+    start_disabled: Collection[tuple[str, str]] = (),
+) -> str:
+    """The complete haproxy.cfg for ``spec``.
+
+    ``start_disabled`` holds ``(backend, server)`` pairs rendered ``disabled`` (new servers,
+    see the module docstring). Raises ``HAProxyError`` if the spec is invalid.
+    """
+    validate(spec)
+    sections = [
+        _global(settings, paths),
+        _defaults(settings),
+        _stats(spec.stats_port),
+        *(_frontends(route, settings, paths.map_file) for route in spec.routes),
+        _unavailable(),
+        *(_backend(b, settings, start_disabled) for b in spec.backends()),
+    ]
+    return _HEADER + "\n\n" + "\n".join(sections)
+
+
+def _section(title: str, lines: Iterable[str]) -> str:
+    return title + "\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def _global(settings: HAProxySettings, paths: ProxyPaths) -> str:
+    return _section(
+        "global",
+        [
+            # expose-fd: a reload hands the listening sockets to the new worker (no refusal).
+            f"stats socket {paths.admin_socket} mode 600 level admin expose-fd listeners",
+            "stats timeout 30s",
+            f"server-state-file {paths.state_file}",
+            f"hard-stop-after {settings.hard_stop_after_s}s",
+            f"maxconn {_MAXCONN}",
+            f"tune.bufsize {bufsize(settings)}",
+        ],
+    )
+
+
+def _defaults(settings: HAProxySettings) -> str:
+    return _section(
+        "defaults",
+        [
+            "mode http",
+            "load-server-state-from-file global",
+            # Buffered bodies can be replayed: needed to retry a POST.
+            "option http-buffer-request",
+            # After a reload, old workers close idle keep-alive connections after a response.
+            "option idle-close-on-response",
+            "option redispatch 1",
+            "retries 2",
+            # Never on 500: a poison input would be replayed on every replica.
+            "retry-on conn-failure empty-response 503",
+            "http-reuse safe",
+            f"timeout connect {settings.timeout_connect_ms}ms",
+            f"timeout client {settings.timeout_client_ms}ms",
+            f"timeout server {settings.timeout_server_ms}ms",
+            f"timeout check {settings.timeout_check_ms}ms",
+            # Queued (server maxconn reached) requests wait as long as a response may take.
+            f"timeout queue {settings.timeout_server_ms}ms",
+            f"timeout http-request {min(10000, settings.timeout_client_ms)}ms",
+        ],
+    )
+
+
+def _stats(port: int) -> str:
+    return _section(
+        "frontend stats",
+        [
+            f"bind 127.0.0.1:{port}",
+            "http-request use-service prometheus-exporter if { path /metrics }",
+            "stats enable",
+            "stats uri /stats",
+            "stats refresh 5s",
+        ],
+    )
+
+
+def _frontends(route: ModelRoute, settings: HAProxySettings, mapping: Path) -> str:
+    limit = settings.max_body_bytes
+    too_large = "http-request return status 413 content-type application/json string " + quote(
+        f'{{"error":"request body larger than {limit} bytes"}}'
+    )
+    parts = []
+    for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
+        name = f"fe_{route.model}" + ("" if role == "live" else "_candidate")
+        key = route_key(route.model, role)
+        lines = [
+            f"bind 127.0.0.1:{port}",
+            # Content-Length covers plain bodies, body_size chunked ones (buffered whole).
+            f"{too_large} if {{ req.hdr_val(content-length) gt {limit} }}",
+            f"{too_large} if {{ req.body_size gt {limit} }}",
+            f"use_backend %[str({key}),map({mapping},{UNAVAILABLE_BACKEND})]",
+            f"default_backend {UNAVAILABLE_BACKEND}",
+        ]
+        parts.append(_section(f"frontend {name}", lines))
+    return "\n".join(parts)
+
+
+def _unavailable() -> str:
+    body = quote('{"error":"no model version is routed to this port"}')
+    return _section(
+        f"backend {UNAVAILABLE_BACKEND}",
+        [f"http-request return status 503 content-type application/json string {body}"],
+    )
+
+
+def _health_check(backend: VersionBackend) -> list[str]:
+    send = (
+        "http-check send meth POST uri /predict ver HTTP/1.1 hdr Host localhost"
+        " hdr Content-Type application/json hdr X-Health-Check 1"
+        f" body {quote(backend.canary_body)}"
+    )
+    lines = [
+        "option httpchk",
+        send,
+        "http-check expect status 200 comment " + quote("the canary prediction did not answer 200"),
+    ]
+    for text in backend.expect_strings:
+        why = f"the canary response lacks {text}: wrong model or version on this port"
+        lines.append(f"http-check expect string {quote(text)} comment {quote(why)}")
+    if backend.expect_rstring is not None:
+        why = f"the canary response does not match {backend.expect_rstring}"
+        pattern = quote(backend.expect_rstring)
+        lines.append(f"http-check expect rstring {pattern} comment {quote(why)}")
+    return lines
+
+
+def _backend(
+    backend: VersionBackend, settings: HAProxySettings, start_disabled: Collection[tuple[str, str]]
+) -> str:
+    name = backend.backend_name
+    server_defaults = (
+        f"default-server check inter {settings.check_inter_ms}ms"
+        f" fastinter {settings.check_fastinter_ms}ms downinter {settings.check_inter_ms}ms"
+        f" fall {settings.check_fall} rise {settings.check_rise}"
+        f" maxconn {settings.server_maxconn}"
+        # fail-check, not mark-down: a burst of 5xx from one poison input must not take the
+        # replica out at once; the next real check decides.
+        " observe layer7 error-limit 10 on-error fail-check"
+    )
+    lines = ["balance leastconn", *_health_check(backend), server_defaults]
+    for server in backend.servers:
+        disabled = " disabled" if (name, server.name) in start_disabled else ""
+        lines.append(f"server {server.name} 127.0.0.1:{server.port}{disabled}")
+    return _section(f"backend {name}", lines)

@@ -1,0 +1,190 @@
+"""The sidecar HAProxy of one host: apply a spec, switch routes, drain, read status.
+
+Every change takes a file lock in the sidecar directory (one change at a time, also across
+processes) and is confirmed by reading HAProxy back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from bentogate.errors import HAProxyError
+from bentogate.settings import HAProxySettings
+
+from . import cutover
+from .config import render, render_map
+from .process import HAProxyProcess, atomic_write, check_config, file_lock
+from .runtime import RuntimeAPI, parse_servers_state
+from .spec import ProxyPaths, ProxySpec, backend_name, route_key
+from .stats import ServerStatus, backend_names, server_statuses
+
+_CONFIG_MAINT = 0x4  # SRV_ADMF_CMAINT: "disabled" in the config
+_EMPTY_STATE = "1\n"
+
+
+class Sidecar:
+    """Render, run and steer the real haproxy for ``paths`` with ``settings``."""
+
+    def __init__(self, paths: ProxyPaths, settings: HAProxySettings) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.process = HAProxyProcess(paths, settings.binary, settings.command_timeout_s)
+
+    def runtime(self) -> RuntimeAPI:
+        """The Runtime API on the admin socket (default timeout from settings)."""
+        return RuntimeAPI(self.paths.admin_socket, self.settings.command_timeout_s)
+
+    def is_running(self) -> bool:
+        """True if this sidecar's haproxy master process is alive."""
+        return self.process.is_running()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Soft-stop haproxy (in-flight requests finish), harder after ``timeout``."""
+        self.process.stop(timeout)
+
+    def apply(self, spec: ProxySpec, *, timeout: float = 30.0) -> None:
+        """Make the running haproxy serve ``spec``.
+
+        Renders the config, checks it with ``haproxy -c`` (warnings are errors), writes config
+        and map atomically, starts haproxy or reloads it seamlessly (server states carried
+        over), then confirms the running routes and backends equal the spec's. Servers
+        haproxy did not run yet come up in ``drain`` (checked, no traffic); in backends the
+        spec routes to, they are set ready once L7OK (waited for here); in others,
+        ``wait_healthy`` does it. Raises ``HAProxyError`` (config refused, process failed,
+        not confirmed or routed servers unhealthy in time).
+        """
+        deadline = time.monotonic() + timeout
+        self.paths.directory.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.paths.lock_file, timeout):
+            running = self.is_running()
+            state = self.runtime().show_servers_state() if running else _EMPTY_STATE
+            wanted = {(b.backend_name, s.name): s.port for b in spec.backends() for s in b.servers}
+            kept = _kept_servers(state, wanted)
+            new = set(wanted) - kept
+            self._check(spec, new)
+            atomic_write(self.paths.state_file, _carry_state(state, kept))
+            atomic_write(self.paths.map_file, render_map(spec.routing()))
+            atomic_write(
+                self.paths.config, render(spec, self.settings, self.paths, start_disabled=new)
+            )
+            if running:
+                self.process.reload(_left(deadline))
+            else:
+                self.process.start(_left(deadline))
+            self._confirm(spec, deadline)
+            runtime = self.runtime()
+            for backend, server in sorted(new):
+                cutover.warm_servers(runtime, backend, [server])
+            routed = set(spec.routing().values())
+            for backend in sorted(routed & {b for b, _ in new}):
+                cutover.bring_up(runtime, backend, _left(deadline))
+
+    def _check(self, spec: ProxySpec, new: set[tuple[str, str]]) -> None:
+        """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)."""
+        staged = ProxyPaths(self.paths.directory / ".c")
+        staged.directory.mkdir(exist_ok=True)
+        try:
+            atomic_write(staged.state_file, _EMPTY_STATE)
+            atomic_write(staged.map_file, render_map(spec.routing()))
+            atomic_write(staged.config, render(spec, self.settings, staged, start_disabled=new))
+            check_config(self.settings.binary, staged.config)
+        finally:
+            shutil.rmtree(staged.directory, ignore_errors=True)
+
+    def _confirm(self, spec: ProxySpec, deadline: float) -> None:
+        """Wait until the running map and backends are the spec's."""
+        runtime = self.runtime()
+        wanted = spec.routing()
+        expected = {b.backend_name for b in spec.backends()}
+        while True:
+            routes = runtime.show_map(self.paths.map_file)
+            missing = expected - backend_names(runtime.show_stat())
+            if routes == wanted and not missing:
+                return
+            if time.monotonic() > deadline:
+                raise HAProxyError(
+                    f"running haproxy differs from the spec: routes {routes} (want {wanted}),"
+                    f" missing backends {sorted(missing)}"
+                )
+            time.sleep(0.05)
+
+    def switch(
+        self, model: str, version: str, *, role: str = "live", timeout: float = 15.0
+    ) -> None:
+        """Route ``model``'s ``role`` port (live → key ``<model>``, candidate →
+        ``<model>.candidate``) to ``version`` in one ``set map``, confirmed by ``show map``;
+        the map file is rewritten too, so the route survives a reload.
+
+        Raises ``CutoverError`` naming why if the version's backend does not exist, any of its
+        servers is not UP with L7OK, or HAProxy does not confirm.
+        """
+        key = route_key(model, role)
+        with file_lock(self.paths.lock_file, timeout):
+            cutover.switch_route(
+                self.runtime(), self.paths.map_file, key, backend_name(model, version), timeout
+            )
+
+    def drain(self, model: str, version: str, *, timeout: float = 30.0) -> None:
+        """Stop sending ``version`` traffic without cutting a request: drain, wait until
+        nothing is in flight, then maint. Refuses (``CutoverError``) while a route points at
+        it; ``NotFoundError`` for an unknown version; ``HAProxyError`` on timeout."""
+        with file_lock(self.paths.lock_file, timeout):
+            cutover.drain_backend(
+                self.runtime(), self.paths.map_file, backend_name(model, version), timeout
+            )
+
+    def wait_healthy(self, model: str, version: str, *, timeout: float = 30.0) -> None:
+        """Wait until every server of ``version`` is UP with L7OK, bringing servers in drain
+        (new) or maint (drained) into service safely: drain → passed check → ready.
+
+        Raises ``NotFoundError`` for an unknown version and ``HAProxyError`` with each
+        failing server's ``last_chk`` (e.g. the expect comment that failed) on timeout.
+        """
+        with file_lock(self.paths.lock_file, timeout):
+            cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
+
+    def server_status(self) -> list[ServerStatus]:
+        """Every server's status and counters, from ``show stat``."""
+        return server_statuses(self.runtime().show_stat())
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise HAProxyError("apply timed out")
+    return left
+
+
+def _kept_servers(state: str, wanted: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
+    """Servers haproxy runs now at the address the spec wants (their state carries over)."""
+    kept = set()
+    for row in parse_servers_state(state):
+        key = (row["be_name"], row["srv_name"])
+        if key in wanted and row.get("srv_port") == str(wanted[key]):
+            kept.add(key)
+    return kept
+
+
+def _carry_state(state: str, kept: set[tuple[str, str]]) -> str:
+    """The server-state file for the reload: only kept servers, config-maint bit cleared.
+
+    A kept server is rendered without ``disabled``; if its saved state still had the
+    config-maint bit, haproxy would see a config change and reset it to ready, losing a
+    drain or maint set at runtime.
+    """
+    lines = state.splitlines()
+    header = next((ln for ln in lines if ln.startswith("# ")), None)
+    if header is None:
+        return _EMPTY_STATE
+    columns = header[2:].split()
+    admin = columns.index("srv_admin_state")
+    out = [lines[0], header]
+    for line in lines:
+        fields = line.split()
+        if line.startswith("#") or len(fields) != len(columns):
+            continue
+        if (fields[columns.index("be_name")], fields[columns.index("srv_name")]) in kept:
+            fields[admin] = str(int(fields[admin]) & ~_CONFIG_MAINT)
+            out.append(" ".join(fields))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,191 @@
+"""What the sidecar should run: the spec (built by the caller from the governance DB) and paths.
+
+A ``ProxySpec`` is a plain value: every model's ports, which version each port routes to,
+and one ``VersionBackend`` per deployed version with its replicas and health-check canary.
+Names end up inside haproxy.cfg, map keys and sample expressions, so they are validated here
+once: a model name is ``[A-Za-z0-9_-]+`` (it is a map key and a ``str()`` argument), a server
+name is a HAProxy identifier, a version may hold anything and is sanitized into the backend
+name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bentogate.errors import HAProxyError
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+UNAVAILABLE_BACKEND = "be_unavailable"
+CANDIDATE_SUFFIX = ".candidate"
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def backend_name(model: str, version: str) -> str:
+    """The HAProxy backend of one model version: ``be_<model>_<version>``, sanitized."""
+    return f"be_{model}_{_UNSAFE.sub('_', version)}"
+
+
+def route_key(model: str, role: str = "live") -> str:
+    """The map key a role reads: ``<model>`` for ``live``, ``<model>.candidate`` for ``candidate``.
+
+    Raises ``HAProxyError`` for any other role.
+    """
+    if role == "live":
+        return model
+    if role == "candidate":
+        return model + CANDIDATE_SUFFIX
+    raise HAProxyError(f"unknown role {role!r}: expected 'live' or 'candidate'")
+
+
+@dataclass(frozen=True)
+class Server:
+    """One replica of a version: a Bento listening on 127.0.0.1:``port``."""
+
+    name: str
+    port: int
+
+
+@dataclass(frozen=True)
+class VersionBackend:
+    """One deployed model version: its replicas and what its health check expects."""
+
+    model: str
+    version: str
+    servers: tuple[Server, ...]
+    canary_body: str
+    expect_strings: tuple[str, ...]
+    expect_rstring: str | None = None
+
+    @property
+    def backend_name(self) -> str:
+        """``be_<model>_<version>``, sanitized for HAProxy."""
+        return backend_name(self.model, self.version)
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    """One model's ports and which of its versions each port routes to (None → 503)."""
+
+    model: str
+    production_port: int
+    candidate_port: int
+    live: str | None
+    candidate: str | None
+    backends: tuple[VersionBackend, ...]
+
+    def backend_for(self, version: str | None) -> str | None:
+        """The backend name of ``version`` (None stays None)."""
+        return None if version is None else backend_name(self.model, version)
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """Everything one host's sidecar HAProxy serves."""
+
+    routes: tuple[ModelRoute, ...]
+    stats_port: int
+
+    def routing(self) -> dict[str, str]:
+        """The map file's content as a dict: route key → backend name."""
+        entries: dict[str, str] = {}
+        for route in self.routes:
+            for role, version in (("live", route.live), ("candidate", route.candidate)):
+                backend = route.backend_for(version)
+                if backend is not None:
+                    entries[route_key(route.model, role)] = backend
+        return entries
+
+    def backends(self) -> tuple[VersionBackend, ...]:
+        """Every version backend of every model."""
+        return tuple(b for route in self.routes for b in route.backends)
+
+
+@dataclass(frozen=True)
+class ProxyPaths:
+    """All files of one sidecar, in one directory."""
+
+    directory: Path
+
+    def __post_init__(self) -> None:
+        for sock in (self.admin_socket, self.master_socket):
+            if len(str(sock).encode()) > _MAX_SOCKET_PATH:
+                raise HAProxyError(f"unix socket path too long (> {_MAX_SOCKET_PATH}): {sock}")
+        if re.search(r"[\s,()'\"\\#]", str(self.directory.resolve())):
+            # The map path sits inside a sample expression, where these cannot be quoted.
+            raise HAProxyError(f"unusable characters in the HAProxy directory: {self.directory}")
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "haproxy.cfg"
+
+    @property
+    def map_file(self) -> Path:
+        return self.directory / "routes.map"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.directory / "admin.sock"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.directory / "master.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "haproxy.pid"
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "server-state"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "haproxy.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.directory / ".lock"
+
+
+def validate(spec: ProxySpec) -> None:
+    """Refuse a spec HAProxy could not express or that routes to nothing.
+
+    Raises ``HAProxyError`` naming the first problem: a bad model or server name, a
+    duplicate model, port or backend name, or a live/candidate version without a backend.
+    """
+    seen_models: set[str] = set()
+    seen_backends: set[str] = set()
+    ports = [spec.stats_port]
+    for route in spec.routes:
+        if not MODEL_NAME.fullmatch(route.model) or route.model in seen_models:
+            raise HAProxyError(f"invalid or duplicate model name {route.model!r}")
+        seen_models.add(route.model)
+        ports += [route.production_port, route.candidate_port]
+        names = set()
+        for backend in route.backends:
+            _validate_backend(route.model, backend, seen_backends)
+            names.add(backend.version)
+        for role, version in (("live", route.live), ("candidate", route.candidate)):
+            if version is not None and version not in names:
+                raise HAProxyError(f"{route.model}: {role} version {version!r} has no backend")
+    if len(set(ports)) != len(ports):
+        raise HAProxyError(f"two listeners share a port: {sorted(ports)}")
+
+
+def _validate_backend(model: str, backend: VersionBackend, seen: set[str]) -> None:
+    if backend.model != model:
+        raise HAProxyError(f"backend of model {backend.model!r} listed under {model!r}")
+    if backend.backend_name in seen:
+        raise HAProxyError(f"two versions map to the backend name {backend.backend_name!r}")
+    seen.add(backend.backend_name)
+    server_names = [s.name for s in backend.servers]
+    if len(set(server_names)) != len(server_names):
+        raise HAProxyError(f"{backend.backend_name}: duplicate server names {server_names}")
+    for server in backend.servers:
+        if not SERVER_NAME.fullmatch(server.name) or not 0 < server.port < 65536:
+            raise HAProxyError(f"{backend.backend_name}: invalid server {server}")

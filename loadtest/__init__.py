@@ -1,0 +1,26 @@
+"""The load-test gate: drive a candidate (and live) open-loop with Locust, judge, report.
+
+Locust itself runs only in its own process (``loadtest/locustfile.py``); nothing importable
+from here imports locust.
+"""
+
+from .capacity import CapacityResult, find_capacity
+from .figures import TargetFigures
+from .policy import GatePolicy, Target
+from .result import GateResult
+from .runner import run_gate
+from .verdict import FAIL, INCONCLUSIVE, PASS, evaluate
+
+__all__ = [
+    "FAIL",
+    "INCONCLUSIVE",
+    "PASS",
+    "CapacityResult",
+    "GatePolicy",
+    "GateResult",
+    "Target",
+    "TargetFigures",
+    "evaluate",
+    "find_capacity",
+    "run_gate",
+]

@@ -1,0 +1,120 @@
+"""Read the per-request samples the locustfile writes (``samples-<node>.npz``).
+
+Each file holds one row per request (times in seconds from the schedule's start, which every
+process of one run shares): ``intended`` send time, send ``lag`` behind it, ``latency`` from
+the intended time to the response, HTTP ``status`` (0 = none), ``kind`` (index into
+``meta["kinds"]``, 0 = ok) and ``target`` (index into ``meta["targets"]``); plus a JSON
+``meta`` with the schedule, the slots scheduled per target in the measured window and the
+process's CPU series ``[(t, cumulative cpu seconds), ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bentogate.errors import LoadTestError
+
+FORMAT_VERSION = 1
+_COLUMNS = ("intended", "lag", "latency", "status", "kind", "target")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """All requests of one run (every process merged), columns as numpy arrays."""
+
+    intended: np.ndarray
+    lag: np.ndarray
+    latency: np.ndarray
+    status: np.ndarray
+    kind: np.ndarray
+    target: np.ndarray
+    targets: tuple[str, ...]
+    kinds: tuple[str, ...]
+    rate: float
+    warmup_s: float
+    duration_s: float
+    scheduled: tuple[int, ...]
+    cpu_series: tuple[tuple[tuple[float, float], ...], ...]
+    cpu_warnings: int
+
+    @property
+    def measured(self) -> np.ndarray:
+        """Mask of the requests whose intended time lies in the measured window."""
+        return (self.intended >= self.warmup_s) & (self.intended < self.warmup_s + self.duration_s)
+
+    def target_index(self, name: str) -> int:
+        """Index of a target name in the ``target`` column."""
+        try:
+            return self.targets.index(name)
+        except ValueError:
+            raise LoadTestError(f"no samples for target {name!r} in {self.targets}") from None
+
+
+def load_samples(out_dir: Path) -> Samples:
+    """Merge every ``samples-*.npz`` under ``out_dir`` (one per Locust process).
+
+    Raises LoadTestError when there is none, or one is unreadable or of another format.
+    """
+    paths = sorted(out_dir.glob("samples-*.npz"))
+    if not paths:
+        raise LoadTestError(f"Locust wrote no samples file in {out_dir}")
+    parts = [_read(path) for path in paths]
+    metas = [meta for meta, _ in parts]
+    first = metas[0]
+    for meta in metas[1:]:
+        if meta["targets"] != first["targets"] or meta["start"] != first["start"]:
+            raise LoadTestError("samples files of different runs in one directory")
+    columns = {c: np.concatenate([cols[c] for _, cols in parts]) for c in _COLUMNS}
+    order = np.argsort(columns["intended"], kind="stable")
+    return Samples(
+        **{c: columns[c][order] for c in _COLUMNS},
+        targets=tuple(first["targets"]),
+        kinds=tuple(first["kinds"]),
+        rate=float(first["rate"]),
+        warmup_s=float(first["warmup_s"]),
+        duration_s=float(first["duration_s"]),
+        scheduled=tuple(int(sum(c)) for c in zip(*(m["scheduled"] for m in metas), strict=True)),
+        cpu_series=tuple(tuple((float(t), float(c)) for t, c in m["cpu"]) for m in metas),
+        cpu_warnings=sum(int(m["cpu_warnings"]) for m in metas),
+    )  # fmt: skip
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            columns = {c: np.asarray(data[c]) for c in _COLUMNS}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise LoadTestError(f"cannot read samples file {path}: {exc}") from exc
+    if meta.get("format") != FORMAT_VERSION:
+        raise LoadTestError(f"{path}: samples format {meta.get('format')} != {FORMAT_VERSION}")
+    return meta, columns
+
+
+def window_cpu(series: tuple[tuple[float, float], ...], start: float, end: float) -> float:
+    """CPU of one process over [start, end] as a fraction of one core (nan if unknown)."""
+    if len(series) < 2:
+        return float("nan")
+    ts = np.array([t for t, _ in series])
+    cs = np.array([c for _, c in series])
+    lo, hi = max(start, ts[0]), min(end, ts[-1])
+    if hi - lo < 0.5:  # too short to mean anything
+        return float("nan")
+    return float((np.interp(hi, ts, cs) - np.interp(lo, ts, cs)) / (hi - lo))
+
+
+def generator_cpu(samples: Samples) -> float:
+    """The busiest Locust process's CPU over the measured window, in cores (1.0 = saturated).
+
+    A Locust process is one gevent thread: at ~1.0 it cannot keep its schedule.
+    """
+    end = samples.warmup_s + samples.duration_s
+    values = [window_cpu(s, samples.warmup_s, end) for s in samples.cpu_series]
+    finite = [v for v in values if np.isfinite(v)]
+    return max(finite) if finite else float("nan")

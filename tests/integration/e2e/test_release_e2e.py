@@ -1,0 +1,211 @@
+"""The whole release on real parts: governance DB, bentoml build/serve, haproxy, Locust.
+
+One module-scoped host (its own BENTOGATE_HOME and ports the OS says are free) goes through
+register → … → promote for v1 and v2, then rollback, failure detection and bad input.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bentogate import release
+from bentogate.context import Context, Ref
+from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.errors import GovernanceError, NotFoundError
+from bentogate.settings import Settings
+from bentos.runtime import process_tree
+
+pytestmark = pytest.mark.integration
+
+ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+
+
+def _free_block(size: int) -> int:
+    """The first port of ``size`` consecutive ports that are free right now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size >= 65000:
+            continue
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block")
+
+
+def post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    train, holdout = make_transactions(6000, seed=11).split(0.6)
+    paths = {"holdout": write_csv(holdout, root / "holdout.csv")}
+    for name, trees, depth in (("v1", 10, 2), ("v2", 40, 4)):
+        path = root / f"{name}.json"
+        train_xgboost(train, n_estimators=trees, max_depth=depth).save_model(str(path))  # type: ignore[attr-defined]
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
+    base = _free_block(16)
+    settings = Settings(
+        home=tmp_path_factory.mktemp("home"),
+        ports={
+            "production_start": base,
+            "production_step": 2,
+            "stats": base + 2,
+            "backend_start": base + 3,
+            "backend_end": base + 15,
+        },
+        # A short gate with limits that a loaded 2-core CI machine meets; the gate's
+        # strictness is tested in tests/integration/loadtest.
+        gate={
+            "rate": 100,
+            "duration_s": 4,
+            "warmup_s": 1,
+            "min_samples": 200,
+            "p50_ms": 100,
+            "p95_ms": 250,
+            "p99_ms": 500,
+            "max_regression": 50,
+        },
+    )
+    context = Context(settings)
+    release.init(context)
+    try:
+        yield context
+    finally:
+        try:
+            release.shutdown(context)
+        finally:
+            context.close()
+
+
+def _live_version(ctx: Context) -> str:
+    port = ctx.registry.get_model("fraud").production_port
+    status, body = post(port, "/predict", json.dumps({"features": [0.0] * 220}).encode())
+    assert status == 200, body
+    return str(body["model_version"])
+
+
+def _release(ctx: Context, files: dict[str, Path], name: str) -> Ref:
+    info = release.register(ctx, "fraud", files[name], files["holdout"], developer=ACTORS.developer)
+    ref = Ref("fraud", info.version)
+    release.release(ctx, ref, files["holdout"], actors=ACTORS)
+    return ref
+
+
+def test_v1_then_v2_reach_production_through_the_gate(ctx: Context, files: dict[str, Path]) -> None:
+    v1 = _release(ctx, files, "v1")
+    assert str(ctx.registry.get_version("fraud", v1.version).state) == "production"
+    assert _live_version(ctx) == v1.version
+    v2 = _release(ctx, files, "v2")
+    assert _live_version(ctx) == v2.version
+    assert str(ctx.registry.get_version("fraud", v1.version).state) == "gated"
+    runs = ctx.registry.gate_runs("fraud", v2.version)
+    assert runs and runs[-1].verdict == "pass"
+    assert Path(runs[-1].report_path).is_file()
+    # The old version drained and stopped: nothing of v1 runs any more.
+    assert {d.version for d in ctx.registry.deployments(host=ctx.settings.host)} == {v2.version}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"features": [1, 2', "malformed JSON"),
+        (b'{"features": [1.0, 2.0]}', "expected 220 features, got 2"),
+        (b'{"features": {"nope": 1}}', "unknown feature(s): nope"),
+        (json.dumps({"features": ["a"] + [0.0] * 219}).encode(), "must be a number, got a string"),
+        (b'{"features": [NaN' + b", 0" * 219 + b"]}", "NaN and Infinity"),
+        (b'{"rows": []}', 'with a "features" field'),
+    ],
+)
+def test_bad_input_through_haproxy_is_a_400_naming_the_problem(
+    ctx: Context, body: bytes, message: str
+) -> None:
+    port = ctx.registry.get_model("fraud").production_port
+    status, answer = post(port, "/predict", body)
+    assert status == 400
+    assert message in answer["error"]
+
+
+def test_oversized_body_is_refused(ctx: Context) -> None:
+    port = ctx.registry.get_model("fraud").production_port
+    status, _ = post(port, "/predict", b'{"features": [' + b"1," * 50_000 + b"1]}")
+    assert status == 413
+
+
+def test_promote_without_a_passed_gate_is_refused(ctx: Context, files: dict[str, Path]) -> None:
+    info = release.register(ctx, "fraud", files["v1"], files["holdout"], developer=ACTORS.developer)
+    with pytest.raises(GovernanceError):
+        release.promote(ctx, Ref("fraud", info.version), actor=ACTORS.release)
+    release.retire(ctx, Ref("fraud", info.version), actor=ACTORS.release, reason="test")
+
+
+def test_rollback_restores_the_previous_version_and_promote_returns(ctx: Context) -> None:
+    live = ctx.registry.production_version("fraud")
+    previous = ctx.registry.previous_version("fraud")
+    assert live is not None and previous is not None
+    release.rollback(ctx, "fraud", actor=ACTORS.release)
+    assert _live_version(ctx) == previous.version
+    release.promote(ctx, Ref("fraud", live.version), actor=ACTORS.release)
+    assert _live_version(ctx) == live.version
+
+
+def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:
+    live = ctx.registry.production_version("fraud")
+    assert live is not None
+    [deployment] = [
+        d for d in ctx.registry.deployments(host=ctx.settings.host) if d.version == live.version
+    ]
+    assert deployment.pid is not None
+    for pid in process_tree(deployment.pid):  # the server and its workers die at once
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        [server] = [
+            s
+            for s in ctx.sidecar.server_status()
+            if s.server == f"v{live.version}_{deployment.port}"
+        ]
+        if server.status.startswith("DOWN"):
+            break
+        time.sleep(0.2)
+    assert server.status.startswith("DOWN"), server
+    assert server.check_status != "L7OK"
+    # The record is repaired by deploying a replacement: a new candidate of the same version.
+    ctx.registry.end_deployment(deployment.id)
+    release.deploy(ctx, Ref("fraud", live.version), actor=ACTORS.release)
+    release.apply_routes(ctx)
+    ctx.sidecar.switch("fraud", live.version, role="live")
+    assert _live_version(ctx) == live.version
+
+
+def test_unknown_versions_are_named(ctx: Context) -> None:
+    with pytest.raises(NotFoundError, match="fraud:99"):
+        release.promote(ctx, Ref("fraud", "99"), actor=ACTORS.release)

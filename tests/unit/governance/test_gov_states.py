@@ -1,0 +1,81 @@
+"""The transition table and its one checking function."""
+
+from __future__ import annotations
+
+import pytest
+
+from bentogate.errors import IllegalTransition
+from governance import TRANSITIONS, Action, State, check_transition
+from governance.states import GATE_TARGET, Verdict, allowed_from
+
+
+def test_table_only_uses_states() -> None:
+    for action, edges in TRANSITIONS.items():
+        assert isinstance(action, Action)
+        for start, targets in edges.items():
+            assert isinstance(start, State)
+            assert all(isinstance(t, State) for t in targets)
+
+
+def test_every_state_is_reachable_from_registered() -> None:
+    reached, frontier = {State.REGISTERED}, [State.REGISTERED]
+    while frontier:
+        current = frontier.pop()
+        for edges in TRANSITIONS.values():
+            for target in edges.get(current, ()):
+                if target not in reached:
+                    reached.add(target)
+                    frontier.append(target)
+    assert reached == set(State)
+
+
+def test_terminal_and_protected_states() -> None:
+    assert all(State.RETIRED not in edges for a, edges in TRANSITIONS.items())
+    assert State.PRODUCTION not in TRANSITIONS[Action.RETIRE]
+    leaving_production = {t for e in TRANSITIONS.values() for t in e.get(State.PRODUCTION, ())}
+    assert leaving_production == {State.PRODUCTION, State.GATED}  # only demotion leaves it
+
+
+def test_gate_targets_are_in_the_table() -> None:
+    for verdict in Verdict:
+        for start in allowed_from(Action.GATE):
+            target = GATE_TARGET[verdict] or start
+            check_transition(Action.GATE, start, target, subject="m:1")
+
+
+@pytest.mark.parametrize(
+    ("action", "current", "target", "message"),
+    [
+        (
+            Action.PROMOTE,
+            State.REGISTERED,
+            State.PRODUCTION,
+            "refused: promote fraud:3 — fraud:3 is registered; promote needs gated (lifecycle)",
+        ),
+        (
+            Action.VALIDATE,
+            State.REGISTERED,
+            State.APPROVED,
+            "refused: validate fraud:3 — fraud:3 is registered; validate cannot lead to approved "
+            "(lifecycle)",
+        ),
+        (
+            Action.RETIRE,
+            State.PRODUCTION,
+            State.RETIRED,
+            "refused: retire fraud:3 — fraud:3 is production; retire needs approved or gated or "
+            "registered or rejected or staged or validated (lifecycle)",
+        ),
+    ],
+)
+def test_refusals_name_the_rule(
+    action: Action, current: State, target: State, message: str
+) -> None:
+    with pytest.raises(IllegalTransition) as caught:
+        check_transition(action, current, target, subject="fraud:3")
+    assert str(caught.value) == message
+
+
+def test_non_lifecycle_action_is_refused() -> None:
+    with pytest.raises(IllegalTransition, match="undeploy needs no state"):
+        check_transition(Action.UNDEPLOY, State.STAGED, State.STAGED, subject="m:1")

@@ -1,0 +1,146 @@
+"""render(), quoting and spec validation (pure; the real binary is in the integration tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import haproxy
+from bentogate.errors import HAProxyError
+from bentogate.settings import HAProxySettings
+from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, VersionBackend, quote, render
+from haproxy.config import parse_map_file, render_map
+
+PATHS = ProxyPaths(Path("/srv/hx"))
+
+
+def backend(version: str = "3", *ports: int) -> VersionBackend:
+    return VersionBackend(
+        model="fraud",
+        version=version,
+        servers=tuple(Server(f"r{i}", p) for i, p in enumerate(ports or (3003,), 1)),
+        canary_body='{"features":[1e-05,-2.5E+3]}',
+        expect_strings=(f'"model":"fraud","model_version":"{version}"',),
+        expect_rstring=r'"score":0\.00[0-9]+',
+    )
+
+
+def spec(*backends: VersionBackend, live: str | None = "3", cand: str | None = None) -> ProxySpec:
+    route = ModelRoute("fraud", 10000, 10001, live, cand, backends or (backend(),))
+    return ProxySpec(routes=(route,), stats_port=9901)
+
+
+def test_public_api_is_exported() -> None:
+    for name in haproxy.__all__:
+        assert getattr(haproxy, name) is not None
+    assert {"Sidecar", "RuntimeAPI", "render", "ServerStatus", "ProxySpec"} <= set(haproxy.__all__)
+
+
+@pytest.mark.parametrize(
+    ("value", "word"),
+    [
+        ('{"a":1.5e-05}', "'{\"a\":1.5e-05}'"),
+        ("it's", "'it'\\''s'"),
+        ("$HOME #x \\n", "'$HOME #x \\n'"),
+        ("", "''"),
+    ],
+)
+def test_quote_makes_one_literal_word(value: str, word: str) -> None:
+    assert quote(value) == word
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\x00b", "tab\there"])
+def test_quote_refuses_control_characters(bad: str) -> None:
+    with pytest.raises(HAProxyError, match="control character"):
+        quote(bad)
+
+
+def test_render_has_the_verified_building_blocks() -> None:
+    cfg = render(spec(), HAProxySettings(), PATHS)
+    for line in [
+        "stats socket /srv/hx/admin.sock mode 600 level admin expose-fd listeners",
+        "server-state-file /srv/hx/server-state",
+        "hard-stop-after 30s",
+        "load-server-state-from-file global",
+        "option http-buffer-request",
+        "option idle-close-on-response",
+        "retry-on conn-failure empty-response 503",
+        "option redispatch 1",
+        "http-reuse safe",
+        "timeout check 500ms",
+        "http-request use-service prometheus-exporter if { path /metrics }",
+        "stats uri /stats",
+        "bind 127.0.0.1:10000",
+        "bind 127.0.0.1:10001",
+        "use_backend %[str(fraud),map(/srv/hx/routes.map,be_unavailable)]",
+        "use_backend %[str(fraud.candidate),map(/srv/hx/routes.map,be_unavailable)]",
+        "if { req.hdr_val(content-length) gt 65536 }",
+        "http-check send meth POST uri /predict ver HTTP/1.1 hdr Host localhost"
+        " hdr Content-Type application/json hdr X-Health-Check 1"
+        " body '{\"features\":[1e-05,-2.5E+3]}'",
+        "http-check expect status 200 comment",
+        'http-check expect string \'"model":"fraud","model_version":"3"\' comment',
+        "http-check expect rstring '\"score\":0\\.00[0-9]+' comment",
+        "observe layer7 error-limit 10 on-error fail-check",
+        "fall 2 rise 2 maxconn 64",
+        "server r1 127.0.0.1:3003\n",
+    ]:
+        assert line in cfg, line
+    assert "500" not in cfg.split("retry-on")[1].splitlines()[0]
+    assert "shutdown-sessions" not in cfg
+
+
+def test_settings_flow_into_the_config() -> None:
+    settings = HAProxySettings(
+        check_inter_ms=700, check_fall=4, server_maxconn=9, max_body_bytes=10
+    )
+    cfg = render(spec(), settings, PATHS)
+    assert "inter 700ms" in cfg and "fall 4" in cfg and "maxconn 9" in cfg
+    assert "gt 10 }" in cfg
+
+
+def test_new_servers_are_rendered_disabled() -> None:
+    cfg = render(
+        spec(backend("3", 1, 2)), HAProxySettings(), PATHS, start_disabled={("be_fraud_3", "r2")}
+    )
+    assert "server r1 127.0.0.1:1\n" in cfg
+    assert "server r2 127.0.0.1:2 disabled\n" in cfg
+
+
+def test_routing_and_map_file() -> None:
+    s = spec(backend("3"), backend("4"), live="3", cand="4")
+    assert s.routing() == {"fraud": "be_fraud_3", "fraud.candidate": "be_fraud_4"}
+    text = render_map(s.routing())
+    assert text == "fraud be_fraud_3\nfraud.candidate be_fraud_4\n"
+    assert parse_map_file("# c\n\n" + text) == s.routing()
+    assert spec(live=None).routing() == {}
+
+
+def test_backend_name_is_sanitized() -> None:
+    assert backend("1.2 rc/1").backend_name == "be_fraud_1.2_rc_1"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (spec(live="9"), "live version '9' has no backend"),
+        (spec(backend("a/b"), backend("a_b"), live=None), "two versions"),
+        (spec(backend("3", 1, 1)), None),  # same port twice is allowed (odd but harmless)
+        (ProxySpec((ModelRoute("fr aud", 1, 2, None, None, ()),), 3), "model name"),
+        (ProxySpec((ModelRoute("fraud", 1, 1, None, None, ()),), 3), "share a port"),
+    ],
+)
+def test_invalid_specs_are_refused(bad: ProxySpec, message: str | None) -> None:
+    if message is None:
+        render(bad, HAProxySettings(), PATHS)
+        return
+    with pytest.raises(HAProxyError, match=message):
+        render(bad, HAProxySettings(), PATHS)
+
+
+def test_paths_refuse_long_socket_paths_and_unquotable_dirs() -> None:
+    with pytest.raises(HAProxyError, match="too long"):
+        ProxyPaths(Path("/" + "x" * 120))
+    with pytest.raises(HAProxyError, match="unusable"):
+        ProxyPaths(Path("/srv/my dir"))

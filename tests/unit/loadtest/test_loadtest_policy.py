@@ -1,0 +1,68 @@
+"""GatePolicy and Target: validation, dict round trip, defaults from settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bentogate.errors import ConfigError
+from bentogate.settings import GateSettings
+from loadtest import GatePolicy, Target
+
+
+def policy(**kw: object) -> GatePolicy:
+    return GatePolicy.from_settings(GateSettings(), **kw)
+
+
+def test_from_settings_copies_every_gate_setting() -> None:
+    gate = GateSettings(rate=321.0, p99_ms=7.5, users=4)
+    p = GatePolicy.from_settings(gate)
+    for name, value in gate.model_dump().items():
+        assert getattr(p, name) == value
+    assert p.total_s == gate.warmup_s + gate.duration_s
+
+
+def test_round_trip_and_frozen() -> None:
+    p = policy(slice_s=1.0, regression_floor_ms=0.5)
+    assert GatePolicy.from_dict(p.to_dict()) == p
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.rate = 1.0  # type: ignore[misc]
+
+
+def test_from_dict_defaults_optional_fields() -> None:
+    data = policy().to_dict()
+    del data["slice_s"], data["regression_floor_ms"]
+    assert GatePolicy.from_dict(data) == policy()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bogus": 1}, "unknown gate policy fields: bogus"),
+        ({"rate": 0.0}, "rate"),
+        ({"users": 0}, "users"),
+        ({"warmup_s": -1.0}, "warmup_s"),
+        ({"max_error_ratio": 1.5}, "max_error_ratio"),
+        ({"max_regression": 0.9}, "max_regression"),
+        ({"p99_ms": float("nan")}, "p99_ms"),
+    ],
+)
+def test_invalid_policies_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GatePolicy.from_dict({**policy().to_dict(), **change})
+
+
+def test_missing_required_field_is_refused() -> None:
+    data = policy().to_dict()
+    del data["rate"]
+    with pytest.raises(ConfigError, match="rate"):
+        GatePolicy.from_dict(data)
+
+
+def test_target_validation() -> None:
+    Target("candidate", "http://127.0.0.1:3003", "3")
+    with pytest.raises(ConfigError):
+        Target("candidate", "127.0.0.1:3003", "3")
+    with pytest.raises(ConfigError):
+        Target("candidate", "http://127.0.0.1:3003", "")

@@ -1,0 +1,79 @@
+"""Report rendering: the HTML page with its plots, the JSON with its keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from lt_samples_factory import uniform_run
+
+from bentogate.settings import GateSettings
+from loadtest import GatePolicy, GateResult
+from loadtest.figures import all_figures
+from loadtest.report import report_dict, write_html, write_json
+from loadtest.samples import generator_cpu, load_samples
+from loadtest.verdict import evaluate
+
+
+def _result(tmp_path: Path, writer: Callable[..., Path], locust_html: bool) -> tuple:
+    rows = [*uniform_run(500), (2.0, 0.0, 0.001, 500, 1, 0)]
+    rows += [(r[0], r[1], r[2] / 2, r[3], r[4], 1) for r in uniform_run(500)]
+    writer(rows, targets=["candidate", "live"], scheduled=[500, 500])
+    samples = load_samples(tmp_path)
+    policy = GatePolicy.from_settings(GateSettings(rate=100.0, min_samples=100))
+    figures = all_figures(samples)
+    cpu = generator_cpu(samples)
+    verdict, reasons = evaluate(policy, figures, cpu)
+    html = tmp_path / "locust-report.html"
+    if locust_html:
+        html.write_text("<html></html>")
+    result = GateResult(
+        verdict, reasons, policy, figures, cpu, tmp_path / "gate-report.json",
+        tmp_path / "gate-report.html", html if locust_html else None,
+    )  # fmt: skip
+    return result, samples
+
+
+def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path: Path) -> None:
+    result, samples = _result(tmp_path, samples_writer, locust_html=True)
+    write_json(result.report_json, report_dict(result, samples, {"wall_s": 1.5}))
+    data = json.loads(result.report_json.read_text())
+    for key in ("verdict", "reasons", "policy", "figures", "generator_cpu", "criteria",
+                "target_rate", "cpu_warnings", "locust_html", "wall_s"):  # fmt: skip
+        assert key in data, key
+    assert data["verdict"] == "fail"
+    assert any("p99" in r for r in data["reasons"])
+    cand = data["figures"]["candidate"]
+    for key in ("p50_ms", "p95_ms", "p99_ms", "p999_ms", "mean_ms", "max_ms", "samples",
+                "achieved_rate", "target_rate", "errors", "error_ratio"):  # fmt: skip
+        assert key in cand, key
+    assert cand["errors"] == {"status 500": 1}
+    assert set(data["figures"]) == {"candidate", "live"}
+    assert GatePolicy.from_dict(data["policy"]) == result.policy
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_html_report_embeds_the_plots(samples_writer: Callable[..., Path], tmp_path: Path) -> None:
+    result, samples = _result(tmp_path, samples_writer, locust_html=True)
+    page = write_html(result.report_html, result, samples).read_text()
+    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 4  # PNG magic
+    assert "Gate verdict" in page and ">fail<" in page
+    assert "p99 " in page and "locust-report.html" in page
+    assert "<td>candidate</td>" in page and "<td>live</td>" in page
+
+
+def test_html_report_without_successes_or_locust_report(
+    samples_writer: Callable[..., Path], tmp_path: Path
+) -> None:
+    samples_writer([(2.0, 0.0, 0.001, 0, 2, 0)] * 10, scheduled=[10])
+    samples = load_samples(tmp_path)
+    figures = all_figures(samples)
+    policy = GatePolicy.from_settings(GateSettings(rate=100.0, min_samples=5))
+    verdict, reasons = evaluate(policy, figures, float("nan"))
+    result = GateResult(verdict, reasons, policy, figures, float("nan"),
+                        tmp_path / "r.json", tmp_path / "r.html", None)  # fmt: skip
+    page = write_html(result.report_html, result, samples).read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "n/a" in page
+    assert json.loads(json.dumps(result.to_dict()))["figures"]["candidate"]["p99_ms"] is None
