@@ -15,6 +15,7 @@ request is a 400 naming the problem; bodies over the limit are a 413.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -247,6 +248,10 @@ class ModelService:
         # Ready only once the canary row scores as recorded at import: a broken or altered
         # model never reports ready, and HAProxy's check (the same row) never marks it UP.
         self.ready = self.scorer.canary_ok()
+        # Everything loaded so far lives as long as the process: move it out of the
+        # collector's reach, so full collections stay short (tail latency).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.ready

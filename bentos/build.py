@@ -13,6 +13,9 @@ from bentos._cli import run_bentoml, run_python
 
 # What a model store entry holds: the served ONNX model and its schema/reference data.
 MODEL_FILES = ("model.onnx", "meta.json")
+# The build context: only what bentofile.yaml names. Building from the project directory
+# itself would let BentoML walk the state directory (and its own temporary build tree).
+BUILD_FILES = ("service.py", "bentofile.yaml", "bentos/requirements-serve.txt")
 
 
 @dataclass(frozen=True)
@@ -75,27 +78,26 @@ def build_bento(
     save_model(bentoml_home, spec)
     if _bento_exists(bentoml_home, spec.tag):
         return spec.tag
-    args = [
-        "build",
-        str(project_dir),
-        "-f",
-        str(project_dir / "bentofile.yaml"),
-        "--name",
-        spec.model,
-        "--version",
-        spec.version,
-        "--arg",
-        f"model_tag={spec.tag}",
-        "--arg",
-        f"max_body_bytes={max_body_bytes}",
-        "--arg",
-        f"max_batch_rows={max_batch_rows}",
-        "-o",
-        "tag",
-    ]
+    options = [
+        "--name", spec.model,
+        "--version", spec.version,
+        "--arg", f"model_tag={spec.tag}",
+        "--arg", f"max_body_bytes={max_body_bytes}",
+        "--arg", f"max_batch_rows={max_batch_rows}",
+        "-o", "tag",
+    ]  # fmt: skip
     for key, value in spec.labels.items():
-        args += ["--label", f"{key}={value}"]
-    run_bentoml(args, bentoml_home, cwd=project_dir)
+        options += ["--label", f"{key}={value}"]
+    with tempfile.TemporaryDirectory(prefix="bentogate-build-") as directory:
+        context = Path(directory)
+        for name in BUILD_FILES:
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(project_dir / name, context / name)
+        run_bentoml(
+            ["build", str(context), "-f", str(context / "bentofile.yaml"), *options],
+            bentoml_home,
+            cwd=context,
+        )
     if not _bento_exists(bentoml_home, spec.tag):
         raise BuildError(f"bentoml build finished but {spec.tag} is not in the store")
     return spec.tag
