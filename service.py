@@ -218,11 +218,131 @@ async def model_info(request: Request) -> Response:
     return _ok(_scorer().describe())
 
 
+async def openapi(request: Request) -> Response:
+    return _ok(openapi_document(_scorer(), ARGS.max_batch_rows))
+
+
+def openapi_document(scorer: Scorer, max_batch_rows: int) -> dict[str, Any]:
+    """The OpenAPI 3 description of this version's prediction API (its exact schema)."""
+    n = len(scorer.feature_names)
+    number = {"type": "number"}
+    row = {
+        "oneOf": [
+            {"type": "array", "items": number, "minItems": n, "maxItems": n},
+            {
+                "type": "object",
+                "properties": {name: number for name in scorer.feature_names},
+                "required": scorer.feature_names,
+                "additionalProperties": False,
+            },
+        ]
+    }
+    error = {
+        "description": "The request names the problem",
+        "content": _json_body(
+            {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+        ),
+    }
+    identity = {"model": {"type": "string"}, "model_version": {"type": "string"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": f"{scorer.name} model", "version": scorer.version},
+        "paths": {
+            "/predict": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": _json_body(
+                            {
+                                "type": "object",
+                                "properties": {"features": row},
+                                "required": ["features"],
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The score",
+                            "content": _json_body(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "score": number,
+                                        "label": {"type": "integer"},
+                                        **identity,
+                                    },
+                                    "required": ["score", "label", "model", "model_version"],
+                                }
+                            ),
+                        },
+                        "400": error,
+                        "413": error,
+                    },
+                }
+            },
+            "/predict_batch": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": _json_body(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "features": {
+                                        "type": "array",
+                                        "items": row,
+                                        "minItems": 1,
+                                        "maxItems": max_batch_rows,
+                                    }
+                                },
+                                "required": ["features"],
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The scores",
+                            "content": _json_body(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "scores": {"type": "array", "items": number},
+                                        "labels": {"type": "array", "items": {"type": "integer"}},
+                                        **identity,
+                                    },
+                                    "required": ["scores", "labels", "model", "model_version"],
+                                }
+                            ),
+                        },
+                        "400": error,
+                        "413": error,
+                    },
+                }
+            },
+            "/model": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "Name, version, sha256, features, threshold",
+                            "content": _json_body({"type": "object"}),
+                        }
+                    }
+                }
+            },
+        },
+    }
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 app = Starlette(
     routes=[
         Route("/predict", predict, methods=["POST"]),
         Route("/predict_batch", predict_batch, methods=["POST"]),
         Route("/model", model_info, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import click
 from bentogate import release
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError
+from bentogate.inventory import audit_rows, inventory_rows, table, version_story
 from bentogate.settings import Settings
 from bentogate.status import status_rows, status_table
 
@@ -218,11 +220,128 @@ def release_command(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--watch",
+    "interval",
+    type=float,
+    default=None,
+    is_flag=False,
+    flag_value=1.0,
+    help="Refresh every N seconds (default 1) until interrupted.",
+)
 @click.pass_obj
-def status(obj: dict[str, Any], as_json: bool) -> None:
-    """Per port: model, version, role, health."""
-    rows = status_rows(_context(obj))
-    click.echo(json.dumps(rows, indent=2) if as_json else status_table(rows))
+def status(obj: dict[str, Any], as_json: bool, interval: float | None) -> None:
+    """Per port: model, version, role, state, and HAProxy's live view of each server."""
+    ctx = _context(obj)
+    while True:
+        rows = status_rows(ctx)
+        if interval is None:
+            click.echo(json.dumps(rows, indent=2) if as_json else status_table(rows))
+            return
+        click.clear()
+        click.echo(f"bentogate status (every {interval:g} s, Ctrl-C to stop)\n")
+        click.echo(status_table(rows))
+        time.sleep(interval)
+
+
+def _print(rows: Any, as_json: bool, columns: tuple[str, ...] | None = None) -> None:
+    if as_json or columns is None:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        click.echo(table(rows, columns))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def inventory(obj: dict[str, Any], as_json: bool) -> None:
+    """Every model: in use / in development / retired, owner, validator, review, live port."""
+    _print(inventory_rows(_context(obj)), as_json, _INVENTORY_COLUMNS)
+
+
+_INVENTORY_COLUMNS = (
+    "model", "use", "owner", "live_version", "live_port", "versions", "validator",
+    "last_validation", "next_review_due",
+)  # fmt: skip
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(obj: dict[str, Any], ref: Ref, as_json: bool) -> None:
+    """The whole story of one version: facts, gate runs, deployments, audit trail."""
+    story = version_story(_context(obj), ref)
+    if as_json:
+        _print(story, True)
+        return
+    version = story["version"]
+    for key in (
+        "model",
+        "version",
+        "state",
+        "sha256",
+        "developer",
+        "validator",
+        "approver",
+        "bento_tag",
+        "built_at",
+        "registered_at",
+    ):
+        click.echo(f"{key:>14}: {version[key]}")
+    click.echo("\ngate runs:")
+    click.echo(table(story["gate_runs"], ("created_at", "verdict", "compared_with", "report_path")))
+    click.echo("\ndeployments:")
+    click.echo(table(story["deployments"], ("host", "port", "role", "started_at", "stopped_at")))
+    click.echo("\naudit:")
+    click.echo(table(story["audit"], _AUDIT_COLUMNS))
+
+
+_AUDIT_COLUMNS = (
+    "id",
+    "at",
+    "actor",
+    "action",
+    "model",
+    "version",
+    "from_state",
+    "to_state",
+    "outcome",
+    "reason",
+)
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit(obj: dict[str, Any], target: str | None, as_json: bool) -> None:
+    """The audit trail (all, MODEL or MODEL:VERSION); `audit verify` checks its hash chain."""
+    ctx = _context(obj)
+    if target == "verify":
+        ok, row, message = ctx.registry.verify_audit()
+        if as_json:
+            _print({"ok": ok, "first_broken_row": row, "message": message}, True)
+        else:
+            click.echo(message)
+        if not ok:
+            sys.exit(1)
+        return
+    _print(audit_rows(ctx, target), as_json, _AUDIT_COLUMNS)
+
+
+@cli.group()
+def db() -> None:
+    """The governance database schema (Alembic migrations)."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(obj: dict[str, Any]) -> None:
+    """Run the migrations up to the newest schema (idempotent)."""
+    ctx = _context(obj)
+    ctx.registry.upgrade()
+    click.echo(f"schema at {ctx.registry.schema_revision()}")
 
 
 @cli.command()

@@ -143,7 +143,9 @@ def build(
     return recorded, archive
 
 
-def _start_replicas(ctx: Context, ref: Ref, replicas: int, role: Role) -> list[Handle]:
+def _start_replicas(
+    ctx: Context, ref: Ref, replicas: int, role: Role, *, actor: str
+) -> list[Handle]:
     handles: list[Handle] = []
     taken: set[int] = set()
     try:
@@ -165,6 +167,7 @@ def _start_replicas(ctx: Context, ref: Ref, replicas: int, role: Role) -> list[H
             port=handle.port,
             pid=handle.pid,
             role=role,
+            actor=actor,
         )
     return handles
 
@@ -180,7 +183,7 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no Bento yet: run `bentogate build {ref}` first")
     staged = ctx.registry.stage(ref.model, ref.version, actor=actor)
-    _start_replicas(ctx, ref, replicas, Role.CANDIDATE)
+    _start_replicas(ctx, ref, replicas, Role.CANDIDATE, actor=actor)
     apply_routes(ctx)
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
     ctx.sidecar.switch(ref.model, ref.version, role="candidate")
@@ -257,26 +260,26 @@ def _handles(ctx: Context, model: str, version: str) -> list[tuple[int, Handle]]
     ]
 
 
-def _stop_version(ctx: Context, model: str, version: str) -> None:
+def _stop_version(ctx: Context, model: str, version: str, *, actor: str) -> None:
     """Drain a version in HAProxy (in-flight requests finish), stop its Bentos, record it."""
     ctx.sidecar.drain(model, version)
     for deployment_id, handle in _handles(ctx, model, version):
         ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        ctx.registry.end_deployment(deployment_id)
+        ctx.registry.end_deployment(deployment_id, actor=actor)
 
 
-def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None) -> None:
+def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None, *, actor: str) -> None:
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
     ctx.sidecar.switch(ref.model, ref.version, role="live")
     if previous is not None and previous.version != ref.version:
-        _stop_version(ctx, ref.model, previous.version)
+        _stop_version(ctx, ref.model, previous.version, actor=actor)
     apply_routes(ctx)
 
 
-def _ensure_running(ctx: Context, ref: Ref, role: Role) -> None:
+def _ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
     """Start the version (one replica) if this host runs none of it; wait until it is healthy."""
     if not _handles(ctx, ref.model, ref.version):
-        _start_replicas(ctx, ref, 1, role)
+        _start_replicas(ctx, ref, 1, role, actor=actor)
         apply_routes(ctx)
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
 
@@ -290,12 +293,12 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     previous = ctx.registry.production_version(ref.model)
     if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
         # Warm and healthy before the DB records anything (governance still decides below).
-        _ensure_running(ctx, ref, Role.CANDIDATE)
+        _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
     promoted = ctx.registry.promote(
         ref.model, ref.version, actor=actor, sha256=_served_sha256(ctx, ref)
     )
     try:
-        _cut_over(ctx, ref, previous)
+        _cut_over(ctx, ref, previous, actor=actor)
     except BentogateError:
         # HAProxy refused the switch: the DB must keep saying what really serves traffic.
         if previous is not None:
@@ -311,10 +314,10 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
     if previous is None:
         raise NotFoundError(f"{model} has no previous production version to roll back to")
     ref = Ref(model, previous.version)
-    _ensure_running(ctx, ref, Role.PREVIOUS)
+    _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
     _served_sha256(ctx, ref)
     restored = ctx.registry.rollback(model, actor=actor)
-    _cut_over(ctx, ref, current)
+    _cut_over(ctx, ref, current, actor=actor)
     return restored
 
 
@@ -322,7 +325,7 @@ def retire(ctx: Context, ref: Ref, *, actor: str, reason: str) -> VersionInfo:
     """Stop every Bento of a (non-production) version and mark it retired; history stays."""
     retired = ctx.registry.retire(ref.model, ref.version, actor=actor, reason=reason)
     if _handles(ctx, ref.model, ref.version):
-        _stop_version(ctx, ref.model, ref.version)
+        _stop_version(ctx, ref.model, ref.version, actor=actor)
         apply_routes(ctx)
     return retired
 

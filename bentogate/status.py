@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bentogate.context import Context
+from bentogate.inventory import table
 
 
 def status_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -55,10 +56,4 @@ _COLUMNS = (
 
 def status_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`status_rows`."""
-    if not rows:
-        return "nothing deployed on this host"
-    table = [list(_COLUMNS)] + [[str(row[c]) for c in _COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in table
-    ).rstrip()
+    return table(rows, _COLUMNS) if rows else "nothing deployed on this host"

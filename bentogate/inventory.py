@@ -1,0 +1,107 @@
+"""Inventory, version history and audit views of the governance DB (what an auditor reads)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from bentogate.context import Context, Ref
+from governance import AuditEntry, State
+
+_IN_USE = {State.PRODUCTION}
+_IN_DEVELOPMENT = {State.REGISTERED, State.VALIDATED, State.APPROVED, State.STAGED, State.GATED}
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy of dataclasses, enums, dates (for ``--json``)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _last(entries: list[AuditEntry], action: str) -> AuditEntry | None:
+    done = [e for e in entries if e.action == action and e.outcome == "ok"]
+    return done[-1] if done else None
+
+
+def inventory_rows(ctx: Context) -> list[dict[str, Any]]:
+    """One row per model: use, owner, live version and port, last validation, next review."""
+    rows = []
+    for model in ctx.registry.models():
+        versions = ctx.registry.versions(model.name)
+        live = ctx.registry.production_version(model.name)
+        validation = _last(ctx.registry.audit(model.name), "validate")
+        states = {v.state for v in versions}
+        if states & _IN_USE:
+            use = "in use"
+        elif states & _IN_DEVELOPMENT:
+            use = "in development"
+        else:
+            use = "retired"
+        rows.append(
+            {
+                "model": model.name,
+                "use": use,
+                "owner": model.owner,
+                "purpose": model.purpose,
+                "live_version": live.version if live else None,
+                "live_port": model.production_port if live else None,
+                "versions": len(versions),
+                "validator": validation.actor if validation else None,
+                "last_validation": validation.at.isoformat() if validation else None,
+                "next_review_due": plain(model.next_review_due),
+            }
+        )
+    return rows
+
+
+def version_story(ctx: Context, ref: Ref) -> dict[str, Any]:
+    """Everything recorded about one version: facts, gate runs, deployments, audit trail."""
+    info = ctx.registry.get_version(ref.model, ref.version)
+    return {
+        "version": plain(info),
+        "gate_runs": [
+            {k: v for k, v in plain(run).items() if k != "results"}
+            for run in ctx.registry.gate_runs(ref.model, ref.version)
+        ],
+        "deployments": [
+            plain(d)
+            for d in ctx.registry.deployments(model=ref.model, active_only=False)
+            if d.version == ref.version
+        ],
+        "audit": [plain(e) for e in ctx.registry.audit(ref.model, ref.version)],
+    }
+
+
+def audit_rows(ctx: Context, target: str | None) -> list[dict[str, Any]]:
+    """The audit trail of everything, a model, or one ``model:version``."""
+    if target is None:
+        entries = ctx.registry.audit()
+    elif ":" in target:
+        ref = Ref.parse(target)
+        entries = ctx.registry.audit(ref.model, ref.version)
+    else:
+        entries = ctx.registry.audit(target)
+    return [plain(e) for e in entries]
+
+
+def table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """A plain-text table of ``rows`` limited to ``columns``."""
+    if not rows:
+        return "(none)"
+    cells = [list(columns)] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    )

@@ -1,0 +1,68 @@
+"""The CLI: exit codes and one-line errors, over a real (SQLite) governance DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bentogate.cli import main
+from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.settings import Settings
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = make_transactions(1500, seed=2)
+    model = root / "m.json"
+    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
+    return model, write_csv(data, root / "data.csv")
+
+
+def test_a_bad_reference_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "--home", str(tmp_path), "approve", "fraud", "--actor", "a")
+    assert code == 2
+    assert "expected <model>:<version>" in err
+
+
+def test_governance_refusals_are_one_line_errors_with_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_files: tuple[Path, Path]
+) -> None:
+    model, data = model_files
+    home = ["--home", str(tmp_path)]
+    assert run(capsys, *home, "init")[0] == 0
+    code, out, _ = run(capsys, *home, "register", "fraud", str(model), "--reference", str(data),
+                       "--developer", "dana")  # fmt: skip
+    assert code == 0 and "registered fraud:1" in out
+    code, _, err = run(capsys, *home, "validate", "fraud:1", "--holdout", str(data),
+                       "--actor", "dana")  # fmt: skip
+    assert code == 1
+    assert err.startswith("error: refused") and "Traceback" not in err
+    code, _, err = run(capsys, *home, "promote", "fraud:7", "--actor", "rel")
+    assert code == 1 and "fraud:7" in err
+    code, out, _ = run(capsys, *home, "audit", "verify")
+    assert code == 0 and "intact" in out
+    code, out, _ = run(capsys, *home, "inventory", "--json")
+    assert code == 0 and '"use": "in development"' in out
+
+
+def test_settings_come_from_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENTOGATE_GATE__RATE", "321")
+    monkeypatch.setenv("BENTOGATE_PORTS__PRODUCTION_START", "12000")
+    settings = Settings()
+    assert settings.gate.rate == 321 and settings.ports.production_start == 12000
+    assert settings.home.is_absolute()
+    assert settings.database_url.startswith("sqlite:///")
