@@ -35,8 +35,14 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
                     "candidate_port": ctx.candidate_port(model.production_port),
                     "backend_port": deployment.port,
                     "health": server.status if server else "unknown",
-                    "check": f"{server.check_status} {server.last_chk}".strip() if server else "",
-                    "sessions": server.scur if server else 0,
+                    "check": server.check_status if server else "",
+                    "check_ms": server.check_duration_ms if server else None,
+                    "last_check": server.last_chk if server else "",
+                    "sessions": server.scur if server else None,
+                    "req_per_s": server.rate if server else None,
+                    "5xx": server.hrsp_5xx if server else None,
+                    "rtime_ms": server.rtime_ms if server else None,
+                    "ttime_ms": server.ttime_ms if server else None,
                 }
             )
     return rows
