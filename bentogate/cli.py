@@ -172,6 +172,47 @@ def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
 
 
 @cli.command()
+@click.argument("model")
+@click.option(
+    "--set",
+    "changes",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Change one field (rate, duration_s, p99_ms, max_error_ratio, ...).",
+)
+@click.option("--actor", help="Who changes the policy (required with --set).")
+@click.pass_obj
+def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str | None) -> None:
+    """Show MODEL's gate policy, or change fields of it (stored in the governance DB)."""
+    ctx = _context(obj)
+    if not changes:
+        _print(release.gate_policy(ctx, model).to_dict(), True)
+        return
+    if actor is None:
+        raise click.UsageError("--set needs --actor")
+    parsed: dict[str, float] = {}
+    for change in changes:
+        key, _, value = change.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{change!r}: expected FIELD=NUMBER") from None
+        parsed[key] = int(number) if number.is_integer() else number
+    _print(release.set_gate_policy(ctx, model, parsed, actor=actor).to_dict(), True)
+
+
+@cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.option("--max-rate", default=5000.0, show_default=True, type=float)
+@click.pass_obj
+def capacity(obj: dict[str, Any], ref: Ref, actor: str, max_rate: float) -> None:
+    """Find the highest rate at which REF meets its policy's p99; record it in the inventory."""
+    result = release.capacity(_context(obj), ref, actor=actor, max_rate=max_rate, progress=_echo)
+    click.echo(f"{ref}: {result.rate:g} req/s (limited by {result.limited_by})")
+
+
+@cli.command()
 @click.argument("ref", callback=_ref)
 @click.option("--actor", required=True)
 @click.pass_obj

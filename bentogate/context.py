@@ -57,9 +57,12 @@ class Context:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry(
-                self.settings.database_url, environment=self.settings.environment
-            )
+            registry = Registry(self.settings.database_url, environment=self.settings.environment)
+            if self.settings.db_url is None:
+                # The embedded SQLite DB belongs to this host alone: keep it migrated. A shared
+                # DB is migrated on purpose, with `bentogate db upgrade`.
+                registry.upgrade()
+            self._registry = registry
         return self._registry
 
     @cached_property

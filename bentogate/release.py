@@ -27,7 +27,7 @@ from bentogate.routing import desired_spec
 from bentos.build import VersionSpec, build_bento, containerize, export_bento
 from bentos.runtime import Handle
 from governance import Role, State, VersionInfo
-from loadtest import GatePolicy, GateResult, Target, run_gate
+from loadtest import CapacityResult, GatePolicy, GateResult, Target, find_capacity, run_gate
 
 Progress = Callable[[str], None]
 
@@ -190,8 +190,51 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     return staged
 
 
-def gate_policy(ctx: Context) -> GatePolicy:
-    return GatePolicy.from_settings(ctx.settings.gate)
+def gate_policy(ctx: Context, model: str) -> GatePolicy:
+    """The model's policy from the governance DB, or the settings' default policy."""
+    stored = ctx.registry.gate_policy(model)
+    return GatePolicy.from_dict(stored) if stored else GatePolicy.from_settings(ctx.settings.gate)
+
+
+def set_gate_policy(
+    ctx: Context, model: str, changes: dict[str, float], *, actor: str
+) -> GatePolicy:
+    """Store ``changes`` on top of the model's current policy (validated, audited)."""
+    policy = GatePolicy.from_dict({**gate_policy(ctx, model).to_dict(), **changes})
+    ctx.registry.set_gate_policy(model, policy.to_dict(), actor=actor)
+    return policy
+
+
+def capacity(
+    ctx: Context, ref: Ref, *, actor: str, max_rate: float, progress: Progress = _quiet
+) -> CapacityResult:
+    """Search the highest rate at which the staged version still meets its policy's p99;
+    record it in the inventory."""
+    model = ctx.registry.get_model(ref.model)
+    info = ctx.registry.get_version(ref.model, ref.version)
+    artifact = load_artifact(artifact_dir(info.artifact_uri))
+    _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+    ctx.sidecar.switch(ref.model, ref.version, role="candidate")
+    result = find_capacity(
+        Target(
+            "candidate",
+            f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}",
+            ref.version,
+        ),
+        artifact.reference_rows.astype(float).tolist(),
+        gate_policy(ctx, ref.model),
+        ctx.settings.reports_dir / f"capacity-{ref.model}-{ref.version}-{_stamp()}",
+        max_rate=max_rate,
+        progress=progress,
+    )
+    ctx.registry.record_capacity(
+        ref.model,
+        ref.version,
+        actor=actor,
+        rate=result.rate,
+        details={"limited_by": result.limited_by, "runs": [list(run) for run in result.runs]},
+    )
+    return result
 
 
 def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> GateResult:
@@ -207,7 +250,7 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
     live_target = None
     if live is not None and live.version != ref.version:
         live_target = Target("live", f"http://127.0.0.1:{model.production_port}", live.version)
-    policy = gate_policy(ctx)
+    policy = gate_policy(ctx, ref.model)
     out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
     result = run_gate(
         Target(

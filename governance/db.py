@@ -30,6 +30,7 @@ CONSTRAINT_RULES = {
     "uq_models_environment_production_port": "production ports are unique per environment",
     "uq_deployments_active_port": "one active deployment per host port",
     "uq_audit_log_prev_hash": "the audit chain cannot fork",
+    "uq_gate_policies_model_id": "one gate policy per model",
 }
 _WRITE = "governance_write"
 

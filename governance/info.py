@@ -23,6 +23,7 @@ class ModelInfo:
     use_restrictions: str = ""
     inventory_status: str = "active"
     next_review_due: date | None = None
+    gate_policy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class VersionInfo:
     registered_at: datetime
     artifact_uri: str
     demoted_at: datetime | None = None
+    capacity_rps: float | None = None
 
     @property
     def ref(self) -> str:

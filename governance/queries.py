@@ -79,6 +79,7 @@ def model_info(row: Model) -> ModelInfo:
         use_restrictions=row.use_restrictions,
         inventory_status=row.inventory_status,
         next_review_due=row.next_review_due,
+        gate_policy=None if row.gate_policy is None else _copy(row.gate_policy.policy),
     )
 
 
@@ -101,6 +102,7 @@ def version_info(row: Version, model_name: str) -> VersionInfo:
         registered_at=row.registered_at,
         artifact_uri=row.artifact_uri,
         demoted_at=row.demoted_at,
+        capacity_rps=row.capacity_rps,
     )
 
 

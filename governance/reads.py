@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from governance import audit, deployments, queries
 from governance.db import Database
@@ -33,13 +33,21 @@ class RegistryReads:
     def models(self) -> list[ModelInfo]:
         """Return the inventory of this environment, by name."""
         with self._db.read() as s:
-            query = select(Model).where(Model.environment == self.environment)
+            query = (
+                select(Model)
+                .where(Model.environment == self.environment)
+                .options(selectinload(Model.gate_policy))
+            )
             return [queries.model_info(m) for m in s.execute(query.order_by(Model.name)).scalars()]
 
     def get_model(self, name: str) -> ModelInfo:
         """Return the model. Raises :class:`NotFoundError`."""
         with self._db.read() as s:
             return queries.model_info(queries.model_row(s, self.environment, name))
+
+    def gate_policy(self, model: str) -> dict[str, Any] | None:
+        """Return the model's gate policy (a copy; ``None`` if never set). Raises NotFoundError."""
+        return self.get_model(model).gate_policy
 
     def get_version(self, model: str, version: str) -> VersionInfo:
         """Return the version. Raises :class:`NotFoundError` naming the unknown model/version."""

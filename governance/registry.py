@@ -16,7 +16,7 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, NotFoundError
-from governance import audit, deployments, lifecycle, migrate, promotion
+from governance import audit, deployments, gating, lifecycle, migrate, promotion
 from governance.attempt import Attempt
 from governance.db import Database, translate
 from governance.info import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
@@ -256,6 +256,35 @@ class Registry(RegistryReads):
         :class:`IllegalTransition` for production (or already retired) versions."""
         return self._attempt(
             Action.RETIRE, actor, model, version, lambda s, a: lifecycle.retire(s, a, reason=reason)
+        )
+
+    # -- gate policy & capacity --------------------------------------------------------------
+
+    def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
+        """Store ``policy`` (opaque JSON) as the model's gate policy, replacing any; the audit
+        row holds the old and new policy. Returns the model. Raises :class:`NotFoundError`,
+        :class:`GovernanceError` (not a JSON object, NaN/infinity)."""
+        return self._attempt(
+            Action.SET_POLICY,
+            actor,
+            model,
+            None,
+            lambda s, a: gating.set_gate_policy(s, a, policy=policy),
+        )
+
+    def record_capacity(
+        self, model: str, version: str, *, actor: str, rate: float, details: dict[str, Any]
+    ) -> None:
+        """Store a measured capacity of ``model:version`` (the highest req/s that met the
+        policy); the latest one shows as :attr:`VersionInfo.capacity_rps`. Any state is
+        accepted. Raises :class:`NotFoundError`, :class:`GovernanceError` (rate not finite or
+        negative, details not a JSON object)."""
+        self._attempt(
+            Action.CAPACITY,
+            actor,
+            model,
+            version,
+            lambda s, a: gating.record_capacity(s, a, rate=rate, details=details),
         )
 
     # -- deployments -------------------------------------------------------------------------

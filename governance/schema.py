@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from governance.states import Outcome, Role, State, Verdict
 
@@ -87,6 +87,32 @@ class Model(Base):
     created_at: Mapped[datetime]
 
     versions: Mapped[list[Version]] = relationship(back_populates="model")
+    gate_policy: Mapped[GatePolicy | None] = relationship()
+
+
+class GatePolicy(Base):
+    """The current gate policy of a model (opaque JSON; its history is in the audit log)."""
+
+    __tablename__ = "gate_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id"), unique=True)
+    policy: Mapped[dict[str, Any]]
+    set_by: Mapped[str] = mapped_column(sa.String(128))
+    set_at: Mapped[datetime]
+
+
+class CapacityMeasurement(Base):
+    """A measured capacity of a version: the highest request rate that met the gate policy."""
+
+    __tablename__ = "capacity_measurements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    rate: Mapped[float] = mapped_column(sa.Float)
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
 
 
 class Version(Base):
@@ -122,6 +148,15 @@ class Version(Base):
     state_changed_at: Mapped[datetime]
     demoted_at: Mapped[datetime | None]
     artifact_uri: Mapped[str] = mapped_column(sa.Text)
+    #: the latest measured capacity (req/s), loaded with the row; not a column
+    capacity_rps: Mapped[float | None] = column_property(
+        sa.select(CapacityMeasurement.rate)
+        .where(CapacityMeasurement.version_id == id)
+        .order_by(CapacityMeasurement.id.desc())
+        .limit(1)
+        .correlate_except(CapacityMeasurement)
+        .scalar_subquery()
+    )
 
     model: Mapped[Model] = relationship(back_populates="versions")
 

@@ -50,6 +50,8 @@ class Action(enum.StrEnum):
     RETIRE = "retire"
     DEPLOY = "deploy"
     UNDEPLOY = "undeploy"
+    SET_POLICY = "set_policy"
+    CAPACITY = "capacity"
 
 
 class Verdict(enum.StrEnum):

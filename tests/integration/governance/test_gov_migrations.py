@@ -23,6 +23,8 @@ TABLES = {
     "policy_exceptions",
     "audit_log",
     "audit_head",
+    "gate_policies",
+    "capacity_measurements",
 }
 
 
@@ -85,6 +87,21 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0002"
+    assert reg.schema_revision() == head_revision() == "0003"
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
+
+
+def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: object) -> None:
+    version = advance("fraud", State.GATED)  # type: ignore[operator]
+    reg.set_gate_policy("fraud", {"p99_ms": 25}, actor="a")
+    reg.record_capacity("fraud", version, actor="ci", rate=100.0, details={})
+    reg.downgrade("0002")
+    assert reg.schema_revision() == "0002"
+    assert _tables(raw) == TABLES - {"gate_policies", "capacity_measurements"}
+    assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
+    reg.upgrade()
+    assert reg.schema_revision() == "0003"
+    assert reg.gate_policy("fraud") is None
+    assert reg.get_version("fraud", version).capacity_rps is None
+    assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]

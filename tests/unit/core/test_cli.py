@@ -66,3 +66,22 @@ def test_settings_come_from_nested_environment_variables(monkeypatch: pytest.Mon
     assert settings.gate.rate == 321 and settings.ports.production_start == 12000
     assert settings.home.is_absolute()
     assert settings.database_url.startswith("sqlite:///")
+
+
+def test_the_gate_policy_is_stored_per_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_files: tuple[Path, Path]
+) -> None:
+    model, data = model_files
+    home = ["--home", str(tmp_path)]
+    run(capsys, *home, "register", "fraud", str(model), "--reference", str(data), "--developer", "d")
+    code, out, _ = run(capsys, *home, "policy", "fraud")
+    assert code == 0 and '"p99_ms": 25.0' in out
+    code, out, _ = run(capsys, *home, "policy", "fraud", "--set", "p99_ms=7.5", "--set",
+                       "users=8", "--actor", "rel")  # fmt: skip
+    assert code == 0 and '"p99_ms": 7.5' in out
+    code, out, _ = run(capsys, *home, "policy", "fraud")
+    assert '"p99_ms": 7.5' in out and '"users": 8' in out
+    code, _, err = run(capsys, *home, "policy", "fraud", "--set", "bogus=1", "--actor", "rel")
+    assert code == 1 and "unknown gate policy fields: bogus" in err
+    code, out, _ = run(capsys, *home, "audit", "fraud")
+    assert "set_policy" in out
