@@ -146,6 +146,10 @@ def build(
 def _start_replicas(
     ctx: Context, ref: Ref, replicas: int, role: Role, *, actor: str
 ) -> list[Handle]:
+    # The bytes about to be served must be the registered ones (audited either way).
+    ctx.registry.verify_artifact(
+        ref.model, ref.version, actor=actor, sha256=_served_sha256(ctx, ref)
+    )
     handles: list[Handle] = []
     taken: set[int] = set()
     try:
@@ -182,8 +186,8 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no Bento yet: run `bentogate build {ref}` first")
-    staged = ctx.registry.stage(ref.model, ref.version, actor=actor)
     _start_replicas(ctx, ref, replicas, Role.CANDIDATE, actor=actor)
+    staged = ctx.registry.stage(ref.model, ref.version, actor=actor)
     apply_routes(ctx)
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
     ctx.sidecar.switch(ref.model, ref.version, role="candidate")

@@ -49,6 +49,19 @@ def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> Versi
     return queries.version_info(row, model.name)
 
 
+def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:
+    """Audit that the bytes about to be served are the registered ones; IntegrityError if not."""
+    _, row = locked_version(session, attempt)
+    attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
+    if sha256 != row.sha256:
+        attempt.refuse(
+            IntegrityError,
+            f"served model sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
+            "artifact integrity",
+        )
+    attempt.record(session, reason="served artifact matches the registered sha256")
+
+
 def check_release_rules(
     session: Session, attempt: Attempt, row: Version, sha256: str
 ) -> dict[str, object]:

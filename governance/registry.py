@@ -287,6 +287,17 @@ class Registry(RegistryReads):
             lambda s, a: gating.record_capacity(s, a, rate=rate, details=details),
         )
 
+    def verify_artifact(self, model: str, version: str, *, actor: str, sha256: str) -> None:
+        """Audit the sha256 measured on the model about to be served. Raises
+        :class:`IntegrityError` (audited as refused) if it differs from the registered one."""
+        self._attempt(
+            Action.VERIFY_ARTIFACT,
+            actor,
+            model,
+            version,
+            lambda s, a: promotion.verify_artifact(s, a, sha256=sha256),
+        )
+
     # -- deployments -------------------------------------------------------------------------
 
     def record_deployment(

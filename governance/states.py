@@ -52,6 +52,7 @@ class Action(enum.StrEnum):
     UNDEPLOY = "undeploy"
     SET_POLICY = "set_policy"
     CAPACITY = "capacity"
+    VERIFY_ARTIFACT = "verify_artifact"
 
 
 class Verdict(enum.StrEnum):

@@ -21,7 +21,7 @@ import pytest
 from bentogate import release
 from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
-from bentogate.errors import GovernanceError, NotFoundError
+from bentogate.errors import GovernanceError, IntegrityError, NotFoundError
 from bentogate.settings import Settings
 from bentos.runtime import process_tree
 
@@ -209,3 +209,21 @@ def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:
 def test_unknown_versions_are_named(ctx: Context) -> None:
     with pytest.raises(NotFoundError, match="fraud:99"):
         release.promote(ctx, Ref("fraud", "99"), actor=ACTORS.release)
+
+
+def test_a_model_file_changed_after_approval_cannot_be_served(
+    ctx: Context, files: dict[str, Path]
+) -> None:
+    info = release.register(ctx, "fraud", files["v2"], files["holdout"], developer="dana")
+    ref = Ref("fraud", info.version)
+    release.validate(ctx, ref, files["holdout"], actor="vic")
+    release.approve(ctx, ref, actor="ana")
+    release.build(ctx, ref, actor="rel")
+    stored = ctx.settings.bentoml_home / "models" / "fraud" / ref.version / "model.onnx"
+    stored.write_bytes(stored.read_bytes() + b"\0")  # tampered after approval
+    with pytest.raises(IntegrityError, match="differs from the registered"):
+        release.deploy(ctx, ref, actor="rel")
+    refused = [e for e in ctx.registry.audit("fraud", ref.version) if e.outcome == "refused"]
+    assert refused and refused[-1].action == "verify_artifact"
+    assert not [d for d in ctx.registry.deployments() if d.version == ref.version]
+    assert str(ctx.registry.get_version("fraud", ref.version).state) == "approved"
