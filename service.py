@@ -103,7 +103,10 @@ class Scorer:
                     f"{where}: {self._label(i)} must be a number, got {_json_type(value)}"
                 )
             if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-                raise InputError(f"{where}: {self._label(i)} must be a finite number")
+                raise InputError(
+                    f"{where}: {self._label(i)} must be a finite number within float32 range "
+                    f"(|x| <= {_FLOAT32_MAX:.7g})"
+                )
         return values
 
     def _ordered(self, features: dict[str, Any], where: str) -> list[Any]:
@@ -226,12 +229,14 @@ def openapi_document(scorer: Scorer, max_batch_rows: int) -> dict[str, Any]:
     """The OpenAPI 3 description of this version's prediction API (its exact schema)."""
     n = len(scorer.feature_names)
     number = {"type": "number"}
+    # What the model takes: a float32 (the service refuses larger magnitudes).
+    feature = {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX}
     row = {
         "oneOf": [
-            {"type": "array", "items": number, "minItems": n, "maxItems": n},
+            {"type": "array", "items": feature, "minItems": n, "maxItems": n},
             {
                 "type": "object",
-                "properties": {name: number for name in scorer.feature_names},
+                "properties": {name: feature for name in scorer.feature_names},
                 "required": scorer.feature_names,
                 "additionalProperties": False,
             },
@@ -348,9 +353,40 @@ app = Starlette(
 
 ARGS = bentoml.use_arguments(BentoArgs)
 
+# Request-latency histogram bounds (seconds). A prediction takes well under a millisecond;
+# BentoML's default buckets start at 5 ms and would put every request in the first one.
+LATENCY_BUCKETS_S = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+def publish_identity(scorer: Scorer) -> None:
+    """Expose ``bentogate_model_info{model, version, sha256} 1`` on ``/metrics``."""
+    # Imported here, not at the top: BentoML sets PROMETHEUS_MULTIPROC_DIR in the worker
+    # after importing this module, and prometheus_client chooses its storage at import.
+    import prometheus_client
+
+    info = prometheus_client.Gauge(
+        "bentogate_model_info",
+        "The model version this Bento serves (always 1).",
+        labelnames=("model", "version", "sha256"),
+        multiprocess_mode="livemax",  # one sample however many workers
+        registry=None,  # BentoML's /metrics reads every worker's values from its files
+    )
+    info.labels(model=scorer.name, version=scorer.version, sha256=scorer.sha256).set(1)
+
 
 @bentoml.asgi_app(app, path="/")
-@bentoml.service(name="bentogate_model", traffic={"timeout": 10})
+@bentoml.service(
+    name="bentogate_model",
+    traffic={"timeout": 10},
+    metrics={
+        "enabled": True,
+        "namespace": "bentoml_service",
+        "duration": {"buckets": list(LATENCY_BUCKETS_S)},
+    },
+)
 class ModelService:
     """Serves the one model version this Bento was built for."""
 
@@ -368,6 +404,7 @@ class ModelService:
         # Ready only once the canary row scores as recorded at import: a broken or altered
         # model never reports ready, and HAProxy's check (the same row) never marks it UP.
         self.ready = self.scorer.canary_ok()
+        publish_identity(self.scorer)
         # Everything loaded so far lives as long as the process: move it out of the
         # collector's reach, so full collections stay short (tail latency).
         gc.collect()

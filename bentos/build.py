@@ -1,15 +1,27 @@
-"""Build, export, import and containerize the Bento of one model version."""
+"""Build, export, import and containerize the Bento of one model version.
+
+A store is one ``BENTOML_HOME``; every call runs the ``bentoml`` command line against it
+(BentoML binds its store at import). Existence is read from the store's documented layout
+(``bentos/<name>/<version>/bento.yaml``, ``models/<name>/<version>/model.yaml``): a listing
+would cost a BentoML start-up per question.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from bentogate.errors import BuildError, NotFoundError
 from bentos._cli import run_bentoml, run_python
+from bentos.runtime import docker_engine_available
 
 # What a model store entry holds: the served ONNX model and its schema/reference data.
 MODEL_FILES = ("model.onnx", "meta.json")
@@ -33,19 +45,45 @@ class VersionSpec:
         return f"{self.model}:{self.version}"
 
 
+def _entry(bentoml_home: Path, kind: str, tag: str) -> Path:
+    name, _, version = tag.partition(":")
+    return bentoml_home / kind / name / version
+
+
 def _bento_exists(bentoml_home: Path, tag: str) -> bool:
-    listing = json.loads(run_bentoml(["list", "-o", "json"], bentoml_home, timeout=120))
-    return any(item.get("tag") == tag for item in listing)
+    return (_entry(bentoml_home, "bentos", tag) / "bento.yaml").is_file()
 
 
-def _model_exists(bentoml_home: Path, tag: str) -> bool:
-    listing = json.loads(run_bentoml(["models", "list", "-o", "json"], bentoml_home, timeout=120))
-    return any(item.get("tag") == tag for item in listing)
+def model_path(bentoml_home: Path, tag: str) -> Path:
+    """The directory of a model in the store; NotFoundError if there is none."""
+    path = _entry(bentoml_home, "models", tag)
+    if not (path / "model.yaml").is_file():
+        raise NotFoundError(f"no model {tag} in {bentoml_home}")
+    return path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_model(bentoml_home: Path, spec: VersionSpec) -> None:
-    """Copy the version's artifact into the BentoML model store as ``<model>:<version>``."""
-    if _model_exists(bentoml_home, spec.tag):
+    """Copy the version's artifact into the BentoML model store as ``<model>:<version>``.
+
+    Idempotent for the same model bytes. Raises BuildError if the artifact's ONNX model is
+    not the approved one (``spec.sha256``) or the store already holds other bytes under
+    the tag (versions are immutable).
+    """
+    try:
+        stored = model_path(bentoml_home, spec.tag) / "model.onnx"
+    except NotFoundError:
+        pass
+    else:
+        found = _sha256(stored.read_bytes()) if stored.is_file() else "nothing"
+        if found != spec.sha256:
+            raise BuildError(
+                f"the model store already holds {spec.tag} with model sha256 {found[:12]}, "
+                f"not the approved {spec.sha256[:12]}: versions are immutable"
+            )
         return
     payload = {
         "tag": spec.tag,
@@ -105,27 +143,81 @@ def build_bento(
 
 def bento_path(bentoml_home: Path, tag: str) -> Path:
     """The directory of a built Bento in the store; NotFoundError if there is none."""
-    name, version = tag.split(":", 1)
-    path = bentoml_home / "bentos" / name / version
+    path = _entry(bentoml_home, "bentos", tag)
     if not path.is_dir():
         raise NotFoundError(f"no Bento {tag} in {bentoml_home}")
     return path
 
 
 def export_bento(bentoml_home: Path, tag: str, out_dir: Path) -> Path:
-    """Write ``<out_dir>/<model>-<version>.bento``, the portable archive of a version."""
+    """Write ``<out_dir>/<model>-<version>.bento``, the portable archive of a version.
+
+    The archive holds the Bento and its model. It appears whole or not at all (written
+    aside, then renamed), so an existing one is complete and kept. BuildError on failure.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{tag.replace(':', '-')}.bento"
-    if not target.exists():
-        run_bentoml(["export", tag, str(target)], bentoml_home)
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as directory:
+        partial = Path(directory) / target.name
+        run_bentoml(["export", tag, str(partial)], bentoml_home)
+        os.replace(partial, target)
     return target
 
 
-def import_bento(bentoml_home: Path, archive: Path) -> None:
-    """Import a ``.bento`` archive (with its model) into this home's store."""
+def import_bento(bentoml_home: Path, archive: Path) -> str:
+    """Import a ``.bento`` archive (with its model) into this home's store; returns its tag.
+
+    Idempotent: if the store already holds the Bento with byte-identical models, nothing is
+    imported. Raises NotFoundError if there is no archive, BuildError if it is not a Bento
+    archive, if the store holds different models under the same tags, or if bentoml fails.
+    """
     if not archive.is_file():
         raise NotFoundError(f"no Bento archive at {archive}")
-    run_bentoml(["import", str(archive)], bentoml_home)
+    tag, models = _read_archive(archive)
+    if not _bento_exists(bentoml_home, tag):
+        run_bentoml(["import", str(archive)], bentoml_home)
+        return tag
+    for model_tag, digest in models.items():
+        stored = model_path(bentoml_home, model_tag) / "model.onnx"
+        if not stored.is_file() or _sha256(stored.read_bytes()) != digest:
+            raise BuildError(
+                f"{archive.name}: the store already holds {tag} with a different model "
+                f"{model_tag}: versions are immutable"
+            )
+    return tag
+
+
+def _read_archive(archive: Path) -> tuple[str, dict[str, str]]:
+    """The Bento tag in ``archive`` and the sha256 of each model's ``model.onnx`` in it."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            info = yaml.safe_load(_member(tar, "bento.yaml"))
+            tag = f"{info['name']}:{info['version']}"
+            models = {}
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                if member.isfile() and _is_model_onnx(parts):
+                    models[f"{parts[-3]}:{parts[-2]}"] = _sha256(_member(tar, member.name))
+    except (tarfile.TarError, OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise BuildError(f"{archive}: not a Bento archive ({exc})") from exc
+    return tag, models
+
+
+def _is_model_onnx(parts: tuple[str, ...]) -> bool:
+    return len(parts) >= 4 and parts[-4] == "models" and parts[-1] == "model.onnx"
+
+
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    for candidate in (name, f"./{name}"):
+        try:
+            handle = tar.extractfile(candidate)
+        except KeyError:
+            continue
+        if handle is not None:
+            return handle.read()
+    raise KeyError(name)
 
 
 def dockerfile(bentoml_home: Path, tag: str) -> Path:
@@ -134,11 +226,15 @@ def dockerfile(bentoml_home: Path, tag: str) -> Path:
 
 
 def containerize(bentoml_home: Path, tag: str, image_tag: str) -> str:
-    """``bentoml containerize`` the Bento as ``image_tag``; BuildError if no engine answers."""
+    """``bentoml containerize`` the Bento as ``image_tag``; returns ``image_tag``.
+
+    Raises BuildError naming what is missing where no Docker client or no Docker engine
+    answers (the Bento and its Dockerfile stay built), or with bentoml's output if the
+    image build fails.
+    """
+    bento_path(bentoml_home, tag)
     if shutil.which("docker") is None:
         raise BuildError("cannot containerize: no docker client on this machine")
-    from bentos.runtime import docker_engine_available
-
     if not docker_engine_available():
         raise BuildError(
             "cannot containerize: no Docker engine answers on this machine "

@@ -24,6 +24,10 @@ from bentos._cli import bentoml_command, bentoml_env
 
 _POLL_S = 0.1
 SERVICE_NAME = "bentogate_model"  # the name in service.py's @bentoml.service
+# What uvicorn logs when the service's __init__ raises (e.g. the model's sha256 differs from
+# the approved one). BentoML's arbiter then respawns the worker every few seconds and the
+# server process never exits, so this line is the only sign of a start that cannot succeed.
+_STARTUP_FAILED = b"Application startup failed"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Handle:
     pid: int | None
     log_path: Path
     container: str | None = None
+    log_offset: int = 0  # where this start's output begins in log_path (it is appended to)
 
 
 class Runtime(Protocol):
@@ -68,6 +73,15 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def _startup_failed(handle: Handle) -> bool:
+    try:
+        with handle.log_path.open("rb") as log:
+            log.seek(handle.log_offset)
+            return _STARTUP_FAILED in log.read()
+    except OSError:
+        return False
+
+
 def _wait_ready(runtime: Runtime, handle: Handle, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,6 +89,11 @@ def _wait_ready(runtime: Runtime, handle: Handle, timeout: float) -> None:
             raise RuntimeBackendError(
                 f"{handle.tag} on port {handle.port} exited before it was ready; log "
                 f"{handle.log_path}:\n{_log_tail(handle.log_path)}"
+            )
+        if _startup_failed(handle):
+            raise RuntimeBackendError(
+                f"{handle.tag} on port {handle.port} failed to start (its service raised "
+                f"while loading); log {handle.log_path}:\n{_log_tail(handle.log_path)}"
             )
         if http_status(handle.port, "/readyz") == 200:
             return
@@ -118,6 +137,7 @@ class ProcessBackend:
             raise RuntimeBackendError(f"port {port} is already in use")
         self._logs.mkdir(parents=True, exist_ok=True)
         log_path = self._logs / f"{tag.replace(':', '-')}-{port}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         command = [
             *bentoml_command(),
             "serve",
@@ -128,6 +148,7 @@ class ProcessBackend:
             str(port),
         ]
         env = bentoml_env(self._home)
+        env["BENTOML_HOME"] = str(self._instance_home(tag, port))
         env["BENTOML_CONFIG_OPTIONS"] = f"services.{SERVICE_NAME}.workers={self._workers}"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -139,7 +160,23 @@ class ProcessBackend:
                 start_new_session=True,
             )
         self._children[process.pid] = process
-        return Handle(tag=tag, port=port, pid=process.pid, log_path=log_path)
+        return Handle(tag=tag, port=port, pid=process.pid, log_path=log_path, log_offset=offset)
+
+    def _instance_home(self, tag: str, port: int) -> Path:
+        """A BENTOML_HOME of this server's own that shares the store's Bentos and models.
+
+        BentoML keeps its Prometheus multiprocess files in ``$BENTOML_HOME/
+        prometheus_multiproc_dir`` and empties that directory at every start: with one home,
+        each Bento's /metrics reported every Bento on the host, and each start erased the
+        running ones' figures.
+        """
+        home = self._home.resolve() / "instances" / f"{tag.replace(':', '-')}-{port}"
+        home.mkdir(parents=True, exist_ok=True)
+        for store in ("bentos", "models"):
+            link = home / store
+            if not link.is_symlink():
+                link.symlink_to(Path("..", "..", store))
+        return home
 
     def wait_ready(self, handle: Handle, timeout: float) -> None:
         """Return once ``/readyz`` is 200; RuntimeBackendError if it dies or times out."""

@@ -1,0 +1,203 @@
+"""Several Bentos served at once on one host: two versions of one model and a different
+model, each on its own port, each answering with its own identity; each enforcing its own
+input limits (build arguments); each describing itself in /metrics; and none of them
+answering any request schemathesis derives from its own OpenAPI document with a 5xx."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bento_support import (
+    Built,
+    get_json,
+    post_json,
+    request,
+    schemathesis_run,
+    serving,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from bentos.build import bento_path
+from bentos.runtime import Handle, ProcessBackend
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    fraud_v1: Built,
+    fraud_v2: Built,
+    chargeback_v1: Built,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[Built, Handle]]]:
+    """fraud:1, fraud:2 and chargeback:1 served at once from host A's store."""
+    runtime = ProcessBackend(fraud_v1.home, tmp_path_factory.mktemp("logs"))
+    bentos = (fraud_v1, fraud_v2, chargeback_v1)
+    with serving([(runtime, built.tag) for built in bentos]) as handles:
+        yield {built.tag: (built, handle) for built, handle in zip(bentos, handles, strict=True)}
+
+
+def _build_args(built: Built) -> dict[str, int]:
+    info = yaml.safe_load((bento_path(built.home, built.tag) / "bento.yaml").read_text())
+    return {key: int(info["args"][key]) for key in ("max_body_bytes", "max_batch_rows")}
+
+
+def test_each_bento_answers_on_its_own_port_with_its_own_identity(
+    fleet: dict[str, tuple[Built, Handle]],
+) -> None:
+    assert len({handle.port for _, handle in fleet.values()}) == 3
+    assert len({built.artifact.sha256 for built, _ in fleet.values()}) == 3
+    for built, handle in fleet.values():
+        status, info = get_json(handle.port, "/model")
+        assert status == 200
+        assert (info["name"], info["version"], info["sha256"]) == (
+            built.model,
+            built.version,
+            built.artifact.sha256,
+        )
+        assert info["feature_names"] == list(built.artifact.feature_names)
+        status, answer = post_json(handle.port, "/predict", {"features": built.artifact.canary_row})
+        assert status == 200, answer
+        assert (answer["model"], answer["model_version"]) == (built.model, built.version)
+        assert abs(answer["score"] - built.artifact.canary_score) <= 1e-5
+
+
+@pytest.mark.parametrize("tag", ["fraud:1", "chargeback:1"])
+def test_a_body_over_the_bentos_own_limit_is_413(
+    fleet: dict[str, tuple[Built, Handle]], tag: str
+) -> None:
+    built, handle = fleet[tag]
+    limit = _build_args(built)["max_body_bytes"]
+    body = json.dumps({"features": built.artifact.canary_row}).encode()
+    at_limit = body + b" " * (limit - len(body))  # trailing whitespace: still valid JSON
+    status, answer = request(handle.port, "POST", "/predict", at_limit)
+    assert status == 200, answer
+    status, answer = request(handle.port, "POST", "/predict", at_limit + b" ")
+    assert status == 413
+    assert f"larger than {limit} bytes" in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("tag", ["fraud:1", "chargeback:1"])
+def test_a_batch_over_max_batch_rows_is_400(
+    fleet: dict[str, tuple[Built, Handle]], tag: str
+) -> None:
+    built, handle = fleet[tag]
+    most = _build_args(built)["max_batch_rows"]
+    row = built.artifact.canary_row
+    status, answer = post_json(handle.port, "/predict_batch", {"features": [row] * most})
+    assert status == 200, answer
+    assert len(answer["scores"]) == most
+    status, answer = post_json(handle.port, "/predict_batch", {"features": [row] * (most + 1)})
+    assert status == 400
+    assert f"at most {most} rows, got {most + 1}" in answer["error"]
+
+
+def _metrics(port: int) -> dict[str, list[Any]]:
+    status, body = request(port, "GET", "/metrics")
+    assert status == 200
+    return {family.name: family.samples for family in text_string_to_metric_families(body.decode())}
+
+
+def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(
+    fleet: dict[str, tuple[Built, Handle]],
+) -> None:
+    built, handle = fleet["fraud:1"]
+    for _ in range(3):
+        assert post_json(handle.port, "/predict", {"features": built.artifact.canary_row})[0] == 200
+    families = _metrics(handle.port)
+    # BentoML labels its request metrics with the Bento's name and version: model and version.
+    buckets = [
+        sample
+        for sample in families["bentoml_service_request_duration_seconds"]
+        if sample.name.endswith("_bucket") and sample.labels["endpoint"] == "/predict"
+    ]
+    assert buckets, sorted(families)
+    served = {(s.labels["service_name"], s.labels["service_version"]) for s in buckets}
+    # Only its own traffic: BentoML keeps these figures in files under BENTOML_HOME, which
+    # Bentos sharing one home also share (each start even empties the directory).
+    assert served == {("fraud", "1")}, f"/metrics of fraud:1 reports {sorted(served)}"
+    # A prediction takes well under a millisecond: the histogram must resolve that.
+    bounds = sorted(float(s.labels["le"]) for s in buckets)
+    assert bounds[0] < 0.001, f"the lowest latency bucket is {bounds[0]} s"
+    # One sample names the model, its version and the sha256 of what is served.
+    info = families.get("bentogate_model_info")
+    assert info is not None, "no bentogate_model_info metric"
+    assert [(s.labels, s.value) for s in info] == [
+        ({"model": "fraud", "version": "1", "sha256": built.artifact.sha256}, 1.0)
+    ]
+
+
+def test_no_request_derived_from_the_bentos_openapi_document_gets_a_5xx(
+    fleet: dict[str, tuple[Built, Handle]], tmp_path: Path
+) -> None:
+    # chargeback:1: 8 features keep the coverage phase short (it varies every feature), and
+    # its small limits (4 KiB, 16 rows) put the 413 and 400 paths within reach.
+    _, handle = fleet["chargeback:1"]
+    run = schemathesis_run(f"http://127.0.0.1:{handle.port}/openapi.json", tmp_path)
+    assert run.exit_code == 0, run.problems()
+    assert run.report["failures"] == [] and run.report["errors"] == [], run.problems()
+    assert run.report["operations"]["tested"] == 3
+    assert run.generated >= 100
+
+
+class _FiveHundred(BaseHTTPRequestHandler):
+    """A stand-in API whose one operation answers 500."""
+
+    SCHEMA = {
+        "openapi": "3.0.3",
+        "info": {"title": "boom", "version": "1"},
+        "paths": {
+            "/predict": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+
+    def do_GET(self) -> None:
+        self._answer(200, self.SCHEMA)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(500, {"error": "boom"})
+
+    def _answer(self, status: int, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_the_schemathesis_run_fails_when_an_api_answers_5xx(tmp_path: Path) -> None:
+    """The check above can fail: the same run against an API that answers 500."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FiveHundred)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        run = schemathesis_run(
+            f"http://127.0.0.1:{server.server_port}/openapi.json", tmp_path, max_examples=5
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert run.exit_code != 0
+    assert run.report["failures"], run.output[-2000:]
+    assert "Server error" in run.output
