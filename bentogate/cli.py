@@ -28,6 +28,8 @@ def _context(obj: dict[str, Any]) -> Context:
         overrides: dict[str, Any] = {}
         if obj.get("home"):
             overrides["home"] = Path(obj["home"])
+        if obj.get("host"):
+            overrides["host"] = obj["host"]
         obj["ctx"] = Context(Settings(**overrides))
     return obj["ctx"]
 
@@ -215,11 +217,34 @@ def capacity(obj: dict[str, Any], ref: Ref, actor: str, max_rate: float) -> None
 @cli.command()
 @click.argument("ref", callback=_ref)
 @click.option("--actor", required=True)
+@click.option("--fleet", "on_fleet", is_flag=True, help="Every host's agent cuts over.")
+@click.option("--deadline", type=float, help="Fleet: roll back unless live everywhere by then (s).")
+@click.option("--no-wait", is_flag=True, help="Fleet: record the rollout and return.")
 @click.pass_obj
-def promote(obj: dict[str, Any], ref: Ref, actor: str) -> None:
-    """Cut production traffic over to the gated REF (blue-green)."""
-    info = release.promote(_context(obj), ref, actor=actor)
-    click.echo(f"{info.model}:{info.version} is live")
+def promote(
+    obj: dict[str, Any],
+    ref: Ref,
+    actor: str,
+    on_fleet: bool,
+    deadline: float | None,
+    no_wait: bool,
+) -> None:
+    """Cut production traffic over to the gated REF (blue-green), here or on every host."""
+    ctx = _context(obj)
+    if not on_fleet:
+        info = release.promote(ctx, ref, actor=actor)
+        click.echo(f"{info.model}:{info.version} is live")
+        return
+    from bentogate import fleet
+
+    rollout = fleet.promote(ctx, ref, actor=actor, deadline_s=deadline)
+    click.echo(f"rollout {rollout.id}: {ref} on {', '.join(rollout.hosts)}")
+    if no_wait:
+        return
+    done = fleet.wait_rollout(ctx, rollout, actor=actor, progress=_echo)
+    click.echo(f"rollout {done.id}: {done.status} ({done.outcome.get('reason', '')})")
+    if done.status != "complete":
+        sys.exit(1)
 
 
 @cli.command()
@@ -261,6 +286,7 @@ def release_command(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--fleet", "on_fleet", is_flag=True, help="Every host: version, health, heartbeat.")
 @click.option(
     "--watch",
     "interval",
@@ -271,17 +297,27 @@ def release_command(
     help="Refresh every N seconds (default 1) until interrupted.",
 )
 @click.pass_obj
-def status(obj: dict[str, Any], as_json: bool, interval: float | None) -> None:
-    """Per port: model, version, role, state, and HAProxy's live view of each server."""
+def status(obj: dict[str, Any], as_json: bool, on_fleet: bool, interval: float | None) -> None:
+    """Per port: model, version, role, state, and HAProxy's live view of each server.
+
+    With --fleet: per model and host, the version served, health and heartbeat age; rows
+    breaking "one port, one version across the fleet" are flagged (exit 1 if any)."""
     ctx = _context(obj)
+    rows_of, table_of = status_rows, status_table
+    if on_fleet:
+        from bentogate import fleet
+
+        rows_of, table_of = fleet.fleet_rows, fleet.fleet_table
     while True:
-        rows = status_rows(ctx)
+        rows = rows_of(ctx)
         if interval is None:
-            click.echo(json.dumps(rows, indent=2) if as_json else status_table(rows))
+            click.echo(json.dumps(rows, indent=2) if as_json else table_of(rows))
+            if on_fleet and any(r["flags"] for r in rows):
+                sys.exit(1)
             return
         click.clear()
         click.echo(f"bentogate status (every {interval:g} s, Ctrl-C to stop)\n")
-        click.echo(status_table(rows))
+        click.echo(table_of(rows))
         time.sleep(interval)
 
 
@@ -371,6 +407,33 @@ def audit(obj: dict[str, Any], target: str | None, as_json: bool) -> None:
     _print(audit_rows(ctx, target), as_json, _AUDIT_COLUMNS)
 
 
+@cli.command()
+@click.option("--host", help="This host's name in the governance DB (BENTOGATE_HOST).")
+@click.option("--once", is_flag=True, help="Reconcile once, print the report, exit.")
+@click.pass_obj
+def agent(obj: dict[str, Any], host: str | None, once: bool) -> None:
+    """Run this API host's fleet agent: serve what the governance DB says, report back."""
+    import logging
+    import signal
+    import threading
+
+    from bentogate import agent as fleet_agent
+
+    if host:
+        obj["host"] = host
+    ctx = _context(obj)
+    if once:
+        report = fleet_agent.reconcile_once(ctx, adopt=True)
+        ctx.registry.heartbeat(ctx.settings.host, report.to_json())
+        _print(report.to_json(), True)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    fleet_agent.run(ctx, stop)
+
+
 @cli.group()
 def db() -> None:
     """The governance database schema (Alembic migrations)."""
@@ -417,3 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     except BentogateError as exc:
         _echo(f"error: {exc}")
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bentogate.errors import ConfigError, NotFoundError
 from bentogate.settings import Settings
-from bentos.runtime import ProcessBackend
+from bentos.runtime import DockerBackend, Handle, ProcessBackend, Runtime, container_name
 from governance import Registry
 from haproxy import ProxyPaths, Sidecar
 
@@ -66,17 +66,32 @@ class Context:
         return self._registry
 
     @cached_property
-    def runtime(self) -> ProcessBackend:
+    def runtime(self) -> Runtime:
+        """How this host runs Bentos: processes, or containers (``agent.runtime = "docker"``)
+        of the image recorded for the version in the governance DB."""
+        if self.settings.agent.runtime == "docker":
+            return DockerBackend(self.settings.logs_dir, image_for=_ImageTags(self))
         return ProcessBackend(
             self.settings.bentoml_home, self.settings.logs_dir, workers=self.settings.bento.workers
         )
+
+    def handle(self, tag: str, port: int, pid: int | None) -> Handle:
+        """The handle of a recorded deployment, for this host's runtime backend."""
+        container = container_name(tag, port) if self.settings.agent.runtime == "docker" else None
+        return Handle(tag=tag, port=port, pid=pid, log_path=Path(), container=container)
 
     @cached_property
     def sidecar(self) -> Sidecar:
         return Sidecar(ProxyPaths(self.settings.haproxy_dir), self.settings.haproxy)
 
+    def production_port(self, model_port: int) -> int:
+        """Where this host serves a model whose production port is ``model_port`` (the
+        host's ``ports.host_offset`` added: several simulated hosts on one machine)."""
+        return model_port + self.settings.ports.host_offset
+
     def candidate_port(self, production_port: int) -> int:
-        return production_port + 1
+        """The candidate port of the model whose production port is ``production_port``."""
+        return self.production_port(production_port) + 1
 
     def next_production_port(self) -> int:
         """The production port for a model not seen before: the first free slot in the plan."""
@@ -120,3 +135,20 @@ def artifact_dir(uri: str) -> Path:
     if not path.is_dir():
         raise NotFoundError(f"artifact directory {path} is missing")
     return path
+
+
+class _ImageTags(dict[str, str]):
+    """``bento tag → image`` for :class:`DockerBackend`, looked up in the governance DB on
+    first use (a version's ``image_tag`` is recorded by ``build --containerize``)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def __missing__(self, tag: str) -> str:
+        model, _, version = tag.partition(":")
+        image = self._ctx.registry.get_version(model, version).image_tag
+        if image is None:
+            raise KeyError(tag)
+        self[tag] = image
+        return image

@@ -8,7 +8,7 @@ points at the new version) before it records or reports success.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +134,7 @@ def build(
         max_body_bytes=ctx.settings.bento.max_body_bytes,
         max_batch_rows=ctx.settings.bento.max_batch_rows,
     )
-    archive = export_bento(ctx.settings.bentoml_home, tag, ctx.settings.home / "bentos")
+    archive = export_bento(ctx.settings.bentoml_home, tag, ctx.settings.bentos_dir)
     if image_tag is not None:
         containerize(ctx.settings.bentoml_home, tag, image_tag)
     recorded = ctx.registry.record_build(
@@ -148,7 +148,7 @@ def _start_replicas(
 ) -> list[Handle]:
     # The bytes about to be served must be the registered ones (audited either way).
     ctx.registry.verify_artifact(
-        ref.model, ref.version, actor=actor, sha256=_served_sha256(ctx, ref)
+        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
     )
     handles: list[Handle] = []
     taken: set[int] = set()
@@ -176,9 +176,10 @@ def _start_replicas(
     return handles
 
 
-def apply_routes(ctx: Context) -> None:
-    """Render the sidecar from the DB and apply it (start or seamless reload)."""
-    ctx.sidecar.apply(desired_spec(ctx))
+def apply_routes(ctx: Context, live: Mapping[str, str | None] | None = None) -> None:
+    """Render the sidecar from the DB and apply it (start or seamless reload); ``live``
+    overrides the live route of the models it names (see :func:`routing.desired_spec`)."""
+    ctx.sidecar.apply(desired_spec(ctx, live))
 
 
 def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionInfo:
@@ -253,7 +254,9 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
     live = ctx.registry.production_version(ref.model)
     live_target = None
     if live is not None and live.version != ref.version:
-        live_target = Target("live", f"http://127.0.0.1:{model.production_port}", live.version)
+        live_target = Target(
+            "live", f"http://127.0.0.1:{ctx.production_port(model.production_port)}", live.version
+        )
     policy = gate_policy(ctx, ref.model)
     out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
     result = run_gate(
@@ -291,7 +294,7 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
 
-def _served_sha256(ctx: Context, ref: Ref) -> str:
+def served_sha256(ctx: Context, ref: Ref) -> str:
     """sha256 of the model file inside the Bento store (what would actually be served)."""
     path = ctx.settings.bentoml_home / "models" / ref.model / ref.version / "model.onnx"
     if not path.is_file():
@@ -301,7 +304,7 @@ def _served_sha256(ctx: Context, ref: Ref) -> str:
 
 def _handles(ctx: Context, model: str, version: str) -> list[tuple[int, Handle]]:
     return [
-        (d.id, Handle(tag=f"{model}:{version}", port=d.port, pid=d.pid, log_path=Path()))
+        (d.id, ctx.handle(f"{model}:{version}", d.port, d.pid))
         for d in ctx.registry.deployments(host=ctx.settings.host, model=model)
         if d.version == version
     ]
@@ -342,7 +345,7 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
         # Warm and healthy before the DB records anything (governance still decides below).
         _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
     promoted = ctx.registry.promote(
-        ref.model, ref.version, actor=actor, sha256=_served_sha256(ctx, ref)
+        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
     )
     try:
         _cut_over(ctx, ref, previous, actor=actor)
@@ -362,7 +365,7 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
         raise NotFoundError(f"{model} has no previous production version to roll back to")
     ref = Ref(model, previous.version)
     _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
-    _served_sha256(ctx, ref)
+    served_sha256(ctx, ref)
     restored = ctx.registry.rollback(model, actor=actor)
     _cut_over(ctx, ref, current, actor=actor)
     return restored
@@ -430,11 +433,8 @@ def release(
 def shutdown(ctx: Context) -> None:
     """Stop every Bento this host runs and its HAProxy; the DB records them as stopped."""
     for deployment in ctx.registry.deployments(host=ctx.settings.host):
-        handle = Handle(
-            tag=f"{deployment.model}:{deployment.version}",
-            port=deployment.port,
-            pid=deployment.pid,
-            log_path=Path(),
+        handle = ctx.handle(
+            f"{deployment.model}:{deployment.version}", deployment.port, deployment.pid
         )
         ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
         ctx.registry.end_deployment(deployment.id)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
 
 import orjson
 
 from bentogate.context import Context, artifact_dir
 from bentogate.modelimport import load_artifact
+from bentos.build import model_path
 from governance import DeploymentInfo, Role
 from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
 
@@ -15,7 +18,7 @@ from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
 def version_backend(ctx: Context, model: str, version: str, ports: list[int]) -> VersionBackend:
     """A version's HAProxy backend: its replicas and the prediction its health check expects."""
     info = ctx.registry.get_version(model, version)
-    artifact = load_artifact(artifact_dir(info.artifact_uri))
+    artifact = load_artifact(_meta_dir(ctx, info.artifact_uri, f"{model}:{version}"))
     identity = orjson.dumps({"model": model, "model_version": version}).decode()[1:-1]
     return VersionBackend(
         model=model,
@@ -31,8 +34,22 @@ def version_backend(ctx: Context, model: str, version: str, ports: list[int]) ->
     )
 
 
-def desired_spec(ctx: Context) -> ProxySpec:
-    """Routes for every model with a deployment on this host, as the DB records them."""
+def _meta_dir(ctx: Context, artifact_uri: str, tag: str) -> Path:
+    """Where the version's ``meta.json`` (canary row and score) is on this host."""
+    if Path(artifact_uri).is_dir():
+        return artifact_dir(artifact_uri)
+    # A fleet host has the version's Bento, imported from the shared store, not the
+    # registering host's artifact directory; the model inside the Bento has the same meta.json.
+    return model_path(ctx.settings.bentoml_home, tag)
+
+
+def desired_spec(ctx: Context, live: Mapping[str, str | None] | None = None) -> ProxySpec:
+    """Routes for every model with a deployment on this host, as the DB records them.
+
+    ``live`` (model → version or None) overrides the live route of the models it names: a
+    fleet agent keeps routing what it serves until its own cutover, whatever the DB says.
+    """
+    overrides = live or {}
     routes = []
     for model in ctx.registry.models():
         deployments = ctx.registry.deployments(host=ctx.settings.host, model=model.name)
@@ -41,13 +58,17 @@ def desired_spec(ctx: Context) -> ProxySpec:
         ports: dict[str, list[int]] = defaultdict(list)
         for deployment in deployments:
             ports[deployment.version].append(deployment.port)
-        live = ctx.registry.production_version(model.name)
+        if model.name in overrides:
+            routed = overrides[model.name]
+        else:
+            production = ctx.registry.production_version(model.name)
+            routed = production.version if production is not None else None
         routes.append(
             ModelRoute(
                 model=model.name,
-                production_port=model.production_port,
+                production_port=ctx.production_port(model.production_port),
                 candidate_port=ctx.candidate_port(model.production_port),
-                live=live.version if live and live.version in ports else None,
+                live=routed if routed in ports else None,
                 candidate=_candidate(deployments),
                 backends=tuple(
                     version_backend(ctx, model.name, version, version_ports)

@@ -9,6 +9,7 @@ CLI reads ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -29,6 +30,11 @@ class PortSettings(BaseModel):
     backend_start: int = Field(3001, description="First port handed to a Bento process.")
     backend_end: int = Field(3999, description="Last port handed to a Bento process.")
     stats: int = Field(9901, description="HAProxy stats page and Prometheus exporter.")
+    host_offset: int = Field(
+        0,
+        description="Added to every model's production (and candidate) port on this host: "
+        "lets several simulated fleet hosts share one machine. 0 on real hosts.",
+    )
 
 
 class HAProxySettings(BaseModel):
@@ -83,6 +89,26 @@ class GateSettings(BaseModel):
     )
 
 
+class AgentSettings(BaseModel):
+    """The fleet agent (`bentogate agent`): how often it reconciles and how it backs off."""
+
+    interval_s: float = Field(2.0, description="Seconds between two reconciliations.")
+    max_backoff_s: float = Field(
+        30.0, description="Longest wait between retries while the governance DB is unreachable."
+    )
+    stale_after_s: float = Field(
+        30.0, description="A host whose last heartbeat is older is not in the fleet."
+    )
+    rollout_deadline_s: float = Field(
+        300.0, description="A fleet promotion not live on every host by then is rolled back."
+    )
+    runtime: Literal["process", "docker"] = Field(
+        "process",
+        description="How Bentos run: `bentoml serve` processes, or containers of the "
+        "version's image_tag (needs a Docker engine).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything bentogate can be told. ``home`` holds all state of one host."""
 
@@ -98,11 +124,17 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the governance DB; default SQLite under home."
     )
     host: str = Field("local", description="This host's name in the governance DB.")
+    shared_bentos_dir: Path | None = Field(
+        None,
+        description="Shared artifact store: `build` exports .bento archives here and fleet "
+        "agents import them from here (a shared mount). Default: home/bentos.",
+    )
     environment: str = Field("prod", description="Environment name in the governance DB.")
     ports: PortSettings = PortSettings()
     haproxy: HAProxySettings = HAProxySettings()
     bento: BentoSettings = BentoSettings()
     gate: GateSettings = GateSettings()
+    agent: AgentSettings = AgentSettings()
 
     @field_validator("home")
     @classmethod
@@ -125,6 +157,12 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The governance DB URL: ``db_url`` or SQLite in ``home``."""
         return self.db_url or f"sqlite:///{(self.home / 'governance.db').resolve()}"
+
+    @property
+    def bentos_dir(self) -> Path:
+        """Where .bento archives are exported to and imported from."""
+        shared = self.shared_bentos_dir
+        return shared.expanduser().resolve() if shared is not None else self.home / "bentos"
 
     @property
     def bentoml_home(self) -> Path:

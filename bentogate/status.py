@@ -6,6 +6,7 @@ from typing import Any
 
 from bentogate.context import Context
 from bentogate.inventory import table
+from haproxy import backend_name
 
 
 def status_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -20,7 +21,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
             version = ctx.registry.get_version(model.name, deployment.version)
             server = health.get(
                 (
-                    f"be_{model.name}_{deployment.version}",
+                    backend_name(model.name, deployment.version),
                     f"v{deployment.version}_{deployment.port}",
                 )
             )

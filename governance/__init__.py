@@ -6,7 +6,16 @@ Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. S
 (or :class:`~bentogate.errors.NotFoundError`) whose message names the rule, and is audited.
 """
 
-from governance.info import AuditEntry, DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
+from governance.fleet import RolloutStatus
+from governance.info import (
+    AuditEntry,
+    DeploymentInfo,
+    GateRunInfo,
+    HostInfo,
+    ModelInfo,
+    RolloutInfo,
+    VersionInfo,
+)
 from governance.registry import Registry
 from governance.states import TRANSITIONS, Action, Role, State, Verdict, check_transition
 
@@ -16,9 +25,12 @@ __all__ = [
     "AuditEntry",
     "DeploymentInfo",
     "GateRunInfo",
+    "HostInfo",
     "ModelInfo",
     "Registry",
     "Role",
+    "RolloutInfo",
+    "RolloutStatus",
     "State",
     "Verdict",
     "VersionInfo",

@@ -103,3 +103,32 @@ class AuditEntry:
     prev_hash: str = ""
     hash: str = ""
     environment: str = "prod"
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """An API host of the fleet: when its agent last reported, and what it reported."""
+
+    name: str
+    first_seen: datetime
+    last_heartbeat: datetime
+    report: dict[str, Any]
+    environment: str = "prod"
+
+
+@dataclass(frozen=True)
+class RolloutInfo:
+    """A fleet promotion of ``model`` to ``version`` on ``hosts`` (status: in_progress,
+    complete, rolled_back or failed)."""
+
+    id: int
+    model: str
+    version: str
+    from_version: str | None
+    actor: str
+    status: str
+    hosts: tuple[str, ...]
+    started_at: datetime
+    deadline: datetime
+    finished_at: datetime | None
+    outcome: dict[str, Any]

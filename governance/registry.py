@@ -19,6 +19,7 @@ from bentogate.errors import GovernanceError, NotFoundError
 from governance import audit, deployments, gating, lifecycle, migrate, promotion
 from governance.attempt import Attempt
 from governance.db import Database, translate
+from governance.fleetapi import FleetRegistry
 from governance.info import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
 from governance.reads import RegistryReads
 from governance.states import Action, Role
@@ -32,7 +33,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Registry(RegistryReads):
+class Registry(FleetRegistry, RegistryReads):
     """Models, versions, evidence, deployments and the audit trail of one environment.
 
     ``url`` is a SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``); no connection

@@ -245,6 +245,48 @@ class Deployment(Base):
     stopped_at: Mapped[datetime | None]
 
 
+class Host(Base):
+    """An API host of the fleet: its last heartbeat and what its agent last reported."""
+
+    __tablename__ = "hosts"
+    __table_args__ = (sa.UniqueConstraint("environment", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(128))
+    first_seen: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    report: Mapped[dict[str, Any]]
+
+
+class Rollout(Base):
+    """A fleet promotion: which version, by whom, to which hosts, by when, and how it ended."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        # one rollout in progress per model: fleet promotions serialize in the database
+        sa.Index(
+            "uq_rollouts_one_in_progress",
+            "model_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'in_progress'"),
+            postgresql_where=sa.text("status = 'in_progress'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id"), index=True)
+    version: Mapped[str] = mapped_column(sa.String(64))
+    from_version: Mapped[str | None] = mapped_column(sa.String(64))
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    hosts: Mapped[list[str]] = mapped_column(sa.JSON)
+    started_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[dict[str, Any]]
+
+
 class PolicyException(Base):
     __tablename__ = "policy_exceptions"
 

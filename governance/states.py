@@ -53,6 +53,8 @@ class Action(enum.StrEnum):
     SET_POLICY = "set_policy"
     CAPACITY = "capacity"
     VERIFY_ARTIFACT = "verify_artifact"
+    HEARTBEAT = "heartbeat"  # never audited (one per host per second); only its refusals
+    ROLLOUT = "rollout"  # a fleet rollout settled (complete or failed)
 
 
 class Verdict(enum.StrEnum):

@@ -195,11 +195,13 @@ def _health_check(backend: VersionBackend) -> list[str]:
         send,
         "http-check expect status 200 comment " + quote("the canary prediction did not answer 200"),
     ]
+    # show stat's last_chk keeps 127 characters, HAProxy's own prefix included: the reason
+    # comes first, the detail after it.
     for text in backend.expect_strings:
-        why = f"the canary response lacks {text}: wrong model or version on this port"
+        why = f"wrong model or version: the canary response lacks {text}"
         lines.append(f"http-check expect string {quote(text)} comment {quote(why)}")
     if backend.expect_rstring is not None:
-        why = f"the canary response does not match {backend.expect_rstring}"
+        why = f"wrong model or version: the canary response does not match {backend.expect_rstring}"
         pattern = quote(backend.expect_rstring)
         lines.append(f"http-check expect rstring {pattern} comment {quote(why)}")
     return lines

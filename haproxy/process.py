@@ -58,6 +58,13 @@ def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def check_config(binary: str, config: Path, timeout: float = 30.0) -> None:
     """Run ``haproxy -c -dW`` (warnings are errors) on ``config``.
 
@@ -88,20 +95,37 @@ class HAProxyProcess:
         self.binary = binary
         self.admin = RuntimeAPI(paths.admin_socket, timeout)
         self.master = RuntimeAPI(paths.master_socket, timeout)
+        self._last_master: int | None = None
 
     def master_pid(self) -> int | None:
-        """The running master's pid, or None if there is none (stale pid files ignored)."""
+        """The running master's pid, or None if there is none (stale pid files ignored).
+
+        The master keeps its pid across reloads, but each time it re-executes itself it
+        removes or empties the pid file for a moment (seen live): then the pid read last is
+        used, rather than taking haproxy for stopped (which would fail a reload in progress,
+        or start a second haproxy).
+        """
+        pid = _read_pid(self.paths.pid_file)
+        if pid is None:
+            pid = self._last_master
+        if pid is None or not self._is_master(pid):
+            self._last_master = None
+            return None
+        self._last_master = pid
+        return pid
+
+    def _is_master(self, pid: int) -> bool:
+        """True if ``pid`` is alive and is this directory's haproxy."""
+        proc = Path(f"/proc/{pid}")
         try:
-            pid = int(self.paths.pid_file.read_text().split()[0])
-            proc = Path(f"/proc/{pid}")
-            if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return None
+            comm, rest = proc.joinpath("stat").read_text().split("(", 1)[1].rsplit(")", 1)
             cmdline = proc.joinpath("cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
-            return None
+            return False
+        if rest.split()[0] in ("Z", "X") or "haproxy" not in comm:
+            return False
         # cmdline reads empty while the master re-executes itself on reload.
-        ours = b"haproxy" in cmdline and str(self.paths.config).encode() in cmdline
-        return pid if ours or not cmdline else None
+        return not cmdline or str(self.paths.config).encode() in cmdline
 
     def is_running(self) -> bool:
         """True if this directory's master process is alive."""
@@ -146,46 +170,63 @@ class HAProxyProcess:
     def reload(self, timeout: float = 10.0) -> int:
         """Seamless reload (``SIGUSR2`` to the master); returns the new worker's pid.
 
-        Confirmed when the admin socket answers from a pid other than the old worker's.
-        Raises ``HAProxyError`` if not running or the new worker does not take over.
+        Waits first until the master answers on its CLI: right after a reload it is still
+        re-executing itself and a ``SIGUSR2`` then is lost (measured: 9 of 30 back-to-back
+        reloads never happened). Confirmed when the master counts one more reload and the
+        admin socket answers from a pid other than the old worker's. Raises
+        ``HAProxyError`` if not running, the master reports a failed reload, or the new
+        worker does not take over in time.
         """
+        deadline = time.monotonic() + timeout
         pid = self.master_pid()
         if pid is None:
             raise HAProxyError(f"haproxy does not run for {self.paths.directory}")
+        before = self._wait_master(deadline)
         old = self.worker_pid()
-        failed_before = self._failed_reloads()
         os.kill(pid, signal.SIGUSR2)
-        return self._wait_new_worker(old, timeout, failed_before)
+        return self._wait_new_worker(old, max(0.1, deadline - time.monotonic()), before)
 
-    def _failed_reloads(self) -> int | None:
-        """The master's ``[failed: N]`` reload counter (``show proc``), None if unknown.
-
-        The master re-executes itself on reload and drops CLI connections meanwhile, hence
-        the short timeout.
-        """
+    def _master_counts(self) -> tuple[int, int] | None:
+        """``(reloads, failed reloads)`` from the master CLI's ``show proc``; None if the
+        master does not answer (it drops CLI connections while re-executing itself)."""
         try:
             text = RuntimeAPI(self.paths.master_socket, 0.3).execute("show proc")
         except HAProxyError:
             return None
-        _, _, rest = text.partition("[failed: ")
-        return int(rest.split("]")[0]) if rest else None
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[1] == "master" and fields[3] == "[failed:":
+                with contextlib.suppress(ValueError):
+                    return int(fields[2]), int(fields[4].rstrip("]"))
+        return None
 
-    def _wait_new_worker(self, old: int | None, timeout: float, failed: int | None = None) -> int:
+    def _wait_master(self, deadline: float) -> tuple[int, int]:
+        while (counts := self._master_counts()) is None:
+            if not self.is_running():
+                raise HAProxyError(f"haproxy exited:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise HAProxyError(f"the haproxy master CLI does not answer\n{self.log_tail()}")
+            time.sleep(_POLL_S)
+        return counts
+
+    def _wait_new_worker(
+        self, old: int | None, timeout: float, before: tuple[int, int] | None = None
+    ) -> int:
+        """Wait until a worker other than ``old`` answers (and, given the master's counts
+        ``before`` a reload, until the master counts that reload)."""
         deadline = time.monotonic() + timeout
-        next_master_check = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             if not self.is_running():
                 raise HAProxyError(f"haproxy exited:\n{self.log_tail()}")
+            counts = self._master_counts() if before is not None else None
+            if before is not None and counts is not None and counts[1] > before[1]:
+                raise HAProxyError(
+                    f"haproxy reload failed; the old worker keeps serving\n{self.log_tail()}"
+                )
+            reloaded = before is None or (counts is not None and counts[0] > before[0])
             pid = self.worker_pid()
-            if pid is not None and pid != old:
+            if reloaded and pid is not None and pid != old:
                 return pid
-            if old is not None and failed is not None and time.monotonic() > next_master_check:
-                next_master_check = time.monotonic() + 0.5
-                now = self._failed_reloads()
-                if now is not None and now > failed:
-                    raise HAProxyError(
-                        f"haproxy reload failed; the old worker keeps serving\n{self.log_tail()}"
-                    )
             time.sleep(_POLL_S)
         raise HAProxyError(f"no new haproxy worker answered within {timeout}s\n{self.log_tail()}")
 

@@ -145,8 +145,16 @@ class Sidecar:
             cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
 
     def server_status(self) -> list[ServerStatus]:
-        """Every server's status and counters, from ``show stat``."""
+        """Every server's status and counters, from ``show stat``.
+
+        Counters are the current worker's: a reload starts them from zero.
+        """
         return server_statuses(self.runtime().show_stat())
+
+    def routes(self) -> dict[str, str]:
+        """What the running haproxy routes now (``show map``): route key (``<model>``,
+        ``<model>.candidate``) → backend. Raises ``HAProxyError`` if it does not answer."""
+        return self.runtime().show_map(self.paths.map_file)
 
 
 def _left(deadline: float) -> float:

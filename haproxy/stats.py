@@ -13,26 +13,44 @@ def _int(value: str | None) -> int | None:
 
 @dataclass(frozen=True)
 class ServerStatus:
-    """One server's state and counters. Times are HAProxy's averages over 1024 requests."""
+    """One server's state and counters, as a status view shows them.
+
+    Counters (``stot``, ``hrsp_*``, ``econ``, ``eresp``, ``srv_abrt``, ``wretr``, ``wredis``)
+    count since haproxy's worker started (a reload resets them). In HTTP mode one request is
+    one server session, so ``scur`` is requests in flight and ``rate``/``rate_max`` are
+    requests per second (over the last second / the highest seen). Health checks are not
+    counted. ``*_ms`` times are HAProxy's averages over the last 1024 requests; ``rtime_ms``
+    (until the response headers) is the Bento's latency, ``ttime_ms`` spans the whole stream
+    and includes a keep-alive client's idle time before its request.
+    """
 
     backend: str
     server: str
     status: str  # UP, DOWN, DRAIN, MAINT, "UP 1/2" (going down), "DOWN 1/2" (going up), …
     check_status: str  # L7OK, L7STS, L7RSP, L4CON, L4TOUT, INI, "" (in maintenance), …
     check_duration_ms: int | None
+    check_code: int | None  # HTTP status of the last check; None at layer 4 or body mismatch
     last_chk: str  # the failing expect's comment, or HAProxy's reason
     check_desc: str
     scur: int
     qcur: int
     stot: int
     rate: int
+    rate_max: int
     hrsp_2xx: int
+    hrsp_4xx: int
     hrsp_5xx: int
-    wretr: int
-    wredis: int
+    econ: int  # connections to the server that failed
+    eresp: int  # responses that failed (server closed, reset, timed out)
+    srv_abrt: int  # transfers the server aborted
+    wretr: int  # retries (hidden from the client)
+    wredis: int  # redispatches to another server (hidden from the client)
+    qtime_ms: int | None
+    ctime_ms: int | None
     rtime_ms: int | None
     ttime_ms: int | None
-    qtime_ms: int | None
+    lastchg_s: int | None  # seconds since the last UP/DOWN change
+    downtime_s: int | None  # total time DOWN
     address: str
 
     @property
@@ -55,19 +73,28 @@ class ServerStatus:
             status=row.get("status", ""),
             check_status=row.get("check_status", "").lstrip("* "),
             check_duration_ms=_int(row.get("check_duration")),
+            check_code=_int(row.get("check_code")),
             last_chk=row.get("last_chk", ""),
             check_desc=row.get("check_desc", ""),
             scur=_int(row.get("scur")) or 0,
             qcur=_int(row.get("qcur")) or 0,
             stot=_int(row.get("stot")) or 0,
             rate=_int(row.get("rate")) or 0,
+            rate_max=_int(row.get("rate_max")) or 0,
             hrsp_2xx=_int(row.get("hrsp_2xx")) or 0,
+            hrsp_4xx=_int(row.get("hrsp_4xx")) or 0,
             hrsp_5xx=_int(row.get("hrsp_5xx")) or 0,
+            econ=_int(row.get("econ")) or 0,
+            eresp=_int(row.get("eresp")) or 0,
+            srv_abrt=_int(row.get("srv_abrt")) or 0,
             wretr=_int(row.get("wretr")) or 0,
             wredis=_int(row.get("wredis")) or 0,
+            qtime_ms=_int(row.get("qtime")),
+            ctime_ms=_int(row.get("ctime")),
             rtime_ms=_int(row.get("rtime")),
             ttime_ms=_int(row.get("ttime")),
-            qtime_ms=_int(row.get("qtime")),
+            lastchg_s=_int(row.get("lastchg")),
+            downtime_s=_int(row.get("downtime")),
             address=row.get("addr", ""),
         )
 

@@ -25,6 +25,8 @@ TABLES = {
     "audit_head",
     "gate_policies",
     "capacity_measurements",
+    "hosts",
+    "rollouts",
 }
 
 
@@ -87,7 +89,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0003"
+    assert reg.schema_revision() == head_revision() == "0004"
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
 
@@ -98,10 +100,11 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.record_capacity("fraud", version, actor="ci", rate=100.0, details={})
     reg.downgrade("0002")
     assert reg.schema_revision() == "0002"
-    assert _tables(raw) == TABLES - {"gate_policies", "capacity_measurements"}
+    newer = {"gate_policies", "capacity_measurements", "hosts", "rollouts"}
+    assert _tables(raw) == TABLES - newer
     assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
     reg.upgrade()
-    assert reg.schema_revision() == "0003"
+    assert reg.schema_revision() == "0004"
     assert reg.gate_policy("fraud") is None
     assert reg.get_version("fraud", version).capacity_rps is None
     assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]

@@ -73,7 +73,9 @@ def test_the_gate_policy_is_stored_per_model(
 ) -> None:
     model, data = model_files
     home = ["--home", str(tmp_path)]
-    run(capsys, *home, "register", "fraud", str(model), "--reference", str(data), "--developer", "d")
+    run(
+        capsys, *home, "register", "fraud", str(model), "--reference", str(data), "--developer", "d"
+    )
     code, out, _ = run(capsys, *home, "policy", "fraud")
     assert code == 0 and '"p99_ms": 25.0' in out
     code, out, _ = run(capsys, *home, "policy", "fraud", "--set", "p99_ms=7.5", "--set",

@@ -1,0 +1,270 @@
+"""``bentogate agent --host NAME``: the reconciler that makes one API host serve what the
+governance DB says, and reports back.
+
+One pass (:func:`reconcile_once`) per interval:
+
+1. recorded deployments of this host whose process died are ended; on the first pass after
+   a start, those alive but not answering ``/readyz`` are stopped too (adoption: what is
+   alive and ready is kept, whoever started it);
+2. for every model with a production version: bring that version up on this host (import
+   its Bento from the shared store, start it, wait until ready) and cut the model's port
+   over to it the way :mod:`bentogate.release` does (HAProxy health check passed → one
+   ``set map`` → drain and stop the old version);
+3. the report (what is live and healthy, what failed) goes to the DB as a heartbeat, and
+   rollouts in progress are judged (:func:`bentogate.fleet.settle`).
+
+The agent is not in the data path: HAProxy and the Bentos keep serving while it is stopped,
+killed or cut off from the DB. Any error (the DB unreachable, above all) leaves what runs
+alone; the loop logs it and retries with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from bentogate import fleet, release
+from bentogate.context import Context, Ref
+from bentogate.errors import BentogateError, ConfigError, NotFoundError
+from bentos.runtime import http_status
+from governance import ModelInfo, Role
+from haproxy import backend_name, route_key
+
+log = logging.getLogger("bentogate.agent")
+
+
+@dataclass
+class ModelReport:
+    """What this host does for one model (the shape stored in the heartbeat)."""
+
+    port: int
+    desired: str | None
+    live: str | None = None
+    healthy: bool = False
+    versions: list[str] = field(default_factory=list)
+    failed: str | None = None  # the version this host could not bring up
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    """The outcome of one reconciliation: per model, and the actions taken."""
+
+    host: str
+    models: dict[str, ModelReport] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "pid": os.getpid(),
+            "models": {name: vars(m) for name, m in self.models.items()},
+            "actions": self.actions,
+        }
+
+
+def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
+    """Converge this host on the DB's desired state once; returns what it found and did.
+
+    Errors of one model are caught into its report (the version it failed to bring up is
+    named in ``failed``, unless the DB was the problem); reading the DB's desired state
+    raises (nothing is changed then).
+    """
+    report = Report(ctx.settings.host)
+    models = ctx.registry.models()
+    # Every model named: the agent routes what it has switched to, never the DB's word.
+    routed: dict[str, str | None] = {m.name: None for m in models}
+    routed.update(_routed(ctx))
+    _clean(ctx, report, adopt=adopt, routed=routed)
+    # After a restart, render once what the DB records (HAProxy refuses an empty spec).
+    changed = adopt and bool(ctx.registry.deployments(host=ctx.settings.host))
+    for model in models:
+        production = ctx.registry.production_version(model.name)
+        entry = ModelReport(
+            port=ctx.production_port(model.production_port),
+            desired=production.version if production is not None else None,
+        )
+        report.models[model.name] = entry
+        if entry.desired is None:
+            continue
+        try:
+            changed |= _converge(ctx, model, entry.desired, routed, report)
+        except BentogateError as err:
+            log.warning("%s: could not serve %s:%s: %s", ctx.settings.host, model.name,
+                        entry.desired, err)  # fmt: skip
+            entry.error = str(err).splitlines()[0]
+            if not _is_db_error(err) and routed.get(model.name) != entry.desired:
+                entry.failed = entry.desired
+    if changed:
+        release.apply_routes(ctx, live=routed)
+    _describe(ctx, report, routed)
+    return report
+
+
+def _converge(
+    ctx: Context, model: ModelInfo, desired: str, routed: dict[str, str | None], report: Report
+) -> bool:
+    """Serve ``desired`` live for ``model``; stop its other versions. True if HAProxy's
+    config must be re-rendered."""
+    ref = Ref(model.name, desired)
+    deployments = ctx.registry.deployments(host=ctx.settings.host, model=model.name)
+    changed = False
+    if not any(d.version == desired for d in deployments):
+        fleet.ensure_bento(ctx, ref)
+        start_version(ctx, ref)
+        report.actions.append(f"started {ref}")
+        changed = True
+    if routed.get(model.name) != desired:
+        # Its backend joins HAProxy (also one adopted after a restart); the live route
+        # stays where it is until the switch.
+        release.apply_routes(ctx, live=routed)
+        ctx.sidecar.wait_healthy(model.name, desired, timeout=ctx.settings.bento.ready_timeout_s)
+        ctx.sidecar.switch(model.name, desired, role="live")
+        routed[model.name] = desired
+        report.actions.append(f"switched {model.name} to {desired}")
+        changed = True
+    others = {d.version for d in deployments if d.version != desired and d.role != Role.CANDIDATE}
+    for version in sorted(others):
+        stop_version(ctx, model.name, version)
+        report.actions.append(f"stopped {model.name}:{version}")
+        changed = True
+    return changed
+
+
+def start_version(ctx: Context, ref: Ref) -> None:
+    """Start one replica of the production version ``ref`` on a free backend port.
+
+    Unlike :func:`release.deploy`, the deployment is recorded as soon as the process exists
+    (before it is ready): an agent killed while it waits leaves a record the next agent
+    finds and adopts or stops, never an unknown process. Raises what start, record or the
+    readiness wait raise, after stopping the process and ending its record.
+    """
+    actor = ctx.settings.host
+    ctx.registry.verify_artifact(
+        ref.model, ref.version, actor=actor, sha256=release.served_sha256(ctx, ref)
+    )
+    handle = ctx.runtime.start(str(ref), ctx.free_backend_port())
+    try:
+        deployment = ctx.registry.record_deployment(
+            ref.model,
+            ref.version,
+            host=ctx.settings.host,
+            port=handle.port,
+            pid=handle.pid,
+            role=Role.LIVE,
+            actor=actor,
+        )
+    except BentogateError:
+        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
+        raise
+    try:
+        ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
+    except BentogateError:
+        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
+        ctx.registry.end_deployment(deployment.id, actor=actor)
+        raise
+
+
+def stop_version(ctx: Context, model: str, version: str) -> None:
+    """Drain ``version`` in HAProxy (if it is there), stop its Bentos, end their records."""
+    if ctx.sidecar.is_running():
+        # Not in HAProxy (NotFoundError): started by an agent killed before it was routed.
+        with contextlib.suppress(NotFoundError):
+            ctx.sidecar.drain(model, version)
+    for deployment in ctx.registry.deployments(host=ctx.settings.host, model=model):
+        if deployment.version == version:
+            handle = ctx.handle(f"{model}:{version}", deployment.port, deployment.pid)
+            ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
+            ctx.registry.end_deployment(deployment.id, actor=ctx.settings.host)
+
+
+def _clean(ctx: Context, report: Report, *, adopt: bool, routed: dict[str, str | None]) -> None:
+    """End records of dead Bentos; when adopting, stop unready ones that are not live."""
+    for deployment in ctx.registry.deployments(host=ctx.settings.host):
+        tag = f"{deployment.model}:{deployment.version}"
+        handle = ctx.handle(tag, deployment.port, deployment.pid)
+        try:
+            alive = ctx.runtime.is_alive(handle)
+        except BentogateError:
+            alive = False
+        if alive and not adopt:
+            continue
+        if alive and routed.get(deployment.model) == deployment.version:
+            continue  # live: HAProxy's checks judge it, never this agent's restart
+        if alive and http_status(deployment.port, "/readyz") == 200:
+            report.actions.append(f"adopted {tag} on port {deployment.port}")
+            continue
+        if alive:
+            ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
+        ctx.registry.end_deployment(deployment.id, actor=ctx.settings.host)
+        report.actions.append(f"ended {'unready' if alive else 'dead'} {tag}:{deployment.port}")
+
+
+def _routed(ctx: Context) -> dict[str, str | None]:
+    """model → the version its live route points at in the running HAProxy (from the map)."""
+    if not ctx.sidecar.is_running():
+        return {}
+    try:
+        routes = ctx.sidecar.runtime().show_map(ctx.sidecar.paths.map_file)
+    except NotFoundError:  # a sidecar with no model yet has no map
+        return {}
+    found: dict[str, str | None] = {}
+    for deployment in ctx.registry.deployments(host=ctx.settings.host):
+        key = route_key(deployment.model)
+        if routes.get(key) == backend_name(deployment.model, deployment.version):
+            found[deployment.model] = deployment.version
+    return found
+
+
+def _describe(ctx: Context, report: Report, routed: dict[str, str | None]) -> None:
+    """Fill in what is live and whether all its servers pass HAProxy's health check."""
+    health: dict[str, bool] = {}
+    if ctx.sidecar.is_running():
+        for server in ctx.sidecar.server_status():
+            health[server.backend] = health.get(server.backend, True) and server.healthy
+    for deployment in ctx.registry.deployments(host=ctx.settings.host):
+        entry = report.models.get(deployment.model)
+        if entry is not None and deployment.version not in entry.versions:
+            entry.versions.append(deployment.version)
+    for name, entry in report.models.items():
+        entry.live = routed.get(name)
+        if entry.live is not None:
+            entry.healthy = health.get(backend_name(name, entry.live), False)
+
+
+def _is_db_error(err: BentogateError) -> bool:
+    return isinstance(err, ConfigError) and "governance database" in str(err)
+
+
+def run(ctx: Context, stop: threading.Event | None = None) -> None:
+    """Reconcile every ``agent.interval_s`` until ``stop`` is set. A failed pass (DB
+    unreachable, HAProxy refusing, …) changes nothing more, is logged, and is retried after
+    a doubling backoff up to ``agent.max_backoff_s``."""
+    stop = stop or threading.Event()
+    settings = ctx.settings.agent
+    adopt, delay = True, settings.interval_s
+    log.info("agent %s: reconciling every %g s", ctx.settings.host, settings.interval_s)
+    while not stop.is_set():
+        try:
+            report = reconcile_once(ctx, adopt=adopt)
+            ctx.registry.heartbeat(ctx.settings.host, report.to_json())
+            for rollout in fleet.settle(ctx, actor=ctx.settings.host):
+                log.info("rollout %d of %s:%s %s", rollout.id, rollout.model, rollout.version,
+                         rollout.status)  # fmt: skip
+            for action in report.actions:
+                log.info("%s", action)
+            adopt, delay = False, settings.interval_s
+        except Exception as err:  # a long-running loop must outlive any error
+            if isinstance(err, BentogateError):
+                log.warning("reconcile failed, keeping what runs: %s", str(err).splitlines()[0])
+            else:
+                log.exception("reconcile failed unexpectedly, keeping what runs")
+            log.info("retrying in %.1f s", delay)
+            stop.wait(delay)
+            delay = min(delay * 2, settings.max_backoff_s)
+            continue
+        stop.wait(delay)

@@ -1,0 +1,244 @@
+"""The fleet: many API hosts, one governance DB. Promotion, rollout judgement and status.
+
+Every host runs ``bentogate agent`` (:mod:`bentogate.agent`), which makes the host serve each
+model's production version on the model's port and reports back in a heartbeat. A fleet
+promotion only *records* the new desired state (a promotion plus a rollout naming the hosts
+and a deadline); each agent performs its local blue-green cutover. Whoever looks next (an
+agent after its heartbeat, or ``promote --fleet`` while it waits) judges the rollout from the
+hosts' reports: complete once every host serves the version live and healthy, rolled back on
+every host as soon as one reports that it failed, or when the deadline passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bentogate import release
+from bentogate.context import Context, Ref
+from bentogate.errors import GovernanceError, NotFoundError
+from bentogate.inventory import table
+from bentos.build import bento_path, import_bento
+from governance import HostInfo, RolloutInfo, RolloutStatus
+
+PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
+
+
+def ensure_bento(ctx: Context, ref: Ref) -> str:
+    """Make this host's Bento store hold ``ref``'s Bento, importing its archive from the
+    shared store (``settings.bentos_dir``) if needed; returns the Bento tag. Raises
+    :class:`NotFoundError` (no build recorded, no archive) or :class:`BuildError`."""
+    info = ctx.registry.get_version(ref.model, ref.version)
+    if info.bento_tag is None:
+        raise NotFoundError(f"{ref} has no recorded build: run `bentogate build {ref}`")
+    try:
+        bento_path(ctx.settings.bentoml_home, info.bento_tag)
+    except NotFoundError:
+        archive = ctx.settings.bentos_dir / f"{info.bento_tag.replace(':', '-')}.bento"
+        import_bento(ctx.settings.bentoml_home, archive)
+    return info.bento_tag
+
+
+def live_hosts(ctx: Context, now: datetime | None = None) -> list[HostInfo]:
+    """The fleet: hosts whose last heartbeat is younger than ``agent.stale_after_s``."""
+    now = now or datetime.now(UTC)
+    limit = ctx.settings.agent.stale_after_s
+    return [h for h in ctx.registry.hosts() if (now - h.last_heartbeat).total_seconds() < limit]
+
+
+def promote(ctx: Context, ref: Ref, *, actor: str, deadline_s: float | None = None) -> RolloutInfo:
+    """Record a fleet promotion of ``ref``: production in the DB (every promotion rule
+    applies) and a rollout every live host must carry out before the deadline.
+
+    Returns the rollout (in progress). Raises :class:`GovernanceError` when no host is live
+    or the promotion is refused, :class:`ConcurrentChange` while another rollout of the
+    model runs, :class:`NotFoundError` when the Bento archive is missing.
+    """
+    ensure_bento(ctx, ref)
+    hosts = [h.name for h in live_hosts(ctx)]
+    if not hosts:
+        raise GovernanceError(
+            f"refused: fleet promote {ref} — no host has sent a heartbeat in the last "
+            f"{ctx.settings.agent.stale_after_s:g} s (is `bentogate agent` running?)"
+        )
+    return ctx.registry.start_rollout(
+        ref.model,
+        ref.version,
+        actor=actor,
+        sha256=release.served_sha256(ctx, ref),
+        hosts=hosts,
+        deadline_s=deadline_s or ctx.settings.agent.rollout_deadline_s,
+    )
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the hosts' reports say about a rollout: pending, complete or failed (and why)."""
+
+    verdict: str
+    reason: str
+    hosts: dict[str, str]
+
+
+def judge(rollout: RolloutInfo, hosts: Iterable[HostInfo], now: datetime) -> Judgement:
+    """Judge ``rollout`` from the hosts' latest reports (pure).
+
+    A host counts as done when a heartbeat sent after the rollout started reports the
+    version live and healthy, and as failed when such a heartbeat reports it could not
+    bring the version up. One failed host fails the rollout; so does the deadline.
+    """
+    reports = {h.name: h for h in hosts}
+    results: dict[str, str] = {}
+    for name in rollout.hosts:
+        host = reports.get(name)
+        fresh = host is not None and host.last_heartbeat >= rollout.started_at
+        served = _model_report(host, rollout.model) if fresh else {}
+        if served.get("live") == rollout.version and served.get("healthy"):
+            results[name] = "live"
+        elif served.get("failed") == rollout.version:
+            results[name] = f"failed: {served.get('error')}"
+        else:
+            results[name] = f"pending (serving {served.get('live')})" if fresh else "no report"
+    failed = {n: r for n, r in results.items() if r.startswith("failed")}
+    if all(r == "live" for r in results.values()):
+        return Judgement(COMPLETE, "live and healthy on every host", results)
+    if failed:
+        return Judgement(FAILED, "; ".join(f"{n} {r}" for n, r in failed.items()), results)
+    if now > rollout.deadline:
+        waiting = ", ".join(n for n, r in results.items() if r != "live")
+        return Judgement(FAILED, f"deadline passed; not live on {waiting}", results)
+    return Judgement(PENDING, "waiting for hosts", results)
+
+
+def _model_report(host: HostInfo | None, model: str) -> dict[str, Any]:
+    if host is None:
+        return {}
+    found = host.report.get("models", {}).get(model)
+    return found if isinstance(found, dict) else {}
+
+
+def settle(ctx: Context, *, actor: str, now: datetime | None = None) -> list[RolloutInfo]:
+    """Judge every rollout in progress and settle those that are decided (idempotent: the
+    first settler wins, the DB serializes). Returns the rollouts settled now."""
+    settled = []
+    rollouts = ctx.registry.rollouts(active_only=True)
+    if not rollouts:
+        return []
+    hosts = ctx.registry.hosts()
+    for rollout in rollouts:
+        judgement = judge(rollout, hosts, now or datetime.now(UTC))
+        if judgement.verdict == PENDING:
+            continue
+        settled.append(
+            ctx.registry.settle_rollout(
+                rollout.model,
+                rollout.id,
+                actor=actor,
+                complete=judgement.verdict == COMPLETE,
+                reason=judgement.reason,
+                results=judgement.hosts,
+            )
+        )
+    return settled
+
+
+def wait_rollout(
+    ctx: Context,
+    rollout: RolloutInfo,
+    *,
+    actor: str,
+    poll_s: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> RolloutInfo:
+    """Wait until ``rollout`` is settled (judging it too, so it ends even if no agent is
+    left to do so); returns it. Bounded by the rollout's deadline."""
+    last = ""
+    while True:
+        settle(ctx, actor=actor)
+        [current] = [r for r in ctx.registry.rollouts(rollout.model) if r.id == rollout.id]
+        if current.status != RolloutStatus.IN_PROGRESS:
+            return current
+        if progress is not None:
+            state = judge(current, ctx.registry.hosts(), datetime.now(UTC)).hosts
+            line = ", ".join(f"{h}: {s}" for h, s in sorted(state.items()))
+            if line != last:
+                progress(line)
+                last = line
+        time.sleep(poll_s)
+
+
+def fleet_rows(ctx: Context, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per model and host: the version the host serves on the model's port, its
+    health and heartbeat age, and flags where the fleet breaks "one port, one version"."""
+    now = now or datetime.now(UTC)
+    hosts = ctx.registry.hosts()
+    stale_s = ctx.settings.agent.stale_after_s
+    active = {r.model: r for r in ctx.registry.rollouts(active_only=True)}
+    rows: list[dict[str, Any]] = []
+    for model in ctx.registry.models():
+        production = ctx.registry.production_version(model.name)
+        desired = production.version if production is not None else None
+        model_rows: list[dict[str, Any]] = []
+        for host in hosts:
+            served = _model_report(host, model.name)
+            age = (now - host.last_heartbeat).total_seconds()
+            flags = []
+            if age >= stale_s:
+                flags.append("STALE")
+            elif served.get("live") != desired:
+                flags.append("DIVERGED")
+            if served and not served.get("healthy"):
+                flags.append("UNHEALTHY")
+            if served.get("error"):
+                flags.append("ERROR")
+            model_rows.append(
+                {
+                    "model": model.name,
+                    "port": model.production_port,
+                    "host": host.name,
+                    "host_port": served.get("port"),
+                    "desired": desired,
+                    "version": served.get("live"),
+                    "healthy": bool(served.get("healthy")),
+                    "heartbeat_age_s": round(age, 1),
+                    "flags": flags,
+                    "error": served.get("error"),
+                    "rollout": _rollout_text(active.get(model.name), now),
+                }
+            )
+        live = {r["version"] for r in model_rows if "STALE" not in r["flags"]}
+        if len(live) > 1:  # the fleet itself serves two versions on one port
+            for row in model_rows:
+                if "STALE" not in row["flags"] and "DIVERGED" not in row["flags"]:
+                    row["flags"].append("DIVERGED")
+        rows.extend(model_rows)
+    return rows
+
+
+def _rollout_text(rollout: RolloutInfo | None, now: datetime) -> str:
+    if rollout is None:
+        return ""
+    left = (rollout.deadline - now).total_seconds()
+    return f"→ {rollout.version} by {rollout.actor} ({left:.0f} s left)"
+
+
+_COLUMNS = (
+    "port", "model", "host", "host_port", "desired", "version", "healthy",
+    "heartbeat_age_s", "flags", "rollout",
+)  # fmt: skip
+
+
+def fleet_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`fleet_rows`; ``ok`` when nothing is flagged."""
+    if not rows:
+        return "no host has sent a heartbeat (start `bentogate agent --host NAME`)"
+    shown = [{**r, "flags": ",".join(r["flags"]) or "ok"} for r in rows]
+    return table(shown, _COLUMNS)
+
+
+def consistent(rows: list[dict[str, Any]]) -> bool:
+    """True if no row of :func:`fleet_rows` is flagged."""
+    return not any(r["flags"] for r in rows)

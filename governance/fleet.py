@@ -1,0 +1,232 @@
+"""The fleet: hosts' heartbeats and fleet rollouts (one promotion that every host carries out).
+
+A rollout is recorded in the transaction of the promotion it carries out (the model row is
+locked), so "production" and "a rollout in progress" never disagree, and the partial unique
+index ``uq_rollouts_one_in_progress`` lets one rollout per model run at a time. Settling a
+rollout is idempotent: the first settler completes it or rolls it back; later ones change
+nothing. Heartbeats are not audited (one per host per interval); everything else is.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import math
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bentogate.errors import ConcurrentChange, GovernanceError, NotFoundError
+from governance import promotion, queries
+from governance.attempt import Attempt
+from governance.info import HostInfo, RolloutInfo
+from governance.lifecycle import locked_version
+from governance.schema import Host, Model, Rollout
+from governance.states import Action
+
+
+class RolloutStatus(enum.StrEnum):
+    """Where a fleet rollout is."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"  # every host reported the version live and healthy
+    ROLLED_BACK = "rolled_back"  # a host failed or the deadline passed: previous version back
+    FAILED = "failed"  # it failed and there was nothing (allowed) to roll back to
+
+
+def heartbeat(session: Session, attempt: Attempt, *, host: str, report: dict[str, Any]) -> HostInfo:
+    """Insert or update ``host``'s row: heartbeat now, ``report`` as sent. Raises
+    :class:`GovernanceError` if the report is not a JSON object."""
+    _check_json_object(attempt, report, "report")
+    now = attempt.now()
+    row = session.execute(
+        sa.select(Host).where(Host.environment == attempt.environment, Host.name == host)
+    ).scalar_one_or_none()
+    if row is None:
+        row = Host(
+            environment=attempt.environment,
+            name=host,
+            first_seen=now,
+            last_heartbeat=now,
+            report=report,
+        )
+        session.add(row)
+    else:
+        row.last_heartbeat, row.report = now, report
+    session.flush()
+    return host_info(row)
+
+
+def start(
+    session: Session,
+    attempt: Attempt,
+    *,
+    sha256: str,
+    hosts: list[str],
+    deadline_s: float,
+) -> RolloutInfo:
+    """Promote the attempt's version (all promotion rules apply) and record the rollout that
+    every host in ``hosts`` must carry out before ``deadline_s`` passes."""
+    model, row = locked_version(session, attempt)
+    running = active(session, model)
+    if running is not None:
+        attempt.refuse(
+            ConcurrentChange,
+            f"rollout {running.id} of {model.name}:{running.version} is in progress",
+            "one fleet rollout per model at a time",
+        )
+    if not hosts:
+        attempt.refuse(GovernanceError, "no host has a recent heartbeat", "a rollout needs hosts")
+    if not (math.isfinite(deadline_s) and deadline_s > 0):
+        attempt.refuse(GovernanceError, f"deadline {deadline_s!r} s", "a positive deadline")
+    previous = queries.production_row(session, model)
+    now = attempt.now()
+    rollout = Rollout(
+        model_id=model.id,
+        version=row.version,
+        from_version=previous.version if previous is not None else None,
+        actor=attempt.actor,
+        status=RolloutStatus.IN_PROGRESS,
+        hosts=sorted(set(hosts)),
+        started_at=now,
+        deadline=now + timedelta(seconds=deadline_s),
+        finished_at=None,
+        outcome={},
+    )
+    session.add(rollout)
+    session.flush()
+    attempt.payload.update(
+        rollout_id=rollout.id, hosts=rollout.hosts, deadline=rollout.deadline.isoformat()
+    )
+    promotion.promote(session, attempt, sha256=sha256)
+    return rollout_info(rollout, model.name)
+
+
+def settle(
+    session: Session,
+    attempt: Attempt,
+    *,
+    rollout_id: int,
+    complete: bool,
+    reason: str,
+    results: dict[str, Any],
+) -> RolloutInfo:
+    """Finish an in-progress rollout: ``complete``, or roll the model back to the rollout's
+    previous version (status ``rolled_back``; ``failed`` if there is none or its rules no
+    longer hold). A rollout already settled is returned unchanged."""
+    _check_json_object(attempt, results, "results")
+    assert attempt.model is not None
+    model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
+    rollout = session.get(Rollout, rollout_id, populate_existing=True)
+    if rollout is None or rollout.model_id != model.id:
+        raise NotFoundError(f"unknown rollout {rollout_id} of {model.name}")
+    if rollout.status != RolloutStatus.IN_PROGRESS:
+        return rollout_info(rollout, model.name)
+    attempt.version = rollout.version
+    attempt.payload.update(rollout_id=rollout.id, hosts=rollout.hosts, results=results)
+    rollout.finished_at = attempt.now()
+    outcome: dict[str, Any] = {"reason": reason, "hosts": results}
+    if complete:
+        rollout.status = RolloutStatus.COMPLETE
+        summary = f"fleet rollout complete on {', '.join(rollout.hosts)}"
+    else:
+        rollout.status, outcome["rollback"] = _roll_back(session, attempt, model, rollout)
+        summary = f"fleet rollout {rollout.status}: {reason}; {outcome['rollback']}"
+    rollout.outcome = outcome
+    session.flush()
+    attempt.record(session, reason=summary)
+    return rollout_info(rollout, model.name)
+
+
+def _roll_back(
+    session: Session, attempt: Attempt, model: Model, rollout: Rollout
+) -> tuple[RolloutStatus, str]:
+    production = queries.production_row(session, model)
+    if production is None or production.version != rollout.version:
+        now = production.version if production is not None else "nothing"
+        return RolloutStatus.FAILED, f"{now} is production already; nothing switched"
+    previous = queries.previous_row(session, model)
+    if rollout.from_version is None or previous is None or previous.version != rollout.from_version:
+        return RolloutStatus.FAILED, "no previous version to return to; production unchanged"
+    back = dataclasses.replace(
+        attempt, action=Action.ROLLBACK, version=None, payload={"rollout_id": rollout.id}
+    )
+    try:
+        promotion.rollback(session, back, sha256=None)
+    except GovernanceError as err:  # refused before it changed anything
+        return RolloutStatus.FAILED, f"rollback refused: {err}"
+    return RolloutStatus.ROLLED_BACK, f"{model.name}:{rollout.from_version} is production again"
+
+
+def active(session: Session, model: Model) -> Rollout | None:
+    """The model's rollout in progress, or ``None``."""
+    return session.execute(
+        sa.select(Rollout).where(
+            Rollout.model_id == model.id, Rollout.status == RolloutStatus.IN_PROGRESS
+        )
+    ).scalar_one_or_none()
+
+
+def host_rows(session: Session, environment: str) -> list[HostInfo]:
+    """Every host of ``environment`` by name."""
+    rows = session.execute(
+        sa.select(Host).where(Host.environment == environment).order_by(Host.name)
+    ).scalars()
+    return [host_info(r) for r in rows]
+
+
+def rollout_rows(
+    session: Session, environment: str, model: str | None, active_only: bool
+) -> list[RolloutInfo]:
+    """Rollouts of ``environment`` (optionally one model's, or only those in progress),
+    oldest first."""
+    query = (
+        sa.select(Rollout, Model.name)
+        .join(Model, Rollout.model_id == Model.id)
+        .where(Model.environment == environment)
+        .order_by(Rollout.id)
+    )
+    if model is not None:
+        query = query.where(Model.name == model)
+    if active_only:
+        query = query.where(Rollout.status == RolloutStatus.IN_PROGRESS)
+    return [rollout_info(r, name) for r, name in session.execute(query)]
+
+
+def host_info(row: Host) -> HostInfo:
+    return HostInfo(
+        name=row.name,
+        environment=row.environment,
+        first_seen=row.first_seen,
+        last_heartbeat=row.last_heartbeat,
+        report=copy.deepcopy(row.report),
+    )
+
+
+def rollout_info(row: Rollout, model: str) -> RolloutInfo:
+    return RolloutInfo(
+        id=row.id,
+        model=model,
+        version=row.version,
+        from_version=row.from_version,
+        actor=row.actor,
+        status=row.status,
+        hosts=tuple(row.hosts),
+        started_at=row.started_at,
+        deadline=row.deadline,
+        finished_at=row.finished_at,
+        outcome=copy.deepcopy(row.outcome),
+    )
+
+
+def _check_json_object(attempt: Attempt, value: object, what: str) -> None:
+    if not isinstance(value, dict):
+        attempt.refuse(GovernanceError, f"{what} is not a JSON object", "JSON documents")
+    try:
+        orjson.dumps(value)
+    except TypeError as err:
+        attempt.refuse(GovernanceError, f"{what} is not JSON: {err}", "JSON documents")

@@ -1,0 +1,274 @@
+"""Helpers for the fleet tests: PostgreSQL schemas, simulated hosts, agents, load.
+
+Three hosts share this machine: each has its own BENTOGATE_HOME, backend port range, stats
+port and HAProxy, and serves each model on the model's production port + its host offset
+(no network namespaces: a per-host port offset stands in for a per-host address).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from bentogate.context import Context
+from bentogate.settings import Settings
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FEATURES = 220
+HOST_SPAN = 10  # ports per host: production, candidate, stats, 7 backends
+
+
+def pg_problem(url: str) -> str | None:
+    """Why ``url`` cannot be used, or None."""
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return None
+    except psycopg.Error as err:
+        return str(err).strip().splitlines()[0]
+
+
+def pg_schema(base: str) -> tuple[str, Callable[[], None]]:
+    """A fresh schema on ``base`` (selected by ``search_path``) and its dropper."""
+    schema = f"fleet_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    url = sa.make_url(base).update_query_dict({"options": options})
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+def _pg_cluster(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "-m", "fast"]
+        if action == "stop"
+        else ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def pg_stop() -> None:
+    _pg_cluster("stop")
+
+
+def pg_start(url: str, timeout: float = 60.0) -> None:
+    """Start the local cluster (if it is down) and wait until ``url`` answers."""
+    if pg_problem(url) is None:
+        return
+    _pg_cluster("start")
+    deadline = time.monotonic() + timeout
+    while pg_problem(url) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
+        time.sleep(0.2)
+
+
+def free_block(size: int) -> int:
+    """The first of ``size`` consecutive ports that the OS lets us bind now.
+
+    Drawn below the ephemeral range: under load (health checks, clients) that range fills with
+    TIME_WAIT sockets, so a block of 40 free ports is rare there, and an outgoing connection
+    could take a port of the block later.
+    """
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(max(1024, low - 12000), low - size)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block")
+
+
+@dataclass
+class Host:
+    """A simulated API host: its settings, and its agent as a real subprocess."""
+
+    name: str
+    settings: Settings
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port_offset(self) -> int:
+        return self.settings.ports.host_offset
+
+    def start_agent(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bentogate.cli", "agent", "--host", self.name],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill_agent(self) -> None:
+        """SIGKILL: no clean-up of any kind, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop_agent(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def agent_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def context(self) -> Context:
+        return Context(self.settings)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"--- agent {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def make_host(
+    name: str, index: int, base: int, home: Path, db_url: str, shared: Path, **agent: Any
+) -> Host:
+    """Host ``index`` of a fleet whose models' production ports start at ``base``."""
+    offset = HOST_SPAN * (index + 1)
+    ports = {
+        "production_start": base,
+        "production_step": 2,
+        "host_offset": offset,
+        "stats": base + offset + 2,
+        "backend_start": base + offset + 3,
+        "backend_end": base + offset + HOST_SPAN - 1,
+    }
+    agent_settings = {"interval_s": 0.5, "max_backoff_s": 2.0, "stale_after_s": 20.0, **agent}
+    settings = Settings(
+        home=home,
+        db_url=db_url,
+        host=name,
+        shared_bentos_dir=shared,
+        ports=ports,
+        agent=agent_settings,
+        bento={"ready_timeout_s": 120},
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
+    env.update(
+        BENTOGATE_HOME=str(home),
+        BENTOGATE_DB_URL=db_url,
+        BENTOGATE_HOST=name,
+        BENTOGATE_SHARED_BENTOS_DIR=str(shared),
+        BENTOGATE_BENTO__READY_TIMEOUT_S="120",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({f"BENTOGATE_PORTS__{k.upper()}": str(v) for k, v in ports.items()})
+    env.update({f"BENTOGATE_AGENT__{k.upper()}": str(v) for k, v in agent_settings.items()})
+    return Host(name, settings, env, home / "agent.log")
+
+
+def predict(port: int, timeout: float = 5.0) -> str:
+    """POST one prediction to 127.0.0.1:``port``; returns the model_version that answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        body = json.dumps({"features": [0.0] * FEATURES})
+        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise AssertionError(f"{response.status}: {payload[:200]!r}")
+        return str(json.loads(payload)["model_version"])
+    finally:
+        connection.close()
+
+
+@dataclass
+class Load:
+    """Steady client traffic on several ports (keep-alive), counting answers per version."""
+
+    ports: list[int]
+    pause_s: float = 0.01
+    versions: Counter[tuple[int, str]] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        for port in self.ports:
+            thread = threading.Thread(target=self._drive, args=(port,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    @property
+    def total(self) -> int:
+        return sum(self.versions.values())
+
+    def _drive(self, port: int) -> None:
+        body = json.dumps({"features": [0.0] * FEATURES})
+        headers = {"Content-Type": "application/json"}
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while not self._stop.is_set():
+            try:
+                connection.request("POST", "/predict", body, headers)
+                response = connection.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    self.errors.append(f"{port}: {response.status} {payload[:120]!r}")
+                else:
+                    self.versions[(port, str(json.loads(payload)["model_version"]))] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                self.errors.append(f"{port}: {type(err).__name__}: {err}")
+                connection.close()
+            time.sleep(self.pause_s)
+        connection.close()
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.25) -> None:
+    """Poll ``check`` until it is true; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)

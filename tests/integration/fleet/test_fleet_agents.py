@@ -1,0 +1,355 @@
+"""Three API hosts, one PostgreSQL: agents converge, promote under load, survive a kill and
+a database outage.
+
+One module-scoped fleet (a story, like the e2e test): a release workstation builds v1 and v2
+into the shared archive directory; three hosts (own BENTOGATE_HOME, ports, HAProxy; the
+model's port + a per-host offset) each run ``python -m bentogate.cli agent`` as a real
+subprocess. The gate itself is exercised in tests/integration/e2e and loadtest; here its
+passing verdict is recorded directly so that the fleet is what is under test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fleet_support import (
+    PG_DEFAULT,
+    Host,
+    Load,
+    free_block,
+    make_host,
+    pg_problem,
+    pg_schema,
+    pg_start,
+    pg_stop,
+    predict,
+    wait_for,
+)
+
+from bentogate import fleet, release
+from bentogate.cli import main
+from bentogate.context import Context, Ref
+from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.settings import Settings
+from bentos.runtime import pid_alive, process_tree
+from governance import RolloutInfo
+
+pytestmark = pytest.mark.integration
+
+ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+MODEL = "fraud"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    configured = os.environ.get("BENTOGATE_TEST_PG_URL")
+    base = configured or PG_DEFAULT
+    problem = pg_problem(base)
+    if problem is not None:
+        if configured:
+            pytest.fail(f"BENTOGATE_TEST_PG_URL is set but unusable: {problem}")
+        pytest.skip(f"no PostgreSQL at {base} ({problem})")
+    url, drop = pg_schema(base)
+    try:
+        yield url
+    finally:
+        pg_start(base)  # a test that stopped it has restarted it; make sure
+        drop()
+
+
+@pytest.fixture(scope="module")
+def workstation(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str
+) -> Iterator[tuple[Context, dict[str, str]]]:
+    """The release workstation: v1 and v2 registered, approved, built (archives in the
+    shared directory) and gated; nothing served here."""
+    root = tmp_path_factory.mktemp("fleet")
+    train, holdout = make_transactions(3000, seed=5).split(0.6)
+    holdout_csv = write_csv(holdout, root / "holdout.csv")
+    base = free_block(40)
+    settings = Settings(
+        home=root / "rel",
+        db_url=pg_url,
+        host="workstation",
+        shared_bentos_dir=root / "shared",
+        ports={"production_start": base, "production_step": 2},
+    )
+    ctx = Context(settings)
+    release.init(ctx)
+    versions = {}
+    for name, trees in (("v1", 10), ("v2", 20)):
+        model_file = root / f"{name}.json"
+        train_xgboost(train, n_estimators=trees, max_depth=3).save_model(str(model_file))  # type: ignore[attr-defined]
+        info = release.register(ctx, MODEL, model_file, holdout_csv, developer=ACTORS.developer)
+        ref = Ref(MODEL, info.version)
+        release.validate(ctx, ref, holdout_csv, actor=ACTORS.validator)
+        release.approve(ctx, ref, actor=ACTORS.approver)
+        release.build(ctx, ref, actor=ACTORS.release)
+        ctx.registry.stage(MODEL, ref.version, actor=ACTORS.release)
+        ctx.registry.record_gate(
+            MODEL,
+            ref.version,
+            actor=ACTORS.release,
+            policy={"rate": 100},
+            results={"note": "fleet test: the gate is exercised in tests/integration/e2e"},
+            verdict="pass",
+            report_path="-",
+            compared_with=None,
+        )
+        versions[name] = ref.version
+    try:
+        yield ctx, versions
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def hosts(
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
+    workstation: tuple[Context, dict[str, str]],
+) -> Iterator[list[Host]]:
+    ctx, _ = workstation
+    base = ctx.settings.ports.production_start
+    shared = ctx.settings.bentos_dir
+    fleet_hosts = [
+        make_host(name, i, base, tmp_path_factory.mktemp(name), pg_url, shared)
+        for i, name in enumerate(("h1", "h2", "h3"))
+    ]
+    try:
+        for host in fleet_hosts:
+            host.start_agent()
+        wait_for(
+            lambda: {h.name for h in fleet.live_hosts(ctx)} == {"h1", "h2", "h3"},
+            60,
+            "three heartbeats",
+        )
+        yield fleet_hosts
+    finally:
+        pg_start(PG_DEFAULT if not os.environ.get("BENTOGATE_TEST_PG_URL") else pg_url)
+        for host in fleet_hosts:
+            host.stop_agent()
+        for host in fleet_hosts:
+            _shut_down(host)
+
+
+def _shut_down(host: Host) -> None:
+    context = host.context()
+    try:
+        pids = [d.pid for d in context.registry.deployments(host=host.name) if d.pid]
+        release.shutdown(context)
+    finally:
+        context.sidecar.stop()
+        context.close()
+    for pid in pids:  # nothing may outlive the test, recorded or not
+        for child in process_tree(pid):
+            if pid_alive(child):
+                os.kill(child, signal.SIGKILL)
+
+
+def _ports(hosts: list[Host], ctx: Context) -> list[int]:
+    model_port = ctx.registry.get_model(MODEL).production_port
+    return [model_port + h.port_offset for h in hosts]
+
+
+def _serving(hosts: list[Host], ctx: Context) -> list[str]:
+    return [predict(port) for port in _ports(hosts, ctx)]
+
+
+def _promote(ctx: Context, version: str, **kwargs: float) -> RolloutInfo:
+    return fleet.promote(ctx, Ref(MODEL, version), actor=ACTORS.release, **kwargs)
+
+
+def _settled(ctx: Context, rollout: RolloutInfo) -> RolloutInfo:
+    return fleet.wait_rollout(ctx, rollout, actor="test")
+
+
+def _dump(hosts: list[Host]) -> str:
+    return "\n".join(h.log_tail() for h in hosts)
+
+
+def _records_match_processes(host: Host) -> None:
+    """Every recorded deployment runs; nothing of the host runs unrecorded."""
+    context = host.context()
+    try:
+        deployments = context.registry.deployments(host=host.name)
+        for deployment in deployments:
+            assert deployment.pid is not None and pid_alive(deployment.pid), deployment
+        assert len(deployments) == 1, deployments
+    finally:
+        context.close()
+
+
+def test_fleet_agents_converge_on_one_version(
+    workstation: tuple[Context, dict[str, str]],
+    hosts: list[Host],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, versions = workstation
+    rollout = _promote(ctx, versions["v1"])
+    assert set(rollout.hosts) == {"h1", "h2", "h3"}
+    done = _settled(ctx, rollout)
+    assert done.status == "complete", (done.outcome, _dump(hosts))
+    assert _serving(hosts, ctx) == [versions["v1"]] * 3
+    rows = fleet.fleet_rows(ctx)
+    assert fleet.consistent(rows), rows
+    assert {(r["host"], r["version"], r["healthy"]) for r in rows} == {
+        (h, versions["v1"], True) for h in ("h1", "h2", "h3")
+    }
+    assert all(r["heartbeat_age_s"] < 10 for r in rows)
+    # The CLI shows the same, exit 0 while the fleet is consistent.
+    monkeypatch.setenv("BENTOGATE_HOME", str(ctx.settings.home))
+    monkeypatch.setenv("BENTOGATE_DB_URL", str(ctx.settings.db_url))
+    main(["status", "--fleet"])  # returns (exit 0) only when nothing is flagged
+    out = capsys.readouterr().out
+    assert "h1" in out and "h3" in out and "DIVERGED" not in out
+
+
+def test_fleet_promotion_under_load_loses_no_request(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    ctx, versions = workstation
+    with Load(_ports(hosts, ctx)) as load:
+        wait_for(lambda: load.total > 100, 30, "load to start")
+        started = datetime.now(UTC)
+        done = _settled(ctx, _promote(ctx, versions["v2"]))
+        took = (datetime.now(UTC) - started).total_seconds()
+        before = load.total
+        wait_for(lambda: load.total > before + 100, 30, "load after the rollout")
+    assert done.status == "complete", (done.outcome, _dump(hosts))
+    assert load.errors == [], load.errors[:10]
+    served = {version for (_, version) in load.versions}
+    assert served == {versions["v1"], versions["v2"]}
+    assert _serving(hosts, ctx) == [versions["v2"]] * 3
+    for host in hosts:
+        _records_match_processes(host)
+    # Governance: who, when, which hosts.
+    promoted = [e for e in ctx.registry.audit(MODEL, versions["v2"]) if e.action == "promote"]
+    assert promoted[-1].actor == ACTORS.release
+    assert promoted[-1].payload["hosts"] == ["h1", "h2", "h3"]
+    settled = [e for e in ctx.registry.audit(MODEL) if e.action == "rollout"]
+    assert "complete on h1, h2, h3" in settled[-1].reason
+    print(f"\nfleet promotion: {took:.1f} s, {load.total} requests, 0 errors")
+
+
+def test_fleet_agent_killed_mid_promotion_restarts_and_finishes(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    ctx, versions = workstation
+    target = versions["v1"]
+    victim = hosts[1]
+    with Load(_ports(hosts, ctx)) as load:
+        rollout = _promote(ctx, target)
+        # Killed once it has started the target (recorded before it is ready).
+        wait_for(
+            lambda: any(d.version == target for d in ctx.registry.deployments(host=victim.name)),
+            60,
+            f"{victim.name} to start {target}",
+            poll=0.05,
+        )
+        victim.kill_agent()
+        victim.start_agent()
+        done = _settled(ctx, rollout)
+    assert done.status == "complete", (done.outcome, _dump(hosts))
+    assert load.errors == [], load.errors[:10]
+    assert _serving(hosts, ctx) == [target] * 3
+    wait_for(lambda: _single_deployment(ctx, victim), 30, "old version stopped on the victim")
+    _records_match_processes(victim)
+
+
+def _replaced(ctx: Context, host: Host, old: int) -> bool:
+    return [d.id for d in ctx.registry.deployments(host=host.name)] not in ([], [old])
+
+
+def _since(moment: datetime) -> float:
+    return (datetime.now(UTC) - moment).total_seconds()
+
+
+def _single_deployment(ctx: Context, host: Host) -> bool:
+    return len(ctx.registry.deployments(host=host.name)) == 1
+
+
+def test_fleet_rolls_back_on_every_host_when_one_misses_the_deadline(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    ctx, versions = workstation
+    current, target = versions["v1"], versions["v2"]
+    dead = hosts[2]
+    dead.kill_agent()  # still in the fleet (recent heartbeat), but it will never cut over
+    with Load(_ports(hosts, ctx)) as load:
+        done = _settled(ctx, _promote(ctx, target, deadline_s=20))
+        assert done.status == "rolled_back", done
+        assert "not live on h3" in done.outcome["reason"]
+        wait_for(
+            lambda: _serving(hosts, ctx) == [current] * 3, 60, "every host back on the old version"
+        )
+    assert load.errors == [], load.errors[:10]
+    assert ctx.registry.production_version(MODEL).version == current  # type: ignore[union-attr]
+    dead.start_agent()
+    wait_for(lambda: fleet.consistent(fleet.fleet_rows(ctx)), 60, "a consistent fleet")
+    actions = [e.action for e in ctx.registry.audit(MODEL)]
+    assert "rollback" in actions
+
+
+def test_fleet_keeps_serving_without_postgres_and_agents_recover(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    ctx, _ = workstation
+    base = os.environ.get("BENTOGATE_TEST_PG_URL") or PG_DEFAULT
+    ports = _ports(hosts, ctx)
+    with Load(ports) as load:
+        pg_stop()
+        try:
+            stopped = datetime.now(UTC)
+            wait_for(lambda: load.total > 300, 30, "load while PostgreSQL is down")
+            before = load.total
+            wait_for(lambda: load.total > before + 200, 30, "more load while PostgreSQL is down")
+            # long enough for several failed passes and a backoff at its ceiling (2 s)
+            wait_for(lambda: _since(stopped) > 8, 30, "an outage of 8 s")
+            assert all(h.agent_alive() for h in hosts), _dump(hosts)
+        finally:
+            pg_start(base)
+        outage = (datetime.now(UTC) - stopped).total_seconds()
+        wait_for(
+            lambda: all(
+                (datetime.now(UTC) - h.last_heartbeat).total_seconds() < 3
+                for h in ctx.registry.hosts()
+            ),
+            60,
+            "heartbeats after PostgreSQL returned",
+        )
+    assert load.errors == [], load.errors[:10]
+    assert fleet.consistent(fleet.fleet_rows(ctx))
+    assert any("keeping what runs" in Path(h.log_path).read_text() for h in hosts)
+    print(f"\nPostgreSQL down {outage:.1f} s: {load.total} requests, 0 errors")
+
+
+def test_fleet_agent_repairs_a_dead_live_bento(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    ctx, versions = workstation
+    victim = hosts[0]
+    [deployment] = ctx.registry.deployments(host=victim.name)
+    assert deployment.pid is not None
+    for pid in process_tree(deployment.pid):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: _replaced(ctx, victim, deployment.id),
+        60,
+        "a replacement deployment",
+    )
+    wait_for(lambda: _all_serve(hosts, ctx, versions["v1"]), 90, "the repaired host serving")
+    wait_for(lambda: fleet.consistent(fleet.fleet_rows(ctx)), 30, "a consistent fleet")
+
+
+def _all_serve(hosts: list[Host], ctx: Context, version: str) -> bool:
+    try:
+        return _serving(hosts, ctx) == [version] * 3
+    except (AssertionError, OSError):
+        return False

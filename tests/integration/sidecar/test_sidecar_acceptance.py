@@ -1,0 +1,536 @@
+"""Sidecar acceptance with the real haproxy and real Bentos, driven by bentogate's workflow.
+
+One module-scoped host (own BENTOGATE_HOME, ports the OS says are free): fraud v1 (10 trees)
+goes to production through the whole release; v2 (20 trees) is built, deployed with two
+replicas and gated, so both versions run healthy side by side. The tests then run in file
+order on that host, each under a steady load on the production port where it matters:
+
+    status view and local-only surface → 20 switches → reloads → wrong identity / score →
+    promote v2 → kill one of v2's two replicas → rollback to v1 → kill v1's only replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from sidecar_load import PacedLoad, PacedWrk
+
+from bentogate import release
+from bentogate.context import Context, Ref, artifact_dir
+from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.errors import CutoverError, HAProxyError
+from bentogate.modelimport import load_artifact
+from bentogate.routing import desired_spec, version_backend
+from bentogate.settings import Settings
+from bentos.runtime import pid_alive, process_tree
+from governance import DeploymentInfo
+from haproxy import ModelRoute, ProxyPaths, ProxySpec, ServerStatus, Sidecar
+from haproxy import backend_name as be
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fraud"
+ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+RATE = 240.0  # req/s of the Python client: a steady load, well below a 1-worker Bento's limit
+
+
+def _free_block(size: int) -> int:
+    """The first port of ``size`` consecutive ports, free now, below the ephemeral range.
+
+    Not from the ephemeral range the OS hands out: after a load test thousands of client
+    sockets sit in TIME_WAIT there and block a server's bind even with SO_REUSEADDR
+    (measured: 5,600 TIME_WAIT, no free block of 16 in 200 tries), and a Bento started
+    later would race the clients' connects for its port.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = random.Random().sample(range(max(1024, low - 12000), low - size), 200)
+    for base in candidates:
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Host:
+    ctx: Context
+    v1: str
+    v2: str
+    bodies: list[bytes]  # real rows of the model's schema
+
+    @property
+    def port(self) -> int:
+        return self.ctx.registry.get_model(MODEL).production_port
+
+    def deployments(self, version: str) -> list[DeploymentInfo]:
+        return [
+            d
+            for d in self.ctx.registry.deployments(host=self.ctx.settings.host, model=MODEL)
+            if d.version == version
+        ]
+
+    def server(self, version: str, port: int) -> ServerStatus:
+        key = (be(MODEL, version), f"v{version}_{port}")
+        return next(s for s in self.ctx.sidecar.server_status() if (s.backend, s.server) == key)
+
+    def db_live(self) -> str:
+        live = self.ctx.registry.production_version(MODEL)
+        assert live is not None
+        return live.version
+
+    def routed(self) -> str | None:
+        """The backend the running haproxy routes the production port to."""
+        return self.ctx.sidecar.routes().get(MODEL)
+
+
+def post(port: int, body: bytes) -> tuple[int, bytes]:
+    """One POST /predict on a fresh connection: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def answering_version(host: Host) -> str:
+    status, body = post(host.port, host.bodies[0])
+    assert status == 200, body
+    return str(json.loads(body)["model_version"])
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a Bento and all its workers at once (they run in sessions of their own)."""
+    for member in process_tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+def wait_down(host: Host, version: str, port: int, since: float, limit: float = 10.0) -> float:
+    """Seconds from ``since`` until HAProxy reports the server DOWN (polled every 20 ms)."""
+    while not (server := host.server(version, port)).status.startswith("DOWN"):
+        assert time.monotonic() - since < limit, server
+        time.sleep(0.02)
+    assert server.check_status != "L7OK", server
+    return time.monotonic() - since
+
+
+def _bentoml_pids(bentoml_home: Path) -> list[int]:
+    """Processes started with this host's BENTOML_HOME (last-resort cleanup, by pid)."""
+    needle = f"BENTOML_HOME={bentoml_home.resolve()}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if needle in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+    return [p for p in pids if p != os.getpid()]
+
+
+def _stop_sidecar(car: Sidecar) -> None:
+    pid = car.process.master_pid()
+    try:
+        car.stop(timeout=5)
+    finally:
+        if pid is not None and car.process.master_pid() == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    base = _free_block(16)
+    settings = Settings(
+        home=tmp_path_factory.mktemp("sidecar-home"),
+        ports={
+            "production_start": base,
+            "production_step": 2,
+            "stats": base + 2,
+            "backend_start": base + 3,
+            "backend_end": base + 15,
+        },
+        # A short gate that only a broken version fails: v2 must reach "gated", and this
+        # machine is shared (p95 490 ms seen while others' suites ran); strictness is tested
+        # in tests/integration/loadtest.
+        gate={
+            "rate": 100,
+            "duration_s": 4,
+            "warmup_s": 1,
+            "min_samples": 100,
+            "p50_ms": 1000,
+            "p95_ms": 3000,
+            "p99_ms": 4000,
+            "max_regression": 50,
+        },
+    )
+    ctx = Context(settings)
+    try:
+        release.init(ctx)
+        root = tmp_path_factory.mktemp("sidecar-models")
+        train, holdout = make_transactions(4000, seed=7).split(0.6)
+        holdout_csv = write_csv(holdout, root / "holdout.csv")
+        models = {}
+        for name, trees in (("v1", 10), ("v2", 20)):
+            models[name] = root / f"{name}.json"
+            booster = train_xgboost(train, n_estimators=trees, max_depth=3)
+            booster.save_model(str(models[name]))  # type: ignore[attr-defined]
+        info = release.register(ctx, MODEL, models["v1"], holdout_csv, developer=ACTORS.developer)
+        v1 = Ref(MODEL, info.version)
+        release.release(ctx, v1, holdout_csv, actors=ACTORS)
+        info = release.register(ctx, MODEL, models["v2"], holdout_csv, developer=ACTORS.developer)
+        v2 = Ref(MODEL, info.version)
+        release.validate(ctx, v2, holdout_csv, actor=ACTORS.validator)
+        release.approve(ctx, v2, actor=ACTORS.approver)
+        release.build(ctx, v2, actor=ACTORS.release)
+        release.deploy(ctx, v2, actor=ACTORS.release, replicas=2)
+        release.gate(ctx, v2, actor=ACTORS.release)
+        artifact = load_artifact(artifact_dir(info.artifact_uri))
+        rows = artifact.reference_rows.astype(float).tolist()[:8]
+        bodies = [json.dumps({"features": row}).encode() for row in rows]
+        yield Host(ctx, v1.version, v2.version, bodies)
+    finally:
+        try:
+            release.shutdown(ctx)
+        finally:
+            _stop_sidecar(ctx.sidecar)
+            for pid in _bentoml_pids(settings.bentoml_home):  # only if shutdown missed some
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            ctx.close()
+
+
+def test_sidecar_fixture_runs_two_healthy_versions(host: Host) -> None:
+    assert host.db_live() == host.v1
+    assert host.routed() == be(MODEL, host.v1)
+    assert len(host.deployments(host.v1)) == 1 and len(host.deployments(host.v2)) == 2
+    for version in (host.v1, host.v2):
+        for d in host.deployments(version):
+            assert host.server(version, d.port).healthy
+    assert str(host.ctx.registry.get_version(MODEL, host.v2).state) == "gated"
+
+
+def test_sidecar_status_view_fields_under_load(host: Host) -> None:
+    """Item 6: per server, what ``bentogate status --watch`` shows, measured under load."""
+    [d] = host.deployments(host.v1)
+    before = host.server(host.v1, d.port)
+    with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+        load.wait_for(int(RATE))  # ≈ 1 s: HAProxy's rate is over the last second
+        during = host.server(host.v1, d.port)
+        load.wait_for(int(RATE / 2))
+    after = host.server(host.v1, d.port)
+    print(f"\nstatus view: {during}")
+    assert load.failures() == []
+    assert (during.status, during.check_status) == ("UP", "L7OK")
+    assert during.check_duration_ms is not None and during.check_duration_ms < 500
+    assert during.check_code == 200 and during.lastchg_s is not None
+    # ``rate`` counts requests (one stream per HTTP request), not client connections.
+    assert 0.5 * load.rate() <= during.rate <= 1.5 * load.rate(), (during.rate, load.rate())
+    assert after.stot - before.stot == load.total  # health checks are not counted
+    assert after.hrsp_2xx - before.hrsp_2xx == load.total
+    assert after.hrsp_5xx == before.hrsp_5xx and after.econ == before.econ
+    assert during.rtime_ms is not None and during.ttime_ms is not None
+    # rtime: until the Bento's response headers (its latency). ttime spans the whole stream,
+    # including a keep-alive client's idle time before its request: not a latency figure.
+    assert 0 <= during.rtime_ms < 100 and during.ttime_ms >= during.rtime_ms
+    assert during.scur >= 0 and during.qcur == 0
+
+
+def test_sidecar_admin_and_stats_are_local_only_and_big_bodies_get_413(host: Host) -> None:
+    car = host.ctx.sidecar
+    for sock in (car.paths.admin_socket, car.paths.master_socket):
+        assert stat.S_ISSOCK(sock.stat().st_mode)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    config = car.paths.config.read_text()
+    assert "stats socket /" in config and "ipv4@" not in config and "ipv6@" not in config
+    assert all(
+        line.split()[1].startswith("127.0.0.1:")
+        for line in config.splitlines()
+        if line.strip().startswith("bind ")
+    )
+    stats_port = host.ctx.settings.ports.stats
+    with urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=5) as r:
+        assert be(MODEL, host.v1).encode() in r.read()
+    for port in (stats_port, host.port):
+        # Bound to 127.0.0.1 itself, not 0.0.0.0: another loopback address is refused.
+        with socket.socket() as other, pytest.raises(ConnectionRefusedError):
+            other.settimeout(2)
+            other.connect(("127.0.0.2", port))
+        assert _listen_addresses(port) == {"127.0.0.1"}
+
+    [d] = host.deployments(host.v1)
+    limit = car.settings.max_body_bytes
+    before = host.server(host.v1, d.port).stot
+    padded = host.bodies[0][:-1] + b" " * (limit - len(host.bodies[0])) + b"}"
+    assert len(padded) == limit
+    status, body = post(host.port, padded)
+    assert status == 200 and json.loads(body)["model_version"] == host.v1
+    status, body = post(host.port, padded + b" ")
+    assert status == 413, body
+    assert b"larger than" in body
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=5)
+    try:  # chunked, no Content-Length: HAProxy buffers and measures the body itself
+        conn.request("POST", "/predict", body=(b" " * 10000 for _ in range(8)), encode_chunked=True)
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+    assert host.server(host.v1, d.port).stot == before + 1  # the Bento saw only the first
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses of every TCP socket LISTENing on ``port`` (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            next(fh)
+            for line in fh:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    if len(address) == 8:
+                        found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
+                    else:
+                        found.add(f"ipv6:{address}")
+    return found
+
+
+def test_sidecar_twenty_switches_under_load_lose_nothing(host: Host, tmp_path: Path) -> None:
+    """10 cutovers and 10 rollbacks between two running versions, Python client + wrk."""
+    ctx = host.ctx
+    windows: list[tuple[float, float, str]] = []  # (switch returned, next switch called, to)
+    switch_s: list[float] = []
+    wrk = PacedWrk(host.port, host.bodies[0], tmp_path, connections=2, delay_ms=10)
+    try:
+        with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+            load.wait_for(100)
+            for version in [host.v2, host.v1] * 10:
+                called = time.monotonic()
+                if windows:
+                    windows[-1] = (*windows[-1][:1], called, windows[-1][2])
+                ctx.sidecar.switch(MODEL, version)
+                returned = time.monotonic()
+                switch_s.append(returned - called)
+                windows.append((returned, float("inf"), version))
+                load.wait_for(100)  # ≈ 0.4 s on each version
+    finally:
+        result = wrk.stop()
+    print(f"\n20 switches (max {max(switch_s) * 1000:.0f} ms each): python {load.summary()}")
+    print(f"wrk: {result.requests} requests, {result.non_2xx} non-2xx,", end=" ")
+    print(f"{result.socket_errors} socket errors")
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.versions()) == {host.v1, host.v2}
+    for since, until, version in windows:
+        # Once ``switch`` returned, every request sent reached the new version only.
+        assert set(load.versions(since, until)) == {version}, (version, load.versions(since, until))
+    assert (result.non_2xx, result.socket_errors) == (0, 0), result.output
+    assert result.requests > 500, result.output
+    assert host.routed() == be(MODEL, host.v1) and host.db_live() == host.v1
+
+
+def test_sidecar_reloads_mid_load_lose_nothing_and_keep_the_db_route(host: Host) -> None:
+    ctx = host.ctx
+    with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+        load.wait_for(100)
+        release.apply_routes(ctx)  # reload rendered from the DB, nothing changed
+        load.wait_for(100)
+        ctx.sidecar.process.reload()  # a forced reload of the same config
+        load.wait_for(100)
+        # The running map says v2 while the DB says v1 (e.g. a manual switch): the next
+        # reload, rendered from the DB, routes v1 again.
+        ctx.sidecar.switch(MODEL, host.v2)
+        load.wait_for(100)
+        ctx.sidecar.apply(desired_spec(ctx))
+        reloaded = time.monotonic()
+        load.wait_for(150)
+    print(f"\n3 reloads: {load.summary()}")
+    assert load.failures() == [], load.failures()[:5]
+    assert host.routed() == be(MODEL, host.db_live()) == be(MODEL, host.v1)
+    assert answering_version(host) == host.v1
+    # New connections after the reload reach the DB's version; an old worker may answer one
+    # more request on each kept-alive connection, then closes it (idle-close-on-response).
+    assert set(load.versions(reloaded, fresh_only=True)) == {host.v1}
+    assert load.versions(reloaded)[host.v2] <= 2
+
+
+def test_sidecar_wrong_identity_or_changed_score_is_never_up(
+    host: Host, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second sidecar whose backends all point at the real v1 Bento: v1's own (control),
+    v2's (as if v1's port were put in v2's backend), and two that differ from v1's in one
+    expectation only: the identity (another version's), or the canary score (the record of
+    a model that scores differently)."""
+    ctx = host.ctx
+    [d] = host.deployments(host.v1)
+    true_v1 = version_backend(ctx, MODEL, host.v1, [d.port])
+    v2_on_v1 = version_backend(ctx, MODEL, host.v2, [d.port])
+    v1_score, v1_identity = true_v1.expect_strings
+    v2_score, v2_identity = v2_on_v1.expect_strings
+    assert v1_score != v2_score and true_v1.canary_body == v2_on_v1.canary_body
+    identity = replace(true_v1, version="identity", expect_strings=(v1_score, v2_identity))
+    rescored = replace(true_v1, version="rescored", expect_strings=(v2_score, v1_identity))
+    wrong = {v2_on_v1.backend_name: v2_score, identity.backend_name: v2_identity}
+    wrong[rescored.backend_name] = v2_score  # the text each one's failed check names
+    route = ModelRoute(
+        MODEL,
+        _free_port(),
+        _free_port(),
+        live=host.v1,
+        candidate=None,
+        backends=(true_v1, v2_on_v1, identity, rescored),
+    )
+    probe = Sidecar(ProxyPaths(tmp_path_factory.mktemp("probe")), ctx.settings.haproxy)
+    try:
+        probe.apply(ProxySpec(routes=(route,), stats_port=_free_port()))
+        seen: dict[str, set[str]] = {backend: set() for backend in wrong}
+        deadline = time.monotonic() + 3.0  # > 4 checks at fastinter: rise 2 would show UP
+        while time.monotonic() < deadline:
+            for s in probe.server_status():
+                if s.backend in seen:
+                    seen[s.backend].add(s.status)
+            time.sleep(0.02)
+        statuses = {s.backend: s for s in probe.server_status()}
+        assert statuses[true_v1.backend_name].healthy  # the same Bento, right expectations
+        for backend, states in seen.items():
+            print(f"\nnever UP {sorted(states)}: {statuses[backend].reason}")
+            assert not any(state.startswith("UP") for state in states), (backend, states)
+            assert statuses[backend].check_status == "L7RSP"
+            assert f"wrong model or version: the canary response lacks {wrong[backend]}" in (
+                statuses[backend].last_chk
+            )
+            assert statuses[backend].stot == 0  # never given a request
+        with pytest.raises(HAProxyError, match="wrong model or version"):
+            probe.wait_healthy(MODEL, host.v2, timeout=1)
+        for version in ("identity", "rescored"):
+            with pytest.raises(CutoverError, match="wrong model or version"):
+                probe.switch(MODEL, version)
+        assert probe.routes() == {MODEL: true_v1.backend_name}
+        status, body = post(route.production_port, host.bodies[0])
+        assert status == 200 and json.loads(body)["model_version"] == host.v1
+    finally:
+        _stop_sidecar(probe)
+
+
+def test_sidecar_promote_under_load_drains_and_stops_the_old_version(host: Host) -> None:
+    ctx = host.ctx
+    [old] = host.deployments(host.v1)
+    with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+        load.wait_for(100)
+        started = time.monotonic()
+        release.promote(ctx, Ref(MODEL, host.v2), actor=ACTORS.release)
+        done = time.monotonic()
+        load.wait_for(150)
+    print(f"\npromote in {done - started:.2f} s: {load.summary()}")
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.versions()) == {host.v1, host.v2}
+    assert set(load.versions(done)) == {host.v2}
+    assert host.db_live() == host.v2 and host.routed() == be(MODEL, host.v2)
+    assert host.deployments(host.v1) == [] and old.pid is not None and not pid_alive(old.pid)
+    assert be(MODEL, host.v1) not in {s.backend for s in ctx.sidecar.server_status()}
+
+
+def test_sidecar_kill_one_of_two_live_replicas_under_load_loses_nothing(host: Host) -> None:
+    """kill -9 of one replica's whole process tree: HAProxy retries what that replica had
+    not answered yet on the other one, and the client sees no failure.
+
+    One exception, which no proxy can repair: a request whose response the Bento had begun
+    (uvicorn writes the headers, then the body, in two writes) when it was killed. HAProxy
+    has forwarded the headers and cannot replay it; the client reads a cut response. Seen 6
+    times in 40 kills at 400 req/s on a loaded machine, 0 in 25 at 240 req/s. Tolerated
+    here only with exactly that signature, for requests in flight at the kill; any other
+    failure fails the test.
+    """
+    ctx = host.ctx
+    victim, survivor = host.deployments(host.v2)
+    assert victim.pid is not None
+    with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+        load.wait_for(150)
+        killed = time.monotonic()
+        kill_tree(victim.pid)
+        down_after = wait_down(host, host.v2, victim.port, killed)
+        load.wait_for(200)
+        # The record follows: the dead replica leaves the DB and, by a reload, HAProxy.
+        ctx.registry.end_deployment(victim.id)
+        release.apply_routes(ctx)
+        load.wait_for(100)
+    print(f"\nkill 1 of 2 replicas: DOWN after {down_after:.2f} s; {load.summary()}")
+    cut = [
+        a
+        for a in load.failures()
+        if a.status == 0
+        and a.error.startswith("IncompleteRead(0 bytes read")
+        and killed - 1.0 < a.sent < killed + 0.05
+    ]
+    assert [a for a in load.failures() if a not in cut] == [], load.failures()[:5]
+    assert len(cut) <= 2, cut
+    assert set(load.versions()) == {host.v2}
+    assert down_after < 3.0
+    servers = [s for s in ctx.sidecar.server_status() if s.backend == be(MODEL, host.v2)]
+    assert [s.server for s in servers] == [f"v{host.v2}_{survivor.port}"]
+    assert servers[0].healthy
+
+
+def test_sidecar_rollback_under_load_restarts_the_previous_version(host: Host) -> None:
+    ctx = host.ctx
+    [current] = host.deployments(host.v2)
+    with PacedLoad(host.port, host.bodies, rate=RATE) as load:
+        load.wait_for(100)
+        started = time.monotonic()
+        release.rollback(ctx, MODEL, actor=ACTORS.release)
+        done = time.monotonic()
+        load.wait_for(150)
+    print(f"\nrollback (restarts v{host.v1}) in {done - started:.2f} s: {load.summary()}")
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.versions()) == {host.v1, host.v2}
+    assert set(load.versions(done)) == {host.v1}
+    assert host.db_live() == host.v1 and host.routed() == be(MODEL, host.v1)
+    assert len(host.deployments(host.v1)) == 1 and host.deployments(host.v2) == []
+    assert current.pid is not None and not pid_alive(current.pid)
+
+
+def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores_it(
+    host: Host,
+) -> None:
+    ctx = host.ctx
+    [dead] = host.deployments(host.v1)
+    assert dead.pid is not None
+    killed = time.monotonic()
+    kill_tree(dead.pid)
+    down_after = wait_down(host, host.v1, dead.port, killed)
+    status, _ = post(host.port, host.bodies[0])
+    assert status == 503  # no server left: HAProxy answers at once, nothing hangs
+    redeploy = time.monotonic()
+    ctx.registry.end_deployment(dead.id)
+    release.deploy(ctx, Ref(MODEL, host.v1), actor=ACTORS.release)
+    release.apply_routes(ctx)
+    ctx.sidecar.switch(MODEL, host.v1)
+    restored = time.monotonic() - redeploy
+    print(f"\nsingle replica killed: DOWN after {down_after:.2f} s; redeploy in {restored:.1f} s")
+    assert down_after < 3.0
+    assert answering_version(host) == host.v1
+    [new] = host.deployments(host.v1)
+    assert new.port != dead.port or new.pid != dead.pid
+    assert host.server(host.v1, new.port).healthy
+    assert host.routed() == be(MODEL, host.db_live())

@@ -1,0 +1,52 @@
+"""A SQLite fleet for unit tests: a model with versions driven to gated through the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bentogate.context import Context
+from bentogate.settings import Settings
+from governance import Registry
+
+SHA = "b" * 64
+
+
+def context(tmp_path: Path, **settings: object) -> Context:
+    ctx = Context(Settings(home=tmp_path / "home", **settings))  # type: ignore[arg-type]
+    ctx.registry.upgrade()
+    return ctx
+
+
+def gated(reg: Registry, model: str = "fraud", *, image_tag: str | None = None) -> str:
+    """Register a version of ``model`` (created if needed) and drive it to gated."""
+    reg.ensure_model(model, owner="risk", production_port=10000, actor="admin")
+    version = reg.register_version(
+        model,
+        sha256=SHA,
+        feature_names=["f1"],
+        threshold=0.5,
+        metrics={},
+        developer="dev",
+        artifact_uri="/nowhere",
+    ).version
+    reg.validate(model, version, actor="val", results={}, passed=True)
+    reg.approve(model, version, actor="boss")
+    reg.record_build(
+        model, version, actor="ci", bento_tag=f"{model}:{version}", image_tag=image_tag
+    )
+    reg.stage(model, version, actor="ci")
+    reg.record_gate(
+        model,
+        version,
+        actor="ci",
+        policy={},
+        results={},
+        verdict="pass",
+        report_path="-",
+        compared_with=None,
+    )
+    return version
+
+
+def report(model: str, live: str | None, *, healthy: bool = True, **extra: object) -> dict:
+    return {"models": {model: {"live": live, "healthy": healthy, "port": 10010, **extra}}}

@@ -1,0 +1,100 @@
+"""The agent's parts without real processes: the container backend chosen from settings, and
+a reconciliation that changes nothing while the governance DB is unreachable."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from fleet_unit_support import context, gated
+
+from bentogate import agent
+from bentogate.context import Context
+from bentogate.errors import ConfigError, RuntimeBackendError
+from bentogate.settings import Settings
+from bentos.runtime import DockerBackend, Handle, container_name
+
+
+class RecordingRuntime:
+    """A runtime that records every call (and fails none)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def start(self, tag: str, port: int) -> Handle:
+        self.calls.append(("start", tag))
+        return Handle(tag=tag, port=port, pid=None, log_path=Path())
+
+    def wait_ready(self, handle: Handle, timeout: float) -> None:
+        self.calls.append(("wait_ready", handle.tag))
+
+    def is_alive(self, handle: Handle) -> bool:
+        self.calls.append(("is_alive", handle.tag))
+        return True
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        self.calls.append(("stop", handle.tag))
+
+
+def test_fleet_docker_runtime_runs_the_image_recorded_in_the_db(tmp_path: Path) -> None:
+    ctx = context(tmp_path, agent={"runtime": "docker"})
+    version = gated(ctx.registry, image_tag="registry.local/fraud:7")
+    runtime = ctx.runtime
+    assert isinstance(runtime, DockerBackend)
+    command = runtime.run_command(f"fraud:{version}", 3005)
+    assert command[-1] == "registry.local/fraud:7"
+    assert "127.0.0.1:3005:3000" in command
+    handle = ctx.handle(f"fraud:{version}", 3005, None)
+    assert handle.container == container_name(f"fraud:{version}", 3005)
+    ctx.close()
+
+
+def test_fleet_docker_runtime_refuses_a_version_without_an_image(tmp_path: Path) -> None:
+    ctx = context(tmp_path, agent={"runtime": "docker"})
+    version = gated(ctx.registry)
+    with pytest.raises(RuntimeBackendError, match="no container image"):
+        ctx.runtime.run_command(f"fraud:{version}", 3005)  # type: ignore[attr-defined]
+    ctx.close()
+
+
+def _unreachable_db(tmp_path: Path) -> Context:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/none?connect_timeout=2"
+    ctx = Context(Settings(home=tmp_path / "home", db_url=url, host="h1"))
+    ctx.__dict__["runtime"] = RecordingRuntime()
+    return ctx
+
+
+def test_fleet_agent_changes_nothing_while_the_db_is_unreachable(tmp_path: Path) -> None:
+    ctx = _unreachable_db(tmp_path)
+    with pytest.raises(ConfigError, match="cannot use the governance database"):
+        agent.reconcile_once(ctx, adopt=True)
+    assert ctx.runtime.calls == []  # type: ignore[attr-defined]
+    ctx.close()
+
+
+def test_fleet_agent_loop_backs_off_and_keeps_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = _unreachable_db(tmp_path)
+    ctx.settings.agent.interval_s = 0.05
+    ctx.settings.agent.max_backoff_s = 0.2
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(ctx, stop))
+    with caplog.at_level(logging.INFO, logger="bentogate.agent"):
+        thread.start()
+        threading.Event().wait(1.0)
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert len(waits) >= 3
+    assert waits[-1] == "retrying in 0.2 s"  # doubled up to the ceiling
+    assert any("keeping what runs" in r.getMessage() for r in caplog.records)
+    assert ctx.runtime.calls == []  # type: ignore[attr-defined]
+    ctx.close()
