@@ -327,8 +327,17 @@ def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None, *, actor: st
 
 
 def _ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
-    """Start the version (one replica) if this host runs none of it; wait until it is healthy."""
-    if not _handles(ctx, ref.model, ref.version):
+    """Start the version (one replica) if this host runs none of it; wait until it is healthy.
+
+    Deployments recorded for it whose process is gone are ended first (a crash, a reboot).
+    """
+    alive = []
+    for deployment_id, handle in _handles(ctx, ref.model, ref.version):
+        if ctx.runtime.is_alive(handle):
+            alive.append(handle)
+        else:
+            ctx.registry.end_deployment(deployment_id, actor=actor)
+    if not alive:
         _start_replicas(ctx, ref, 1, role, actor=actor)
         apply_routes(ctx)
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
