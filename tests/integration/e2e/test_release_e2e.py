@@ -9,11 +9,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import signal
-import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +27,6 @@ from bentos.runtime import process_tree
 pytestmark = pytest.mark.integration
 
 ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
-
-
-def _free_block(size: int) -> int:
-    """The first of ``size`` consecutive ports that are free now, below the ephemeral range
-    (after load tests, TIME_WAIT client sockets there block servers' binds)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for base in random.Random().sample(range(max(1024, low - 12000), low - size), 200):
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
@@ -70,8 +52,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    base = _free_block(16)
+def ctx(
+    tmp_path_factory: pytest.TempPathFactory, port_block: Callable[[int], int]
+) -> Iterator[Context]:
+    base = port_block(16)
     settings = Settings(
         home=tmp_path_factory.mktemp("home"),
         ports={

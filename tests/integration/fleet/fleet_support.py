@@ -10,9 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -88,28 +86,6 @@ def pg_start(url: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
         time.sleep(0.2)
-
-
-def free_block(size: int) -> int:
-    """The first of ``size`` consecutive ports that the OS lets us bind now.
-
-    Drawn below the ephemeral range: under load (health checks, clients) that range fills with
-    TIME_WAIT sockets, so a block of 40 free ports is rare there, and an outgoing connection
-    could take a port of the block later.
-    """
-    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(max(1024, low - 12000), low - size)
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
 
 
 @dataclass

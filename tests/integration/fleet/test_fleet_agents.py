@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from fleet_support import (
     PG_DEFAULT,
     Host,
     Load,
-    free_block,
     make_host,
     pg_problem,
     pg_schema,
@@ -64,14 +63,14 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def workstation(
-    tmp_path_factory: pytest.TempPathFactory, pg_url: str
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, port_block: Callable[[int], int]
 ) -> Iterator[tuple[Context, dict[str, str]]]:
     """The release workstation: v1 and v2 registered, approved, built (archives in the
     shared directory) and gated; nothing served here."""
     root = tmp_path_factory.mktemp("fleet")
     train, holdout = make_transactions(3000, seed=5).split(0.6)
     holdout_csv = write_csv(holdout, root / "holdout.csv")
-    base = free_block(40)
+    base = port_block(40)
     settings = Settings(
         home=root / "rel",
         db_url=pg_url,

@@ -15,13 +15,12 @@ import contextlib
 import http.client
 import json
 import os
-import random
 import signal
 import socket
 import stat
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,28 +44,6 @@ pytestmark = pytest.mark.integration
 MODEL = "fraud"
 ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
 RATE = 240.0  # req/s of the Python client: a steady load, well below a 1-worker Bento's limit
-
-
-def _free_block(size: int) -> int:
-    """The first port of ``size`` consecutive ports, free now, below the ephemeral range.
-
-    Not from the ephemeral range the OS hands out: after a load test thousands of client
-    sockets sit in TIME_WAIT there and block a server's bind even with SO_REUSEADDR
-    (measured: 5,600 TIME_WAIT, no free block of 16 in 200 tries), and a Bento started
-    later would race the clients' connects for its port.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    candidates = random.Random().sample(range(max(1024, low - 12000), low - size), 200)
-    for base in candidates:
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
 
 
 def _free_port() -> int:
@@ -162,8 +139,10 @@ def _stop_sidecar(car: Sidecar) -> None:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    base = _free_block(16)
+def host(
+    tmp_path_factory: pytest.TempPathFactory, port_block: Callable[[int], int]
+) -> Iterator[Host]:
+    base = port_block(16)
     settings = Settings(
         home=tmp_path_factory.mktemp("sidecar-home"),
         ports={
