@@ -1,0 +1,161 @@
+"""Capacity at a p99 limit: the highest open-loop rate a target holds with p99 within the
+limit and no errors, found by doubling then bisecting (each step a ``bench.openloop`` run
+in its own process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.stats import percentiles_ms
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+# Above this share of one core the generator itself may be the bottleneck.
+GENERATOR_CPU_LIMIT = 0.85
+
+
+@dataclass(frozen=True)
+class Step:
+    """One constant-rate run: offered rate, figures of the measured window, verdict."""
+
+    rate: float
+    verdict: str
+    p50_ms: float
+    p99_ms: float
+    p99_9_ms: float
+    errors: int
+    measured: int
+    scheduled: int
+    generator_cpu: float
+    late_p99_ms: float
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """``rate``: highest passing rate (0 if none); ``limited_by``: "target" (a higher rate
+    failed), "generator" (a higher rate was inconclusive) or "ceiling"; every step run."""
+
+    rate: float
+    limited_by: str
+    steps: tuple[Step, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rate": self.rate,
+            "limited_by": self.limited_by,
+            "steps": [asdict(step) for step in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What every step sends and for how long."""
+
+    bodies: Path
+    p99_limit_ms: float = 5.0
+    duration_s: float = 4.0
+    warmup_s: float = 1.0
+    connections: int = 32
+    pause_s: float = 0.5
+
+
+def run_step(port: int, rate: float, spec: LoadSpec) -> Step:
+    """One open-loop run of ``bench.openloop`` at ``rate`` against ``port``.
+
+    Raises subprocess.CalledProcessError if the generator fails.
+    """
+    command = [
+        sys.executable, "-m", "bench.openloop",
+        "--port", str(port), "--bodies", str(spec.bodies), "--rate", f"{rate:.3f}",
+        "--duration", str(spec.duration_s), "--warmup", str(spec.warmup_s),
+        "--connections", str(spec.connections),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=spec.warmup_s + spec.duration_s + 60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    result = json.loads(done.stdout)
+    figures = percentiles_ms(result["latencies_us"])
+    late = result["late_us"]
+    step = Step(
+        rate=rate,
+        verdict=PASS,
+        p50_ms=figures["p50_ms"],
+        p99_ms=figures["p99_ms"],
+        p99_9_ms=figures["p99_9_ms"],
+        errors=int(result["errors"]),
+        measured=int(result["measured"]),
+        scheduled=int(result["scheduled"]),
+        generator_cpu=float(result["generator_cpu"]),
+        late_p99_ms=float(np.percentile(late, 99)) / 1000.0 if late else 0.0,
+    )
+    return _judged(step, spec.p99_limit_ms)
+
+
+def _judged(step: Step, p99_limit_ms: float) -> Step:
+    verdict = PASS
+    if step.errors or step.measured < step.scheduled or not step.p99_ms <= p99_limit_ms:
+        verdict = FAIL
+    # A generator short of CPU, or stalled longer than the limit itself, cannot tell whether
+    # the target could have held the rate.
+    behind = step.late_p99_ms > p99_limit_ms
+    if (verdict == FAIL and step.generator_cpu > GENERATOR_CPU_LIMIT) or behind:
+        verdict = INCONCLUSIVE
+    return Step(**{**asdict(step), "verdict": verdict})
+
+
+def find_capacity(
+    port: int,
+    spec: LoadSpec,
+    *,
+    start_rate: float = 250.0,
+    max_rate: float = 16_000.0,
+    resolution: float = 0.05,
+    progress: Callable[[str], None] = lambda _: None,
+    step_runner: Callable[[int, float, LoadSpec], Step] = run_step,
+) -> Capacity:
+    """Double from ``start_rate`` until a step does not pass (or ``max_rate`` passes), then
+    bisect until the bracket is narrower than ``resolution`` (relative)."""
+    steps: list[Step] = []
+
+    def verdict_at(rate: float) -> str:
+        step = step_runner(port, rate, spec)
+        steps.append(step)
+        progress(
+            f"{rate:7.0f} req/s -> {step.verdict:12} p99 {step.p99_ms:7.2f} ms"
+            f"  errors {step.errors}  generator cpu {step.generator_cpu:.0%}"
+        )
+        time.sleep(spec.pause_s)  # let the target drain what an overloaded step left
+        return step.verdict
+
+    good, bad, bad_verdict = 0.0, 0.0, PASS
+    rate = start_rate
+    while True:
+        verdict = verdict_at(rate)
+        if verdict != PASS:
+            bad, bad_verdict = rate, verdict
+            break
+        good = rate
+        if rate >= max_rate:
+            return Capacity(good, "ceiling", tuple(steps))
+        rate = min(rate * 2, max_rate)
+    while good > 0 and (bad - good) / good > resolution:
+        middle = (good + bad) / 2
+        verdict = verdict_at(middle)
+        if verdict == PASS:
+            good = middle
+        else:
+            bad, bad_verdict = middle, verdict
+    limited_by = "generator" if bad_verdict == INCONCLUSIVE else "target"
+    return Capacity(good, limited_by, tuple(steps))

@@ -1,0 +1,216 @@
+"""Write one run's figures: ``results.json``, ``results.md`` (tables with ratios) and
+``latency.png`` (serial latency curves and capacity steps)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio
+
+TARGETS = {
+    "bare": "bare uvicorn + onnxruntime (floor)",
+    "bento": "Bento, direct (one replica)",
+    "haproxy": "Bento through HAProxy (all replicas)",
+}
+GOALS = {"serial_p50_ms": 0.5, "serial_p99_ms": 1.0, "capacity_ratio": 0.5}
+
+
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"
+
+
+def _x(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}x"
+
+
+def _parser(machine: dict[str, Any]) -> str:
+    packages = machine["packages"]
+    parser = "httptools" if packages.get("httptools") else "h11"
+    loop = "uvloop" if packages.get("uvloop") else "asyncio"
+    return f"{parser}, {loop} event loop"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(goal, target, measured, met) rows of the issue's acceptance figures."""
+    serial = results["serial"]["haproxy"]
+    capacity = results["capacity"]
+    cap_ratio = ratio(capacity["haproxy"]["rate"], capacity["bare"]["rate"])
+    return [
+        ("serial p50 through HAProxy", f"≤ {GOALS['serial_p50_ms']} ms",
+         f"{serial['p50_ms']:.3f} ms", serial["p50_ms"] <= GOALS["serial_p50_ms"]),
+        ("serial p99 through HAProxy", f"≤ {GOALS['serial_p99_ms']} ms",
+         f"{serial['p99_ms']:.3f} ms", serial["p99_ms"] <= GOALS["serial_p99_ms"]),
+        ("capacity through HAProxy at p99 ≤ 5 ms, vs bare", f"≥ {GOALS['capacity_ratio']}x",
+         _x(cap_ratio), cap_ratio >= GOALS["capacity_ratio"]),
+    ]  # fmt: skip
+
+
+def _inprocess_rows(inprocess: dict[str, dict[str, float]]) -> list[str]:
+    def median(name: str) -> float:
+        return inprocess.get(name, {}).get("median_us", float("nan"))
+
+    lines = [
+        "| scoring | onnxruntime | XGBoost native | pickled scikit-learn API | "
+        "ORT : XGBoost : pickled |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, suffix in (("one row", ""), ("batch of 64", "[64]"), ("batch of 1024", "[1024]")):
+        stem = "test_one_row_" if not suffix else "test_batch_"
+        kinds = ("onnxruntime", "xgboost", "pickled_sklearn")
+        ort, xgb, pkl = (median(f"{stem}{kind}{suffix}") for kind in kinds)
+        lines.append(
+            f"| {label} | {ort:.1f} µs | {xgb:.1f} µs | {pkl:.1f} µs | "
+            f"1 : {ratio(xgb, ort):.1f} : {ratio(pkl, ort):.1f} |"
+        )
+    lines.append("")
+    lines.append("| service, in-process | median |")
+    lines.append("|---|---:|")
+    for name, label in (
+        ("test_service_parse_check_score", "service.py: parse + check 220 values + score"),
+        ("test_service_request_through_bentoml_asgi", "one POST through BentoML's ASGI stack"),
+    ):
+        lines.append(f"| {label} | {median(name):.1f} µs |")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run as markdown tables."""
+    machine = results["machine"]
+    serial, capacity = results["serial"], results["capacity"]
+    bare_p50 = serial["bare"]["p50_ms"]
+    out = [
+        "# bentogate benchmarks",
+        "",
+        f"One run of `./run bench` on {results['started']} ({machine['cpus']} x "
+        f"{machine['cpu_model']}, Python {machine['python']}, HAProxy {machine['haproxy']}, "
+        f"BentoML {machine['packages']['bentoml']}; {results['config'].get('replicas', 1)} "
+        f"Bento replica(s) x {results['config']['workers']} worker(s); HTTP parser "
+        f"{_parser(machine)}); took {results['elapsed_s'] / 60:.1f} min.",
+        f"Other load on the machine: CPU {results['background_cpu']['start']:.0%} busy before "
+        f"the run, {results['background_cpu']['end']:.0%} after (load average "
+        f"{machine['load_average_1m']:.2f} at start). Figures from a busy machine are slower "
+        "and noisier; compare ratios measured in the same run.",
+        "",
+        "## Goals",
+        "",
+        "| goal | target | measured | met |",
+        "|---|---|---|---|",
+        *(f"| {goal} | {aim} | {value} | {_met(ok)} |" for goal, aim, value, ok in goals(results)),
+        "",
+        "## Serial latency (one request at a time, one keep-alive connection)",
+        "",
+        f"{results['config']['serial_count']} measured requests per target after "
+        f"{results['config']['serial_warmup']} warm-up; latency seen by the client.",
+        "",
+        "| target | p50 ms | p99 ms | p99.9 ms | p50 vs floor | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for key, label in TARGETS.items():
+        row = serial[key]
+        out.append(
+            f"| {label} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {_ms(row['p99_9_ms'])} "
+            f"| {_x(ratio(row['p50_ms'], bare_p50))} | {row['errors']} |"
+        )
+    spec = results["config"]["capacity"]
+    out += [
+        "",
+        f"## Capacity at p99 ≤ {spec['p99_limit_ms']:g} ms (open loop)",
+        "",
+        f"`bench/openloop.py`: requests start on a fixed schedule ({spec['connections']} "
+        f"keep-alive connections, {spec['warmup_s']:g} s warm-up + {spec['duration_s']:g} s "
+        "measured per step), latency counted from when each request was due; the rate "
+        "doubles until a step fails, then bisects to 5 %. A step passes with no errors, every "
+        "request answered and p99 within the limit.",
+        "",
+        "| target | capacity req/s | vs floor | limited by | steps |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for key, label in TARGETS.items():
+        row = capacity[key]
+        out.append(
+            f"| {label} | {row['rate']:.0f} | {_x(ratio(row['rate'], capacity['bare']['rate']))} "
+            f"| {row['limited_by']} | {len(row['steps'])} |"
+        )
+    out += ["", "## In-process (pytest-benchmark medians)", ""]
+    out += _inprocess_rows(results["inprocess"])
+    out += _release_rows(results["release"])
+    out += ["", "![latency and capacity](latency.png)", ""]
+    return "\n".join(out)
+
+
+def _release_rows(release: dict[str, Any]) -> list[str]:
+    v1, v2, cut = release["v1"], release["v2"], release["cutover"]
+    names = ("register", "validate", "approve", "build", "deploy", "gate", "promote")
+    lines = [
+        "",
+        "## Deploy and cutover (bentogate's release workflow, seconds)",
+        "",
+        "*Deploy* = build + deploy: `bentoml build` → `bentoml serve` on its own port → "
+        "healthy behind HAProxy as the candidate (canary check passed). *Cutover* = "
+        "`promote` of v2 while a probe sends requests to the production port.",
+        "",
+        "| step | v1 (first) | v2 |",
+        "|---|---:|---:|",
+    ]
+    for name in names:
+        lines.append(f"| {name} | {v1.get(name, math.nan):.2f} | {v2.get(name, math.nan):.2f} |")
+    deploy1 = v1.get("build", math.nan) + v1.get("deploy", math.nan)
+    deploy2 = v2.get("build", math.nan) + v2.get("deploy", math.nan)
+    lines += [
+        f"| **deploy** (build → healthy behind HAProxy) | **{deploy1:.2f}** | **{deploy2:.2f}** |",
+        "",
+        f"Cutover: `promote` took {cut['promote_s']:.2f} s; the first answer from v2 came "
+        f"{cut['first_new_answer_s']:.3f} s after it began, the last from v1 "
+        f"{cut['last_old_answer_s']:.3f} s; {cut['probe_failures']} of "
+        f"{cut['probe_requests']} probe requests failed"
+        + (f" ({cut['failure_kinds']})." if cut["probe_failures"] else "."),
+    ]
+    return lines
+
+
+def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]]) -> None:
+    """Serial latency percentile curves (left) and capacity steps: p99 vs offered rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, label in TARGETS.items():
+        values = np.sort(np.asarray(latencies.get(key, []), dtype=float)) / 1000.0
+        if values.size:
+            quantiles = np.arange(1, values.size + 1) / values.size
+            left.plot(quantiles * 100, values, label=label)
+        steps = sorted(results["capacity"][key]["steps"], key=lambda s: s["rate"])
+        right.plot(
+            [s["rate"] for s in steps], [s["p99_ms"] for s in steps], marker="o", label=label
+        )
+    left.set(xlabel="percentile", ylabel="latency (ms)", yscale="log", xlim=(0, 100))
+    left.set_title("serial latency, one keep-alive connection")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    limit = results["config"]["capacity"]["p99_limit_ms"]
+    right.axhline(limit, color="grey", linestyle="--", label=f"p99 limit {limit:g} ms")
+    right.set(xlabel="offered rate (req/s, open loop)", ylabel="p99 (ms)", yscale="log")
+    right.set_title("capacity search: p99 per step")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out_dir: Path, latencies: dict[str, list[float]]) -> None:
+    """``results.json``, ``results.md`` and ``latency.png`` under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out_dir / "results.md").write_text(markdown(results))
+    figure(results, out_dir / "latency.png", latencies)

@@ -1,0 +1,237 @@
+"""``python -m bench`` (``./run bench``): every benchmark, side by side in one run.
+
+1. in-process scoring with pytest-benchmark (onnxruntime vs XGBoost vs the pickled model;
+   the service's hot path; a request through BentoML's ASGI stack);
+2. a real bentogate host: v1 released through the workflow (each step timed);
+3. serial latency and open-loop capacity of the bare endpoint, the Bento and HAProxy;
+4. v2 released and promoted under a probe (deploy and cutover times);
+then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report
+from bench.capacity import LoadSpec, find_capacity
+from bench.machine import cpu_busy, describe
+from bench.models import ModelFiles, train
+from bench.release_timing import cutover, first_promotion, release_to_gate
+from bench.stack import backend_port, bare_endpoint, bentogate_host, production_port
+from bench.stats import percentiles_ms
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class Progress:
+    """``[bench mm:ss] message`` lines on stderr, as the run goes."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        elapsed = int(time.monotonic() - self.started)
+        print(
+            f"[bench {elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True
+        )
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def _bodies(models: ModelFiles, path: Path, count: int = 64) -> Path:
+    bodies = [
+        orjson.dumps({"features": row.astype(float).tolist()}).decode()
+        for row in models.rows[:count]
+    ]
+    path.write_text(json.dumps(bodies))
+    return path
+
+
+def run_inprocess(models_dir: Path, out: Path, *, quick: bool) -> dict[str, dict[str, float]]:
+    """pytest-benchmark over bench/test_inprocess.py; medians and minimums in µs per test."""
+    command = [
+        sys.executable, "-m", "pytest", "bench/test_inprocess.py", "-q", "-p", "no:cacheprovider",
+        "--bench-models", str(models_dir), "--benchmark-json", str(out),
+        "--benchmark-columns", "median,min,rounds", "--benchmark-sort", "name",
+        "--benchmark-max-time", "0.5" if quick else "1.0",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=PROJECT_DIR, check=True, stdout=sys.stderr)
+    data = json.loads(out.read_text())
+    return {
+        bench["name"]: {
+            "median_us": bench["stats"]["median"] * 1e6,
+            "min_us": bench["stats"]["min"] * 1e6,
+            "rounds": bench["stats"]["rounds"],
+        }
+        for bench in data["benchmarks"]
+    }
+
+
+@dataclass(frozen=True)
+class Options:
+    """How much of everything one run measures."""
+
+    workers: int
+    replicas: int
+    project_dir: Path
+    serial_count: int
+    serial_warmup: int
+    load: LoadSpec
+    quick: bool
+
+
+def serial_latency(ports: dict[str, int], options: Options, rounds: int = 4) -> dict[str, Any]:
+    """``bench.serial`` against every target, in interleaved rounds (drift hits all alike);
+    per target its figures and, under ``"latencies_us"``, every sample."""
+    latencies: dict[str, list[float]] = {key: [] for key in ports}
+    errors = dict.fromkeys(ports, 0)
+    for _ in range(rounds):
+        for key, port in ports.items():
+            command = [
+                sys.executable, "-m", "bench.serial", "--port", str(port),
+                "--bodies", str(options.load.bodies), "--count",
+                str(options.serial_count // rounds), "--warmup", str(options.serial_warmup),
+            ]  # fmt: skip
+            done = subprocess.run(
+                command, cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=600
+            )
+            result = json.loads(done.stdout)
+            latencies[key] += result["latencies_us"]
+            errors[key] += int(result["errors"])
+    return {
+        key: {**percentiles_ms(latencies[key]), "count": len(latencies[key]),
+              "errors": errors[key], "latencies_us": latencies[key]}
+        for key in ports
+    }  # fmt: skip
+
+
+def measure_targets(
+    ports: dict[str, int], options: Options, progress: Progress
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serial latency, then capacity, of every target: (serial, capacity)."""
+    progress(f"serial latency: {options.serial_count} requests per target, interleaved")
+    serial = serial_latency(ports, options)
+    capacity = {}
+    for key, port in ports.items():
+        progress(f"capacity of {report.TARGETS[key]} at p99 <= {options.load.p99_limit_ms} ms")
+
+        def step(message: str, key: str = key) -> None:
+            progress(f"  {key}: {message}")
+
+        capacity[key] = find_capacity(port, options.load, progress=step).to_dict()
+    return serial, capacity
+
+
+def on_bentogate(
+    work: Path, models: ModelFiles, options: Options, progress: Progress
+) -> dict[str, Any]:
+    """A bentogate host: v1 released (timed), the three targets measured, v2 released and
+    cut over under a probe. The figures of all of it."""
+    probe = json.loads(options.load.bodies.read_text())[0].encode()
+    with bentogate_host(
+        work / "home", workers=options.workers, project_dir=options.project_dir
+    ) as ctx:
+        progress("releasing v1 through bentogate (register ... gate, promote)")
+        ref1, steps1 = release_to_gate(
+            ctx, models.v1, models.holdout, progress=progress, replicas=options.replicas
+        )
+        progress(f"{ref1}: promote")
+        steps1["promote"] = first_promotion(ctx, ref1)
+        ports = {"bento": backend_port(ctx, ref1.version), "haproxy": production_port(ctx)}
+        with bare_endpoint(models.onnx, work / "bare.log", probe) as bare_port:
+            serial, capacity = measure_targets({"bare": bare_port, **ports}, options, progress)
+        progress("releasing v2: deploy, gate, then cutover under a probe")
+        ref2, steps2 = release_to_gate(
+            ctx, models.v2, models.holdout, progress=progress, replicas=options.replicas
+        )
+        progress(f"{ref2}: promote (cutover), a probe on the production port")
+        cut = cutover(ctx, ref2, probe)
+        steps2["promote"] = float(cut["promote_s"])
+    return {
+        "serial": serial,
+        "capacity": capacity,
+        "release": {"v1": steps1, "v2": steps2, "cutover": cut},
+    }
+
+
+def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    # 2 replicas x 1 worker beat 1 x 2 on 2 cores: HAProxy balances each request, while
+    # BentoML's workers share one listening socket and split connections unevenly.
+    parser.add_argument("--workers", type=int, default=1, help="BentoML workers per Bento")
+    parser.add_argument("--replicas", type=int, default=2, help="Bentos per version")
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        help="build the Bentos from this tree's service.py (e.g. a checkout of main: before/after)",
+    )
+    parser.add_argument("--serial-count", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (figures noisy)")
+    args = parser.parse_args(argv)
+    options = Options(
+        workers=args.workers,
+        replicas=args.replicas,
+        project_dir=args.project_dir.resolve(),
+        serial_count=2_000 if args.quick else args.serial_count,
+        serial_warmup=200 if args.quick else 500,
+        load=LoadSpec(bodies=bodies, duration_s=1.5 if args.quick else 4.0),
+        quick=args.quick,
+    )
+    return options, args.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    progress = Progress()
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with tempfile.TemporaryDirectory(prefix="bentogate-bench-") as temp:
+        work = Path(temp)
+        options, out = _options(argv, work / "bodies.json")
+        background_start = cpu_busy(2.0)
+        progress(f"machine busy {background_start:.0%} before the run")
+        progress("training v1 and v2 (300 trees, depth 6, 220 features)")
+        models = train(work / "models")
+        _bodies(models, options.load.bodies)
+        progress("in-process benchmarks (pytest-benchmark)")
+        out.mkdir(parents=True, exist_ok=True)
+        inprocess = run_inprocess(work / "models", out / "inprocess.json", quick=options.quick)
+        measured = on_bentogate(work, models, options, progress)
+    background_end = cpu_busy(2.0)
+    latencies = {key: row.pop("latencies_us") for key, row in measured["serial"].items()}
+    results: dict[str, Any] = {
+        "started": started,
+        "elapsed_s": progress.elapsed,
+        "machine": describe(),
+        "background_cpu": {"start": background_start, "end": background_end},
+        "config": {
+            "workers": options.workers,
+            "replicas": options.replicas,
+            "project_dir": str(options.project_dir),
+            "quick": options.quick,
+            "serial_count": options.serial_count,
+            "serial_warmup": options.serial_warmup,
+            "capacity": {k: v for k, v in asdict(options.load).items() if k != "bodies"},
+        },
+        "inprocess": inprocess,
+        **measured,
+    }
+    report.write(results, out, latencies)
+    progress(f"done: {out / 'results.md'}")
+    for goal, aim, value, ok in report.goals(results):
+        print(f"{goal}: {value} (goal {aim}) {'met' if ok else 'NOT met'}")
+    return 0

@@ -1,0 +1,153 @@
+"""Real processes for the end-to-end benchmarks: a bentogate host (governance DB, Bentos
+built and served by BentoML, the sidecar HAProxy) on ports the OS hands out, and the bare
+uvicorn + onnxruntime reference endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bentogate import release
+from bentogate.context import PROJECT_DIR, Context
+from bentogate.settings import Settings
+
+MODEL = "fraud"
+ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+# A short gate with limits a 2-core machine running the whole stack meets: the benchmark
+# times the release path, the gate's strictness is tested elsewhere.
+BENCH_GATE = {
+    "rate": 100,
+    "duration_s": 4,
+    "warmup_s": 1,
+    "min_samples": 100,  # per target: with live in the run, each gets half of the rate
+    "p50_ms": 100,
+    "p95_ms": 250,
+    "p99_ms": 500,
+    "max_regression": 50,
+}
+
+
+_BACKEND_WINDOW = 200
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, also_next: bool = False) -> int:
+    """A port the OS hands out (free right now); with ``also_next``, one whose successor is
+    free too (a model's production port and its candidate port)."""
+    for _ in range(500):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if not also_next or (port < 65535 and _bindable(port + 1)):
+            return port
+    raise RuntimeError("the OS handed out no port with a free successor")
+
+
+@contextlib.contextmanager
+def bentogate_host(
+    home: Path, *, workers: int, project_dir: Path = PROJECT_DIR
+) -> Iterator[Context]:
+    """A bentogate host under ``home`` building Bentos from ``project_dir`` (its service.py);
+    every Bento and HAProxy it starts is stopped after."""
+    production = free_port(also_next=True)
+    stats = free_port()
+    taken = {production, production + 1, stats}
+    backends = free_port()
+    while taken & set(range(backends, backends + _BACKEND_WINDOW + 1)):
+        backends = free_port()
+    settings = Settings(
+        home=home,
+        ports={
+            "production_start": production,
+            "production_step": 2,
+            "stats": stats,
+            # bentogate takes the first bindable port of the range (the OS handed out its
+            # start): ports of the ephemeral range may be held by connections in TIME_WAIT.
+            "backend_start": backends,
+            "backend_end": min(backends + _BACKEND_WINDOW, 65535),
+        },
+        bento={"workers": workers},
+        gate=BENCH_GATE,
+    )
+    ctx = Context(settings, project_dir=project_dir)
+    release.init(ctx)
+    try:
+        yield ctx
+    finally:
+        try:
+            release.shutdown(ctx)
+        finally:
+            ctx.close()
+
+
+def production_port(ctx: Context) -> int:
+    return ctx.registry.get_model(MODEL).production_port
+
+
+def backend_port(ctx: Context, version: str) -> int:
+    """The port the (first) Bento of ``version`` listens on, bypassing HAProxy."""
+    ports = [
+        d.port
+        for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+        if d.version == version
+    ]
+    if not ports:
+        raise RuntimeError(f"{MODEL}:{version} runs nowhere")
+    return min(ports)
+
+
+def post(port: int, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
+    """``POST /predict`` once on a fresh connection: status and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def bare_endpoint(onnx: Path, log: Path, probe: bytes, timeout: float = 30.0) -> Iterator[int]:
+    """Run ``bench.bare`` on a free port until the block ends; yields the port."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.bare", "--model", str(onnx), "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bench.bare exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                if post(port, probe)[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bench.bare not ready after {timeout:.0f} s")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,85 @@
+"""In-process benchmarks (pytest-benchmark): one row and batches scored by onnxruntime,
+XGBoost's native predictor and the seed's joblib-pickled scikit-learn-API model; the
+service's own hot path; a request through BentoML's whole ASGI stack, without sockets.
+
+Run ``pytest bench/test_inprocess.py``; see bench/README.md for the regression guard.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from bench.asgi import AsgiDriver
+
+BATCHES = (64, 1024)
+
+
+def _tile(rows: np.ndarray, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.resize(rows, (n, rows.shape[1])), dtype=np.float32)
+
+
+@pytest.mark.benchmark(group="one row")
+def test_one_row_onnxruntime(benchmark: Any, onnx_session: Any, rows: np.ndarray) -> None:
+    row = rows[:1]
+    name = onnx_session.get_inputs()[0].name
+    score = benchmark(lambda: onnx_session.run(["probabilities"], {name: row})[0][0, 1])
+    assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.benchmark(group="one row")
+def test_one_row_xgboost(benchmark: Any, booster: Any, rows: np.ndarray) -> None:
+    row = rows[:1]
+    score = benchmark(lambda: booster.inplace_predict(row, validate_features=False)[0])
+    assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.benchmark(group="one row")
+def test_one_row_pickled_sklearn(benchmark: Any, pickled: Any, rows: np.ndarray) -> None:
+    row = rows[:1]
+    score = benchmark(lambda: pickled.predict_proba(row)[0, 1])
+    assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.parametrize("size", BATCHES)
+@pytest.mark.benchmark(group="batch")
+def test_batch_onnxruntime(benchmark: Any, onnx_session: Any, rows: np.ndarray, size: int) -> None:
+    batch = _tile(rows, size)
+    name = onnx_session.get_inputs()[0].name
+    scores = benchmark(lambda: onnx_session.run(["probabilities"], {name: batch})[0][:, 1])
+    assert scores.shape == (size,)
+
+
+@pytest.mark.parametrize("size", BATCHES)
+@pytest.mark.benchmark(group="batch")
+def test_batch_xgboost(benchmark: Any, booster: Any, rows: np.ndarray, size: int) -> None:
+    batch = _tile(rows, size)
+    scores = benchmark(lambda: booster.inplace_predict(batch, validate_features=False))
+    assert scores.shape == (size,)
+
+
+@pytest.mark.parametrize("size", BATCHES)
+@pytest.mark.benchmark(group="batch")
+def test_batch_pickled_sklearn(benchmark: Any, pickled: Any, rows: np.ndarray, size: int) -> None:
+    batch = _tile(rows, size)
+    scores = benchmark(lambda: pickled.predict_proba(batch)[:, 1])
+    assert scores.shape == (size,)
+
+
+@pytest.mark.benchmark(group="service")
+def test_service_parse_check_score(benchmark: Any, scorer: Any, body: bytes) -> None:
+    """What service.py does per /predict besides HTTP: parse, check every value, score."""
+    score = benchmark(lambda: scorer.score_one(scorer.row(orjson.loads(body)["features"])))
+    assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.benchmark(group="service")
+def test_service_request_through_bentoml_asgi(
+    benchmark: Any, asgi: AsgiDriver, service: ModuleType
+) -> None:
+    """One POST /predict through BentoML's middleware stack and service.py (no sockets)."""
+    assert benchmark(asgi.request) == 200
