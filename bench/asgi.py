@@ -32,12 +32,15 @@ def store_model(tag: str, artifact_dir: Path, sha256: str) -> None:
             shutil.copyfile(artifact_dir / file, Path(model.path) / file)
 
 
-def load_service(model_tag: str, module_name: str = "bench_service") -> ModuleType:
-    """Import ``service.py`` as ``bentoml serve`` would for a Bento built for ``model_tag``."""
+def load_service(
+    model_tag: str, module_name: str = "bench_service", project_dir: Path = PROJECT_DIR
+) -> ModuleType:
+    """Import ``project_dir``'s ``service.py`` as ``bentoml serve`` would for a Bento built
+    for ``model_tag``."""
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     BentoMLContainer.bento_arguments.set({"model_tag": model_tag})
-    spec = importlib.util.spec_from_file_location(module_name, PROJECT_DIR / "service.py")
+    spec = importlib.util.spec_from_file_location(module_name, project_dir / "service.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module

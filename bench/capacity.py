@@ -121,12 +121,14 @@ def find_capacity(
     *,
     start_rate: float = 250.0,
     max_rate: float = 16_000.0,
+    min_rate: float = 30.0,
     resolution: float = 0.05,
     progress: Callable[[str], None] = lambda _: None,
     step_runner: Callable[[int, float, LoadSpec], Step] = run_step,
 ) -> Capacity:
     """Double from ``start_rate`` until a step does not pass (or ``max_rate`` passes), then
-    bisect until the bracket is narrower than ``resolution`` (relative)."""
+    bisect until the bracket is narrower than ``resolution`` (relative). If ``start_rate``
+    itself does not pass, halve down to ``min_rate`` first (a busy machine)."""
     steps: list[Step] = []
 
     def verdict_at(rate: float) -> str:
@@ -150,6 +152,12 @@ def find_capacity(
         if rate >= max_rate:
             return Capacity(good, "ceiling", tuple(steps))
         rate = min(rate * 2, max_rate)
+    while good == 0 and bad / 2 >= min_rate:
+        verdict = verdict_at(bad / 2)
+        if verdict == PASS:
+            good = bad / 2
+        else:
+            bad, bad_verdict = bad / 2, verdict
     while good > 0 and (bad - good) / good > resolution:
         middle = (good + bad) / 2
         verdict = verdict_at(middle)

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 
-from bench.asgi import AsgiDriver, load_service, store_model
+from bench.asgi import PROJECT_DIR, AsgiDriver, load_service, store_model
 from bench.models import ModelFiles, load, sklearn_pickle, train
 from bentogate.modelimport import Artifact, load_artifact
 
@@ -28,6 +28,9 @@ MODEL_TAG = "fraud:1"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-models", default=None, help="models trained by python -m bench")
+    parser.addoption(
+        "--bench-project-dir", default=None, help="benchmark this tree's service.py instead"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,9 +90,10 @@ def pickled(models: ModelFiles, tmp_path_factory: pytest.TempPathFactory) -> Any
 
 
 @pytest.fixture(scope="session")
-def service(artifact: Artifact) -> ModuleType:
+def service(request: pytest.FixtureRequest, artifact: Artifact) -> ModuleType:
     store_model(MODEL_TAG, artifact.directory, artifact.sha256)
-    return load_service(MODEL_TAG)
+    given = request.config.getoption("--bench-project-dir")
+    return load_service(MODEL_TAG, project_dir=Path(given) if given else PROJECT_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -52,35 +52,6 @@ class Progress:
         return time.monotonic() - self.started
 
 
-def _bodies(models: ModelFiles, path: Path, count: int = 64) -> Path:
-    bodies = [
-        orjson.dumps({"features": row.astype(float).tolist()}).decode()
-        for row in models.rows[:count]
-    ]
-    path.write_text(json.dumps(bodies))
-    return path
-
-
-def run_inprocess(models_dir: Path, out: Path, *, quick: bool) -> dict[str, dict[str, float]]:
-    """pytest-benchmark over bench/test_inprocess.py; medians and minimums in µs per test."""
-    command = [
-        sys.executable, "-m", "pytest", "bench/test_inprocess.py", "-q", "-p", "no:cacheprovider",
-        "--bench-models", str(models_dir), "--benchmark-json", str(out),
-        "--benchmark-columns", "median,min,rounds", "--benchmark-sort", "name",
-        "--benchmark-max-time", "0.5" if quick else "1.0",
-    ]  # fmt: skip
-    subprocess.run(command, cwd=PROJECT_DIR, check=True, stdout=sys.stderr)
-    data = json.loads(out.read_text())
-    return {
-        bench["name"]: {
-            "median_us": bench["stats"]["median"] * 1e6,
-            "min_us": bench["stats"]["min"] * 1e6,
-            "rounds": bench["stats"]["rounds"],
-        }
-        for bench in data["benchmarks"]
-    }
-
-
 @dataclass(frozen=True)
 class Options:
     """How much of everything one run measures."""
@@ -92,6 +63,47 @@ class Options:
     serial_warmup: int
     load: LoadSpec
     quick: bool
+
+
+def wait_for_quiet(progress: Progress, limit_s: float, busy_limit: float = 0.25) -> float:
+    """Wait up to ``limit_s`` for the CPUs to be less than ``busy_limit`` busy (other test
+    suites on a shared machine); the last share measured."""
+    deadline = time.monotonic() + limit_s
+    busy = cpu_busy(2.0)
+    while busy > busy_limit and time.monotonic() < deadline:
+        progress(f"the machine is {busy:.0%} busy with other work: waiting for it to calm down")
+        busy = cpu_busy(5.0)
+    return busy
+
+
+def _bodies(models: ModelFiles, path: Path, count: int = 64) -> Path:
+    bodies = [
+        orjson.dumps({"features": row.astype(float).tolist()}).decode()
+        for row in models.rows[:count]
+    ]
+    path.write_text(json.dumps(bodies))
+    return path
+
+
+def run_inprocess(models_dir: Path, out: Path, options: Options) -> dict[str, dict[str, float]]:
+    """pytest-benchmark over bench/test_inprocess.py; medians and minimums in µs per test."""
+    command = [
+        sys.executable, "-m", "pytest", "bench/test_inprocess.py", "-q", "-p", "no:cacheprovider",
+        "--bench-models", str(models_dir), "--benchmark-json", str(out),
+        "--bench-project-dir", str(options.project_dir),
+        "--benchmark-columns", "median,min,rounds", "--benchmark-sort", "name",
+        "--benchmark-max-time", "0.5" if options.quick else "1.0",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=PROJECT_DIR, check=True, stdout=sys.stderr)
+    data = json.loads(out.read_text())
+    return {
+        bench["name"]: {
+            "median_us": bench["stats"]["median"] * 1e6,
+            "min_us": bench["stats"]["min"] * 1e6,
+            "rounds": bench["stats"]["rounds"],
+        }
+        for bench in data["benchmarks"]
+    }
 
 
 def serial_latency(ports: dict[str, int], options: Options, rounds: int = 4) -> dict[str, Any]:
@@ -168,7 +180,7 @@ def on_bentogate(
     }
 
 
-def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path]:
+def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path, float]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     # 2 replicas x 1 worker beat 1 x 2 on 2 cores: HAProxy balances each request, while
@@ -183,6 +195,9 @@ def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path]:
     )
     parser.add_argument("--serial-count", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="short smoke run (figures noisy)")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=120.0, help="wait this long for a quiet machine"
+    )
     args = parser.parse_args(argv)
     options = Options(
         workers=args.workers,
@@ -193,7 +208,7 @@ def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path]:
         load=LoadSpec(bodies=bodies, duration_s=1.5 if args.quick else 4.0),
         quick=args.quick,
     )
-    return options, args.out
+    return options, args.out, args.wait_quiet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,15 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory(prefix="bentogate-bench-") as temp:
         work = Path(temp)
-        options, out = _options(argv, work / "bodies.json")
-        background_start = cpu_busy(2.0)
+        options, out, wait_quiet = _options(argv, work / "bodies.json")
+        background_start = wait_for_quiet(progress, wait_quiet)
         progress(f"machine busy {background_start:.0%} before the run")
         progress("training v1 and v2 (300 trees, depth 6, 220 features)")
         models = train(work / "models")
         _bodies(models, options.load.bodies)
         progress("in-process benchmarks (pytest-benchmark)")
         out.mkdir(parents=True, exist_ok=True)
-        inprocess = run_inprocess(work / "models", out / "inprocess.json", quick=options.quick)
+        inprocess = run_inprocess(work / "models", out / "inprocess.json", options)
         measured = on_bentogate(work, models, options, progress)
     background_end = cpu_busy(2.0)
     latencies = {key: row.pop("latencies_us") for key, row in measured["serial"].items()}

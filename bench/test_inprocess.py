@@ -73,7 +73,11 @@ def test_batch_pickled_sklearn(benchmark: Any, pickled: Any, rows: np.ndarray, s
 @pytest.mark.benchmark(group="service")
 def test_service_parse_check_score(benchmark: Any, scorer: Any, body: bytes) -> None:
     """What service.py does per /predict besides HTTP: parse, check every value, score."""
-    score = benchmark(lambda: scorer.score_one(scorer.row(orjson.loads(body)["features"])))
+    if hasattr(scorer, "score_one"):
+        one = scorer.score_one
+    else:  # a service.py from before score_one (--bench-project-dir): what it did instead
+        one = lambda row: float(scorer.score_rows(np.asarray([row], dtype=np.float32))[0])  # noqa: E731
+    score = benchmark(lambda: one(scorer.row(orjson.loads(body)["features"])))
     assert 0.0 <= score <= 1.0
 
 

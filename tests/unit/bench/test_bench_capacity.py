@@ -43,9 +43,16 @@ def test_passing_the_ceiling_stops_the_search() -> None:
     assert (found.rate, found.limited_by) == (4000, "ceiling")
 
 
+def test_a_failing_start_searches_downwards() -> None:
+    found = find_capacity(1, SPEC, start_rate=250, resolution=0.1, step_runner=_target(100))
+    assert [step.rate for step in found.steps][:3] == [250, 125, 62.5]
+    assert 90 <= found.rate <= 100
+
+
 def test_nothing_passing_is_a_capacity_of_zero() -> None:
-    found = find_capacity(1, SPEC, start_rate=250, step_runner=_target(100))
-    assert (found.rate, found.limited_by, len(found.steps)) == (0.0, "target", 1)
+    found = find_capacity(1, SPEC, start_rate=250, min_rate=30, step_runner=_target(10))
+    assert (found.rate, found.limited_by) == (0.0, "target")
+    assert [step.rate for step in found.steps] == [250, 125, 62.5, 31.25]
 
 
 @pytest.mark.parametrize(
