@@ -8,6 +8,7 @@ set before anything imports bentoml.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if "bentoml" in sys.modules:
         raise pytest.UsageError("bentoml was imported before the benchmarks' BENTOML_HOME")
     home = tempfile.mkdtemp(prefix="bench-bentoml-")
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
     os.environ["BENTOML_HOME"] = home
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 

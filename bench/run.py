@@ -96,6 +96,9 @@ def run_inprocess(models_dir: Path, out: Path, options: Options) -> dict[str, di
     ]  # fmt: skip
     subprocess.run(command, cwd=PROJECT_DIR, check=True, stdout=sys.stderr)
     data = json.loads(out.read_text())
+    for bench in data["benchmarks"]:
+        bench["stats"].pop("data", None)  # every round's time: megabytes, not worth keeping
+    out.write_text(json.dumps(data, indent=1) + "\n")
     return {
         bench["name"]: {
             "median_us": bench["stats"]["median"] * 1e6,
