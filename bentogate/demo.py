@@ -7,8 +7,9 @@ from pathlib import Path
 import orjson
 
 from bentogate import release
-from bentogate.context import Context, Ref
+from bentogate.context import Context, Ref, artifact_dir
 from bentogate.data import make_demo_files
+from bentogate.modelimport import load_artifact
 from bentogate.status import status_rows, status_table
 
 MODEL = "fraud"
@@ -45,18 +46,11 @@ def run_demo(
         rows = status_rows(ctx)
         print(status_table(rows))
         example = workdir / "example.json"
-        example.write_text(orjson.dumps({"features": _canary(ctx)}).decode())
+        canary = load_artifact(artifact_dir(info.artifact_uri)).canary_row  # the live v2
+        example.write_text(orjson.dumps({"features": canary}).decode())
         port = ctx.registry.get_model(MODEL).production_port
         progress(f"try: curl -s -XPOST 127.0.0.1:{port}/predict -d @{example}")
         return rows
     finally:
         if not keep_running:
             release.shutdown(ctx)
-
-
-def _canary(ctx: Context) -> list[float]:
-    from bentogate.context import artifact_dir
-    from bentogate.modelimport import load_artifact
-
-    live = ctx.registry.get_version(MODEL, str(ctx.registry.production_version(MODEL).version))
-    return load_artifact(artifact_dir(live.artifact_uri)).canary_row

@@ -374,8 +374,8 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
         raise NotFoundError(f"{model} has no previous production version to roll back to")
     ref = Ref(model, previous.version)
     _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
-    served_sha256(ctx, ref)
-    restored = ctx.registry.rollback(model, actor=actor)
+    # Checked like a promotion: the bytes about to take traffic are the approved ones.
+    restored = ctx.registry.rollback(model, actor=actor, sha256=served_sha256(ctx, ref))
     _cut_over(ctx, ref, current, actor=actor)
     return restored
 
