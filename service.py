@@ -15,6 +15,7 @@ request is a 400 naming the problem; bodies over the limit are a 413.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import json
@@ -35,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http import auto as uvicorn_auto
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER_TYPES = (int, float)
@@ -450,6 +453,73 @@ def publish_identity(scorer: Scorer) -> None:
         registry=None,  # BentoML's /metrics reads every worker's values from its files
     )
     info.labels(model=scorer.name, version=scorer.version, sha256=scorer.sha256).set(1)
+
+
+class _HeadWithBody:
+    """A transport that sends an HTTP response head in the same ``send()`` as its body.
+
+    uvicorn writes a response in two calls, head then body, with BentoML's metrics code in
+    between. A replica killed between the two has already sent HAProxy a response head:
+    HAProxy has forwarded it and cannot retry, so the client reads a cut response. Held
+    back until the body's write, the head leaves with it, and a replica killed at any
+    instant has sent either the whole response or nothing (which HAProxy retries on
+    another replica). A head that no write follows (HEAD, 204, a stream's late first chunk)
+    leaves at the end of this pass of the event loop.
+    """
+
+    __slots__ = ("_head", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif data.startswith(b"HTTP/") and data.endswith(b"\r\n\r\n"):
+            self._head = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        self.write(b"".join(lines))
+
+    def flush(self) -> None:
+        """Send a held head now (no-op if none)."""
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._head = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (is_closing, get_extra_info, pause_reading, ...) is the socket's.
+        return getattr(self._transport, name)
+
+
+class OneWriteHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, each response sent in one write (see _HeadWithBody)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+
+
+# BentoML 1.4 builds its uvicorn.Config itself (``http="auto"``) and offers no hook for the
+# protocol class; uvicorn resolves "auto" to this attribute when the worker starts serving,
+# after it has imported this module.
+uvicorn_auto.AutoHTTPProtocol = OneWriteHttpProtocol
 
 
 @bentoml.asgi_app(app, path="/")

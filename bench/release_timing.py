@@ -3,8 +3,10 @@
 *Deploy* is build (``bentoml build`` of the version's Bento) plus deploy (``bentoml serve``
 on its own port, added to HAProxy as the candidate, healthy: its canary check passed).
 *Cutover* is ``promote``: the candidate takes the production port, the old version drains
-and stops. A probe sends one request after another to the production port meanwhile, to
-show when the new version answered first and that no request failed.
+and stays warm. *Rollback* is timed twice: to the warm previous version (one ``set map``)
+and to one that had been stopped (``bentoml serve`` again first). A probe sends one
+request after another to the production port meanwhile, to show when the target version
+answered first and that no request failed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import orjson
 
 from bench.stack import ACTORS, MODEL, production_port
-from bentogate import release
+from bentogate import release, warm
 from bentogate.context import Context, Ref
 
 Progress = Callable[[str], None]
@@ -102,23 +106,48 @@ class Probe:
         connection.close()
 
 
-def cutover(ctx: Context, ref: Ref, body: bytes) -> dict[str, float | int | str]:
-    """``promote`` ``ref`` under a probe; the figures of the switch."""
+def switch_under_probe(
+    ctx: Context, switch: Callable[[], object], target: str, body: bytes
+) -> dict[str, float | int | str]:
+    """Run ``switch`` (a promote or rollback to version ``target``) under a probe on the
+    production port; the figures of the switch."""
     probe = Probe(production_port(ctx), body)
     probe.start()
     time.sleep(0.5)
     started = time.perf_counter()
-    release.promote(ctx, ref, actor=ACTORS.release)
-    promoted = time.perf_counter()
+    switch()
+    switched = time.perf_counter()
     time.sleep(0.5)
     probe.stop()
-    first_new = next((t for t, version in probe.answers if version == ref.version), None)
-    last_old = max((t for t, version in probe.answers if version != ref.version), default=None)
+    first_new = next((t for t, version in probe.answers if version == target), None)
+    last_old = max((t for t, version in probe.answers if version != target), default=None)
     return {
-        "promote_s": promoted - started,
+        "switch_s": switched - started,
         "first_new_answer_s": (first_new - started) if first_new is not None else float("nan"),
         "last_old_answer_s": (last_old - started) if last_old is not None else float("nan"),
         "probe_requests": len(probe.answers) + len(probe.failures),
         "probe_failures": len(probe.failures),
         "failure_kinds": ", ".join(sorted({kind for _, kind in probe.failures})),
     }
+
+
+def cutover(ctx: Context, ref: Ref, body: bytes) -> dict[str, float | int | str]:
+    """``promote`` ``ref`` under a probe (the version it replaces stays warm)."""
+    promote = partial(release.promote, ctx, ref, actor=ACTORS.release)
+    return switch_under_probe(ctx, promote, ref.version, body)
+
+
+def rollbacks(ctx: Context, ref: Ref, body: bytes) -> dict[str, dict[str, float | int | str]]:
+    """With ``ref`` live and its predecessor warm: roll back to the warm predecessor, promote
+    ``ref`` again (warm too), stop the predecessor, roll back to it once more (restarted).
+    Each switch under a probe; ``ref`` is live again at the end."""
+    previous = ctx.registry.previous_version(ref.model)
+    assert previous is not None, "rollbacks() needs a previous production version"
+    back = partial(release.rollback, ctx, ref.model, actor=ACTORS.release)
+    again = partial(release.promote, ctx, ref, actor=ACTORS.release)
+    figures = {"warm": switch_under_probe(ctx, back, previous.version, body)}
+    switch_under_probe(ctx, again, ref.version, body)
+    warm.stop_expired(ctx, now=datetime.now(UTC) + timedelta(days=1))
+    figures["restarted"] = switch_under_probe(ctx, back, previous.version, body)
+    switch_under_probe(ctx, again, ref.version, body)
+    return figures

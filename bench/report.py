@@ -153,8 +153,8 @@ def _release_rows(release: dict[str, Any]) -> list[str]:
         "## Deploy and cutover (bentogate's release workflow, seconds)",
         "",
         "*Deploy* = build + deploy: `bentoml build` → `bentoml serve` on its own port → "
-        "healthy behind HAProxy as the candidate (canary check passed). *Cutover* = "
-        "`promote` of v2 while a probe sends requests to the production port.",
+        "healthy behind HAProxy as the candidate (canary check passed). Switches run while a "
+        "probe sends one request after another to the production port.",
         "",
         "| step | v1 (first) | v2 |",
         "|---|---:|---:|",
@@ -166,13 +166,21 @@ def _release_rows(release: dict[str, Any]) -> list[str]:
     lines += [
         f"| **deploy** (build → healthy behind HAProxy) | **{deploy1:.2f}** | **{deploy2:.2f}** |",
         "",
-        f"Cutover: `promote` took {cut['promote_s']:.2f} s; the first answer from v2 came "
-        f"{cut['first_new_answer_s']:.3f} s after it began, the last from v1 "
-        f"{cut['last_old_answer_s']:.3f} s; {cut['probe_failures']} of "
-        f"{cut['probe_requests']} probe requests failed"
-        + (f" ({cut['failure_kinds']})." if cut["probe_failures"] else "."),
+        "| switch, under the probe | took (s) | first answer from the target (s) | "
+        "probe requests failed |",
+        "|---|---:|---:|---:|",
+        _switch_row("cutover: `promote` v2 (v1 stays warm)", cut),
     ]
+    for kind, figures in release.get("rollback", {}).items():
+        lines.append(_switch_row(f"`rollback` to the {kind} v1", figures))
     return lines
+
+
+def _switch_row(name: str, switch: dict[str, Any]) -> str:
+    failed = f"{switch['probe_failures']} of {switch['probe_requests']}"
+    if switch["probe_failures"]:
+        failed += f" ({switch['failure_kinds']})"
+    return f"| {name} | {switch['switch_s']:.2f} | {switch['first_new_answer_s']:.3f} | {failed} |"
 
 
 def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]]) -> None:

@@ -27,7 +27,7 @@ from bench import report
 from bench.capacity import LoadSpec, find_capacity
 from bench.machine import cpu_busy, describe
 from bench.models import ModelFiles, train
-from bench.release_timing import cutover, first_promotion, release_to_gate
+from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import backend_port, bare_endpoint, bentogate_host, production_port
 from bench.stats import percentiles_ms
 
@@ -175,11 +175,13 @@ def on_bentogate(
         )
         progress(f"{ref2}: promote (cutover), a probe on the production port")
         cut = cutover(ctx, ref2, probe)
-        steps2["promote"] = float(cut["promote_s"])
+        steps2["promote"] = float(cut["switch_s"])
+        progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
+        back = rollbacks(ctx, ref2, probe)
     return {
         "serial": serial,
         "capacity": capacity,
-        "release": {"v1": steps1, "v2": steps2, "cutover": cut},
+        "release": {"v1": steps1, "v2": steps2, "cutover": cut, "rollback": back},
     }
 
 

@@ -9,7 +9,7 @@ One pass (:func:`reconcile_once`) per interval:
 2. for every model with a production version: bring that version up on this host (import
    its Bento from the shared store, start it, wait until ready) and cut the model's port
    over to it the way :mod:`bentogate.release` does (HAProxy health check passed → one
-   ``set map`` → drain and stop the old version);
+   ``set map`` → drain and stop the old version, once its warm time is over);
 3. the report (what is live and healthy, what failed) goes to the DB as a heartbeat, and
    rollouts in progress are judged (:func:`bentogate.fleet.settle`).
 
@@ -25,9 +25,10 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from bentogate import fleet, release
+from bentogate import fleet, release, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError, ConfigError, NotFoundError
 from bentos.runtime import http_status
@@ -128,6 +129,13 @@ def _converge(
         report.actions.append(f"switched {model.name} to {desired}")
         changed = True
     others = {d.version for d in deployments if d.version != desired and d.role != Role.CANDIDATE}
+    # A previous production version stays until its warm time is over (instant rollback).
+    now = datetime.now(UTC)
+    others -= {
+        w.ref.version
+        for w in warm.warm_versions(ctx)
+        if w.ref.model == model.name and w.until > now
+    }
     for version in sorted(others):
         stop_version(ctx, model.name, version)
         report.actions.append(f"stopped {model.name}:{version}")

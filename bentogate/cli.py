@@ -7,6 +7,8 @@ gate or a usage error. Errors are printed as one line on stderr, never as a trac
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import Any
 
 import click
 
-from bentogate import release
+from bentogate import release, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError
 from bentogate.inventory import audit_rows, inventory_rows, table, version_story
@@ -36,6 +38,35 @@ def _context(obj: dict[str, Any]) -> Context:
 
 def _echo(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _stop_warm_later(ctx: Context) -> None:
+    """Versions a cutover left warm are stopped when their time is over by a detached
+    ``bentogate expire --wait`` (this command returns now); one per cutover, each re-reads
+    the DB, so a rollback meanwhile is respected."""
+    pending = warm.warm_versions(ctx)
+    if not pending:
+        return
+    log_path = ctx.settings.logs_dir / "expire.log"
+    env = {
+        **os.environ,
+        "BENTOGATE_HOME": str(ctx.settings.home),
+        "BENTOGATE_HOST": ctx.settings.host,
+    }
+    with open(log_path, "a") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this command and its terminal
+        )
+    for entry in pending:
+        _echo(
+            f"{entry.ref} stays warm for an instant rollback until {entry.until:%H:%M:%S} UTC,"
+            f" then stops (log: {log_path})"
+        )
 
 
 def _ref(_: click.Context, __: click.Parameter, value: str) -> Ref:
@@ -234,6 +265,7 @@ def promote(
     if not on_fleet:
         info = release.promote(ctx, ref, actor=actor)
         click.echo(f"{info.model}:{info.version} is live")
+        _stop_warm_later(ctx)
         return
     from bentogate import fleet
 
@@ -253,8 +285,23 @@ def promote(
 @click.pass_obj
 def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
     """Give MODEL's production port back to its previous version."""
-    info = release.rollback(_context(obj), model, actor=actor)
+    ctx = _context(obj)
+    info = release.rollback(ctx, model, actor=actor)
     click.echo(f"{info.model}:{info.version} is live again")
+    _stop_warm_later(ctx)
+
+
+@cli.command()
+@click.option("--wait", is_flag=True, help="Stay until every warm version has reached its time.")
+@click.pass_obj
+def expire(obj: dict[str, Any], wait: bool) -> None:
+    """Stop the previous production versions whose warm time (bento.keep_previous_s) is over."""
+    ctx = _context(obj)
+    stopped = warm.stop_when_expired(ctx, progress=_echo) if wait else warm.stop_expired(ctx)
+    for ref in stopped:
+        click.echo(f"{ref} stopped")
+    for entry in warm.warm_versions(ctx):
+        click.echo(f"{entry.ref} warm until {entry.until.isoformat(timespec='seconds')}")
 
 
 @cli.command()
@@ -279,9 +326,11 @@ def release_command(
     obj: dict[str, Any], ref: Ref, holdout: Path, validator: str, approver: str, actor: str
 ) -> None:
     """validate → approve → build → deploy → gate → promote REF, resuming where it stopped."""
+    ctx = _context(obj)
     actors = release.Actors(validator=validator, approver=approver, release=actor)
-    info = release.release(_context(obj), ref, holdout, actors=actors, progress=_echo)
+    info = release.release(ctx, ref, holdout, actors=actors, progress=_echo)
     click.echo(f"{info.model}:{info.version}: {info.state}")
+    _stop_warm_later(ctx)
 
 
 @cli.command()
@@ -464,6 +513,8 @@ def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
 
     ctx = _context(obj)
     run_demo(ctx, workdir, keep_running=keep_running, progress=_echo)
+    if keep_running:
+        _stop_warm_later(ctx)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from bentogate.errors import ConfigError, NotFoundError
+from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
+from bentogate.locks import file_lock
 from bentogate.settings import Settings
 from bentos.runtime import DockerBackend, Handle, ProcessBackend, Runtime, container_name
 from governance import Registry
@@ -83,6 +84,14 @@ class Context:
     @cached_property
     def sidecar(self) -> Sidecar:
         return Sidecar(ProxyPaths(self.settings.haproxy_dir), self.settings.haproxy)
+
+    def host_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held by every step that moves this host's traffic (promote, rollback, the expiry
+        of a warm previous version), across processes: one at a time. Raises
+        ConcurrentChange if another holds it past the slowest such step's bound."""
+        bento = self.settings.bento
+        timeout = bento.ready_timeout_s + 2 * bento.stop_timeout_s + 60
+        return file_lock(self.settings.run_dir / "host.lock", timeout, error=ConcurrentChange)
 
     def production_port(self, model_port: int) -> int:
         """Where this host serves a model whose production port is ``model_port`` (the

@@ -310,19 +310,23 @@ def _handles(ctx: Context, model: str, version: str) -> list[tuple[int, Handle]]
     ]
 
 
-def _stop_version(ctx: Context, model: str, version: str, *, actor: str) -> None:
-    """Drain a version in HAProxy (in-flight requests finish), stop its Bentos, record it."""
-    ctx.sidecar.drain(model, version)
-    for deployment_id, handle in _handles(ctx, model, version):
+def stop_version(ctx: Context, ref: Ref, *, actor: str) -> None:
+    """Drain a version in HAProxy (in-flight requests finish), stop its Bentos, record it.
+    The caller re-renders HAProxy (:func:`apply_routes`) once it has stopped what it stops."""
+    ctx.sidecar.drain(ref.model, ref.version)
+    for deployment_id, handle in _handles(ctx, ref.model, ref.version):
         ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
         ctx.registry.end_deployment(deployment_id, actor=actor)
 
 
 def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None, *, actor: str) -> None:
+    """Switch the production port to ``ref``; the version it leaves stops now, or stays warm
+    (unrouted, health-checked) for ``bento.keep_previous_s`` (see :mod:`bentogate.warm`)."""
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
     ctx.sidecar.switch(ref.model, ref.version, role="live")
-    if previous is not None and previous.version != ref.version:
-        _stop_version(ctx, ref.model, previous.version, actor=actor)
+    keep_warm = ctx.settings.bento.keep_previous_s > 0
+    if previous is not None and previous.version != ref.version and not keep_warm:
+        stop_version(ctx, Ref(ref.model, previous.version), actor=actor)
     apply_routes(ctx)
 
 
@@ -349,34 +353,37 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     The DB decides first (approval for the served sha256, a passed gate newer than the build,
     one production version, promotions serialized); then HAProxy switches and confirms.
     """
-    previous = ctx.registry.production_version(ref.model)
-    if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
-        # Warm and healthy before the DB records anything (governance still decides below).
-        _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
-    promoted = ctx.registry.promote(
-        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
-    )
-    try:
-        _cut_over(ctx, ref, previous, actor=actor)
-    except BentogateError:
-        # HAProxy refused the switch: the DB must keep saying what really serves traffic.
-        if previous is not None:
-            ctx.registry.rollback(ref.model, actor=actor)
-        raise
+    with ctx.host_lock():
+        previous = ctx.registry.production_version(ref.model)
+        if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
+            # Warm and healthy before the DB records anything (governance still decides).
+            _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+        promoted = ctx.registry.promote(
+            ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
+        )
+        try:
+            _cut_over(ctx, ref, previous, actor=actor)
+        except BentogateError:
+            # HAProxy refused the switch: the DB must keep saying what really serves traffic.
+            if previous is not None:
+                ctx.registry.rollback(ref.model, actor=actor)
+            raise
     return promoted
 
 
 def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
-    """The previous production version takes the production port back (restarted if needed)."""
-    current = ctx.registry.production_version(model)
-    previous = ctx.registry.previous_version(model)
-    if previous is None:
-        raise NotFoundError(f"{model} has no previous production version to roll back to")
-    ref = Ref(model, previous.version)
-    _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
-    # Checked like a promotion: the bytes about to take traffic are the approved ones.
-    restored = ctx.registry.rollback(model, actor=actor, sha256=served_sha256(ctx, ref))
-    _cut_over(ctx, ref, current, actor=actor)
+    """The previous production version takes the production port back: at once while it is
+    still warm (``bento.keep_previous_s``), else restarted first."""
+    with ctx.host_lock():
+        current = ctx.registry.production_version(model)
+        previous = ctx.registry.previous_version(model)
+        if previous is None:
+            raise NotFoundError(f"{model} has no previous production version to roll back to")
+        ref = Ref(model, previous.version)
+        _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
+        # Checked like a promotion: the bytes about to take traffic are the approved ones.
+        restored = ctx.registry.rollback(model, actor=actor, sha256=served_sha256(ctx, ref))
+        _cut_over(ctx, ref, current, actor=actor)
     return restored
 
 
@@ -384,7 +391,7 @@ def retire(ctx: Context, ref: Ref, *, actor: str, reason: str) -> VersionInfo:
     """Stop every Bento of a (non-production) version and mark it retired; history stays."""
     retired = ctx.registry.retire(ref.model, ref.version, actor=actor, reason=reason)
     if _handles(ctx, ref.model, ref.version):
-        _stop_version(ctx, ref.model, ref.version, actor=actor)
+        stop_version(ctx, ref, actor=actor)
         apply_routes(ctx)
     return retired
 

@@ -8,6 +8,7 @@ CLI reads ``os.environ``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +69,11 @@ class BentoSettings(BaseModel):
     max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
     max_body_bytes: int = Field(1_048_576, description="Request bodies above this get 413.")
     keep_previous_s: float = Field(
-        0.0, description="Keep the previous live version warm this long after a cutover."
+        300.0,
+        ge=0,
+        description="After a cutover the version that left production keeps running "
+        "(unrouted, health-checked) this long, so a rollback is instant; then it is stopped. "
+        "0: stop it as soon as it has drained.",
     )
 
 
@@ -151,7 +156,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        toml_file = os.environ.get("BENTOGATE_CONFIG") or "bentogate.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
     @property
     def database_url(self) -> str:

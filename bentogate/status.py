@@ -6,6 +6,7 @@ from typing import Any
 
 from bentogate.context import Context
 from bentogate.inventory import table
+from bentogate.warm import warm_versions
 from haproxy import backend_name
 
 
@@ -14,6 +15,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
     health = {}
     if ctx.sidecar.is_running():
         health = {(s.backend, s.server): s for s in ctx.sidecar.server_status()}
+    warm_until = {(w.ref.model, w.ref.version): w.until for w in warm_versions(ctx)}
     rows: list[dict[str, Any]] = []
     for model in ctx.registry.models():
         live = ctx.registry.production_version(model.name)
@@ -26,12 +28,15 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
                 )
             )
             is_live = live is not None and live.version == deployment.version
+            # A previous production version runs until then, for an instant rollback.
+            until = warm_until.get((model.name, deployment.version))
             rows.append(
                 {
                     "model": model.name,
                     "version": deployment.version,
                     "state": str(version.state),
                     "role": "live" if is_live else str(deployment.role),
+                    "warm_until": until.isoformat(timespec="seconds") if until else None,
                     "production_port": model.production_port,
                     "candidate_port": ctx.candidate_port(model.production_port),
                     "backend_port": deployment.port,
@@ -55,6 +60,7 @@ _COLUMNS = (
     "version",
     "role",
     "state",
+    "warm_until",
     "backend_port",
     "health",
     "check",

@@ -16,10 +16,11 @@ from governance.info import (
     RolloutInfo,
     VersionInfo,
 )
-from governance.registry import Registry
+from governance.registry import SYSTEM_ACTOR, Registry
 from governance.states import TRANSITIONS, Action, Role, State, Verdict, check_transition
 
 __all__ = [
+    "SYSTEM_ACTOR",
     "TRANSITIONS",
     "Action",
     "AuditEntry",

@@ -10,12 +10,10 @@ by ``hard-stop-after``). A reload is confirmed when the admin socket answers fro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from bentogate.errors import HAProxyError
@@ -34,28 +32,6 @@ def atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``: one change to the sidecar at a time.
-
-    Raises ``HAProxyError`` if another process holds it longer than ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    with open(path, "a") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise HAProxyError(f"another change holds {path} since {timeout}s") from None
-                time.sleep(_POLL_S)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _read_pid(pid_file: Path) -> int | None:

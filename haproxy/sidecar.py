@@ -10,11 +10,12 @@ import shutil
 import time
 
 from bentogate.errors import HAProxyError
+from bentogate.locks import file_lock
 from bentogate.settings import HAProxySettings
 
 from . import cutover
 from .config import render, render_map
-from .process import HAProxyProcess, atomic_write, check_config, file_lock
+from .process import HAProxyProcess, atomic_write, check_config
 from .runtime import RuntimeAPI, parse_servers_state
 from .spec import ProxyPaths, ProxySpec, backend_name, route_key
 from .stats import ServerStatus, backend_names, server_statuses
@@ -56,7 +57,7 @@ class Sidecar:
         """
         deadline = time.monotonic() + timeout
         self.paths.directory.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.paths.lock_file, timeout):
+        with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             running = self.is_running()
             state = self.runtime().show_servers_state() if running else _EMPTY_STATE
             wanted = {(b.backend_name, s.name): s.port for b in spec.backends() for s in b.servers}
@@ -120,7 +121,7 @@ class Sidecar:
         servers is not UP with L7OK, or HAProxy does not confirm.
         """
         key = route_key(model, role)
-        with file_lock(self.paths.lock_file, timeout):
+        with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.switch_route(
                 self.runtime(), self.paths.map_file, key, backend_name(model, version), timeout
             )
@@ -129,7 +130,7 @@ class Sidecar:
         """Stop sending ``version`` traffic without cutting a request: drain, wait until
         nothing is in flight, then maint. Refuses (``CutoverError``) while a route points at
         it; ``NotFoundError`` for an unknown version; ``HAProxyError`` on timeout."""
-        with file_lock(self.paths.lock_file, timeout):
+        with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.drain_backend(
                 self.runtime(), self.paths.map_file, backend_name(model, version), timeout
             )
@@ -141,7 +142,7 @@ class Sidecar:
         Raises ``NotFoundError`` for an unknown version and ``HAProxyError`` with each
         failing server's ``last_chk`` (e.g. the expect comment that failed) on timeout.
         """
-        with file_lock(self.paths.lock_file, timeout):
+        with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
 
     def server_status(self) -> list[ServerStatus]:

@@ -6,6 +6,8 @@ answering any request schemathesis derives from its own OpenAPI document with a 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,6 +105,48 @@ def _metrics(port: int) -> dict[str, list[Any]]:
     status, body = request(port, "GET", "/metrics")
     assert status == 200
     return {family.name: family.samples for family in text_string_to_metric_families(body.decode())}
+
+
+def _first_reads(port: int, raw: bytes, times: int) -> list[tuple[int, int]]:
+    """Send ``raw`` (one whole HTTP request) ``times`` times on one keep-alive connection;
+    for each response, (bytes the first ``recv`` returned, bytes of the whole response)."""
+    reads = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(times):
+            sock.sendall(raw)
+            data = sock.recv(65536)  # returns as soon as the first segment is there
+            first = len(data)
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            assert length is not None, head
+            while len(body) < int(length.group(1)):
+                body += sock.recv(65536)
+            reads.append((first, len(head) + 4 + len(body)))
+    return reads
+
+
+def test_every_response_leaves_the_bento_in_one_write(
+    fleet: dict[str, tuple[Built, Handle]],
+) -> None:
+    """Head and body in one segment, read by one recv: a replica killed at any instant has
+    sent HAProxy a whole response or nothing, never a head it cannot retry. (uvicorn's own
+    protocol writes them apart, BentoML's metrics code in between: there, many first reads
+    hold the head alone.)"""
+    built, handle = fleet["fraud:1"]
+    body = json.dumps({"features": built.artifact.canary_row}).encode()
+    predict = (
+        b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    bad = b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n{"
+    model = b"GET /model HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    for raw, times in ((predict, 2000), (bad, 200), (model, 200)):
+        reads = _first_reads(handle.port, raw, times)
+        split = [r for r in reads if r[0] < r[1]]
+        assert split == [], f"{len(split)} of {times} responses split: {split[:5]} ({raw[:20]!r})"
 
 
 def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(

@@ -10,14 +10,17 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bentogate import release
+from bentogate import release, warm
 from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.errors import GovernanceError, IntegrityError, NotFoundError
@@ -113,8 +116,49 @@ def test_v1_then_v2_reach_production_through_the_gate(ctx: Context, files: dict[
     runs = ctx.registry.gate_runs("fraud", v2.version)
     assert runs and runs[-1].verdict == "pass"
     assert Path(runs[-1].report_path).is_file()
-    # The old version drained and stopped: nothing of v1 runs any more.
-    assert {d.version for d in ctx.registry.deployments(host=ctx.settings.host)} == {v2.version}
+    # v1 stays warm for an instant rollback: running, health-checked, routed nothing.
+    [previous] = [d for d in ctx.registry.deployments() if d.version == v1.version]
+    assert str(previous.role) == "previous"
+    [server] = [
+        s for s in ctx.sidecar.server_status() if s.server == f"v{v1.version}_{previous.port}"
+    ]
+    assert server.healthy and ctx.sidecar.routes()["fraud"] == f"be_fraud_{v2.version}"
+    [entry] = warm.warm_versions(ctx)
+    demoted_at = ctx.registry.get_version("fraud", v1.version).demoted_at
+    assert demoted_at is not None
+    assert (entry.ref, entry.until) == (v1, demoted_at + timedelta(seconds=300))
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a ``bentogate`` process exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
+    env["BENTOGATE_HOME"] = str(settings.home)
+    for group in ("ports", "haproxy", "bento", "gate", "agent"):
+        for key, value in getattr(settings, group).model_dump().items():
+            env[f"BENTOGATE_{group.upper()}__{key.upper()}"] = str(value)
+    return env
+
+
+def test_a_warm_version_is_stopped_once_its_time_is_over(ctx: Context) -> None:
+    [entry] = warm.warm_versions(ctx)
+    assert warm.stop_expired(ctx) == []  # not yet: nothing changes
+    assert warm.warm_versions(ctx) == [entry]
+    # `bentogate expire --wait`, what promote leaves behind, here told the warm time is 0.1 s.
+    env = _settings_env(ctx.settings) | {"BENTOGATE_BENTO__KEEP_PREVIOUS_S": "0.1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{entry.ref} stopped" in done.stdout
+    live = ctx.registry.production_version("fraud")
+    assert live is not None
+    assert {d.version for d in ctx.registry.deployments()} == {live.version}
+    assert {s.backend for s in ctx.sidecar.server_status()} == {f"be_fraud_{live.version}"}
+    assert warm.warm_versions(ctx) == []
 
 
 @pytest.mark.parametrize(
@@ -150,14 +194,32 @@ def test_promote_without_a_passed_gate_is_refused(ctx: Context, files: dict[str,
     release.retire(ctx, Ref("fraud", info.version), actor=ACTORS.release, reason="test")
 
 
-def test_rollback_restores_the_previous_version_and_promote_returns(ctx: Context) -> None:
+def _pids(ctx: Context, version: str) -> set[int | None]:
+    return {d.pid for d in ctx.registry.deployments() if d.version == version}
+
+
+def test_rollback_restores_the_previous_version_and_promote_returns(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     live = ctx.registry.production_version("fraud")
     previous = ctx.registry.previous_version("fraud")
     assert live is not None and previous is not None
+    assert _pids(ctx, previous.version) == set()  # no longer warm: restarted for the rollback
+    monkeypatch.setattr(ctx.settings.bento, "keep_previous_s", 0.0)
     release.rollback(ctx, "fraud", actor=ACTORS.release)
     assert _live_version(ctx) == previous.version
+    assert _pids(ctx, live.version) == set()  # keep_previous_s 0: stopped once drained
+    monkeypatch.undo()
     release.promote(ctx, Ref("fraud", live.version), actor=ACTORS.release)
     assert _live_version(ctx) == live.version
+    # Warm again: a second rollback takes the very same processes back, nothing restarts.
+    warm_pids = _pids(ctx, previous.version)
+    live_pids = _pids(ctx, live.version)
+    release.rollback(ctx, "fraud", actor=ACTORS.release)
+    assert _live_version(ctx) == previous.version
+    assert _pids(ctx, previous.version) == warm_pids and None not in warm_pids
+    release.promote(ctx, Ref("fraud", live.version), actor=ACTORS.release)
+    assert _live_version(ctx) == live.version and _pids(ctx, live.version) == live_pids
 
 
 def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:

@@ -161,7 +161,9 @@ def make_host(
         shared_bentos_dir=shared,
         ports=ports,
         agent=agent_settings,
-        bento={"ready_timeout_s": 120},
+        # Versions stop as soon as they leave production: these tests count what runs
+        # (warm previous versions: tests/unit/fleet/test_fleet_warm.py, e2e, sidecar).
+        bento={"ready_timeout_s": 120, "keep_previous_s": 0},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
     env.update(
@@ -170,6 +172,7 @@ def make_host(
         BENTOGATE_HOST=name,
         BENTOGATE_SHARED_BENTOS_DIR=str(shared),
         BENTOGATE_BENTO__READY_TIMEOUT_S="120",
+        BENTOGATE_BENTO__KEEP_PREVIOUS_S="0",
         PYTHONUNBUFFERED="1",
     )
     env.update({f"BENTOGATE_PORTS__{k.upper()}": str(v) for k, v in ports.items()})

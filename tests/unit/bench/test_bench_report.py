@@ -40,8 +40,16 @@ def _results() -> dict[str, Any]:
         "release": {
             "v1": {"build": 4.0, "deploy": 5.0},
             "v2": {"build": 4.5, "deploy": 5.5, "promote": 2.0},
-            "cutover": {"promote_s": 2.0, "first_new_answer_s": 0.3, "last_old_answer_s": 0.29,
+            "cutover": {"switch_s": 2.0, "first_new_answer_s": 0.3, "last_old_answer_s": 0.29,
                         "probe_requests": 500, "probe_failures": 0, "failure_kinds": ""},
+            "rollback": {
+                "warm": {"switch_s": 0.05, "first_new_answer_s": 0.01,
+                         "last_old_answer_s": 0.009, "probe_requests": 400,
+                         "probe_failures": 0, "failure_kinds": ""},
+                "restarted": {"switch_s": 6.5, "first_new_answer_s": 6.4,
+                              "last_old_answer_s": 6.39, "probe_requests": 900,
+                              "probe_failures": 1, "failure_kinds": "RemoteDisconnected"},
+            },
         },
     }  # fmt: skip
 
@@ -61,6 +69,10 @@ def test_the_markdown_has_ratios_to_the_floor_and_the_release_times(tmp_path: Pa
     assert "| Bento through HAProxy (all replicas) | 1800 | 0.45x | target | 2 |" in text
     assert "1 : 15.0 : nan" in text  # ORT : XGBoost : (no pickled figure in this run)
     assert "| **deploy** (build → healthy behind HAProxy) | **9.00** | **10.00** |" in text
-    assert "0 of 500 probe requests failed." in text
+    assert "| cutover: `promote` v2 (v1 stays warm) | 2.00 | 0.300 | 0 of 500 |" in text
+    assert "| `rollback` to the warm v1 | 0.05 | 0.010 | 0 of 400 |" in text
+    assert (
+        "| `rollback` to the restarted v1 | 6.50 | 6.400 | 1 of 900 (RemoteDisconnected) |" in text
+    )
     assert json.loads((tmp_path / "results.json").read_text())["serial"]["bare"]["p50_ms"] == 0.2
     assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"

@@ -68,6 +68,20 @@ def test_settings_come_from_nested_environment_variables(monkeypatch: pytest.Mon
     assert settings.database_url.startswith("sqlite:///")
 
 
+def test_settings_come_from_the_file_bentogate_config_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "elsewhere.toml"
+    config.write_text("host = 'api-3'\n[bento]\nkeep_previous_s = 60\n")
+    monkeypatch.chdir(tmp_path)  # no bentogate.toml here: only BENTOGATE_CONFIG's file counts
+    assert Settings().bento.keep_previous_s == 300
+    monkeypatch.setenv("BENTOGATE_CONFIG", str(config))
+    settings = Settings()
+    assert (settings.host, settings.bento.keep_previous_s) == ("api-3", 60)
+    monkeypatch.setenv("BENTOGATE_BENTO__KEEP_PREVIOUS_S", "5")  # the environment wins
+    assert Settings().bento.keep_previous_s == 5
+
+
 def test_the_gate_policy_is_stored_per_model(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, model_files: tuple[Path, Path]
 ) -> None:

@@ -1,4 +1,5 @@
-"""A SQLite fleet for unit tests: a model with versions driven to gated through the registry."""
+"""A SQLite fleet for unit tests: a model with versions driven to gated through the registry,
+and a runtime that records what it is asked to do."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from bentogate.context import Context
 from bentogate.settings import Settings
+from bentos.runtime import Handle
 from governance import Registry
 
 SHA = "b" * 64
@@ -50,3 +52,24 @@ def gated(reg: Registry, model: str = "fraud", *, image_tag: str | None = None) 
 
 def report(model: str, live: str | None, *, healthy: bool = True, **extra: object) -> dict:
     return {"models": {model: {"live": live, "healthy": healthy, "port": 10010, **extra}}}
+
+
+class RecordingRuntime:
+    """A runtime that records every call (and fails none)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def start(self, tag: str, port: int) -> Handle:
+        self.calls.append(("start", tag))
+        return Handle(tag=tag, port=port, pid=None, log_path=Path())
+
+    def wait_ready(self, handle: Handle, timeout: float) -> None:
+        self.calls.append(("wait_ready", handle.tag))
+
+    def is_alive(self, handle: Handle) -> bool:
+        self.calls.append(("is_alive", handle.tag))
+        return True
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        self.calls.append(("stop", handle.tag))

@@ -9,34 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from fleet_unit_support import context, gated
+from fleet_unit_support import RecordingRuntime, context, gated
 
 from bentogate import agent
 from bentogate.context import Context
 from bentogate.errors import ConfigError, RuntimeBackendError
 from bentogate.settings import Settings
-from bentos.runtime import DockerBackend, Handle, container_name
-
-
-class RecordingRuntime:
-    """A runtime that records every call (and fails none)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
-
-    def start(self, tag: str, port: int) -> Handle:
-        self.calls.append(("start", tag))
-        return Handle(tag=tag, port=port, pid=None, log_path=Path())
-
-    def wait_ready(self, handle: Handle, timeout: float) -> None:
-        self.calls.append(("wait_ready", handle.tag))
-
-    def is_alive(self, handle: Handle) -> bool:
-        self.calls.append(("is_alive", handle.tag))
-        return True
-
-    def stop(self, handle: Handle, timeout: float) -> None:
-        self.calls.append(("stop", handle.tag))
+from bentos.runtime import DockerBackend, container_name
 
 
 def test_fleet_docker_runtime_runs_the_image_recorded_in_the_db(tmp_path: Path) -> None:
