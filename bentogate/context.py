@@ -86,8 +86,9 @@ class Context:
         return Sidecar(ProxyPaths(self.settings.haproxy_dir), self.settings.haproxy)
 
     def host_lock(self) -> contextlib.AbstractContextManager[None]:
-        """Held by every step that moves this host's traffic (promote, rollback, the expiry
-        of a warm previous version), across processes: one at a time. Raises
+        """Held by every step that moves this host's traffic or stops its versions (promote,
+        rollback, retire, the expiry of a warm version), across processes: one at a time.
+        Raises
         ConcurrentChange if another holds it past the slowest such step's bound."""
         bento = self.settings.bento
         timeout = bento.ready_timeout_s + 2 * bento.stop_timeout_s + 60

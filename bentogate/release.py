@@ -389,10 +389,11 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
 
 def retire(ctx: Context, ref: Ref, *, actor: str, reason: str) -> VersionInfo:
     """Stop every Bento of a (non-production) version and mark it retired; history stays."""
-    retired = ctx.registry.retire(ref.model, ref.version, actor=actor, reason=reason)
-    if _handles(ctx, ref.model, ref.version):
-        stop_version(ctx, ref, actor=actor)
-        apply_routes(ctx)
+    with ctx.host_lock():
+        retired = ctx.registry.retire(ref.model, ref.version, actor=actor, reason=reason)
+        if _handles(ctx, ref.model, ref.version):
+            stop_version(ctx, ref, actor=actor)
+            apply_routes(ctx)
     return retired
 
 
