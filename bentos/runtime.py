@@ -55,12 +55,17 @@ class Runtime(Protocol):
 
 
 def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
-    """Status of ``GET http://127.0.0.1:<port><path>``, or None if nothing answers."""
+    """Status of ``GET http://127.0.0.1:<port><path>``, or None if no HTTP server answers.
+
+    Not an HTTP answer counts as none: on a port of the ephemeral range with no listener,
+    Linux can connect the client to itself (TCP simultaneous open), and it reads back its
+    own request.
+    """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", path)
         return connection.getresponse().status
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
     finally:
         connection.close()
