@@ -292,6 +292,18 @@ def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
 
 
 @cli.command()
+@click.pass_obj
+def shutdown(obj: dict[str, Any]) -> None:
+    """Stop every Bento of this host and its HAProxy (the DB records them as stopped)."""
+    ctx = _context(obj)
+    stopped = ctx.registry.deployments(host=ctx.settings.host)
+    release.shutdown(ctx)
+    for deployment in stopped:
+        click.echo(f"stopped {deployment.model}:{deployment.version} on port {deployment.port}")
+    click.echo(f"{ctx.settings.host}: nothing runs any more")
+
+
+@cli.command()
 @click.option("--wait", is_flag=True, help="Stay until every warm version has reached its time.")
 @click.pass_obj
 def expire(obj: dict[str, Any], wait: bool) -> None:

@@ -101,3 +101,13 @@ def test_the_gate_policy_is_stored_per_model(
     assert code == 1 and "unknown gate policy fields: bogus" in err
     code, out, _ = run(capsys, *home, "audit", "fraud")
     assert "set_policy" in out
+
+
+def test_shutdown_and_expire_on_a_host_running_nothing_succeed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    home = ["--home", str(tmp_path)]
+    code, out, err = run(capsys, *home, "shutdown")
+    assert (code, out.strip()) == (0, "local: nothing runs any more"), err
+    code, out, err = run(capsys, *home, "expire")
+    assert (code, out) == (0, ""), err
