@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.stats import percentiles_ms
+from loadtest import FAIL, INCONCLUSIVE, PASS, highest_passing_rate
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 # Above this share of one core the generator itself may be the bottleneck.
 GENERATOR_CPU_LIMIT = 0.85
 
@@ -126,9 +126,9 @@ def find_capacity(
     progress: Callable[[str], None] = lambda _: None,
     step_runner: Callable[[int, float, LoadSpec], Step] = run_step,
 ) -> Capacity:
-    """Double from ``start_rate`` until a step does not pass (or ``max_rate`` passes), then
-    bisect until the bracket is narrower than ``resolution`` (relative). If ``start_rate``
-    itself does not pass, halve down to ``min_rate`` first (a busy machine)."""
+    """The highest rate ``port`` holds (:func:`loadtest.highest_passing_rate`: double from
+    ``start_rate``, halving to ``min_rate`` first on a busy machine, then bisect to
+    ``resolution``), each step a ``bench.openloop`` run judged against ``spec``."""
     steps: list[Step] = []
 
     def verdict_at(rate: float) -> str:
@@ -141,29 +141,11 @@ def find_capacity(
         time.sleep(spec.pause_s)  # let the target drain what an overloaded step left
         return step.verdict
 
-    good, bad, bad_verdict = 0.0, 0.0, PASS
-    rate = start_rate
-    while True:
-        verdict = verdict_at(rate)
-        if verdict != PASS:
-            bad, bad_verdict = rate, verdict
-            break
-        good = rate
-        if rate >= max_rate:
-            return Capacity(good, "ceiling", tuple(steps))
-        rate = min(rate * 2, max_rate)
-    while good == 0 and bad / 2 >= min_rate:
-        verdict = verdict_at(bad / 2)
-        if verdict == PASS:
-            good = bad / 2
-        else:
-            bad, bad_verdict = bad / 2, verdict
-    while good > 0 and (bad - good) / good > resolution:
-        middle = (good + bad) / 2
-        verdict = verdict_at(middle)
-        if verdict == PASS:
-            good = middle
-        else:
-            bad, bad_verdict = middle, verdict
-    limited_by = "generator" if bad_verdict == INCONCLUSIVE else "target"
-    return Capacity(good, limited_by, tuple(steps))
+    rate, limited_by = highest_passing_rate(
+        verdict_at,
+        start_rate=start_rate,
+        max_rate=max_rate,
+        resolution=resolution,
+        min_rate=min_rate,
+    )
+    return Capacity(rate, limited_by, tuple(steps))

@@ -9,6 +9,7 @@ from .figures import TargetFigures
 from .policy import GatePolicy, Target
 from .result import GateResult
 from .runner import run_gate
+from .search import highest_passing_rate
 from .verdict import FAIL, INCONCLUSIVE, PASS, evaluate
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "TargetFigures",
     "evaluate",
     "find_capacity",
+    "highest_passing_rate",
     "run_gate",
 ]

@@ -12,7 +12,7 @@ from bentogate.errors import ConfigError
 from .policy import GatePolicy, Target
 from .result import GateResult
 from .runner import run_gate
-from .verdict import INCONCLUSIVE, PASS
+from .search import highest_passing_rate
 
 GateRun = Callable[..., GateResult]
 
@@ -39,8 +39,9 @@ def find_capacity(
     progress: Callable[[str], None] | None = None,
     gate: GateRun = run_gate,
 ) -> CapacityResult:
-    """Double the rate from ``policy.rate`` until a run does not pass (or ``max_rate``),
-    then bisect until the bracket is narrower than ``resolution`` (relative).
+    """The highest rate the target passes the policy at (:func:`highest_passing_rate`:
+    double from ``policy.rate`` until a run does not pass or ``max_rate`` passes, then
+    bisect until the bracket is narrower than ``resolution``, relative).
 
     Each step is a full ``run_gate`` (warm-up + duration) under ``out_dir/rate-<r>``.
     Raises ConfigError for a bad ``max_rate``/``resolution``; LoadTestError from the runs.
@@ -57,23 +58,7 @@ def find_capacity(
             progress(f"capacity: {rate:g} req/s -> {result.verdict}")
         return result.verdict
 
-    good, bad, bad_verdict = 0.0, None, PASS
-    rate = policy.rate
-    while True:
-        verdict = verdict_at(rate)
-        if verdict != PASS:
-            bad, bad_verdict = rate, verdict
-            break
-        good = rate
-        if rate >= max_rate:
-            return CapacityResult(good, "ceiling", tuple(runs))
-        rate = min(rate * 2, max_rate)
-    while good > 0 and (bad - good) / good > resolution:
-        mid = (good + bad) / 2
-        verdict = verdict_at(mid)
-        if verdict == PASS:
-            good = mid
-        else:
-            bad, bad_verdict = mid, verdict
-    limited_by = "generator" if bad_verdict == INCONCLUSIVE else "target"
-    return CapacityResult(good, limited_by, tuple(runs))
+    rate, limited_by = highest_passing_rate(
+        verdict_at, start_rate=policy.rate, max_rate=max_rate, resolution=resolution
+    )
+    return CapacityResult(rate, limited_by, tuple(runs))

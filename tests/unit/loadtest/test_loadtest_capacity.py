@@ -9,7 +9,16 @@ import pytest
 
 from bentogate.errors import ConfigError
 from bentogate.settings import GateSettings
-from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, GateResult, Target, find_capacity
+from loadtest import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    GatePolicy,
+    GateResult,
+    Target,
+    find_capacity,
+    highest_passing_rate,
+)
 from loadtest.figures import TargetFigures
 
 POLICY = GatePolicy.from_settings(GateSettings(rate=100.0))
@@ -59,3 +68,29 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         find_capacity(TARGET, [[1.0]], dataclasses.replace(POLICY), tmp_path, max_rate=1e3,
                       resolution=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("capacity", "over", "min_rate", "expected"),
+    [
+        # 100, 200, ... 1600 fails; 1200 passes, 1400 fails, 1300 passes, 1350 fails: 5 % apart
+        (1300.0, "fail", None, (1300.0, "target")),
+        (1300.0, "inconclusive", None, (1300.0, "generator")),
+        (5000.0, "fail", None, (3200.0, "ceiling")),  # max_rate passes
+        (40.0, "fail", None, (0.0, "target")),  # the start fails: no halving without min_rate
+        (40.0, "fail", 20.0, (39.0625, "target")),  # halved to 25, then bisected up
+    ],
+)
+def test_the_shared_search_doubles_halves_and_bisects(
+    capacity: float, over: str, min_rate: float | None, expected: tuple[float, str]
+) -> None:
+    asked: list[float] = []
+
+    def verdict_at(rate: float) -> str:
+        asked.append(rate)
+        return "pass" if rate <= capacity else over
+
+    found = highest_passing_rate(
+        verdict_at, start_rate=100.0, max_rate=3200.0, resolution=0.05, min_rate=min_rate
+    )
+    assert found == expected, asked
