@@ -183,10 +183,15 @@ def apply_routes(ctx: Context, live: Mapping[str, str | None] | None = None) -> 
 
 
 def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionInfo:
-    """Serve the built version on its own port(s), add it to HAProxy as the candidate."""
+    """Serve the built version on its own port(s), add it to HAProxy as the candidate.
+
+    Replicas of it recorded on this host whose process is gone are ended first: deploying
+    a running version replaces its dead replicas (its routes stay as they are).
+    """
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no Bento yet: run `bentogate build {ref}` first")
+    _end_dead(ctx, ref, actor=actor)
     _start_replicas(ctx, ref, replicas, Role.CANDIDATE, actor=actor)
     staged = ctx.registry.stage(ref.model, ref.version, actor=actor)
     apply_routes(ctx)
@@ -330,25 +335,30 @@ def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None, *, actor: st
     apply_routes(ctx)
 
 
-def _ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
-    """Start the version (one replica) if this host runs none of it; wait until it is healthy.
-
-    Deployments recorded for it whose process is gone are ended first (a crash, a reboot).
-    """
+def _end_dead(ctx: Context, ref: Ref, *, actor: str) -> list[Handle]:
+    """End the records of ``ref``'s deployments on this host whose process is gone (a
+    crash, a kill, a reboot); returns the handles of those alive."""
     alive = []
     for deployment_id, handle in _handles(ctx, ref.model, ref.version):
         if ctx.runtime.is_alive(handle):
             alive.append(handle)
         else:
             ctx.registry.end_deployment(deployment_id, actor=actor)
-    if not alive:
+    return alive
+
+
+def _ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
+    """Start the version (one replica) if this host runs none of it alive; wait until it is
+    healthy."""
+    if not _end_dead(ctx, ref, actor=actor):
         _start_replicas(ctx, ref, 1, role, actor=actor)
         apply_routes(ctx)
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
 
 
 def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
-    """Blue-green: the gated candidate takes the production port; the old live drains, stops.
+    """Blue-green: the gated candidate takes the production port; the old live drains and
+    stays warm (``bento.keep_previous_s``).
 
     The DB decides first (approval for the served sha256, a passed gate newer than the build,
     one production version, promotions serialized); then HAProxy switches and confirms.

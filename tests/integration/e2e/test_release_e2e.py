@@ -243,12 +243,11 @@ def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:
         time.sleep(0.2)
     assert server.status.startswith("DOWN"), server
     assert server.check_status != "L7OK"
-    # The record is repaired by deploying a replacement: a new candidate of the same version.
-    ctx.registry.end_deployment(deployment.id)
+    # Deploying the version again replaces its dead replica (whose record is ended).
     release.deploy(ctx, Ref("fraud", live.version), actor=ACTORS.release)
-    release.apply_routes(ctx)
-    ctx.sidecar.switch("fraud", live.version, role="live")
     assert _live_version(ctx) == live.version
+    [replacement] = [d for d in ctx.registry.deployments() if d.version == live.version]
+    assert replacement.id != deployment.id
 
 
 def test_unknown_versions_are_named(ctx: Context) -> None:

@@ -519,10 +519,8 @@ def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores
     status, _ = post(host.port, host.bodies[0])
     assert status == 503  # no server left: HAProxy answers at once, nothing hangs
     redeploy = time.monotonic()
-    ctx.registry.end_deployment(dead.id)
+    # `bentogate deploy fraud:<v1>`: the dead replica's record is ended, a new one serves.
     release.deploy(ctx, Ref(MODEL, host.v1), actor=ACTORS.release)
-    release.apply_routes(ctx)
-    ctx.sidecar.switch(MODEL, host.v1)
     restored = time.monotonic() - redeploy
     print(f"\nsingle replica killed: DOWN after {down_after:.2f} s; redeploy in {restored:.1f} s")
     assert down_after < 3.0
@@ -530,4 +528,6 @@ def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores
     [new] = host.deployments(host.v1)
     assert new.port != dead.port or new.pid != dead.pid
     assert host.server(host.v1, new.port).healthy
+    servers = [s.server for s in ctx.sidecar.server_status() if s.backend == be(MODEL, host.v1)]
+    assert servers == [f"v{host.v1}_{new.port}"]  # the dead one left HAProxy too
     assert host.routed() == be(MODEL, host.db_live())
