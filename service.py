@@ -461,10 +461,11 @@ class _HeadWithBody:
     uvicorn writes a response in two calls, head then body, with BentoML's metrics code in
     between. A replica killed between the two has already sent HAProxy a response head:
     HAProxy has forwarded it and cannot retry, so the client reads a cut response. Held
-    back until the body's write, the head leaves with it, and a replica killed at any
-    instant has sent either the whole response or nothing (which HAProxy retries on
-    another replica). A head that no write follows (HEAD, 204, a stream's late first chunk)
-    leaves at the end of this pass of the event loop.
+    back until the body's write, the head leaves with it: a replica killed at any instant
+    has sent the whole response or nothing (which HAProxy retries on another replica), for
+    every response the socket takes in one ``send()`` (a prediction's few hundred bytes; a
+    large batch answer can still be split by the kernel). A head that no write follows
+    (HEAD, 204, a stream's late first chunk) leaves at the end of this pass of the loop.
     """
 
     __slots__ = ("_head", "_loop", "_transport")
