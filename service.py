@@ -242,6 +242,16 @@ def _scorer() -> Scorer:
     return get_current_service().scorer
 
 
+def _serving_scorer() -> Scorer | None:
+    """The scorer, or None if this Bento failed its canary check (it must not predict)."""
+    service = get_current_service()
+    return service.scorer if service.ready else None
+
+
+async def _refuse_unready(send: Send) -> None:
+    await _respond(send, 503, get_current_service().refusal)
+
+
 class _Endpoint:
     """A plain ASGI function as a Starlette route endpoint: routed (404/405 as before), but
     without a Request, a Response and their exception wrappers per call. (Starlette takes a
@@ -256,7 +266,9 @@ class _Endpoint:
 
 async def predict(scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /predict``: one row. An _Endpoint: it answers thousands of times a second."""
-    scorer = _scorer()
+    scorer = _serving_scorer()
+    if scorer is None:
+        return await _refuse_unready(send)
     try:
         row = scorer.row(await _read_json(scope, receive, ARGS.max_body_bytes))
     except InputError as exc:
@@ -272,7 +284,9 @@ async def predict(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def predict_batch(scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /predict_batch``: up to ``max_batch_rows`` rows scored in one session run."""
-    scorer = _scorer()
+    scorer = _serving_scorer()
+    if scorer is None:
+        return await _refuse_unready(send)
     try:
         features = await _read_json(scope, receive, ARGS.max_body_bytes)
         if not isinstance(features, list) or not features:
@@ -321,7 +335,8 @@ def openapi_document(scorer: Scorer, max_batch_rows: int) -> dict[str, Any]:
         ]
     }
     error = {
-        "description": "The request names the problem",
+        "description": "What is wrong: the request (400, 413), or this Bento, which failed "
+        "its canary check at start-up and predicts nothing (503)",
         "content": _json_body(
             {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
         ),
@@ -360,6 +375,7 @@ def openapi_document(scorer: Scorer, max_batch_rows: int) -> dict[str, Any]:
                         },
                         "400": error,
                         "413": error,
+                        "503": error,
                     },
                 }
             },
@@ -399,6 +415,7 @@ def openapi_document(scorer: Scorer, max_batch_rows: int) -> dict[str, Any]:
                         },
                         "400": error,
                         "413": error,
+                        "503": error,
                     },
                 }
             },
@@ -557,8 +574,15 @@ class ModelService:
             expected_sha256=str(metadata["sha256"]),
         )
         # Ready only once the canary row scores as recorded at import: a broken or altered
-        # model never reports ready, and HAProxy's check (the same row) never marks it UP.
+        # model never reports ready, refuses every prediction (503, also on its own port),
+        # and HAProxy's check (the same row) never marks it UP.
         self.ready = self.scorer.canary_ok()
+        self.refusal = orjson.dumps(
+            {
+                "error": f"{self.scorer.name}:{self.scorer.version} does not score its canary "
+                "row as recorded at registration: it serves no prediction"
+            }
+        )
         publish_identity(self.scorer)
         # Everything loaded so far lives as long as the process: move it out of the
         # collector's reach, so full collections stay short (tail latency).
