@@ -10,7 +10,9 @@ governance database.
 Prediction contract (DESIGN.md): ``POST /predict`` takes ``{"features": [f1..fn]}`` in schema
 order or ``{"features": {"name": value, ...}}`` and answers
 ``{"score": 0.93, "label": 1, "model": "fraud", "model_version": "3"}``. Every malformed
-request is a 400 naming the problem; bodies over the limit are a 413.
+request is a 400 naming the problem; bodies over the limit are a 413; a Bento whose model
+does not score its canary row as recorded answers every prediction with a 503. Each
+response leaves in one write (OneWriteHttpProtocol).
 """
 
 from __future__ import annotations
