@@ -4,10 +4,10 @@ under load through HAProxy, and count the requests that failed.
 A bentogate host serves a small fraud model with ``--replicas`` Bentos behind the sidecar;
 four probe threads send requests over keep-alive connections to the production port
 (a few hundred req/s each). Each round kills one replica's whole process tree, waits until
-HAProxy has it DOWN, ends its record and deploys a replacement (``release.deploy``), so the
-next round finds as many replicas again. A failed request is any non-200 answer or
-transport error. With ``--project-dir`` the Bentos are built from another checkout's
-service.py (before/after: uvicorn's own two writes per response vs one).
+HAProxy has it DOWN and deploys a replacement (``release.deploy``, which ends the dead
+replica's record), so the next round finds as many replicas again. A failed request is any
+non-200 answer or transport error. With ``--project-dir`` the Bentos are built from another
+checkout's service.py (before/after: uvicorn's own two writes per response vs one).
 
 Writes ``replica_kill.json`` (per round: the victim, seconds to DOWN, requests, failures
 and their kinds) and prints a summary line.
@@ -79,8 +79,7 @@ def kill_rounds(
             _kill_tree(victim.pid)
             down_s = _wait_down(ctx, f"v{ref.version}_{victim.port}")
             time.sleep(0.5)  # requests that were in flight at the kill have settled
-            ctx.registry.end_deployment(victim.id, actor=ACTORS.release)
-            release.deploy(ctx, ref, actor=ACTORS.release, replicas=1)
+            release.deploy(ctx, ref, actor=ACTORS.release, replicas=1)  # ends the dead one
             failures: list[tuple[float, str]] = []
             requests = 0
             for probe, (answered, failed) in zip(probes, before, strict=True):

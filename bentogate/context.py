@@ -88,8 +88,7 @@ class Context:
     def host_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held by every step that moves this host's traffic or stops its versions (promote,
         rollback, retire, the expiry of a warm version), across processes: one at a time.
-        Raises
-        ConcurrentChange if another holds it past the slowest such step's bound."""
+        Raises ConcurrentChange if another holds it past the slowest such step's bound."""
         bento = self.settings.bento
         timeout = bento.ready_timeout_s + 2 * bento.stop_timeout_s + 60
         return file_lock(self.settings.run_dir / "host.lock", timeout, error=ConcurrentChange)
