@@ -252,24 +252,14 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
 
     Raises GateFailed (exit 1) or GateInconclusive (exit 2) after recording the run.
     """
-    model = ctx.registry.get_model(ref.model)
     info = ctx.registry.get_version(ref.model, ref.version)
     artifact = load_artifact(artifact_dir(info.artifact_uri))
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
-    live = ctx.registry.production_version(ref.model)
-    live_target = None
-    if live is not None and live.version != ref.version:
-        live_target = Target(
-            "live", f"http://127.0.0.1:{ctx.production_port(model.production_port)}", live.version
-        )
+    candidate, live_target = gate_targets(ctx, ref)
     policy = gate_policy(ctx, ref.model)
     out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
     result = run_gate(
-        Target(
-            "candidate",
-            f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}",
-            ref.version,
-        ),
+        candidate,
         artifact.reference_rows.astype(float).tolist(),
         policy,
         out_dir,
@@ -291,6 +281,20 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
     if result.verdict == "inconclusive":
         raise GateInconclusive(f"gate inconclusive for {ref}: " + "; ".join(result.reasons))
     return result
+
+
+def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
+    """What the gate drives for ``ref``: the candidate through HAProxy's candidate port, and
+    the production version (if another) through the production port, as clients reach it."""
+    model = ctx.registry.get_model(ref.model)
+    candidate = Target(
+        "candidate", f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}", ref.version
+    )
+    live = ctx.registry.production_version(ref.model)
+    if live is None or live.version == ref.version:
+        return candidate, None
+    port = ctx.production_port(model.production_port)
+    return candidate, Target("live", f"http://127.0.0.1:{port}", live.version)
 
 
 def _stamp() -> str:

@@ -90,7 +90,9 @@ class GateSettings(BaseModel):
     max_error_ratio: float = Field(0.001, description="Failed / all requests.")
     min_samples: int = Field(1000, description="Fewer measured requests is inconclusive.")
     max_regression: float = Field(
-        1.5, description="Candidate p99 may be at most this x live p99 from the same run."
+        1.25,
+        description="Candidate server-side p50 and p99 may be at most this x live's, "
+        "measured in the same run (the statistical rules: loadtest.GatePolicy).",
     )
 
 

@@ -5,24 +5,28 @@ from here imports locust.
 """
 
 from .capacity import CapacityResult, find_capacity
+from .evidence import Evidence, gather
 from .figures import TargetFigures
 from .policy import GatePolicy, Target
 from .result import GateResult
 from .runner import run_gate
 from .search import highest_passing_rate
-from .verdict import FAIL, INCONCLUSIVE, PASS, evaluate
+from .verdict import FAIL, INCONCLUSIVE, PASS, Verdict, evaluate
 
 __all__ = [
     "FAIL",
     "INCONCLUSIVE",
     "PASS",
     "CapacityResult",
+    "Evidence",
     "GatePolicy",
     "GateResult",
     "Target",
     "TargetFigures",
+    "Verdict",
     "evaluate",
     "find_capacity",
+    "gather",
     "highest_passing_rate",
     "run_gate",
 ]

@@ -24,6 +24,9 @@ class TargetFigures:
     (``status 500``, ``connection``, ``wrong_version``, ``bad_body``, ``unfinished``) to a
     count. ``lag_p99_ms``: p99 of how late the generator
     sent a request behind its slot (a diagnostic of the generator, not of the target).
+    ``server_*_ms``: the server's own time (its ``Server-Timing``; nan if it sent none);
+    ``overhead_*_ms``: client latency minus server time per request, what the generator,
+    the network and the proxy add.
     """
 
     samples: int
@@ -38,6 +41,10 @@ class TargetFigures:
     error_ratio: float = 0.0
     target_rate: float = NAN
     lag_p99_ms: float = NAN
+    server_p50_ms: float = NAN
+    server_p99_ms: float = NAN
+    overhead_p50_ms: float = NAN
+    overhead_p99_ms: float = NAN
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; nan becomes None."""
@@ -78,14 +85,15 @@ def target_figures(samples: Samples, name: str) -> TargetFigures:
     """The figures of one target over the measured window."""
     index = samples.target_index(name)
     mask = samples.measured & (samples.target == index)
-    ok = samples.latency[mask & (samples.kind == 0)].astype(np.float64)
+    ok_mask = mask & (samples.kind == 0)
+    ok = samples.latency[ok_mask].astype(np.float64)
+    server = samples.server[ok_mask].astype(np.float64)
+    timed = np.isfinite(server)
+    overhead = ok[timed] - server[timed]
     n = int(np.count_nonzero(mask))
     errors = error_counts(samples, mask)
     sent_at = samples.intended + samples.lag
-    end = samples.warmup_s + samples.duration_s
-    sent = (samples.target == index) & (sent_at >= samples.warmup_s) & (sent_at < end)
-    # seconds this target was the active one in the window: its scheduled slots / rate
-    active_s = samples.scheduled[index] / samples.rate
+    sent = (samples.target == index) & (sent_at >= samples.warmup_s) & (sent_at < samples.end_s)
     return TargetFigures(
         samples=n,
         p50_ms=quantile_ms(ok, 0.50),
@@ -94,11 +102,15 @@ def target_figures(samples: Samples, name: str) -> TargetFigures:
         p999_ms=quantile_ms(ok, 0.999),
         mean_ms=float(ok.mean()) * 1e3 if ok.size else NAN,
         max_ms=float(ok.max()) * 1e3 if ok.size else NAN,
-        achieved_rate=int(np.count_nonzero(sent)) / active_s if active_s else 0.0,
+        achieved_rate=int(np.count_nonzero(sent)) / samples.duration_s,
         errors=errors,
         error_ratio=sum(errors.values()) / n if n else 0.0,
         target_rate=samples.rate,
         lag_p99_ms=quantile_ms(samples.lag[mask].astype(np.float64), 0.99),
+        server_p50_ms=quantile_ms(server[timed], 0.50),
+        server_p99_ms=quantile_ms(server[timed], 0.99),
+        overhead_p50_ms=quantile_ms(overhead, 0.50),
+        overhead_p99_ms=quantile_ms(overhead, 0.99),
     )
 
 
@@ -115,6 +127,7 @@ class Series:
     p50_ms: np.ndarray
     p99_ms: np.ndarray
     p999_ms: np.ndarray
+    server_p50_ms: np.ndarray
     sent: np.ndarray
     errors: np.ndarray
 
@@ -127,8 +140,8 @@ class Series:
 def time_series(samples: Samples, name: str, bin_s: float = 1.0) -> Series:
     """Latency percentiles of successful requests, sends and errors per ``bin_s`` seconds.
 
-    Bins where the target got no successful request hold nan (it was the other target's
-    slice). ``sent`` counts by actual send time (intended + lag).
+    Bins where the target got no successful request hold nan (every request failed).
+    ``sent`` counts by actual send time (intended + lag).
     """
     index = samples.target_index(name)
     total = samples.warmup_s + samples.duration_s
@@ -137,11 +150,13 @@ def time_series(samples: Samples, name: str, bin_s: float = 1.0) -> Series:
     mine = samples.target == index
     ok = mine & (samples.kind == 0)
     bins = np.clip((samples.intended // bin_s).astype(np.int64), 0, nbins - 1)
-    pct = np.full((3, nbins), NAN)
+    pct = np.full((4, nbins), NAN)
     for b in np.unique(bins[ok]):
         lat = samples.latency[ok & (bins == b)].astype(np.float64)
-        pct[:, b] = [quantile_ms(lat, q) for q in (0.5, 0.99, 0.999)]
+        server = samples.server[ok & (bins == b)].astype(np.float64)
+        pct[:3, b] = [quantile_ms(lat, q) for q in (0.5, 0.99, 0.999)]
+        pct[3, b] = quantile_ms(server[np.isfinite(server)], 0.5)
     sent_at = samples.intended[mine] + samples.lag[mine]
     sent, _ = np.histogram(sent_at, bins=edges)
     errors, _ = np.histogram(samples.intended[mine & (samples.kind != 0)], bins=edges)
-    return Series(edges, pct[0], pct[1], pct[2], sent / bin_s, errors)
+    return Series(edges, pct[0], pct[1], pct[2], pct[3], sent / bin_s, errors)

@@ -8,15 +8,18 @@ gevent); nothing in bentogate imports this module. Three ways to use it:
   --gate-rows rows.json --gate-version 3 --gate-rate 200 --gate-out out/``;
 * master/worker: the same arguments on the master; workers get them from the master.
 
-Schedule: request slot ``k`` is due at ``start + k / rate`` whatever the responses do; users
-take the next free slot, sleep until it is due and send. ``start`` is fixed when all users
-are spawned (the master fixes it for its workers and gives each worker every W-th slot).
-Latency runs from the *intended* send time. Slots in the warm-up alternate targets request
-by request; after it, targets alternate in slices of ``slice_s`` seconds (A/B/A/B).
+Schedule: every target gets ``rate`` requests a second, all the time, and the targets take
+turns request by request: slot ``k`` goes to target ``k % n`` and is due at
+``start + k / (n * rate)`` whatever the responses do. So candidate and live are measured
+side by side at every instant, each at the full rate: a burst on the host hits both (the
+gate pairs them in time, loadtest/evidence.py). Users take the next free slot, sleep until
+it is due and send. ``start`` is fixed when all users are spawned (the master fixes it for
+its workers and gives each worker every W-th slot). Latency runs from the *intended* send
+time; the server's own time comes from the response's ``Server-Timing: svc;dur=<ms>``.
 
 Output (``--gate-out``): ``samples-<node>.npz`` written when the test stops (one row per
-request: intended time, send lag, latency, status, kind, target; plus a JSON ``meta`` that
-names the kinds and targets and holds the CPU series of this process), and
+request: intended time, send lag, latency, server time, status, kind, target; plus a JSON
+``meta`` that names the kinds and targets and holds the CPU series of this process), and
 ``progress-<node>.jsonl`` with one line a second while the test runs.
 """
 
@@ -39,10 +42,11 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KINDS = ("ok", "status", "connection", "wrong_version", "bad_body", "unfinished")
 OK, STATUS, CONNECTION, WRONG_VERSION, BAD_BODY, UNFINISHED = range(len(KINDS))
 HEADERS = {"Content-Type": "application/json"}
+NAN = float("nan")
 LATE_CUTOFF_S = 1.0  # a generator this far behind its schedule stops taking slots
 TICK_S = 1.0
 
@@ -56,13 +60,17 @@ class GateConfig:
     rate: float
     warmup_s: float
     duration_s: float
-    slice_s: float
     out_dir: str
     drain_s: float
 
     @property
     def total_s(self) -> float:
         return self.warmup_s + self.duration_s
+
+    @property
+    def slot_rate(self) -> float:
+        """Slots a second over all targets: each gets ``rate``."""
+        return self.rate * len(self.targets)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Plan:
     intended: array = field(default_factory=lambda: array("d"))
     lag: array = field(default_factory=lambda: array("f"))
     latency: array = field(default_factory=lambda: array("f"))
+    server: array = field(default_factory=lambda: array("f"))
     status: array = field(default_factory=lambda: array("h"))
     kind: array = field(default_factory=lambda: array("b"))
     target: array = field(default_factory=lambda: array("b"))
@@ -96,7 +105,7 @@ class Plan:
     def take(self) -> int | None:
         """The next slot of this process, or None when the schedule is over (or hopeless)."""
         k = self.offset + self.stride * self.taken
-        if k / self.cfg.rate >= self.cfg.total_s:
+        if k / self.cfg.slot_rate >= self.cfg.total_s:
             return None
         if time.time() > self.start + self.cfg.total_s + LATE_CUTOFF_S:
             return None
@@ -104,29 +113,26 @@ class Plan:
         return k
 
     def target_of(self, k: int) -> int:
-        """Warm-up alternates per request; the measured window alternates per slice."""
-        n = len(self.cfg.targets)
-        t = k / self.cfg.rate
-        if t < self.cfg.warmup_s:
-            return k % n
-        return int((t - self.cfg.warmup_s) // self.cfg.slice_s) % n
+        """Targets take turns request by request."""
+        return k % len(self.cfg.targets)
 
     def scheduled(self) -> list[int]:
         """Slots of this process per target inside the measured window."""
-        first = int(np.ceil(self.cfg.warmup_s * self.cfg.rate))
-        last = int(np.ceil(self.cfg.total_s * self.cfg.rate))
+        first = int(np.ceil(self.cfg.warmup_s * self.cfg.slot_rate))
+        last = int(np.ceil(self.cfg.total_s * self.cfg.slot_rate))
         ks = np.arange(first, last)
         ks = ks[(ks - self.offset) % self.stride == 0]
-        rel = ks / self.cfg.rate - self.cfg.warmup_s
-        idx = (rel // self.cfg.slice_s).astype(np.int64) % len(self.cfg.targets)
-        return [int(c) for c in np.bincount(idx, minlength=len(self.cfg.targets))]
+        return [int(c) for c in np.bincount(ks % len(self.cfg.targets),
+                                            minlength=len(self.cfg.targets))]  # fmt: skip
 
     def record(
-        self, t: float, lag: float, latency: float, status: int, kind: int, tgt: int
-    ) -> None:
+        self, t: float, lag: float, latency: float, server: float, status: int, kind: int,
+        tgt: int,
+    ) -> None:  # fmt: skip
         self.intended.append(t)
         self.lag.append(lag)
         self.latency.append(latency)
+        self.server.append(server)
         self.status.append(status)
         self.kind.append(kind)
         self.target.append(tgt)
@@ -154,7 +160,6 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--gate-rate", type=float, default=200.0, help="target rate, req/s")
     group.add_argument("--gate-warmup", type=float, default=3.0, help="warm-up seconds")
     group.add_argument("--gate-duration", type=float, default=20.0, help="measured seconds")
-    group.add_argument("--gate-slice", type=float, default=2.0, help="A/B slice seconds")
     group.add_argument("--gate-drain", type=float, default=3.0, help="wait for in-flight, s")
     group.add_argument("--gate-out", default="gate-out", help="directory for samples")
 
@@ -174,8 +179,8 @@ def _config(environment: Environment) -> GateConfig:
         )
     return GateConfig(
         targets=targets, rows_file=opts.gate_rows, rate=opts.gate_rate,
-        warmup_s=opts.gate_warmup, duration_s=opts.gate_duration, slice_s=opts.gate_slice,
-        out_dir=opts.gate_out, drain_s=opts.gate_drain,
+        warmup_s=opts.gate_warmup, duration_s=opts.gate_duration, out_dir=opts.gate_out,
+        drain_s=opts.gate_drain,
     )  # fmt: skip
 
 
@@ -295,11 +300,11 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     plan.cpu.append((time.time() - plan.start, times.user + times.system))
     now = time.time()
     for t, sent, tgt in plan.in_flight.values():
-        plan.record(t, sent - plan.start - t, now - plan.start - t, 0, UNFINISHED, tgt)
+        plan.record(t, sent - plan.start - t, now - plan.start - t, NAN, 0, UNFINISHED, tgt)
     meta = {
         "format": FORMAT_VERSION, "start": plan.start, "rate": plan.cfg.rate,
         "warmup_s": plan.cfg.warmup_s, "duration_s": plan.cfg.duration_s,
-        "slice_s": plan.cfg.slice_s, "offset": plan.offset, "stride": plan.stride,
+        "offset": plan.offset, "stride": plan.stride,
         "targets": [t["name"] for t in plan.cfg.targets], "kinds": list(KINDS),
         "scheduled": plan.scheduled(), "cpu": plan.cpu, "cpu_warnings": plan.cpu_warnings,
         "users": plan.users,
@@ -311,6 +316,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         intended=np.frombuffer(plan.intended, dtype=np.float64),
         lag=np.frombuffer(plan.lag, dtype=np.float32),
         latency=np.frombuffer(plan.latency, dtype=np.float32),
+        server=np.frombuffer(plan.server, dtype=np.float32),
         status=np.frombuffer(plan.status, dtype=np.int16),
         kind=np.frombuffer(plan.kind, dtype=np.int8),
         target=np.frombuffer(plan.target, dtype=np.int8),
@@ -324,6 +330,24 @@ def _exit_code(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if environment.process_exit_code is None and runner is not None:
         environment.process_exit_code = 3 if runner.exceptions else 0
+
+
+def server_time(value: str | None) -> float:
+    """Seconds from a ``Server-Timing`` header's ``svc`` metric (``svc;dur=0.512``, in ms);
+    nan when the header or the metric is missing or unreadable."""
+    if not value:
+        return NAN
+    for metric in value.split(","):
+        name, _, params = metric.strip().partition(";")
+        if name == "svc":
+            for param in params.split(";"):
+                key, _, number = param.strip().partition("=")
+                if key == "dur":
+                    try:
+                        return float(number) / 1e3
+                    except ValueError:
+                        return NAN
+    return NAN
 
 
 def _classify(resp: Any, expected: str) -> int:
@@ -356,7 +380,7 @@ class GateUser(FastHttpUser):
         if k is None:
             gevent.sleep(0.2)  # schedule over: idle until the stopper ends the test
             return
-        t = k / plan.cfg.rate
+        t = k / plan.cfg.slot_rate
         gevent.sleep(max(0.0, plan.start + t - time.time()))
         self._send(plan, k, t)
 
@@ -380,4 +404,7 @@ class GateUser(FastHttpUser):
             else:
                 resp.failure(f"{KINDS[kind]} {resp.status_code}")
         del plan.in_flight[k]
-        plan.record(t, sent - plan.start - t, done - plan.start - t, resp.status_code, kind, tgt)
+        server = server_time(resp.headers.get("server-timing")) if kind == OK else NAN
+        plan.record(
+            t, sent - plan.start - t, done - plan.start - t, server, resp.status_code, kind, tgt
+        )

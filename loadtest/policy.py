@@ -22,13 +22,25 @@ _SETTINGS_FIELDS = (
 class GatePolicy:
     """Load to apply and the limits a candidate must meet; stored with the verdict.
 
-    ``rate`` (req/s) is held open-loop for ``warmup_s`` (discarded) + ``duration_s`` by up to
-    ``users`` concurrent Locust users. Latency limits apply to the candidate's successful
-    requests; ``max_error_ratio`` to failed / all measured requests. With a live target in
-    the same run, the candidate's p99 may be at most ``max_regression`` x live p99, or live
-    p99 + ``regression_floor_ms`` when that is larger (small p99s differ by noise alone:
-    identical targets measured 2.7 vs 5.0 ms on a loaded 2-core machine). ``min_samples``
-    is per target. Targets alternate every ``slice_s`` seconds.
+    Load: ``rate`` (req/s) per target, held open-loop for ``warmup_s`` (discarded) +
+    ``duration_s`` by up to ``users`` concurrent Locust users; with a live target in the
+    same run both get ``rate``, taking turns request by request. ``min_samples`` is per
+    target.
+
+    Limits (loadtest/evidence.py computes the intervals, loadtest/verdict.py judges):
+    * what clients see: p50/p95/p99 (``p50_ms``...) of the candidate's successful requests,
+      from the intended send time, and ``max_error_ratio`` (failed / all measured);
+    * regression against live: the candidate's *server-side* p50 and p99 (its own
+      ``Server-Timing``, without the generator's and the proxy's share) may be at most
+      ``max_regression`` x live's, or live's + ``regression_floor_us`` when that is larger.
+    Each limit is judged on a ``confidence`` block-bootstrap interval over blocks of
+    ``block_s`` seconds (candidate and live resampled as pairs): it fails only when the
+    whole interval is beyond the limit and passes only when the whole interval is within it.
+    Otherwise the run is extended by ``extend_s`` measured seconds at a time, up to
+    ``max_duration_s`` measured in all, before it ends inconclusive.
+    Host stalls (a quarter of both targets' requests over ``stall_factor`` x their own median
+    latency in the same tenth of a second) are left out of the comparison; more than
+    ``max_stall_fraction`` of the window stalled makes the run inconclusive.
     """
 
     rate: float
@@ -41,17 +53,30 @@ class GatePolicy:
     max_error_ratio: float
     min_samples: int
     max_regression: float
-    regression_floor_ms: float = 2.0
-    slice_s: float = 2.0
+    regression_floor_us: float = 20.0
+    block_s: float = 1.0
+    confidence: float = 0.95
+    extend_s: float = 10.0
+    max_duration_s: float = 40.0
+    stall_factor: float = 3.0
+    max_stall_fraction: float = 0.25
 
     def __post_init__(self) -> None:
-        positive = ("rate", "duration_s", "users", "p50_ms", "p95_ms", "p99_ms", "slice_s")
+        positive = ("rate", "duration_s", "users", "p50_ms", "p95_ms", "p99_ms", "block_s",
+                    "extend_s")  # fmt: skip
         for name in positive:
             _check(self, name, getattr(self, name) > 0, "must be > 0")
-        for name in ("warmup_s", "min_samples", "regression_floor_ms"):
+        for name in ("warmup_s", "min_samples", "regression_floor_us"):
             _check(self, name, getattr(self, name) >= 0, "must be >= 0")
-        _check(self, "max_error_ratio", 0 <= self.max_error_ratio <= 1, "must be in [0, 1]")
+        for name in ("max_error_ratio", "max_stall_fraction"):
+            _check(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
         _check(self, "max_regression", self.max_regression >= 1, "must be >= 1")
+        _check(self, "stall_factor", self.stall_factor > 1, "must be > 1")
+        _check(self, "confidence", 0.5 < self.confidence < 1, "must be in (0.5, 1)")
+        _check(self, "max_duration_s", self.max_duration_s >= self.duration_s,
+               f"must be >= duration_s ({self.duration_s:g})")  # fmt: skip
+        _check(self, "duration_s", self.duration_s >= 4 * self.block_s,
+               f"must hold at least 4 blocks of block_s={self.block_s:g} s")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -64,6 +89,7 @@ class GatePolicy:
         Raises ConfigError on unknown or missing required fields and on invalid values.
         """
         known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k not in _RETIRED}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown gate policy fields: {', '.join(unknown)}")
@@ -80,8 +106,18 @@ class GatePolicy:
 
     @property
     def total_s(self) -> float:
-        """Warm-up plus measured time: how long the load runs."""
+        """Warm-up plus measured time of the first run: how long the load runs at least."""
         return self.warmup_s + self.duration_s
+
+    @property
+    def alpha(self) -> float:
+        """The chance the bootstrap interval leaves out on each side (1 - confidence)."""
+        return 1.0 - self.confidence
+
+
+# Fields of policies stored before the server-side, interval-based verdict: they meant
+# something else (A/B slices; a floor on client p99) and are dropped when read.
+_RETIRED = frozenset({"slice_s", "regression_floor_ms"})
 
 
 def _check(policy: GatePolicy, name: str, ok: bool, rule: str) -> None:

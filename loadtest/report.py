@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .evidence import STALL_BIN_S, Comparison
 from .figures import time_series
 from .result import GateResult
 from .samples import Samples
@@ -33,6 +34,7 @@ def report_dict(result: GateResult, samples: Samples, extra: dict[str, Any]) -> 
         "criteria": {
             "max_generator_cpu": MAX_GENERATOR_CPU,
             "min_rate_fraction": MIN_RATE_FRACTION,
+            "stall_bin_s": STALL_BIN_S,
         },
         "target_rate": samples.rate,
         "cpu_warnings": samples.cpu_warnings,
@@ -50,11 +52,12 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 
 def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
-    """Write the HTML report with the latency, histogram, rate and CPU plots."""
+    """Write the HTML report: the verdict and why, client vs server figures per target, the
+    intervals against their limits, and the latency, histogram, rate and CPU plots."""
     images = {
-        "Latency over time (from intended send time, successful requests)": _latency_plot(
-            samples, result
-        ),
+        "The evidence: intervals against their limits": _evidence_plot(result),
+        "Latency over time (clients: from intended send time; server: its own time)":
+            _latency_plot(samples, result),
         "Latency histograms (measured window)": _histograms(samples),
         "Achieved vs target rate": _rate_plot(samples),
         "Load generator CPU": _cpu_plot(samples),
@@ -73,7 +76,14 @@ def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
         else ""
     )
     cpu = "n/a" if np.isnan(result.generator_cpu) else f"{result.generator_cpu:.0%}"
+    ev = result.evidence
+    comparisons = "".join(_comparison_row(c) for c in ev.regressions + ev.limits)
     page = _PAGE.format(
+        comparisons=comparisons,
+        basis=html.escape(ev.basis or "no live target: none"),
+        stalls=f"{len(ev.stalls)} bins of {STALL_BIN_S:g} s "
+        f"({ev.stall_fraction:.1%} of the window)",
+        measured=f"{result.measured_s:g} s in {result.rounds} run(s), {ev.blocks} blocks",
         verdict=html.escape(result.verdict),
         cls=html.escape(result.verdict),
         reasons=reasons,
@@ -88,16 +98,27 @@ def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
     return path
 
 
-_COLUMNS = ("target", "samples", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "mean_ms", "max_ms",
-            "achieved_rate", "target_rate", "error_ratio", "errors", "lag_p99_ms")  # fmt: skip
+_COLUMNS = ("target", "samples", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "server_p50_ms",
+            "server_p99_ms", "overhead_p50_ms", "overhead_p99_ms", "lag_p99_ms", "max_ms",
+            "achieved_rate", "target_rate", "error_ratio", "errors")  # fmt: skip
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Gate report: {verdict}</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}
-.pass{{color:green}} .fail{{color:#b00}} .inconclusive{{color:#b60}} img{{max-width:100%}}</style>
+.pass,.within{{color:green}} .fail,.beyond{{color:#b00}} .inconclusive,.unsure{{color:#b60}}
+img{{max-width:100%}}</style>
 </head><body>
 <h1>Gate verdict: <span class="{cls}">{verdict}</span></h1>
 <ul>{reasons}</ul>
+<h2>The evidence</h2>
+<p>Measured: {measured}. Regressions judged on: {basis} time. Host stalls (both targets slow
+at once) left out: {stalls}.</p>
+<table><tr><th>limit</th><th>measured</th><th>interval</th><th>allowed</th><th>decision</th></tr>
+{comparisons}</table>
+<h2>What each target did: clients vs server</h2>
+<p>p50&hellip;p99.9: what clients see, from the intended send time. server_*: the Bento's own
+time (Server-Timing). overhead_*: client minus server per request, the load generator's, the
+network's and the proxy's share. lag_p99: how late the generator sent.</p>
 <table><tr>{header}</tr>{rows}</table>
 <p>Generator CPU over the measured window: {cpu} of a core.</p>
 {locust}
@@ -118,6 +139,34 @@ def _figure_row(name: str, fig: dict[str, Any]) -> str:
     return f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
 
 
+def _comparison_row(c: Comparison) -> str:
+    fmt = "{:.3f}x" if c.unit == "x" else "{:.3f} ms"
+    m = c.measured
+    cells = (c.name, fmt.format(m.estimate), f"{fmt.format(m.low)} - {fmt.format(m.high)}",
+             fmt.format(c.allowed), c.decision)  # fmt: skip
+    tds = "".join(f"<td>{html.escape(x)}</td>" for x in cells)
+    return f'<tr class="{html.escape(c.decision)}">{tds}</tr>'
+
+
+def _evidence_plot(result: GateResult) -> str:
+    """Each limit's interval (as a fraction of what is allowed) against the allowed band."""
+    comps = result.evidence.regressions + result.evidence.limits
+    fig = Figure(figsize=(10, 0.6 * max(2, len(comps)) + 1), layout="constrained")
+    ax = fig.add_subplot()
+    colors = {"within": "tab:green", "beyond": "tab:red", "unsure": "tab:orange"}
+    for i, c in enumerate(comps):
+        m = c.measured
+        lo, est, hi = (v / c.allowed for v in (m.low, m.estimate, m.high))
+        ax.plot([lo, hi], [i, i], color=colors[c.decision], lw=6, solid_capstyle="butt")
+        ax.plot([est], [i], "k|", ms=14)
+    ax.axvspan(0, 1, color="tab:green", alpha=0.08, label="allowed")
+    ax.axvline(1, color="red", ls="--", label="limit")
+    ax.set_yticks(range(len(comps)), [c.name for c in comps])
+    ax.set(xlabel="measured / allowed (interval; | = estimate)", xlim=(0, None))
+    ax.legend(fontsize="small", loc="lower right")
+    return _png(fig)
+
+
 def _png(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -134,13 +183,16 @@ def _latency_plot(samples: Samples, result: GateResult) -> str:
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax = fig.add_subplot()
     _shade_warmup(ax, samples)
+    for start, end in result.evidence.stalls:
+        ax.axvspan(start, end, color="red", alpha=0.25, lw=0)
     for name in samples.targets:
         s = time_series(samples, name)
         color = COLORS.get(name)
         ax.plot(s.centers, s.p50_ms, ".-", color=color, alpha=0.5, label=f"{name} p50")
         ax.plot(s.centers, s.p99_ms, "o-", color=color, label=f"{name} p99")
-        ax.plot(s.centers, s.p999_ms, ":", color=color, label=f"{name} p99.9")
-    ax.axhline(result.policy.p99_ms, color="red", ls="--", label="p99 limit")
+        ax.plot(s.centers, s.server_p50_ms, "--", color=color, alpha=0.7,
+                label=f"{name} server p50")  # fmt: skip
+    ax.axhline(result.policy.p99_ms, color="red", ls="--", label="p99 limit (host stalls red)")
     ax.set(xlabel="intended send time (s)", ylabel="latency (ms)", yscale="log")
     ax.legend(fontsize="small", ncol=3)
     return _png(fig)

@@ -7,20 +7,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .evidence import Evidence
 from .figures import TargetFigures
 from .policy import GatePolicy
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate run. ``verdict`` is "pass", "fail" or "inconclusive"; ``generator_cpu`` is
-    the Locust process's CPU over the measured window in cores (nan if unknown)."""
+    """One gate run. ``verdict`` is "pass", "fail" or "inconclusive"; ``evidence`` holds the
+    intervals and stalls it was decided on; ``generator_cpu`` is the busiest Locust
+    process's CPU over the measured window in cores (nan if unknown); ``measured_s`` the
+    measured seconds over ``rounds`` Locust runs (more than one when it extended itself)."""
 
     verdict: str
     reasons: tuple[str, ...]
     policy: GatePolicy
     figures: dict[str, TargetFigures]
+    evidence: Evidence
     generator_cpu: float
+    measured_s: float
+    rounds: int
     report_json: Path
     report_html: Path
     locust_html: Path | None
@@ -32,6 +38,9 @@ class GateResult:
             "reasons": list(self.reasons),
             "policy": self.policy.to_dict(),
             "figures": {name: fig.to_dict() for name, fig in self.figures.items()},
+            "evidence": self.evidence.to_dict(),
+            "measured_s": self.measured_s,
+            "rounds": self.rounds,
             "generator_cpu": None if math.isnan(self.generator_cpu) else self.generator_cpu,
             "report_json": str(self.report_json),
             "report_html": str(self.report_html),

@@ -2,8 +2,8 @@
 
 Locust runs as ``python -m locust -f loadtest/locustfile.py --headless ...`` in a new
 session (its import monkey-patches the interpreter with gevent, so never in this one); the
-locustfile writes its samples and progress under ``out_dir``; figures, verdict and reports
-are computed here.
+locustfile writes its samples and progress under ``out_dir/round-<n>``; figures, evidence,
+verdict and reports are computed here, and decide whether another round is needed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,18 +21,20 @@ from pathlib import Path
 
 from bentogate.errors import ConfigError, LoadTestError
 
-from .figures import all_figures
+from .evidence import Evidence, gather
+from .figures import TargetFigures, all_figures
 from .policy import GatePolicy, Target
 from .report import report_dict, write_html, write_json
 from .result import GateResult
-from .samples import generator_cpu, load_samples
-from .verdict import evaluate
+from .samples import Samples, generator_cpu, load_samples
+from .verdict import Verdict, evaluate
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SLACK_S = 60.0  # Locust start-up, spawning, drain and reports, on a loaded 2-core machine
 DRAIN_S = 3.0  # how long in-flight requests may finish after the schedule ends
 POLL_S = 0.25
-_STALE = ("samples-*.npz", "progress-*.jsonl", "gate-report.*", "locust-report.html")
+EXTENSION_WARMUP_S = 1.0  # an extension's servers are warm: only its connections are new
+_STALE = ("round-*", "gate-report.*")
 
 
 def run_gate(
@@ -44,36 +47,50 @@ def run_gate(
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> GateResult:
-    """Load-test ``candidate`` (interleaved with ``live`` when given) and return the verdict.
+    """Load-test ``candidate`` (side by side with ``live`` when given) and return the verdict.
 
-    Requests POST ``rows`` (cycled) to ``<url>/predict`` at ``policy.rate``; ``progress``
-    gets a line about once a second. Figures are keyed "candidate" and "live". Writes
-    ``gate-report.json``, ``gate-report.html`` and ``locust-report.html`` under ``out_dir``.
-    Waits at most ``timeout`` s (default: warm-up + duration + 60 s). Raises ConfigError
-    without rows, LoadTestError (with the tail of Locust's log) when Locust fails, times out
-    or leaves no readable samples.
+    Requests POST ``rows`` (cycled) to ``<url>/predict`` at ``policy.rate`` per target;
+    ``progress`` gets a line about once a second. A run whose only doubt is an interval that
+    straddles its limit is extended by ``policy.extend_s`` measured seconds (a new Locust run
+    under ``out_dir/round-<n>``, its short warm-up discarded, its window laid after the
+    last) until it is decided or ``policy.max_duration_s`` are measured. Figures are keyed
+    "candidate" and "live". Writes ``gate-report.json`` and ``gate-report.html`` under
+    ``out_dir`` (Locust's own report under each round). Each Locust run waits at most
+    ``timeout`` s (default: its warm-up + duration + 60 s). Raises ConfigError without
+    rows, LoadTestError (with the tail of Locust's log) when Locust fails, times out or
+    leaves no readable samples.
     """
     if not rows:
         raise ConfigError("the gate needs at least one reference row")
     out_dir.mkdir(parents=True, exist_ok=True)
     for pattern in _STALE:
         for stale in out_dir.glob(pattern):
-            stale.unlink()
-    cfg = _write_config(out_dir, candidate, live, rows, policy)
-    locust_html = out_dir / "locust-report.html"
-    log = out_dir / "locust.log"
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     started = time.time()
-    _run_locust(
-        locust_command(cfg, candidate, policy, locust_html),
-        out_dir, log, timeout if timeout is not None else policy.total_s + SLACK_S, progress,
-    )  # fmt: skip
-    samples = load_samples(out_dir)
-    figures = all_figures(samples)
-    cpu = generator_cpu(samples)
-    verdict, reasons = evaluate(policy, figures, cpu)
+    samples: Samples | None = None
+    rounds: list[Path] = []
+    while True:
+        first = samples is None
+        warmup = policy.warmup_s if first else min(policy.warmup_s, EXTENSION_WARMUP_S)
+        duration = policy.duration_s if first else policy.extend_s
+        round_dir = out_dir / f"round-{len(rounds) + 1}"
+        rounds.append(round_dir)
+        this = _locust_round(candidate, live, rows, policy, round_dir, warmup, duration,
+                             progress, timeout)  # fmt: skip
+        samples = this if samples is None else samples.extended_by(this)
+        figures, evidence, cpu, verdict = judge(samples, policy)
+        more = samples.duration_s + policy.extend_s <= policy.max_duration_s + 1e-9
+        if not (verdict.extendable and more):
+            break
+        if progress is not None:
+            progress(f"not decided after {samples.duration_s:g} s measured "
+                     f"({'; '.join(verdict.reasons)}): measuring {policy.extend_s:g} s more")
+    locust_html = rounds[0] / "locust-report.html"
     result = GateResult(
-        verdict=verdict, reasons=reasons, policy=policy, figures=figures, generator_cpu=cpu,
-        report_json=out_dir / "gate-report.json", report_html=out_dir / "gate-report.html",
+        verdict=verdict.verdict, reasons=verdict.reasons, policy=policy, figures=figures,
+        evidence=evidence, generator_cpu=cpu, measured_s=samples.duration_s,
+        rounds=len(rounds), report_json=out_dir / "gate-report.json",
+        report_html=out_dir / "gate-report.html",
         locust_html=locust_html if locust_html.exists() else None,
     )  # fmt: skip
     extra = {
@@ -86,12 +103,47 @@ def run_gate(
     return result
 
 
+def judge(
+    samples: Samples, policy: GatePolicy
+) -> tuple[dict[str, TargetFigures], Evidence, float, Verdict]:
+    """Figures, evidence, generator CPU and verdict of ``samples`` under ``policy``."""
+    figures = all_figures(samples)
+    evidence = gather(samples, policy)
+    cpu = generator_cpu(samples)
+    return figures, evidence, cpu, evaluate(policy, figures, evidence, cpu)
+
+
+def _locust_round(
+    candidate: Target,
+    live: Target | None,
+    rows: list[list[float]],
+    policy: GatePolicy,
+    out_dir: Path,
+    warmup_s: float,
+    duration_s: float,
+    progress: Callable[[str], None] | None,
+    timeout: float | None,
+) -> Samples:
+    """One Locust run of ``warmup_s`` + ``duration_s`` into ``out_dir``; its samples."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _write_config(out_dir, candidate, live, rows, policy, warmup_s, duration_s)
+    total = warmup_s + duration_s
+    _run_locust(
+        locust_command(cfg, candidate, policy, out_dir / "locust-report.html", total),
+        out_dir, out_dir / "locust.log", timeout if timeout is not None else total + SLACK_S,
+        progress,
+    )  # fmt: skip
+    return load_samples(out_dir)
+
+
 def _write_config(
     out_dir: Path,
     candidate: Target,
     live: Target | None,
     rows: list[list[float]],
     policy: GatePolicy,
+    warmup_s: float,
+    duration_s: float,
 ) -> Path:
     rows_file = out_dir / "rows.json"
     rows_file.write_text(json.dumps(rows))
@@ -100,7 +152,7 @@ def _write_config(
         "targets": [{"name": role, "url": t.url.rstrip("/"), "expected_version": t.expected_version}
                     for role, t in roles],
         "rows_file": str(rows_file.resolve()), "rate": policy.rate,
-        "warmup_s": policy.warmup_s, "duration_s": policy.duration_s, "slice_s": policy.slice_s,
+        "warmup_s": warmup_s, "duration_s": duration_s,
         "out_dir": str(out_dir.resolve()), "drain_s": DRAIN_S,
     }  # fmt: skip
     path = out_dir / "gate-config.json"
@@ -108,10 +160,12 @@ def _write_config(
     return path
 
 
-def locust_command(cfg: Path, candidate: Target, policy: GatePolicy, html: Path) -> list[str]:
-    """The headless Locust command line for one gate run (``--run-time`` is a backstop only:
-    the locustfile stops the test itself when its schedule is over)."""
-    backstop = int(policy.total_s + DRAIN_S + SLACK_S / 2)
+def locust_command(
+    cfg: Path, candidate: Target, policy: GatePolicy, html: Path, total_s: float
+) -> list[str]:
+    """The headless Locust command line for one run of ``total_s`` seconds (``--run-time``
+    is a backstop only: the locustfile stops the test itself when its schedule is over)."""
+    backstop = int(total_s + DRAIN_S + SLACK_S / 2)
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(policy.users), "--spawn-rate", str(policy.users * 4),

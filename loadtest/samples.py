@@ -2,7 +2,9 @@
 
 Each file holds one row per request (times in seconds from the schedule's start, which every
 process of one run shares): ``intended`` send time, send ``lag`` behind it, ``latency`` from
-the intended time to the response, HTTP ``status`` (0 = none), ``kind`` (index into
+the intended time to the response, ``server``: the server's own time for it (its
+``Server-Timing``; nan when it sent none or the request failed), HTTP ``status`` (0 = none),
+``kind`` (index into
 ``meta["kinds"]``, 0 = ok) and ``target`` (index into ``meta["targets"]``); plus a JSON
 ``meta`` with the schedule, the slots scheduled per target in the measured window and the
 process's CPU series ``[(t, cumulative cpu seconds), ...]``.
@@ -10,6 +12,7 @@ process's CPU series ``[(t, cumulative cpu seconds), ...]``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from dataclasses import dataclass
@@ -20,8 +23,8 @@ import numpy as np
 
 from bentogate.errors import LoadTestError
 
-FORMAT_VERSION = 1
-_COLUMNS = ("intended", "lag", "latency", "status", "kind", "target")
+FORMAT_VERSION = 2
+_COLUMNS = ("intended", "lag", "latency", "server", "status", "kind", "target")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Samples:
     intended: np.ndarray
     lag: np.ndarray
     latency: np.ndarray
+    server: np.ndarray
     status: np.ndarray
     kind: np.ndarray
     target: np.ndarray
@@ -46,7 +50,34 @@ class Samples:
     @property
     def measured(self) -> np.ndarray:
         """Mask of the requests whose intended time lies in the measured window."""
-        return (self.intended >= self.warmup_s) & (self.intended < self.warmup_s + self.duration_s)
+        return (self.intended >= self.warmup_s) & (self.intended < self.end_s)
+
+    @property
+    def end_s(self) -> float:
+        """End of the measured window."""
+        return self.warmup_s + self.duration_s
+
+    def extended_by(self, later: Samples) -> Samples:
+        """These samples and the measured window of a later run of the same targets, laid end
+        to end: ``later``'s warm-up is dropped and its times shifted to follow this window.
+
+        Raises LoadTestError if the runs drove other targets or another rate.
+        """
+        if later.targets != self.targets or later.rate != self.rate:
+            raise LoadTestError("cannot extend a gate run with a run of other targets or rate")
+        shift = self.end_s - later.warmup_s
+        keep = later.intended >= later.warmup_s
+        columns: dict[str, Any] = {c: np.concatenate([getattr(self, c), getattr(later, c)[keep]])
+                   for c in _COLUMNS}  # fmt: skip
+        columns["intended"][len(self.intended):] += shift
+        moved = tuple(tuple((t + shift, c) for t, c in series if t >= later.warmup_s)
+                      for series in later.cpu_series)  # fmt: skip
+        return dataclasses.replace(
+            self, **columns, duration_s=self.duration_s + later.duration_s,
+            scheduled=tuple(a + b for a, b in zip(self.scheduled, later.scheduled, strict=True)),
+            cpu_series=self.cpu_series + moved,  # one series per process and run
+            cpu_warnings=self.cpu_warnings + later.cpu_warnings,
+        )  # fmt: skip
 
     def target_index(self, name: str) -> int:
         """Index of a target name in the ``target`` column."""
@@ -114,7 +145,6 @@ def generator_cpu(samples: Samples) -> float:
 
     A Locust process is one gevent thread: at ~1.0 it cannot keep its schedule.
     """
-    end = samples.warmup_s + samples.duration_s
-    values = [window_cpu(s, samples.warmup_s, end) for s in samples.cpu_series]
+    values = [window_cpu(s, samples.warmup_s, samples.end_s) for s in samples.cpu_series]
     finite = [v for v in values if np.isfinite(v)]
     return max(finite) if finite else float("nan")

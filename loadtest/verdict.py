@@ -1,18 +1,24 @@
-"""The gate's verdict: pure logic over a policy and the measured figures.
+"""The gate's verdict: pure logic over a policy, the measured figures and their evidence.
 
-* ``inconclusive``: the measurement cannot be trusted — the generator's CPU was saturated,
-  a target got fewer than ``min_samples`` requests, the live target (the yardstick) could
-  not be measured, or a target was not driven at >= 95 % of the rate while the generator
-  had too few users to blame the target for it. Never a pass, even if every limit held.
-* ``fail``: a trusted measurement violates a limit; every violated limit is named with the
-  measured and the allowed value.
-* ``pass``: otherwise; ``reasons`` is empty.
+* ``fail``: trusted evidence breaks a limit, named with the measured and the allowed value:
+  a regression whose whole interval lies beyond the allowed one (server-side figures stay
+  trustworthy however busy the generator was), the error ratio, a candidate that could not
+  carry the rate with enough users, or a client latency limit whose whole interval lies
+  beyond it while the generator kept its schedule.
+* ``inconclusive``: no limit is clearly broken, but the run cannot clear the candidate: the
+  generator's CPU was saturated, a target got fewer than ``min_samples`` requests or fell
+  short of the rate with too few users to blame it, the host stalled too often, or an
+  interval straddles its limit. Only the last can be decided by more data: ``extendable``.
+  Never a pass, even if every estimate is within its limit.
+* ``pass``: every interval lies within its limit; ``reasons`` is empty.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+from .evidence import BEYOND, CANDIDATE, LIVE, UNSURE, Evidence
 from .figures import TargetFigures
 from .policy import GatePolicy
 
@@ -20,77 +26,72 @@ PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
 MAX_GENERATOR_CPU = 0.9  # Locust's own cpu_warning threshold, as a fraction of one core
 MIN_RATE_FRACTION = 0.95
-CANDIDATE, LIVE = "candidate", "live"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``verdict`` with its ``reasons``; ``extendable``: inconclusive only because some
+    interval straddles its limit, so a longer run may decide it."""
+
+    verdict: str
+    reasons: tuple[str, ...] = ()
+    extendable: bool = False
 
 
 def evaluate(
     policy: GatePolicy,
     figures: dict[str, TargetFigures],
+    evidence: Evidence,
     generator_cpu: float,
     *,
     max_cpu: float = MAX_GENERATOR_CPU,
     min_rate_fraction: float = MIN_RATE_FRACTION,
-) -> tuple[str, tuple[str, ...]]:
-    """Return ``(verdict, reasons)`` for the figures of ``candidate`` (and ``live`` if any).
+) -> Verdict:
+    """The verdict on ``candidate`` (and ``live`` if any) from one run's figures and evidence.
 
-    ``generator_cpu`` is the Locust process's CPU over the measured window in cores (nan if
+    ``generator_cpu`` is the busiest Locust process's CPU over the window in cores (nan if
     unknown, which is not held against the run). Raises KeyError without a candidate.
     """
     cand = figures[CANDIDATE]
-    live = figures.get(LIVE)
-    doubts: list[str] = []
+    doubts: list[str] = []  # the measurement cannot be trusted
+    client_doubts: list[str] = []  # ... what clients see cannot (the generator's share)
     violations: list[str] = []
     if generator_cpu >= max_cpu:
-        doubts.append(f"generator CPU {generator_cpu:.0%} of a core >= {max_cpu:.0%}")
+        client_doubts.append(f"generator CPU {generator_cpu:.0%} of a core >= {max_cpu:.0%}")
     for name, fig in figures.items():
         if fig.samples < policy.min_samples:
             doubts.append(f"{name}: {fig.samples} samples < {policy.min_samples}")
-        rate_problem = _rate_shortfall(name, fig, policy, min_rate_fraction)
-        if rate_problem and name == CANDIDATE and _users_suffice(policy):
-            violations.append(f"{rate_problem} (responses too slow for {policy.users} users)")
-        elif rate_problem:
-            doubts.append(rate_problem)
-    violations.extend(limit_violations(policy, cand))
-    if live is not None:
-        if math.isnan(live.p99_ms):
-            doubts.append("live: no successful request to compare against")
-        else:
-            violations.extend(regression_violations(policy, cand, live))
-    if doubts:
-        return INCONCLUSIVE, tuple(doubts + violations)
+        shortfall = _rate_shortfall(name, fig, policy, min_rate_fraction)
+        if shortfall and name == CANDIDATE and _users_suffice(policy, len(figures)):
+            violations.append(f"{shortfall} (responses too slow for {policy.users} users)")
+        elif shortfall:
+            client_doubts.append(shortfall)
+    if evidence.stall_fraction > policy.max_stall_fraction:
+        doubts.append(
+            f"host stalls: both targets slow at once in {evidence.stall_fraction:.0%} of the "
+            f"window > {policy.max_stall_fraction:.0%} (a busy machine, not the candidate)"
+        )
+    if cand.error_ratio > policy.max_error_ratio:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in cand.errors.items())
+        violations.append(
+            f"error ratio {cand.error_ratio:.2%} > {policy.max_error_ratio:.2%} ({kinds})"
+        )
+    live = figures.get(LIVE)
+    if live is not None and math.isnan(live.p50_ms):
+        doubts.append("live: no successful request to compare against")
+    unsure = []
+    for comparison in evidence.regressions + evidence.limits:
+        client_side = not comparison.name.startswith("server")
+        if comparison.decision == BEYOND and not (client_side and client_doubts):
+            violations.append(comparison.describe())
+        elif comparison.decision == UNSURE or comparison.decision == BEYOND:
+            unsure.append(f"{comparison.describe()}: not decided")
+    doubts = client_doubts + doubts
     if violations:
-        return FAIL, tuple(violations)
-    return PASS, ()
-
-
-def limit_violations(policy: GatePolicy, fig: TargetFigures) -> list[str]:
-    """Absolute limits: p50/p95/p99 and the error ratio (with errors by kind)."""
-    out = []
-    for label, measured, allowed in (
-        ("p50", fig.p50_ms, policy.p50_ms),
-        ("p95", fig.p95_ms, policy.p95_ms),
-        ("p99", fig.p99_ms, policy.p99_ms),
-    ):
-        if measured > allowed:  # nan (no successful request) is left to the error ratio
-            out.append(f"{label} {measured:.1f} ms > {allowed:.1f} ms")
-    if fig.error_ratio > policy.max_error_ratio:
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in fig.errors.items())
-        out.append(f"error ratio {fig.error_ratio:.2%} > {policy.max_error_ratio:.2%} ({kinds})")
-    return out
-
-
-def regression_violations(
-    policy: GatePolicy, cand: TargetFigures, live: TargetFigures
-) -> list[str]:
-    """Candidate p99 against live p99 from the same run."""
-    allowed = max(policy.max_regression * live.p99_ms, live.p99_ms + policy.regression_floor_ms)
-    if cand.p99_ms > allowed:
-        return [
-            f"p99 regression {cand.p99_ms:.1f} ms > {allowed:.1f} ms "
-            f"(max of {policy.max_regression:g} x live {live.p99_ms:.1f} ms, "
-            f"live + {policy.regression_floor_ms:g} ms)"
-        ]
-    return []
+        return Verdict(FAIL, tuple(violations))
+    if doubts or unsure:
+        return Verdict(INCONCLUSIVE, tuple(doubts + unsure), extendable=not doubts)
+    return Verdict(PASS)
 
 
 def _rate_shortfall(
@@ -104,10 +105,11 @@ def _rate_shortfall(
     )
 
 
-def _users_suffice(policy: GatePolicy) -> bool:
-    """Whether users can carry the rate at the p99 limit (Little's law).
+def _users_suffice(policy: GatePolicy, targets: int) -> bool:
+    """Whether users can carry every target's rate at the p99 limit (Little's law).
 
     Then a shortfall with an unsaturated generator means responses took longer than
-    ``users / rate``, i.e. beyond the limit: the target's fault, not the generator's.
+    ``users / (targets x rate)``, i.e. beyond the limit: the target's fault, not the
+    generator's.
     """
-    return policy.users / policy.rate * 1e3 >= policy.p99_ms
+    return policy.users / (policy.rate * targets) * 1e3 >= policy.p99_ms

@@ -23,8 +23,9 @@ def standin(tmp_path: Path) -> Iterator[StandIn]:
     """``standin(name, version, delay_ms=0, error_fraction=0)`` starts a server -> Target."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(name: str = "candidate", version: str = "3", **opts: float) -> Target:
-        args = [f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]
+    def start(name: str = "candidate", version: str = "3", **opts: float | bool) -> Target:
+        args = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+                for k, v in opts.items()]  # fmt: skip
         log = tmp_path / f"standin-{len(procs)}.log"
         with log.open("w") as err:
             proc = subprocess.Popen(

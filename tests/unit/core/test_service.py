@@ -206,3 +206,22 @@ def test_bentos_uvicorn_serves_with_the_one_write_protocol(service: ModuleType) 
     config = uvicorn.Config(app=_json_app, log_config=None)
     config.load()
     assert config.http_protocol_class is service.OneWriteHttpProtocol
+
+
+def test_a_response_carries_the_servers_own_time(service: ModuleType) -> None:
+    """Server-Timing covers the app's work: an app that spends 20 ms reports >= 20 ms."""
+    import re
+    import time
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        time.sleep(0.02)  # CPU held like a slow model, not an await
+        await _json_app(scope, receive, send)
+
+    [fast] = _exchange(service.OneWriteHttpProtocol, _json_app, _POST).writes
+    [timed] = _exchange(service.OneWriteHttpProtocol, slow, _POST).writes
+    durations = [
+        float(re.search(rb"\r\nserver-timing: svc;dur=([0-9.]+)\r\n\r\n", w).group(1))  # type: ignore[union-attr]
+        for w in (fast, timed)
+    ]
+    assert 0 <= durations[0] < 20 <= durations[1] < 1000, durations
+    assert timed.endswith(b"\r\n\r\n{}")  # the header sits in the head, the body is intact

@@ -10,24 +10,28 @@ from typing import Any
 import numpy as np
 
 KINDS = ["ok", "status", "connection", "wrong_version", "bad_body", "unfinished"]
-Row = tuple[float, float, float, int, int, int]  # intended, lag, latency, status, kind, target
+# intended, lag, latency, status, kind, target[, server time (s); nan when left out]
+Row = tuple[float, ...]
+NAN = float("nan")
 
 
 def write_samples(path: Path, rows: Sequence[Row], **meta: Any) -> Path:
     """Write one ``samples-*.npz`` exactly as loadtest/locustfile.py does."""
     full = {
-        "format": 1, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
-        "slice_s": 2.0, "offset": 0, "stride": 1, "targets": ["candidate"], "kinds": KINDS,
+        "format": 2, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
+        "offset": 0, "stride": 1, "targets": ["candidate"], "kinds": KINDS,
         "scheduled": [1000], "cpu": [[0.0, 0.0], [11.0, 2.2]], "cpu_warnings": 0, "users": 16,
         **meta,
     }  # fmt: skip
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    full_rows = [tuple(r) + (NAN,) * (7 - len(r)) for r in rows]
+    cols = list(zip(*full_rows, strict=True)) if rows else [[]] * 7
     np.savez(
         path,
         meta=np.array(json.dumps(full)),
         intended=np.array(cols[0], dtype=np.float64),
         lag=np.array(cols[1], dtype=np.float32),
         latency=np.array(cols[2], dtype=np.float32),
+        server=np.array(cols[6], dtype=np.float32),
         status=np.array(cols[3], dtype=np.int16),
         kind=np.array(cols[4], dtype=np.int8),
         target=np.array(cols[5], dtype=np.int8),

@@ -19,6 +19,7 @@ from loadtest import (
     find_capacity,
     highest_passing_rate,
 )
+from loadtest.evidence import Evidence
 from loadtest.figures import TargetFigures
 
 POLICY = GatePolicy.from_settings(GateSettings(rate=100.0))
@@ -32,8 +33,9 @@ def fake_gate(capacity: float, above: str = FAIL):
         calls.append(policy.rate)
         verdict = PASS if policy.rate <= capacity else above
         fig = TargetFigures(1000, 1, 2, 3, 4, 1, 5, policy.rate)
-        return GateResult(verdict, (), policy, {"candidate": fig}, 0.2, out_dir / "j",
-                          out_dir / "h", None)  # fmt: skip
+        evidence = Evidence("", 20, (), 0.0, (), ())
+        return GateResult(verdict, (), policy, {"candidate": fig}, evidence, 0.2,
+                          policy.duration_s, 1, out_dir / "j", out_dir / "h", None)  # fmt: skip
 
     return gate, calls
 

@@ -24,7 +24,7 @@ def test_from_settings_copies_every_gate_setting() -> None:
 
 
 def test_round_trip_and_frozen() -> None:
-    p = policy(slice_s=1.0, regression_floor_ms=0.5)
+    p = policy(block_s=0.5, regression_floor_us=5.0, extend_s=5.0)
     assert GatePolicy.from_dict(p.to_dict()) == p
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.rate = 1.0  # type: ignore[misc]
@@ -32,8 +32,23 @@ def test_round_trip_and_frozen() -> None:
 
 def test_from_dict_defaults_optional_fields() -> None:
     data = policy().to_dict()
-    del data["slice_s"], data["regression_floor_ms"]
+    del data["block_s"], data["regression_floor_us"], data["max_duration_s"]
     assert GatePolicy.from_dict(data) == policy()
+
+
+def test_a_policy_stored_before_the_interval_verdict_still_reads() -> None:
+    # slice_s (A/B slices) and regression_floor_ms (a floor on client p99) meant other
+    # things: they are dropped, and the new fields take their defaults
+    data = {**policy().to_dict(), "slice_s": 2.0, "regression_floor_ms": 2.0}
+    del data["regression_floor_us"]
+    assert GatePolicy.from_dict(data) == policy()
+
+
+def test_the_first_run_must_fit_under_the_cap_and_hold_blocks() -> None:
+    with pytest.raises(ConfigError, match=r"max_duration_s=10\.0 must be >= duration_s"):
+        policy(duration_s=20.0, max_duration_s=10.0)
+    with pytest.raises(ConfigError, match="at least 4 blocks"):
+        policy(duration_s=3.0, block_s=1.0, max_duration_s=3.0)
 
 
 @pytest.mark.parametrize(

@@ -10,29 +10,31 @@ from lt_samples_factory import uniform_run
 
 from bentogate.settings import GateSettings
 from loadtest import GatePolicy, GateResult
-from loadtest.figures import all_figures
 from loadtest.report import report_dict, write_html, write_json
-from loadtest.samples import generator_cpu, load_samples
-from loadtest.verdict import evaluate
+from loadtest.runner import judge
+from loadtest.samples import Samples, load_samples
 
 
 def _result(tmp_path: Path, writer: Callable[..., Path], locust_html: bool) -> tuple:
     rows = [*uniform_run(500), (2.0, 0.0, 0.001, 500, 1, 0)]
     rows += [(r[0], r[1], r[2] / 2, r[3], r[4], 1) for r in uniform_run(500)]
-    writer(rows, targets=["candidate", "live"], scheduled=[500, 500])
+    writer(rows, targets=["candidate", "live"], scheduled=[500, 500], rate=50.0)
     samples = load_samples(tmp_path)
-    policy = GatePolicy.from_settings(GateSettings(rate=100.0, min_samples=100))
-    figures = all_figures(samples)
-    cpu = generator_cpu(samples)
-    verdict, reasons = evaluate(policy, figures, cpu)
+    policy = GatePolicy.from_settings(GateSettings(rate=50.0, min_samples=100))
     html = tmp_path / "locust-report.html"
     if locust_html:
         html.write_text("<html></html>")
-    result = GateResult(
-        verdict, reasons, policy, figures, cpu, tmp_path / "gate-report.json",
-        tmp_path / "gate-report.html", html if locust_html else None,
+    return _gate_result(samples, policy, tmp_path, html if locust_html else None), samples
+
+
+def _gate_result(
+    samples: Samples, policy: GatePolicy, tmp_path: Path, locust_html: Path | None
+) -> GateResult:
+    figures, evidence, cpu, verdict = judge(samples, policy)
+    return GateResult(
+        verdict.verdict, verdict.reasons, policy, figures, evidence, cpu, samples.duration_s, 1,
+        tmp_path / "gate-report.json", tmp_path / "gate-report.html", locust_html,
     )  # fmt: skip
-    return result, samples
 
 
 def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path: Path) -> None:
@@ -40,7 +42,8 @@ def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path:
     write_json(result.report_json, report_dict(result, samples, {"wall_s": 1.5}))
     data = json.loads(result.report_json.read_text())
     for key in ("verdict", "reasons", "policy", "figures", "generator_cpu", "criteria",
-                "target_rate", "cpu_warnings", "locust_html", "wall_s"):  # fmt: skip
+                "target_rate", "cpu_warnings", "locust_html", "wall_s", "evidence",
+                "measured_s", "rounds"):  # fmt: skip
         assert key in data, key
     assert data["verdict"] == "fail"
     assert any("p99" in r for r in data["reasons"])
@@ -57,7 +60,9 @@ def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path:
 def test_html_report_embeds_the_plots(samples_writer: Callable[..., Path], tmp_path: Path) -> None:
     result, samples = _result(tmp_path, samples_writer, locust_html=True)
     page = write_html(result.report_html, result, samples).read_text()
-    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 4  # PNG magic
+    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 5  # PNG magic
+    assert "client p99" in page and "server p50 vs live" not in page  # no server timing
+    assert "client p50 vs live" in page  # client latency stood in
     assert "Gate verdict" in page and ">fail<" in page
     assert "p99 " in page and "locust-report.html" in page
     assert "<td>candidate</td>" in page and "<td>live</td>" in page
@@ -68,12 +73,9 @@ def test_html_report_without_successes_or_locust_report(
 ) -> None:
     samples_writer([(2.0, 0.0, 0.001, 0, 2, 0)] * 10, scheduled=[10])
     samples = load_samples(tmp_path)
-    figures = all_figures(samples)
     policy = GatePolicy.from_settings(GateSettings(rate=100.0, min_samples=5))
-    verdict, reasons = evaluate(policy, figures, float("nan"))
-    result = GateResult(verdict, reasons, policy, figures, float("nan"),
-                        tmp_path / "r.json", tmp_path / "r.html", None)  # fmt: skip
+    result = _gate_result(samples, policy, tmp_path, None)
     page = write_html(result.report_html, result, samples).read_text()
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     assert "n/a" in page
     assert json.loads(json.dumps(result.to_dict()))["figures"]["candidate"]["p99_ms"] is None

@@ -45,8 +45,9 @@ def test_no_rows_is_a_config_error(tmp_path: Path) -> None:
 
 def test_locust_command_is_headless_with_report_and_config(tmp_path: Path) -> None:
     cmd = locust_command(tmp_path / "c.json", Target("candidate", "http://h:1/", "3"), POLICY,
-                         tmp_path / "l.html")  # fmt: skip
+                         tmp_path / "l.html", 23.0)  # fmt: skip
     assert cmd[:3] == [sys.executable, "-m", "locust"]
+    assert cmd[cmd.index("--run-time") + 1] == "56s"  # a backstop: 23 s + drain + slack / 2
     assert "--headless" in cmd and cmd[cmd.index("--users") + 1] == str(POLICY.users)
     assert cmd[cmd.index("--host") + 1] == "http://h:1"
     assert "--html" in cmd and "--gate-config" in cmd

@@ -1,0 +1,289 @@
+"""The evidence a verdict stands on: block-bootstrap intervals, paired in time, and host stalls.
+
+Pure numpy over :class:`~loadtest.samples.Samples`; no timing, so it is tested on synthetic
+samples of known distributions.
+
+Why this shape (the anchors: Kayenta compares canary with baseline per metric with a
+statistical test; Iter8 and Argo Rollouts repeat measurements before they decide):
+
+* **Paired in time.** Candidate and live take turns request by request (the locustfile), so
+  every second of the window holds both. The window is cut into blocks of ``block_s``; a
+  bootstrap replicate draws blocks with replacement and uses *the same draw for both
+  targets*. A burst on the host slows both targets in the blocks it hits and moves both
+  quantiles of a replicate together, so it widens the interval of their ratio far less
+  than it moves either one; and resampling whole blocks respects that requests of one
+  second are not independent (a per-request bootstrap would be too sure of itself).
+* **Intervals, not points.** Every limit is judged on a percentile interval (one-sided
+  ``confidence`` at each end) of ``measured - allowed``: *beyond* when the whole interval
+  is above 0, *within* when it is all at or below 0, *unsure* otherwise (more blocks can
+  decide it). One burst in one block of twenty shows in a replicate only when that block is
+  drawn, so it cannot make a whole interval cross a limit.
+* **Regressions on the server's own time.** The candidate's p50 and p99 server time
+  (``Server-Timing``) against live's: precise to microseconds, free of the load
+  generator's and the proxy's share. When a target sends no server time (a Bento built
+  before it did), client latency stands in, and the evidence says so.
+* **Host stalls are named.** A tenth of a second in which a quarter or more of *both*
+  targets' requests took over ``stall_factor`` x their own median client latency is the
+  host's doing, not the candidate's: its requests are left out of every comparison and
+  counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .policy import GatePolicy
+from .samples import Samples
+
+STALL_BIN_S = 0.1  # bursts seen on these machines last 20-70 ms: a bin is about one burst
+MIN_BIN_REQUESTS = 3  # fewer requests of a target in a bin say nothing about a stall
+STALL_SHARE = 0.25  # of a target's requests in a bin slow: the bin is slow for it
+REPLICATES = 1000
+SEED = 20181127  # fixed: the same samples always give the same intervals (and verdict)
+SERVER_COVERAGE = 0.99  # share of successful requests with a server time to judge on it
+CANDIDATE, LIVE = "candidate", "live"
+WITHIN, BEYOND, UNSURE = "within", "beyond", "unsure"
+CLIENT_QUANTILES = (("p50", 0.50, "p50_ms"), ("p95", 0.95, "p95_ms"), ("p99", 0.99, "p99_ms"))
+REGRESSION_QUANTILES = (("p50", 0.50), ("p99", 0.99))
+_CHUNK = 200  # replicates per vectorised step (bounds memory: chunk x requests weights)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its bootstrap interval (``low`` <= ``high``)."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {k: (v if math.isfinite(v) else None) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One limit judged: ``measured`` (ms, or a ratio for a regression: unit "x") against
+    ``allowed`` (same unit), and the interval of ``excess`` = measured - allowed (ms) that
+    decides: ``decision`` is "within", "beyond" or "unsure"; ``detail`` adds the figures
+    behind a ratio."""
+
+    name: str
+    unit: str
+    measured: Interval
+    allowed: float
+    excess: Interval
+    decision: str
+    detail: str = ""
+
+    def describe(self) -> str:
+        """E.g. ``server p50 vs live 1.52x (interval 1.47x-1.58x) > 1.25x (candidate 0.778
+        ms, live 0.512 ms)`` or ``client p99 31.2 ms (interval 28.4-35.0 ms) > 25.0 ms``."""
+        m, sign = self.measured, {WITHIN: "<=", BEYOND: ">", UNSURE: "vs"}[self.decision]
+        if self.unit == "x":
+            span = f"{m.low:.2f}x-{m.high:.2f}x"
+            text = f"{self.name} {m.estimate:.2f}x (interval {span}) {sign} {self.allowed:.2f}x"
+        else:
+            span = f"{_ms(m.low)}-{_ms(m.high)} ms"
+            text = (f"{self.name} {_ms(m.estimate)} ms (interval {span}) {sign} "
+                    f"{_ms(self.allowed)} ms")  # fmt: skip
+        return f"{text} ({self.detail})" if self.detail else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "unit": self.unit, "measured": self.measured.to_dict(),
+            "allowed": self.allowed, "excess": self.excess.to_dict(), "decision": self.decision,
+            "detail": self.detail, "text": self.describe(),
+        }  # fmt: skip
+
+
+def _ms(value: float) -> str:
+    """Milliseconds to the precision that matters: microseconds below 1 ms."""
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the verdict weighs beyond plain counts.
+
+    ``basis``: what regressions are judged on ("server", "client", or "" without live);
+    ``blocks``: bootstrap blocks in the window; ``stalls``: stalled bins as (start, end)
+    seconds of the run; ``stall_fraction``: their share of the window; ``limits``: client
+    latency limits of the candidate; ``regressions``: candidate vs live.
+    """
+
+    basis: str
+    blocks: int
+    stalls: tuple[tuple[float, float], ...]
+    stall_fraction: float
+    limits: tuple[Comparison, ...]
+    regressions: tuple[Comparison, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "basis": self.basis, "blocks": self.blocks,
+            "stalls": [list(s) for s in self.stalls], "stall_fraction": self.stall_fraction,
+            "limits": [c.to_dict() for c in self.limits],
+            "regressions": [c.to_dict() for c in self.regressions],
+        }  # fmt: skip
+
+
+def gather(samples: Samples, policy: GatePolicy) -> Evidence:
+    """The intervals and stalls of one run (or of runs laid end to end by
+    :meth:`Samples.extended_by`) under ``policy``."""
+    ok = samples.measured & (samples.kind == 0)
+    stalled_bins = host_stalls(samples, ok, policy.stall_factor)
+    kept = ok & ~np.isin(_bins(samples, STALL_BIN_S), stalled_bins)
+    n_blocks = max(1, math.ceil(samples.duration_s / policy.block_s - 1e-9))
+    blocks = np.clip(_bins(samples, policy.block_s), 0, n_blocks - 1)
+    rng = np.random.default_rng(SEED)
+    draws = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=REPLICATES)
+    alpha = policy.alpha
+    cand = kept & (samples.target == samples.target_index(CANDIDATE))
+    client = samples.latency.astype(np.float64) * 1e3
+    limits = []
+    if cand.any():
+        boot = bootstrap_quantiles(client[cand], blocks[cand], draws, [q for _, q, _ in
+                                                                          CLIENT_QUANTILES])
+        for (label, q, field), reps in zip(CLIENT_QUANTILES, boot, strict=True):
+            allowed = float(getattr(policy, field))
+            point = quantile(client[cand], q)
+            limits.append(_compare(f"client {label}", "ms", point, reps, allowed,
+                                   point - allowed, reps - allowed, alpha))  # fmt: skip
+    basis, regressions = "", list[Comparison]()
+    if LIVE in samples.targets:
+        live = kept & (samples.target == samples.target_index(LIVE))
+        if cand.any() and live.any():
+            basis, regressions = _regressions(samples, cand, live, blocks, draws, policy)
+    n_bins = max(1, math.ceil(samples.duration_s / STALL_BIN_S - 1e-9))
+    return Evidence(
+        basis=basis,
+        blocks=n_blocks,
+        stalls=tuple(
+            (samples.warmup_s + b * STALL_BIN_S, samples.warmup_s + (b + 1) * STALL_BIN_S)
+            for b in stalled_bins.tolist()
+        ),
+        stall_fraction=len(stalled_bins) / n_bins,
+        limits=tuple(limits),
+        regressions=tuple(regressions),
+    )
+
+
+def _regressions(
+    samples: Samples,
+    cand: np.ndarray,
+    live: np.ndarray,
+    blocks: np.ndarray,
+    draws: np.ndarray,
+    policy: GatePolicy,
+) -> tuple[str, list[Comparison]]:
+    server = samples.server.astype(np.float64) * 1e3
+    covered = all(
+        np.count_nonzero(np.isfinite(server[m])) >= SERVER_COVERAGE * np.count_nonzero(m)
+        for m in (cand, live)
+    )
+    basis = "server" if covered else "client"
+    values = server if covered else samples.latency.astype(np.float64) * 1e3
+    cand, live = cand & np.isfinite(values), live & np.isfinite(values)
+    qs = [q for _, q in REGRESSION_QUANTILES]
+    boot_c = bootstrap_quantiles(values[cand], blocks[cand], draws, qs)
+    boot_l = bootstrap_quantiles(values[live], blocks[live], draws, qs)
+    floor_ms = policy.regression_floor_us / 1e3
+    out = []
+    for (label, q), rc, rl in zip(REGRESSION_QUANTILES, boot_c, boot_l, strict=True):
+        pc, pl = quantile(values[cand], q), quantile(values[live], q)
+        allowed_ms = max(policy.max_regression * pl, pl + floor_ms)
+        excess_reps = rc - np.maximum(policy.max_regression * rl, rl + floor_ms)
+        judged = _compare(f"{basis} {label} vs live", "x", pc / pl, rc / rl, allowed_ms / pl,
+                          pc - allowed_ms, excess_reps, policy.alpha)  # fmt: skip
+        detail = f"candidate {_ms(pc)} ms, live {_ms(pl)} ms"
+        out.append(dataclasses.replace(judged, detail=detail))
+    return basis, out
+
+
+def _compare(
+    name: str,
+    unit: str,
+    point: float,
+    reps: np.ndarray,
+    allowed: float,
+    excess_point: float,
+    excess_reps: np.ndarray,
+    alpha: float,
+) -> Comparison:
+    measured = _interval(point, reps, alpha)
+    excess = _interval(excess_point, excess_reps, alpha)
+    if excess.low > 0:
+        decision = BEYOND
+    elif excess.high <= 0:
+        decision = WITHIN
+    else:
+        decision = UNSURE
+    return Comparison(name, unit, measured, allowed, excess, decision)
+
+
+def _interval(point: float, reps: np.ndarray, alpha: float) -> Interval:
+    low, high = np.quantile(reps, [alpha, 1 - alpha])
+    return Interval(float(point), float(low), float(high))
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+    """Nearest-rank quantile (numpy's inverted CDF); nan for no values."""
+    if values.size == 0:
+        return float("nan")
+    return float(np.quantile(values, q, method="inverted_cdf"))
+
+
+def bootstrap_quantiles(
+    values: np.ndarray, blocks: np.ndarray, draws: np.ndarray, qs: list[float]
+) -> np.ndarray:
+    """Quantiles ``qs`` of ``values`` in every bootstrap replicate: shape (len(qs), reps).
+
+    ``blocks[i]`` is the block of ``values[i]``; ``draws[r, b]`` how often replicate ``r``
+    drew block ``b`` (a multinomial draw). A replicate's quantile is the nearest-rank
+    quantile of the values weighted by their block's count.
+    """
+    order = np.argsort(values, kind="stable")
+    ordered, owner = values[order], blocks[order]
+    out = np.empty((len(qs), len(draws)))
+    for start in range(0, len(draws), _CHUNK):
+        weights = draws[start : start + _CHUNK][:, owner]
+        cumulative = np.cumsum(weights, axis=1)
+        total = cumulative[:, -1:]
+        for i, q in enumerate(qs):
+            # first index whose cumulative weight reaches q of the total
+            idx = np.count_nonzero(cumulative < q * total, axis=1)
+            picked = ordered[np.minimum(idx, len(ordered) - 1)]
+            out[i, start : start + _CHUNK] = np.where(total[:, 0] > 0, picked, np.nan)
+    return out
+
+
+def host_stalls(samples: Samples, ok: np.ndarray, factor: float) -> np.ndarray:
+    """Bins (indices of STALL_BIN_S from the window's start) in which, for every target, at
+    least a quarter of its successful requests took over ``factor`` x its median client
+    latency over the window; empty with one target. (A quarter, not a half: a burst that
+    covers a third of a bin still marks it.)"""
+    if len(samples.targets) < 2:
+        return np.array([], dtype=np.int64)
+    bins = _bins(samples, STALL_BIN_S)
+    n_bins = max(1, math.ceil(samples.duration_s / STALL_BIN_S - 1e-9))
+    stalled = np.ones(n_bins, dtype=bool)
+    for index in range(len(samples.targets)):
+        mine = ok & (samples.target == index)
+        if not mine.any():
+            return np.array([], dtype=np.int64)
+        latency = samples.latency[mine]
+        where = np.clip(bins[mine], 0, n_bins - 1)
+        slow = latency > factor * np.median(latency)
+        total = np.bincount(where, minlength=n_bins)
+        slow_count = np.bincount(where, weights=slow, minlength=n_bins)
+        stalled &= (total >= MIN_BIN_REQUESTS) & (slow_count >= STALL_SHARE * total)
+    return np.flatnonzero(stalled)
+
+
+def _bins(samples: Samples, width: float) -> np.ndarray:
+    return np.floor((samples.intended - samples.warmup_s) / width).astype(np.int64)
