@@ -19,9 +19,10 @@ statistical test; Iter8 and Argo Rollouts repeat measurements before they decide
   decide it). One burst in one block of twenty shows in a replicate only when that block is
   drawn, so it cannot make a whole interval cross a limit.
 * **Regressions on the server's own time.** The candidate's p50 and p99 server time
-  (``Server-Timing``) against live's: precise to microseconds, free of the load
-  generator's and the proxy's share. When a target sends no server time (a Bento built
-  before it did), client latency stands in, and the evidence says so.
+  (``Server-Timing``) against live's, each with its own allowance: precise to
+  microseconds, free of the load generator's and the proxy's share. When a target sends
+  no server time (a Bento built before it did), client latency stands in, and the
+  evidence says so.
 * **Host stalls are named.** A tenth of a second in which a quarter or more of *both*
   targets' requests took over ``stall_factor`` x their own median client latency is the
   host's doing, not the candidate's: its requests are left out of every comparison and
@@ -49,7 +50,7 @@ SERVER_COVERAGE = 0.99  # share of successful requests with a server time to jud
 CANDIDATE, LIVE = "candidate", "live"
 WITHIN, BEYOND, UNSURE = "within", "beyond", "unsure"
 CLIENT_QUANTILES = (("p50", 0.50, "p50_ms"), ("p95", 0.95, "p95_ms"), ("p99", 0.99, "p99_ms"))
-REGRESSION_QUANTILES = (("p50", 0.50), ("p99", 0.99))
+REGRESSION_QUANTILES = (("p50", 0.50, "max_regression"), ("p99", 0.99, "max_tail_regression"))
 _CHUNK = 200  # replicates per vectorised step (bounds memory: chunk x requests weights)
 
 
@@ -189,15 +190,16 @@ def _regressions(
     basis = "server" if covered else "client"
     values = server if covered else samples.latency.astype(np.float64) * 1e3
     cand, live = cand & np.isfinite(values), live & np.isfinite(values)
-    qs = [q for _, q in REGRESSION_QUANTILES]
+    qs = [q for _, q, _ in REGRESSION_QUANTILES]
     boot_c = bootstrap_quantiles(values[cand], blocks[cand], draws, qs)
     boot_l = bootstrap_quantiles(values[live], blocks[live], draws, qs)
     floor_ms = policy.regression_floor_us / 1e3
     out = []
-    for (label, q), rc, rl in zip(REGRESSION_QUANTILES, boot_c, boot_l, strict=True):
+    for (label, q, field), rc, rl in zip(REGRESSION_QUANTILES, boot_c, boot_l, strict=True):
         pc, pl = quantile(values[cand], q), quantile(values[live], q)
-        allowed_ms = max(policy.max_regression * pl, pl + floor_ms)
-        excess_reps = rc - np.maximum(policy.max_regression * rl, rl + floor_ms)
+        ratio = float(getattr(policy, field))
+        allowed_ms = max(ratio * pl, pl + floor_ms)
+        excess_reps = rc - np.maximum(ratio * rl, rl + floor_ms)
         judged = _compare(f"{basis} {label} vs live", "x", pc / pl, rc / rl, allowed_ms / pl,
                           pc - allowed_ms, excess_reps, policy.alpha)  # fmt: skip
         detail = f"candidate {_ms(pc)} ms, live {_ms(pl)} ms"

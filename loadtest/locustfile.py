@@ -15,7 +15,11 @@ side by side at every instant, each at the full rate: a burst on the host hits b
 gate pairs them in time, loadtest/evidence.py). Users take the next free slot, sleep until
 it is due and send. ``start`` is fixed when all users are spawned (the master fixes it for
 its workers and gives each worker every W-th slot). Latency runs from the *intended* send
-time; the server's own time comes from the response's ``Server-Timing: svc;dur=<ms>``.
+time, or from the moment a user was free to send it when every user was busy (coordinated
+omission: the target's slowness is charged to it); the event loop waking a sleeping user
+late is the generator's own lateness, not charged (it still shows in ``lag``, the actual
+send behind the slot). The server's own time comes from the response's
+``Server-Timing: svc;dur=<ms>``.
 
 Output (``--gate-out``): ``samples-<node>.npz`` written when the test stops (one row per
 request: intended time, send lag, latency, server time, status, kind, target; plus a JSON
@@ -380,11 +384,14 @@ class GateUser(FastHttpUser):
         if k is None:
             gevent.sleep(0.2)  # schedule over: idle until the stopper ends the test
             return
+        taken = time.time()
         t = k / plan.cfg.slot_rate
-        gevent.sleep(max(0.0, plan.start + t - time.time()))
-        self._send(plan, k, t)
+        gevent.sleep(max(0.0, plan.start + t - taken))
+        self._send(plan, k, t, max(t, taken - plan.start))
 
-    def _send(self, plan: Plan, k: int, t: float) -> None:
+    def _send(self, plan: Plan, k: int, t: float, origin: float) -> None:
+        """Send slot ``k`` (due at ``t``); ``origin``: when a free user held it, at ``t`` or
+        later (then every user was busy: coordinated omission, charged to the target)."""
         tgt = plan.target_of(k)
         target = plan.cfg.targets[tgt]
         sent = time.time()
@@ -398,7 +405,7 @@ class GateUser(FastHttpUser):
             done = time.time()
             kind = _classify(resp, target["expected_version"])
             # Locust's own stats then show the corrected latency too.
-            resp.request_meta["response_time"] = (done - plan.start - t) * 1e3
+            resp.request_meta["response_time"] = (done - plan.start - origin) * 1e3
             if kind == OK:
                 resp.success()
             else:
@@ -406,5 +413,6 @@ class GateUser(FastHttpUser):
         del plan.in_flight[k]
         server = server_time(resp.headers.get("server-timing")) if kind == OK else NAN
         plan.record(
-            t, sent - plan.start - t, done - plan.start - t, server, resp.status_code, kind, tgt
-        )
+            t, sent - plan.start - t, done - plan.start - origin, server, resp.status_code, kind,
+            tgt,
+        )  # fmt: skip

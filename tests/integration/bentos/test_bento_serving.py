@@ -5,10 +5,12 @@ answering any request schemathesis derives from its own OpenAPI document with a 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -147,6 +149,29 @@ def test_every_response_leaves_the_bento_in_one_write(
         reads = _first_reads(handle.port, raw, times)
         split = [r for r in reads if r[0] < r[1]]
         assert split == [], f"{len(split)} of {times} responses split: {split[:5]} ({raw[:20]!r})"
+
+
+def test_every_prediction_carries_the_bentos_own_time(
+    fleet: dict[str, tuple[Built, Handle]],
+) -> None:
+    """``Server-Timing: svc;dur=<ms>``: what the gate judges regressions on. It is the
+    Bento's time only, so it is below what the client measured around the same request."""
+    built, handle = fleet["fraud:1"]
+    body = json.dumps({"features": built.artifact.canary_row}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=10)
+    try:
+        for _ in range(50):
+            started = time.perf_counter()
+            connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            client_ms = (time.perf_counter() - started) * 1e3
+            header = response.getheader("server-timing") or ""
+            match = re.fullmatch(r"svc;dur=(\d+\.\d{3})", header)
+            assert response.status == 200 and match, header
+            assert 0 < float(match.group(1)) < client_ms
+    finally:
+        connection.close()
 
 
 def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(

@@ -79,6 +79,7 @@ def ctx(
             "p95_ms": 250,
             "p99_ms": 500,
             "max_regression": 50,
+            "max_tail_regression": 50,
         },
     )
     context = Context(settings)

@@ -166,6 +166,7 @@ def host(
             "p95_ms": 3000,
             "p99_ms": 4000,
             "max_regression": 50,
+            "max_tail_regression": 50,
         },
     )
     ctx = Context(settings)

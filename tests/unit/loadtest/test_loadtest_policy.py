@@ -23,6 +23,13 @@ def test_from_settings_copies_every_gate_setting() -> None:
     assert p.total_s == gate.warmup_s + gate.duration_s
 
 
+def test_settings_and_policy_agree_on_the_defaults_they_share() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(GatePolicy)}
+    for name, field in GateSettings.model_fields.items():
+        if defaults.get(name, dataclasses.MISSING) is not dataclasses.MISSING:
+            assert defaults[name] == field.default, name
+
+
 def test_round_trip_and_frozen() -> None:
     p = policy(block_s=0.5, regression_floor_us=5.0, extend_s=5.0)
     assert GatePolicy.from_dict(p.to_dict()) == p
