@@ -277,10 +277,18 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
         compared_with=live_target.expected_version if live_target else None,
     )
     if result.verdict == "fail":
-        raise GateFailed(f"gate failed for {ref}: " + "; ".join(result.reasons))
+        raise GateFailed(_gate_refusal("failed", ref, result))
     if result.verdict == "inconclusive":
-        raise GateInconclusive(f"gate inconclusive for {ref}: " + "; ".join(result.reasons))
+        raise GateInconclusive(_gate_refusal("inconclusive", ref, result))
     return result
+
+
+def _gate_refusal(what: str, ref: Ref, result: GateResult) -> str:
+    """``gate failed for fraud:2: <reason>; <reason> (report: <path>)``: why, with the
+    measured and the allowed values, and where the whole report is."""
+    return f"gate {what} for {ref}: " + "; ".join(result.reasons) + (
+        f" (report: {result.report_html})"
+    )
 
 
 def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:

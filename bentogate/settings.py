@@ -91,8 +91,11 @@ class GateSettings(BaseModel):
     min_samples: int = Field(1000, description="Fewer measured requests is inconclusive.")
     max_regression: float = Field(
         1.25,
-        description="Candidate server-side p50 and p99 may be at most this x live's, "
-        "measured in the same run (the statistical rules: loadtest.GatePolicy).",
+        description="Candidate server-side p50 may be at most this x live's, measured in "
+        "the same run (the statistical rules: loadtest.GatePolicy).",
+    )
+    max_tail_regression: float = Field(
+        1.5, description="Candidate server-side p99 may be at most this x live's."
     )
 
 
