@@ -6,7 +6,9 @@ the live version (released through the whole workflow). Copies of it with the sa
 but zero-valued "chain" trees appended (:mod:`bench.slowcopy`) have a server time of 1.0x,
 1.25x, 1.5x and 2x live's: the chains per factor come from live's server p50 under gate
 load (one calibration gate of the identical copy) and the in-process cost of chains,
-timed at several copy sizes (a chain costs more in a copy that no longer fits the caches).
+timed at several copy sizes (a chain costs more in a copy that no longer fits the caches),
+then corrected by a probe gate of each copy (:func:`settle`: served, a chain costs more
+still).
 Each copy is registered, validated, approved, built and deployed as any candidate, gated
 ``--runs`` times against live (``loadtest.run_gate`` directly, as ``release.gate`` does, but
 without recording a verdict: a rejected version could not be gated again), quiet and noisy
@@ -283,6 +285,7 @@ def measure_factors(
     previous: Copy | None = identical
     for factor in options.factors:
         chains = chains_for(factor, live_p50_us, cost)
+        probes: list[dict[str, Any]] = []
         if factor == 1.0:
             copy = identical
         else:
@@ -291,10 +294,39 @@ def measure_factors(
             # Only now: HAProxy's candidate route pointed at the previous copy until this
             # deploy moved it, and retire (its drain) refuses a version a route points at.
             retire(bench, previous)
-        copies[f"{factor:g}"] = copy.describe()
+        if factor != 1.0:
+            copy, probes = settle(bench, copy, factor)
+        copies[f"{factor:g}"] = {**copy.describe(), "probes": probes}
         runs += measure(bench, copy, factor, options.counts(factor))
         previous = copy
     return copies, runs
+
+
+PROBE_TOLERANCE = 0.04  # a copy within 4 % of its factor (measured in a gate) is kept
+MAX_CORRECTIONS = 2
+
+
+def settle(bench: Bench, copy: Copy, factor: float) -> tuple[Copy, list[dict[str, Any]]]:
+    """Measure a staged copy's server p50 ratio in one probe gate (not counted) and, while
+    it is more than PROBE_TOLERANCE off ``factor``, stage a copy with the chain count scaled
+    by (factor - 1) / (measured - 1) (in a served Bento a chain costs more than in-process:
+    caches are shared with the other processes). The copy kept and the probes."""
+    probes: list[dict[str, Any]] = []
+    for attempt in range(MAX_CORRECTIONS + 1):
+        record = gate_once(bench, copy, f"{factor:g}-probe-{attempt}")
+        ratio = record["server_p50_ratio"]
+        probes.append({"chains": copy.chains, "version": copy.ref.version, "ratio": ratio})
+        bench.progress(f"{factor:g}x probe: {copy.chains} chains measured "
+                       f"{'n/a' if ratio is None else f'{ratio:.2f}x'}")  # fmt: skip
+        if ratio is None or ratio <= 1.02 or abs(ratio - factor) <= PROBE_TOLERANCE * factor:
+            break
+        if attempt == MAX_CORRECTIONS:
+            break
+        chains = max(1, round(copy.chains * (factor - 1) / (ratio - 1)))
+        corrected = stage(bench, register_copy(bench, chains, DEPTH), chains, DEPTH)
+        retire(bench, copy)  # the candidate route has moved to the corrected copy
+        copy = corrected
+    return copy, probes
 
 
 def on_host(options: Options, work: Path, progress: Progress) -> dict[str, Any]:

@@ -104,11 +104,23 @@ def table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _probes(copy: dict[str, Any]) -> str:
+    """``; probes: 860 chains 1.44x, 530 chains 1.26x`` (empty without probes)."""
+    probes = copy.get("probes") or []
+    if not probes:
+        return ""
+    shown = ", ".join(
+        f"{p['chains']} chains " + ("n/a" if p["ratio"] is None else f"{p['ratio']:.2f}x")
+        for p in probes
+    )
+    return f"; probes: {shown}"
+
+
 def _calibration_lines(results: dict[str, Any]) -> list[str]:
     cal = results["calibration"]
     cost = cal["chain_cost"]
     copies = ", ".join(
-        f"{float(f):g}x: {c['chains']} chains (version {c['version']})"
+        f"{float(f):g}x: {c['chains']} chains (version {c['version']}{_probes(c)})"
         for f, c in sorted(results["copies"].items(), key=lambda item: float(item[0]))
     )
     identical = cal["identical"]
@@ -124,7 +136,8 @@ def _calibration_lines(results: dict[str, Any]) -> list[str]:
         f"(one gate of the identical copy against live). Chain trees of depth "
         f"{cost['depth']} add to a one-row prediction in-process (onnxruntime, 1 thread, "
         f"{cost['base_us']:.1f} µs without chains): {added}; each copy's chains are "
-        "interpolated between these.",
+        "interpolated between these, then corrected by probe gates (not counted in the "
+        "table): a served Bento pays more per chain than a process alone.",
         f"Identical copy (1.0x): the live model file registered again; ONNX sha256: {same}.",
         f"Copies: {copies}.",
     ]
