@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from bench.asgi import PROJECT_DIR, AsgiDriver, load_service, store_model
-from bench.models import ModelFiles, load, sklearn_pickle, train
+from bench.models import ModelFiles, load, serving_session, sklearn_pickle, train
 from bentogate.modelimport import Artifact, load_artifact
 
 MODEL_TAG = "fraud:1"
@@ -63,15 +63,7 @@ def artifact(models: ModelFiles) -> Artifact:
 
 @pytest.fixture(scope="session")
 def onnx_session(models: ModelFiles) -> Any:
-    import onnxruntime as ort
-
-    # The service's own session options (service.py, Scorer).
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(models.onnx), options, providers=["CPUExecutionProvider"])
+    return serving_session(models.onnx)
 
 
 @pytest.fixture(scope="session")

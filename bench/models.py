@@ -80,3 +80,16 @@ def sklearn_pickle(model_file: Path, out: Path) -> Path:
     model.load_model(str(model_file))
     joblib.dump(model, out)
     return out
+
+
+def serving_session(onnx: Path) -> Any:
+    """An onnxruntime session with the service's own options (service.py, ``Scorer``): one
+    thread, sequential, every graph optimization; what in-process timings should measure."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.models import serving_session
 from bentogate.data import Dataset
 from bentogate.modelimport import import_xgboost
 
@@ -137,17 +138,6 @@ class ChainCost:
                            for c, a in self.points]}  # fmt: skip
 
 
-def _session(onnx: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-
-
 def one_row_us(session: Any, rows: np.ndarray, calls: int) -> float:
     """Mean µs of ``calls`` sequential one-row ``session.run`` calls over ``rows`` (cycled)."""
     singles = [np.ascontiguousarray(rows[i : i + 1], dtype=np.float32) for i in range(len(rows))]
@@ -194,7 +184,7 @@ def chain_cost_us(
             add_chains(model_file, work / f"chained-{n}.json", n, depth) for n in counts
         ]
         sessions = [
-            _session(import_xgboost(path, reference, work / "artifacts").onnx_path)
+            serving_session(import_xgboost(path, reference, work / "artifacts").onnx_path)
             for path in files
         ]
         base, *chained = _timed_rounds(sessions, rows, rounds, round_s)
