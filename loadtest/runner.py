@@ -67,6 +67,8 @@ def run_gate(
         for stale in out_dir.glob(pattern):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     started = time.time()
+    rows_file = out_dir / "rows.json"  # one file for every round
+    rows_file.write_text(json.dumps(rows))
     samples: Samples | None = None
     rounds: list[Path] = []
     while True:
@@ -75,7 +77,7 @@ def run_gate(
         duration = policy.duration_s if first else policy.extend_s
         round_dir = out_dir / f"round-{len(rounds) + 1}"
         rounds.append(round_dir)
-        this = _locust_round(candidate, live, rows, policy, round_dir, warmup, duration,
+        this = _locust_round(candidate, live, rows_file, policy, round_dir, warmup, duration,
                              progress, timeout)  # fmt: skip
         samples = this if samples is None else samples.extended_by(this)
         figures, evidence, cpu, verdict = judge(samples, policy)
@@ -116,7 +118,7 @@ def judge(
 def _locust_round(
     candidate: Target,
     live: Target | None,
-    rows: list[list[float]],
+    rows_file: Path,
     policy: GatePolicy,
     out_dir: Path,
     warmup_s: float,
@@ -126,7 +128,7 @@ def _locust_round(
 ) -> Samples:
     """One Locust run of ``warmup_s`` + ``duration_s`` into ``out_dir``; its samples."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = _write_config(out_dir, candidate, live, rows, policy, warmup_s, duration_s)
+    cfg = _write_config(out_dir, candidate, live, rows_file, policy, warmup_s, duration_s)
     total = warmup_s + duration_s
     _run_locust(
         locust_command(cfg, candidate, policy, out_dir / "locust-report.html", total),
@@ -140,13 +142,11 @@ def _write_config(
     out_dir: Path,
     candidate: Target,
     live: Target | None,
-    rows: list[list[float]],
+    rows_file: Path,
     policy: GatePolicy,
     warmup_s: float,
     duration_s: float,
 ) -> Path:
-    rows_file = out_dir / "rows.json"
-    rows_file.write_text(json.dumps(rows))
     roles = [("candidate", candidate)] + ([("live", live)] if live is not None else [])
     config = {
         "targets": [{"name": role, "url": t.url.rstrip("/"), "expected_version": t.expected_version}
