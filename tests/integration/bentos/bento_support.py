@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from free_ports import free_port
 
 from bentogate.modelimport import Artifact
 from bentos.runtime import Handle, ProcessBackend, http_status
@@ -37,19 +38,6 @@ class Built:
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]  # service.py, bentofile.yaml
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port the OS says is free now (never the same one twice in this session)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def request(

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from bento_support import Built, free_port, get_json, post_json, serving, wait_live
+from bento_support import Built, get_json, post_json, serving, wait_live
+from free_ports import free_port
 
 from bentogate.errors import HAProxyError, RuntimeBackendError
 from bentogate.routing import version_backend

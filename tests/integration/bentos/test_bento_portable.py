@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bento_support import Built, free_port, get_json, post_json, serving, sha256_file
+from bento_support import Built, get_json, post_json, serving, sha256_file
+from free_ports import free_port
 
 from bentogate.errors import BuildError
 from bentogate.settings import Settings

@@ -6,7 +6,6 @@ import http.client
 import json
 import re
 import select
-import socket
 import subprocess
 import sys
 import threading
@@ -15,17 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from free_ports import free_port
+
 from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
 
 STANDIN = Path(__file__).with_name("standin.py")
 CANARY = '{"features":[0.5,-1.25e-05,3.0E+2,"x,y",-7]}'
-
-
-def free_port() -> int:
-    """A port the OS hands out (closed again: a tiny race we accept in tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class StandIn:

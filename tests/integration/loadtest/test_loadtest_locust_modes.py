@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from free_ports import free_port
 
 from loadtest import Target
 from loadtest.figures import all_figures
@@ -48,13 +48,6 @@ def gate_args(tmp_path: Path, target: Target, out: Path) -> list[str]:
     return ["--host", target.url, "--gate-rows", str(rows), "--gate-version", "3",
             "--gate-rate", "300", "--gate-warmup", "1", "--gate-duration", "2",
             "--gate-out", str(out), "-u", "8", "-r", "8"]  # fmt: skip
-
-
-def free_port() -> int:
-    """A port the OS just handed out (Locust's master needs a number, not a socket)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_master_and_two_workers_share_one_schedule(

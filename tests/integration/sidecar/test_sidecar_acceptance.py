@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from free_ports import free_port
 from sidecar_load import PacedLoad, PacedWrk
 
 from bentogate import release, warm
@@ -46,12 +47,6 @@ pytestmark = pytest.mark.integration
 MODEL = "fraud"
 ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
 RATE = 240.0  # req/s of the Python client: a steady load, well below a 1-worker Bento's limit
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -377,15 +372,15 @@ def test_sidecar_wrong_identity_or_changed_score_is_never_up(
     wrong[rescored.backend_name] = v2_score  # the text each one's failed check names
     route = ModelRoute(
         MODEL,
-        _free_port(),
-        _free_port(),
+        free_port(),
+        free_port(),
         live=host.v1,
         candidate=None,
         backends=(true_v1, v2_on_v1, identity, rescored),
     )
     probe = Sidecar(ProxyPaths(tmp_path_factory.mktemp("probe")), ctx.settings.haproxy)
     try:
-        probe.apply(ProxySpec(routes=(route,), stats_port=_free_port()))
+        probe.apply(ProxySpec(routes=(route,), stats_port=free_port()))
         seen: dict[str, set[str]] = {backend: set() for backend in wrong}
         deadline = time.monotonic() + 3.0  # > 4 checks at fastinter: rise 2 would show UP
         while time.monotonic() < deadline:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from free_ports import free_port
 
 from bentogate.settings import HAProxySettings
 from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend
@@ -24,19 +24,13 @@ from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, Sidecar, VersionB
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def idle_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     """A running sidecar with one unrouted backend (its server need not exist)."""
     car = Sidecar(ProxyPaths(tmp_path_factory.mktemp("reload")), HAProxySettings())
-    backend = VersionBackend("fraud", "1", (Server("r1", _free_port()),), "{}", ('"x"',))
-    route = ModelRoute("fraud", _free_port(), _free_port(), None, None, (backend,))
-    car.apply(ProxySpec(routes=(route,), stats_port=_free_port()))
+    backend = VersionBackend("fraud", "1", (Server("r1", free_port()),), "{}", ('"x"',))
+    route = ModelRoute("fraud", free_port(), free_port(), None, None, (backend,))
+    car.apply(ProxySpec(routes=(route,), stats_port=free_port()))
     pid = car.process.master_pid()
     try:
         yield car
