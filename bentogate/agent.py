@@ -30,7 +30,7 @@ from typing import Any
 
 from bentogate import fleet, release, warm
 from bentogate.context import Context, Ref
-from bentogate.errors import BentogateError, ConfigError, NotFoundError
+from bentogate.errors import BentogateError, DatabaseUnavailable, NotFoundError
 from bentos.runtime import http_status
 from governance import ModelInfo, Role
 from haproxy import backend_name, route_key
@@ -98,7 +98,7 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
             log.warning("%s: could not serve %s:%s: %s", ctx.settings.host, model.name,
                         entry.desired, err)  # fmt: skip
             entry.error = str(err).splitlines()[0]
-            if not _is_db_error(err) and routed.get(model.name) != entry.desired:
+            if not isinstance(err, DatabaseUnavailable) and routed.get(model.name) != entry.desired:
                 entry.failed = entry.desired
     if changed:
         release.apply_routes(ctx, live=routed)
@@ -242,10 +242,6 @@ def _describe(ctx: Context, report: Report, routed: dict[str, str | None]) -> No
         entry.live = routed.get(name)
         if entry.live is not None:
             entry.healthy = health.get(backend_name(name, entry.live), False)
-
-
-def _is_db_error(err: BentogateError) -> bool:
-    return isinstance(err, ConfigError) and "governance database" in str(err)
 
 
 def run(ctx: Context, stop: threading.Event | None = None) -> None:

@@ -4,6 +4,7 @@
     ├── ConfigError                settings or input files are unusable
     ├── ModelImportError           a model file cannot be imported (format, parity)
     ├── NotFoundError              unknown model, version, deployment or backend
+    ├── DatabaseUnavailable        the governance database cannot be reached or used
     ├── GovernanceError            a rule of the lifecycle refused an action
     │   ├── IllegalTransition      the state machine does not allow it
     │   ├── SeparationOfDuties     the same person may not do both steps
@@ -40,6 +41,11 @@ class ModelImportError(BentogateError):
 
 class NotFoundError(BentogateError):
     pass
+
+
+class DatabaseUnavailable(BentogateError):
+    """The governance DB did not answer (down, unreachable, refused the connection): nothing
+    was decided, so a caller may keep what runs and retry."""
 
 
 class GovernanceError(BentogateError):

@@ -16,7 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from bentogate.errors import BentogateError, ConcurrentChange, ConfigError, GovernanceError
+from bentogate.errors import (
+    BentogateError,
+    ConcurrentChange,
+    ConfigError,
+    DatabaseUnavailable,
+    GovernanceError,
+)
 
 #: seconds a SQLite writer waits for the lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -109,7 +115,8 @@ def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> Bentogat
     """Return the bentogate error for a SQLAlchemy error.
 
     Constraint violations and lock conflicts → :class:`ConcurrentChange` naming the rule;
-    a missing schema or an unreachable database → :class:`ConfigError`; anything else →
+    a missing schema → :class:`ConfigError`; an unreachable database →
+    :class:`DatabaseUnavailable`; anything else →
     :class:`GovernanceError`. ``refusal`` (e.g. ``"refused: promote fraud:3 — "``) prefixes
     the message.
     """
@@ -129,7 +136,7 @@ def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> Bentogat
             f"the governance schema is missing in {_safe(url)}: call Registry.upgrade() ({text})"
         )
     if isinstance(err, exc.OperationalError | exc.InterfaceError):
-        return ConfigError(f"cannot use the governance database {_safe(url)}: {text}")
+        return DatabaseUnavailable(f"cannot use the governance database {_safe(url)}: {text}")
     return GovernanceError(f"{refusal}database error: {text}")
 
 

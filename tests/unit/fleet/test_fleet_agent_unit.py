@@ -13,7 +13,7 @@ from fleet_unit_support import RecordingRuntime, context, gated
 
 from bentogate import agent
 from bentogate.context import Context
-from bentogate.errors import ConfigError, RuntimeBackendError
+from bentogate.errors import DatabaseUnavailable, RuntimeBackendError
 from bentogate.settings import Settings
 from bentos.runtime import DockerBackend, container_name
 
@@ -51,7 +51,7 @@ def _unreachable_db(tmp_path: Path) -> Context:
 
 def test_fleet_agent_changes_nothing_while_the_db_is_unreachable(tmp_path: Path) -> None:
     ctx = _unreachable_db(tmp_path)
-    with pytest.raises(ConfigError, match="cannot use the governance database"):
+    with pytest.raises(DatabaseUnavailable, match="cannot use the governance database"):
         agent.reconcile_once(ctx, adopt=True)
     assert ctx.runtime.calls == []  # type: ignore[attr-defined]
     ctx.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bentogate.errors import ConfigError, GovernanceError, NotFoundError
+from bentogate.errors import ConfigError, DatabaseUnavailable, GovernanceError, NotFoundError
 from governance import Registry
 
 
@@ -24,9 +24,9 @@ def test_unmigrated_database_says_what_to_do(sqlite_url: str) -> None:
         reg.get_model("fraud")
 
 
-def test_unreachable_database_is_a_config_error() -> None:
+def test_unreachable_database_is_unavailable_not_a_rule() -> None:
     url = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=1"
-    with Registry(url) as reg, pytest.raises(ConfigError) as caught:
+    with Registry(url) as reg, pytest.raises(DatabaseUnavailable) as caught:
         reg.models()
     assert "secret" not in str(caught.value) and "***" in str(caught.value)
 
