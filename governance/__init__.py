@@ -17,7 +17,15 @@ from governance.info import (
     VersionInfo,
 )
 from governance.registry import SYSTEM_ACTOR, Registry
-from governance.states import TRANSITIONS, Action, Role, State, Verdict, check_transition
+from governance.states import (
+    TRANSITIONS,
+    Action,
+    Role,
+    State,
+    Verdict,
+    check_transition,
+    next_release_action,
+)
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -36,4 +44,5 @@ __all__ = [
     "Verdict",
     "VersionInfo",
     "check_transition",
+    "next_release_action",
 ]

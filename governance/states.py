@@ -107,6 +107,30 @@ GATE_TARGET: Mapping[Verdict, State | None] = {
 }
 
 
+#: the order of the release path (rejected and retired are off it).
+RELEASE_ORDER: tuple[State, ...] = (
+    S.REGISTERED, S.VALIDATED, S.APPROVED, S.STAGED, S.GATED, S.PRODUCTION,
+)  # fmt: skip
+
+
+def next_release_action(state: State, *, built: bool) -> Action | None:
+    """The action that takes a version in ``state`` forward on the release path, read off
+    :data:`TRANSITIONS` (the first action, in table order, leading to a later state);
+    ``None`` in production.
+
+    Staging needs a Bento: an unbuilt version that would be staged next needs BUILD first.
+    Raises :class:`IllegalTransition` for a state off the path (rejected, retired).
+    """
+    if state not in RELEASE_ORDER:
+        raise IllegalTransition(f"a {state} version cannot be released")
+    rank = RELEASE_ORDER.index(state)
+    for action, starts in TRANSITIONS.items():
+        later = [t for t in starts.get(state, ()) if t in RELEASE_ORDER[rank + 1 :]]
+        if later:  # table order: promote comes before rollback, its mirror
+            return Action.BUILD if action == Action.STAGE and not built else action
+    return None
+
+
 def allowed_from(action: Action) -> frozenset[State]:
     """Return the states ``action`` may start from (empty if it is not a lifecycle action)."""
     return frozenset(TRANSITIONS.get(action, {}))

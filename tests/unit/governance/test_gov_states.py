@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bentogate.errors import IllegalTransition
-from governance import TRANSITIONS, Action, State, check_transition
+from governance import TRANSITIONS, Action, State, check_transition, next_release_action
 from governance.states import GATE_TARGET, Verdict, allowed_from
 
 
@@ -79,3 +79,27 @@ def test_refusals_name_the_rule(
 def test_non_lifecycle_action_is_refused() -> None:
     with pytest.raises(IllegalTransition, match="undeploy needs no state"):
         check_transition(Action.UNDEPLOY, State.STAGED, State.STAGED, subject="m:1")
+
+
+@pytest.mark.parametrize(
+    ("state", "built", "step"),
+    [
+        (State.REGISTERED, False, Action.VALIDATE),
+        (State.VALIDATED, False, Action.APPROVE),
+        (State.APPROVED, False, Action.BUILD),
+        (State.APPROVED, True, Action.STAGE),
+        (State.STAGED, True, Action.GATE),
+        (State.GATED, True, Action.PROMOTE),
+        (State.PRODUCTION, True, None),
+    ],
+)
+def test_next_release_action_walks_the_transition_table(
+    state: State, built: bool, step: Action | None
+) -> None:
+    assert next_release_action(state, built=built) == step
+
+
+@pytest.mark.parametrize("state", [State.REJECTED, State.RETIRED])
+def test_a_version_off_the_release_path_has_no_next_action(state: State) -> None:
+    with pytest.raises(IllegalTransition, match=f"a {state} version cannot be released"):
+        next_release_action(state, built=True)
