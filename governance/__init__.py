@@ -7,7 +7,7 @@ Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. S
 """
 
 from governance.fleet import RolloutStatus
-from governance.info import (
+from governance.records import (
     AuditEntry,
     DeploymentInfo,
     GateRunInfo,

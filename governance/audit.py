@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from governance.info import AuditEntry
+from governance import records
+from governance.records import AuditEntry
 from governance.schema import GENESIS_HASH, AuditHead, AuditRow
 from governance.states import Outcome
 
@@ -125,27 +126,7 @@ def entries(
         query = query.where(AuditRow.model == model)
     if version is not None:
         query = query.where(AuditRow.version == version)
-    return [to_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
-
-
-def to_entry(row: AuditRow) -> AuditEntry:
-    """Return the public view of an audit row."""
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        model=row.model,
-        version=row.version,
-        from_state=row.from_state,
-        to_state=row.to_state,
-        outcome=str(row.outcome),
-        reason=row.reason,
-        payload=json.loads(row.payload),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        environment=row.environment,
-    )
+    return [records.audit_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
 
 
 def verify(session: Session) -> tuple[bool, int | None, str]:

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, IllegalTransition, NotFoundError
-from governance import queries
+from governance import records
 from governance.attempt import Attempt
-from governance.info import DeploymentInfo
 from governance.lifecycle import locked_version
+from governance.records import DeploymentInfo
 from governance.schema import Deployment, Model, Version
 from governance.states import Action, Role, State, check_transition
 
@@ -50,7 +50,7 @@ def record(
     attempt.record(
         session, from_state=current, to_state=current, reason=f"running as {role} on {host}:{port}"
     )
-    return queries.deployment_info(dep, model.name, row.version)
+    return records.deployment_info(dep, model.name, row.version)
 
 
 def end(session: Session, attempt: Attempt, deployment_id: int) -> bool:
@@ -100,7 +100,7 @@ def listing(
         query = query.where(Model.name == model)
     if active_only:
         query = query.where(Deployment.stopped_at.is_(None))
-    return [queries.deployment_info(d, m, v) for d, m, v in session.execute(query)]
+    return [records.deployment_info(d, m, v) for d, m, v in session.execute(query)]
 
 
 def _active_on(session: Session, host: str, port: int) -> Deployment | None:

@@ -9,7 +9,6 @@ nothing. Heartbeats are not audited (one per host per interval); everything else
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import enum
 import math
@@ -21,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import ConcurrentChange, GovernanceError, NotFoundError
-from governance import promotion, queries
+from governance import promotion, queries, records
 from governance.attempt import Attempt
-from governance.info import HostInfo, RolloutInfo
 from governance.lifecycle import locked_version
+from governance.records import HostInfo, RolloutInfo
 from governance.schema import Host, Model, Rollout
 from governance.states import Action
 
@@ -58,7 +57,7 @@ def heartbeat(session: Session, attempt: Attempt, *, host: str, report: dict[str
     else:
         row.last_heartbeat, row.report = now, report
     session.flush()
-    return host_info(row)
+    return records.host_info(row)
 
 
 def start(
@@ -103,7 +102,7 @@ def start(
         rollout_id=rollout.id, hosts=rollout.hosts, deadline=rollout.deadline.isoformat()
     )
     promotion.promote(session, attempt, sha256=sha256)
-    return rollout_info(rollout, model.name)
+    return records.rollout_info(rollout, model.name)
 
 
 def settle(
@@ -125,7 +124,7 @@ def settle(
     if rollout is None or rollout.model_id != model.id:
         raise NotFoundError(f"unknown rollout {rollout_id} of {model.name}")
     if rollout.status != RolloutStatus.IN_PROGRESS:
-        return rollout_info(rollout, model.name)
+        return records.rollout_info(rollout, model.name)
     attempt.version = rollout.version
     attempt.payload.update(rollout_id=rollout.id, hosts=rollout.hosts, results=results)
     rollout.finished_at = attempt.now()
@@ -139,7 +138,7 @@ def settle(
     rollout.outcome = outcome
     session.flush()
     attempt.record(session, reason=summary)
-    return rollout_info(rollout, model.name)
+    return records.rollout_info(rollout, model.name)
 
 
 def _roll_back(
@@ -176,7 +175,7 @@ def host_rows(session: Session, environment: str) -> list[HostInfo]:
     rows = session.execute(
         sa.select(Host).where(Host.environment == environment).order_by(Host.name)
     ).scalars()
-    return [host_info(r) for r in rows]
+    return [records.host_info(r) for r in rows]
 
 
 def rollout_rows(
@@ -194,33 +193,7 @@ def rollout_rows(
         query = query.where(Model.name == model)
     if active_only:
         query = query.where(Rollout.status == RolloutStatus.IN_PROGRESS)
-    return [rollout_info(r, name) for r, name in session.execute(query)]
-
-
-def host_info(row: Host) -> HostInfo:
-    return HostInfo(
-        name=row.name,
-        environment=row.environment,
-        first_seen=row.first_seen,
-        last_heartbeat=row.last_heartbeat,
-        report=copy.deepcopy(row.report),
-    )
-
-
-def rollout_info(row: Rollout, model: str) -> RolloutInfo:
-    return RolloutInfo(
-        id=row.id,
-        model=model,
-        version=row.version,
-        from_version=row.from_version,
-        actor=row.actor,
-        status=row.status,
-        hosts=tuple(row.hosts),
-        started_at=row.started_at,
-        deadline=row.deadline,
-        finished_at=row.finished_at,
-        outcome=copy.deepcopy(row.outcome),
-    )
+    return [records.rollout_info(r, name) for r, name in session.execute(query)]
 
 
 def _check_json_object(attempt: Attempt, value: object, what: str) -> None:

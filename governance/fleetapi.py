@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from governance import fleet
 from governance.attempt import Attempt
 from governance.db import Database
-from governance.info import HostInfo, RolloutInfo
+from governance.records import HostInfo, RolloutInfo
 from governance.states import Action
 
 T = TypeVar("T")

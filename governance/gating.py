@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError
-from governance import queries
+from governance import queries, records
 from governance.attempt import Attempt
-from governance.info import ModelInfo
 from governance.lifecycle import locked_version
+from governance.records import ModelInfo
 from governance.schema import CapacityMeasurement, GatePolicy
 
 
@@ -39,7 +39,7 @@ def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any
     session.flush()
     reason = "gate policy set" if old is None else "gate policy changed"
     attempt.record(session, reason=reason, payload={"old": old, "new": new})
-    return queries.model_info(model)
+    return records.model_info(model)
 
 
 def record_capacity(

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, IllegalTransition, SeparationOfDuties
-from governance import queries
+from governance import queries, records
 from governance.attempt import Attempt
-from governance.info import GateRunInfo, ModelInfo, VersionInfo
+from governance.records import GateRunInfo, ModelInfo, VersionInfo
 from governance.schema import Approval, AuditHead, GateRun, Model, Validation, Version
 from governance.states import GATE_TARGET, Action, State, Verdict, check_transition
 
@@ -80,7 +80,7 @@ def ensure_model(
                 f"{model.production_port}, not {production_port}",
                 "one production port per model",
             )
-        return queries.model_info(model)
+        return records.model_info(model)
     if not 1 <= production_port <= 65535:
         attempt.refuse(GovernanceError, f"port {production_port} is not 1..65535", "valid ports")
     taken = next((m for m in existing.values() if m.production_port == production_port), None)
@@ -109,7 +109,7 @@ def ensure_model(
         reason="model added to the inventory",
         payload={"owner": owner, "production_port": production_port, "purpose": purpose},
     )
-    return queries.model_info(model)
+    return records.model_info(model)
 
 
 def register_version(
@@ -159,7 +159,7 @@ def register_version(
             "metrics": metrics,
         },
     )
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def _check_new_version(
@@ -218,7 +218,7 @@ def validate(
     row.validator = attempt.actor
     reason = "validation passed" if passed else "validation failed"
     move(session, attempt, row, target, reason, {"passed": passed, "results": results})
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def approve(
@@ -278,7 +278,7 @@ def approve(
             "valid_until": valid_until.isoformat() if valid_until else None,
         },
     )
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def record_build(
@@ -300,7 +300,7 @@ def record_build(
         f"built {bento_tag}",
         {"bento_tag": bento_tag, "image_tag": image_tag},
     )
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def stage(session: Session, attempt: Attempt) -> VersionInfo:
@@ -309,7 +309,7 @@ def stage(session: Session, attempt: Attempt) -> VersionInfo:
     current = State(row.state)
     target = State.STAGED if current == State.APPROVED else current
     move(session, attempt, row, target, "deployed as candidate")
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def record_gate(
@@ -360,7 +360,7 @@ def record_gate(
             "compared_with": compared_with,
         },
     )
-    return queries.gate_info(run, model.name, row.version)
+    return records.gate_info(run, model.name, row.version)
 
 
 def retire(session: Session, attempt: Attempt, *, reason: str) -> VersionInfo:
@@ -375,4 +375,4 @@ def retire(session: Session, attempt: Attempt, *, reason: str) -> VersionInfo:
             "a production version cannot be retired",
         )
     move(session, attempt, row, State.RETIRED, reason or "retired")
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)

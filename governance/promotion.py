@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
-from governance import queries
+from governance import queries, records
 from governance.attempt import Attempt
-from governance.info import VersionInfo
 from governance.lifecycle import locked_version
+from governance.records import VersionInfo
 from governance.schema import Approval, Deployment, GateRun, Model, Version
 from governance.states import Action, Role, State, Verdict, check_transition
 
@@ -27,7 +27,7 @@ def promote(session: Session, attempt: Attempt, *, sha256: str) -> VersionInfo:
     check_transition(Action.PROMOTE, State(row.state), State.PRODUCTION, subject=attempt.subject)
     evidence = check_release_rules(session, attempt, row, sha256)
     _switch(session, attempt, model, row, evidence)
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> VersionInfo:
@@ -46,7 +46,7 @@ def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> Versi
     check_transition(Action.ROLLBACK, State(row.state), State.PRODUCTION, subject=attempt.subject)
     evidence = check_release_rules(session, attempt, row, sha256 or row.sha256)
     _switch(session, attempt, model, row, evidence)
-    return queries.version_info(row, model.name)
+    return records.version_info(row, model.name)
 
 
 def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:

@@ -1,16 +1,12 @@
-"""Row lookups that fail with :class:`NotFoundError`, and ORM row → info conversions."""
+"""Row lookups that fail with :class:`NotFoundError`."""
 
 from __future__ import annotations
-
-import copy
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import NotFoundError
-from governance.info import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
-from governance.schema import Deployment, GateRun, Model, Version
+from governance.schema import Model, Version
 from governance.states import State
 
 
@@ -64,78 +60,3 @@ def previous_row(session: Session, model: Model) -> Version | None:
         .limit(1)
     )
     return session.execute(query).scalar_one_or_none()
-
-
-def model_info(row: Model) -> ModelInfo:
-    """Return the public view of a model row."""
-    return ModelInfo(
-        name=row.name,
-        owner=row.owner,
-        purpose=row.purpose,
-        production_port=row.production_port,
-        created_at=row.created_at,
-        environment=row.environment,
-        intended_use=row.intended_use,
-        use_restrictions=row.use_restrictions,
-        inventory_status=row.inventory_status,
-        next_review_due=row.next_review_due,
-        gate_policy=None if row.gate_policy is None else _copy(row.gate_policy.policy),
-    )
-
-
-def version_info(row: Version, model_name: str) -> VersionInfo:
-    """Return the public view of a version row (JSON fields copied, so callers cannot alias)."""
-    return VersionInfo(
-        model=model_name,
-        version=row.version,
-        state=State(row.state),
-        sha256=row.sha256,
-        feature_names=list(row.feature_names),
-        threshold=row.threshold,
-        metrics=_copy(row.metrics),
-        developer=row.developer,
-        validator=row.validator,
-        approver=row.approver,
-        bento_tag=row.bento_tag,
-        built_at=row.built_at,
-        image_tag=row.image_tag,
-        registered_at=row.registered_at,
-        artifact_uri=row.artifact_uri,
-        demoted_at=row.demoted_at,
-        capacity_rps=row.capacity_rps,
-    )
-
-
-def gate_info(row: GateRun, model_name: str, version: str) -> GateRunInfo:
-    """Return the public view of a gate run row."""
-    return GateRunInfo(
-        id=row.id,
-        model=model_name,
-        version=version,
-        verdict=str(row.verdict),
-        policy=_copy(row.policy),
-        results=_copy(row.results),
-        report_path=row.report_path,
-        compared_with=row.compared_with,
-        created_at=row.created_at,
-        actor=row.actor,
-    )
-
-
-def deployment_info(row: Deployment, model_name: str, version: str) -> DeploymentInfo:
-    """Return the public view of a deployment row."""
-    return DeploymentInfo(
-        id=row.id,
-        host=row.host,
-        model=model_name,
-        version=version,
-        port=row.port,
-        role=row.role,
-        pid=row.pid,
-        started_at=row.started_at,
-        stopped_at=row.stopped_at,
-    )
-
-
-def _copy(value: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(value))

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from governance import audit, deployments, queries
+from governance import audit, deployments, queries, records
 from governance.db import Database
-from governance.info import AuditEntry, DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
+from governance.records import AuditEntry, DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
 from governance.schema import GateRun, Model
 
 
@@ -38,12 +38,12 @@ class RegistryReads:
                 .where(Model.environment == self.environment)
                 .options(selectinload(Model.gate_policy))
             )
-            return [queries.model_info(m) for m in s.execute(query.order_by(Model.name)).scalars()]
+            return [records.model_info(m) for m in s.execute(query.order_by(Model.name)).scalars()]
 
     def get_model(self, name: str) -> ModelInfo:
         """Return the model. Raises :class:`NotFoundError`."""
         with self._db.read() as s:
-            return queries.model_info(queries.model_row(s, self.environment, name))
+            return records.model_info(queries.model_row(s, self.environment, name))
 
     def gate_policy(self, model: str) -> dict[str, Any] | None:
         """Return the model's gate policy (a copy; ``None`` if never set). Raises NotFoundError."""
@@ -53,13 +53,13 @@ class RegistryReads:
         """Return the version. Raises :class:`NotFoundError` naming the unknown model/version."""
         with self._db.read() as s:
             row = queries.model_row(s, self.environment, model)
-            return queries.version_info(queries.version_row(s, row, version), model)
+            return records.version_info(queries.version_row(s, row, version), model)
 
     def versions(self, model: str) -> list[VersionInfo]:
         """Return every version of ``model`` in registration order. Raises NotFoundError."""
         with self._db.read() as s:
             row = queries.model_row(s, self.environment, model)
-            return [queries.version_info(v, model) for v in queries.version_rows(s, row)]
+            return [records.version_info(v, model) for v in queries.version_rows(s, row)]
 
     def production_version(self, model: str) -> VersionInfo | None:
         """Return the production version of ``model`` (None if none). Raises NotFoundError."""
@@ -76,7 +76,7 @@ class RegistryReads:
             runs = s.execute(
                 select(GateRun).where(GateRun.version_id == row.id).order_by(GateRun.id)
             ).scalars()
-            return [queries.gate_info(r, model, version) for r in runs]
+            return [records.gate_info(r, model, version) for r in runs]
 
     def audit(self, model: str | None = None, version: str | None = None) -> list[AuditEntry]:
         """Return this environment's audit rows (optionally of one model/version), oldest first."""
@@ -91,4 +91,4 @@ class RegistryReads:
     def _one(self, model: str, find: Callable[[Session, Model], Any]) -> VersionInfo | None:
         with self._db.read() as s:
             found = find(s, queries.model_row(s, self.environment, model))
-            return None if found is None else queries.version_info(found, model)
+            return None if found is None else records.version_info(found, model)

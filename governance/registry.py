@@ -20,8 +20,8 @@ from governance import audit, deployments, gating, lifecycle, migrate, promotion
 from governance.attempt import Attempt
 from governance.db import Database, translate
 from governance.fleetapi import FleetRegistry
-from governance.info import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
 from governance.reads import RegistryReads
+from governance.records import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
 from governance.states import Action, Role
 
 T = TypeVar("T")
