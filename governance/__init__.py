@@ -6,7 +6,6 @@ Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. S
 (or :class:`~bentogate.errors.NotFoundError`) whose message names the rule, and is audited.
 """
 
-from governance.fleet import RolloutStatus
 from governance.records import (
     AuditEntry,
     DeploymentInfo,
@@ -21,6 +20,7 @@ from governance.states import (
     TRANSITIONS,
     Action,
     Role,
+    RolloutStatus,
     State,
     Verdict,
     check_transition,

@@ -1,17 +1,33 @@
-"""One audited attempt: who tries what on which version, and how it is recorded either way."""
+"""One audited attempt: who tries what on which version, the one transaction it runs in, and
+how it is recorded either way.
+
+Every write of :class:`governance.Registry` runs in :func:`transaction`: one write transaction
+(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the model row, see
+:func:`governance.queries.locked_version`) in which it checks its rules and appends its audit
+rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
+transaction of its own. SQLAlchemy errors of a write are translated here, once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
-from bentogate.errors import BentogateError
+from bentogate.errors import BentogateError, GovernanceError, NotFoundError
 from governance import audit
+from governance.db import Database, translate
 from governance.states import Action, Outcome, State, refusal_message
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC (the registry's default clock)."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -88,3 +104,31 @@ class Attempt:
             to_state=self.to_state,
             payload={**self.payload, "error": type(error).__name__},
         )
+
+
+@contextmanager
+def transaction(db: Database, attempt: Attempt) -> Iterator[tuple[Session, Attempt]]:
+    """Yield a session in a write transaction for ``attempt`` (and the attempt), committed when
+    the block ends. A :class:`GovernanceError` or :class:`NotFoundError` raised in the block
+    rolls it back and is audited as ``refused``; a SQLAlchemy error is translated first
+    (:func:`governance.db.translate`), and audited if it is a refusal."""
+    try:
+        with db.write() as session:
+            yield session, attempt
+    except exc.SQLAlchemyError as err:
+        prefix = f"refused: {attempt.action} {attempt.subject} — "
+        translated = translate(err, db.url, prefix)
+        if isinstance(translated, GovernanceError):
+            _audit_refusal(db, attempt, translated)
+        raise translated from err
+    except (GovernanceError, NotFoundError) as err:
+        _audit_refusal(db, attempt, err)
+        raise
+
+
+def _audit_refusal(db: Database, attempt: Attempt, error: Exception) -> None:
+    try:
+        with db.write() as session:
+            audit.append(session, attempt.refusal_record(error))
+    except exc.SQLAlchemyError as err:  # the refusal stands; say it was not audited
+        error.add_note(f"the refusal could not be audited: {translate(err, db.url)}")

@@ -22,8 +22,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from governance import records
-from governance.records import AuditEntry
 from governance.schema import GENESIS_HASH, AuditHead, AuditRow
 from governance.states import Outcome
 
@@ -115,18 +113,6 @@ def append(session: Session, record: Record) -> AuditRow:
     head.last_id, head.last_hash = row.id, row.hash
     session.flush()
     return row
-
-
-def entries(
-    session: Session, environment: str, model: str | None = None, version: str | None = None
-) -> list[AuditEntry]:
-    """Return the audit rows of ``environment`` (optionally one model/version), oldest first."""
-    query = sa.select(AuditRow).where(AuditRow.environment == environment)
-    if model is not None:
-        query = query.where(AuditRow.model == model)
-    if version is not None:
-        query = query.where(AuditRow.version == version)
-    return [records.audit_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
 
 
 def verify(session: Session) -> tuple[bool, int | None, str]:

@@ -3,7 +3,7 @@
 SQLite: WAL journal, ``foreign_keys=ON``, a generous busy timeout, and the driver's implicit
 transaction handling turned off so that write transactions start with ``BEGIN IMMEDIATE``
 (writers serialize up front instead of failing at commit). PostgreSQL: READ COMMITTED plus
-``SELECT … FOR UPDATE`` on the model row (see :mod:`governance.queries`).
+``SELECT … FOR UPDATE`` on the model row (see :func:`governance.queries.locked_version`).
 """
 
 from __future__ import annotations
@@ -100,9 +100,15 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """Yield a session for queries; DB errors are translated (see :func:`translate`)."""
+        with self.translated(), self._reads.begin() as session:
+            yield session
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Translate DB errors raised in the block (see :func:`translate`), e.g. around
+        migrations, which bring their own connection."""
         try:
-            with self._reads.begin() as session:
-                yield session
+            yield
         except exc.SQLAlchemyError as err:
             raise translate(err, self.url) from err
 

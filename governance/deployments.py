@@ -1,15 +1,15 @@
 """What runs where: deployments of versions on hosts' backend ports (HAProxy is rendered from
-these). Recording one needs an approved-or-later version; only production runs as live."""
+these), and the check that what is about to run is what was registered. Recording one needs an
+approved-or-later version; only production runs as live."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bentogate.errors import GovernanceError, IllegalTransition, NotFoundError
-from governance import records
+from bentogate.errors import GovernanceError, IllegalTransition, IntegrityError, NotFoundError
+from governance import queries, records
 from governance.attempt import Attempt
-from governance.lifecycle import locked_version
 from governance.records import DeploymentInfo
 from governance.schema import Deployment, Model, Version
 from governance.states import Action, Role, State, check_transition
@@ -20,7 +20,7 @@ def record(
 ) -> DeploymentInfo:
     """Record a started deployment and return it. Refuses unapproved versions, ``live`` for a
     non-production version, and a host port another active deployment holds."""
-    model, row = locked_version(session, attempt)
+    model, row = queries.locked_version(session, attempt)
     current = State(row.state)
     attempt.to_state = current
     attempt.payload.update(host=host, port=port, pid=pid, role=str(role))
@@ -67,7 +67,8 @@ def end(session: Session, attempt: Attempt, deployment_id: int) -> bool:
             f"unknown deployment {deployment_id} in environment '{attempt.environment}'"
         )
     attempt.model, attempt.version = found.name, found.version
-    _, row = locked_version(session, attempt)  # model lock: serializes with promote/rollback
+    # the model lock serializes this with promote/rollback
+    _, row = queries.locked_version(session, attempt)
     dep = session.get(Deployment, deployment_id, populate_existing=True)
     assert dep is not None
     if dep.stopped_at is not None:
@@ -83,24 +84,17 @@ def end(session: Session, attempt: Attempt, deployment_id: int) -> bool:
     return True
 
 
-def listing(
-    session: Session, environment: str, *, host: str | None, model: str | None, active_only: bool
-) -> list[DeploymentInfo]:
-    """Return deployments of ``environment`` (filtered), oldest first."""
-    query = (
-        sa.select(Deployment, Model.name, Version.version)
-        .join(Version, Deployment.version_id == Version.id)
-        .join(Model, Version.model_id == Model.id)
-        .where(Model.environment == environment)
-        .order_by(Deployment.id)
-    )
-    if host is not None:
-        query = query.where(Deployment.host == host)
-    if model is not None:
-        query = query.where(Model.name == model)
-    if active_only:
-        query = query.where(Deployment.stopped_at.is_(None))
-    return [records.deployment_info(d, m, v) for d, m, v in session.execute(query)]
+def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:
+    """Audit that the bytes about to be served are the registered ones; IntegrityError if not."""
+    _, row = queries.locked_version(session, attempt)
+    attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
+    if sha256 != row.sha256:
+        attempt.refuse(
+            IntegrityError,
+            f"served model sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
+            "artifact integrity",
+        )
+    attempt.record(session, reason="served artifact matches the registered sha256")
 
 
 def _active_on(session: Session, host: str, port: int) -> Deployment | None:

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
 from governance import queries, records
 from governance.attempt import Attempt
-from governance.lifecycle import locked_version
 from governance.records import VersionInfo
 from governance.schema import Approval, Deployment, GateRun, Model, Version
 from governance.states import Action, Role, State, Verdict, check_transition
@@ -22,7 +21,7 @@ from governance.states import Action, Role, State, Verdict, check_transition
 
 def promote(session: Session, attempt: Attempt, *, sha256: str) -> VersionInfo:
     """gated → production; the old production version → gated. Returns the new production."""
-    model, row = locked_version(session, attempt)
+    model, row = queries.locked_version(session, attempt)
     attempt.to_state = State.PRODUCTION
     check_transition(Action.PROMOTE, State(row.state), State.PRODUCTION, subject=attempt.subject)
     evidence = check_release_rules(session, attempt, row, sha256)
@@ -47,19 +46,6 @@ def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> Versi
     evidence = check_release_rules(session, attempt, row, sha256 or row.sha256)
     _switch(session, attempt, model, row, evidence)
     return records.version_info(row, model.name)
-
-
-def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:
-    """Audit that the bytes about to be served are the registered ones; IntegrityError if not."""
-    _, row = locked_version(session, attempt)
-    attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
-    if sha256 != row.sha256:
-        attempt.refuse(
-            IntegrityError,
-            f"served model sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
-            "artifact integrity",
-        )
-    attempt.record(session, reason="served artifact matches the registered sha256")
 
 
 def check_release_rules(

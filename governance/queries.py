@@ -1,13 +1,31 @@
-"""Row lookups that fail with :class:`NotFoundError`."""
+"""Every SELECT that more than one module needs: the row lookups each write starts from
+(:func:`locked_version` takes the model row lock first) and the read-only views behind the
+:class:`~governance.Registry`'s queries, each returning :mod:`~governance.records`.
+
+Lookups raise :class:`NotFoundError` naming what is unknown.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bentogate.errors import NotFoundError
-from governance.schema import Model, Version
-from governance.states import State
+from governance import records
+from governance.attempt import Attempt
+from governance.records import (
+    AuditEntry,
+    DeploymentInfo,
+    GateRunInfo,
+    HostInfo,
+    ModelInfo,
+    RolloutInfo,
+    VersionInfo,
+)
+from governance.schema import AuditRow, Deployment, GateRun, Host, Model, Rollout, Version
+from governance.states import RolloutStatus, State
+
+# -- row lookups -----------------------------------------------------------------------------
 
 
 def model_row(session: Session, environment: str, name: str, *, lock: bool = False) -> Model:
@@ -20,6 +38,15 @@ def model_row(session: Session, environment: str, name: str, *, lock: bool = Fal
     if row is None:
         raise NotFoundError(f"unknown model '{name}' in environment '{environment}'")
     return row
+
+
+def locked_version(session: Session, attempt: Attempt) -> tuple[Model, Version]:
+    """Lock the attempt's model row, return it and the version row; note the current state."""
+    assert attempt.model is not None and attempt.version is not None
+    model = model_row(session, attempt.environment, attempt.model, lock=True)
+    row = version_row(session, model, attempt.version)
+    attempt.from_state = State(row.state)
+    return model, row
 
 
 def version_row(session: Session, model: Model, version: str) -> Version:
@@ -60,3 +87,112 @@ def previous_row(session: Session, model: Model) -> Version | None:
         .limit(1)
     )
     return session.execute(query).scalar_one_or_none()
+
+
+# -- read-only views -------------------------------------------------------------------------
+
+
+def models(session: Session, environment: str) -> list[ModelInfo]:
+    """The inventory of ``environment``, by name."""
+    query = (
+        sa.select(Model)
+        .where(Model.environment == environment)
+        .options(selectinload(Model.gate_policy))
+    )
+    return [records.model_info(m) for m in session.execute(query.order_by(Model.name)).scalars()]
+
+
+def get_model(session: Session, environment: str, name: str) -> ModelInfo:
+    """The model ``name``."""
+    return records.model_info(model_row(session, environment, name))
+
+
+def get_version(session: Session, environment: str, model: str, version: str) -> VersionInfo:
+    """The version ``model:version``."""
+    row = model_row(session, environment, model)
+    return records.version_info(version_row(session, row, version), model)
+
+
+def versions(session: Session, environment: str, model: str) -> list[VersionInfo]:
+    """Every version of ``model`` in registration order."""
+    row = model_row(session, environment, model)
+    return [records.version_info(v, model) for v in version_rows(session, row)]
+
+
+def production_version(session: Session, environment: str, model: str) -> VersionInfo | None:
+    """The production version of ``model``, or ``None``."""
+    found = production_row(session, model_row(session, environment, model))
+    return None if found is None else records.version_info(found, model)
+
+
+def previous_version(session: Session, environment: str, model: str) -> VersionInfo | None:
+    """The version a rollback of ``model`` would restore, or ``None``."""
+    found = previous_row(session, model_row(session, environment, model))
+    return None if found is None else records.version_info(found, model)
+
+
+def gate_runs(session: Session, environment: str, model: str, version: str) -> list[GateRunInfo]:
+    """The gate runs of ``model:version``, oldest first."""
+    row = version_row(session, model_row(session, environment, model), version)
+    runs = session.execute(
+        sa.select(GateRun).where(GateRun.version_id == row.id).order_by(GateRun.id)
+    ).scalars()
+    return [records.gate_info(r, model, version) for r in runs]
+
+
+def deployments(
+    session: Session, environment: str, *, host: str | None, model: str | None, active_only: bool
+) -> list[DeploymentInfo]:
+    """Deployments of ``environment`` (filtered), oldest first."""
+    query = (
+        sa.select(Deployment, Model.name, Version.version)
+        .join(Version, Deployment.version_id == Version.id)
+        .join(Model, Version.model_id == Model.id)
+        .where(Model.environment == environment)
+        .order_by(Deployment.id)
+    )
+    if host is not None:
+        query = query.where(Deployment.host == host)
+    if model is not None:
+        query = query.where(Model.name == model)
+    if active_only:
+        query = query.where(Deployment.stopped_at.is_(None))
+    return [records.deployment_info(d, m, v) for d, m, v in session.execute(query)]
+
+
+def audit_entries(
+    session: Session, environment: str, model: str | None = None, version: str | None = None
+) -> list[AuditEntry]:
+    """The audit rows of ``environment`` (optionally one model/version), oldest first."""
+    query = sa.select(AuditRow).where(AuditRow.environment == environment)
+    if model is not None:
+        query = query.where(AuditRow.model == model)
+    if version is not None:
+        query = query.where(AuditRow.version == version)
+    return [records.audit_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
+
+
+def hosts(session: Session, environment: str) -> list[HostInfo]:
+    """Every host of ``environment`` by name."""
+    rows = session.execute(
+        sa.select(Host).where(Host.environment == environment).order_by(Host.name)
+    ).scalars()
+    return [records.host_info(r) for r in rows]
+
+
+def rollouts(
+    session: Session, environment: str, model: str | None, active_only: bool
+) -> list[RolloutInfo]:
+    """Rollouts of ``environment`` (optionally one model's, or only those in progress),
+    oldest first."""
+    query = (
+        sa.select(Rollout, Model.name)
+        .join(Model, Rollout.model_id == Model.id)
+        .where(Model.environment == environment)
+        .order_by(Rollout.id)
+    )
+    if model is not None:
+        query = query.where(Model.name == model)
+    if active_only:
+        query = query.where(Rollout.status == RolloutStatus.IN_PROGRESS)
+    return [records.rollout_info(r, name) for r, name in session.execute(query)]

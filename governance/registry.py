@@ -1,39 +1,48 @@
-"""The public face of the governance database: :class:`Registry`.
+"""The public face of the governance database: :class:`Registry`, the one class.
 
-Every write call is one *attempt*: it runs in one transaction (SQLite ``BEGIN IMMEDIATE``;
-PostgreSQL ``SELECT … FOR UPDATE`` on the model row), checks its rules, and appends its audit
-rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
-transaction of its own. SQLAlchemy errors are translated here, once.
+Each method opens a transaction and calls one function of the module that holds its concept.
+Writes run as one audited attempt (:func:`governance.attempt.transaction`): a refusal is rolled
+back and audited; reads run in a read session (:mod:`governance.queries`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
-from bentogate.errors import GovernanceError, NotFoundError
-from governance import audit, deployments, gating, lifecycle, migrate, promotion
-from governance.attempt import Attempt
-from governance.db import Database, translate
-from governance.fleetapi import FleetRegistry
-from governance.reads import RegistryReads
-from governance.records import DeploymentInfo, GateRunInfo, ModelInfo, VersionInfo
+from governance import (
+    audit,
+    deployments,
+    gates,
+    heartbeats,
+    lifecycle,
+    migrate,
+    promotion,
+    queries,
+    registration,
+    rollouts,
+)
+from governance.attempt import Attempt, transaction, utcnow
+from governance.db import Database
+from governance.records import (
+    AuditEntry,
+    DeploymentInfo,
+    GateRunInfo,
+    HostInfo,
+    ModelInfo,
+    RolloutInfo,
+    VersionInfo,
+)
 from governance.states import Action, Role
 
-T = TypeVar("T")
 SYSTEM_ACTOR = "bentogate"
 
 
-def utcnow() -> datetime:
-    """Return the current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-class Registry(FleetRegistry, RegistryReads):
+class Registry:
     """Models, versions, evidence, deployments and the audit trail of one environment.
 
     ``url`` is a SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``); no connection
@@ -56,18 +65,18 @@ class Registry(FleetRegistry, RegistryReads):
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to ``revision`` (Alembic). Safe to call on every start."""
-        self._migrate(migrate.upgrade, revision)
+        with self._db.translated():
+            migrate.upgrade(self._db.engine, revision)
 
     def downgrade(self, revision: str = "base") -> None:
         """Migrate the schema down (``"base"`` drops every governance table and its data)."""
-        self._migrate(migrate.downgrade, revision)
+        with self._db.translated():
+            migrate.downgrade(self._db.engine, revision)
 
     def schema_revision(self) -> str | None:
         """Return the database's Alembic revision (``None``: never migrated)."""
-        try:
+        with self._db.translated():
             return migrate.current_revision(self._db.engine)
-        except exc.SQLAlchemyError as err:
-            raise translate(err, self._db.url) from err
 
     def close(self) -> None:
         """Release every pooled connection. The registry may not be used afterwards."""
@@ -79,7 +88,7 @@ class Registry(FleetRegistry, RegistryReads):
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # -- models & versions ------------------------------------------------------------------
+    # -- models & versions (registration, lifecycle, promotion) ------------------------------
 
     def ensure_model(
         self,
@@ -96,12 +105,8 @@ class Registry(FleetRegistry, RegistryReads):
         """Return the model ``name``, adding it to the inventory if new (idempotent).
         Raises :class:`GovernanceError` if it exists with another production port or the
         port belongs to another model."""
-        return self._attempt(
-            Action.CREATE_MODEL,
-            actor,
-            name,
-            None,
-            lambda s, a: lifecycle.ensure_model(
+        with self._write(Action.CREATE_MODEL, actor, name) as (s, a):
+            return registration.ensure_model(
                 s,
                 a,
                 owner=owner,
@@ -110,8 +115,7 @@ class Registry(FleetRegistry, RegistryReads):
                 intended_use=intended_use,
                 use_restrictions=use_restrictions,
                 next_review_due=next_review_due,
-            ),
-        )
+            )
 
     def register_version(
         self,
@@ -128,12 +132,8 @@ class Registry(FleetRegistry, RegistryReads):
         """Register an immutable version (``version`` None → next integer) and return it.
         Raises :class:`NotFoundError` (model), :class:`GovernanceError` (duplicate or invalid
         fields), :class:`ConcurrentChange` (a racing registration won)."""
-        return self._attempt(
-            Action.REGISTER,
-            developer,
-            model,
-            version,
-            lambda s, a: lifecycle.register_version(
+        with self._write(Action.REGISTER, developer, model, version) as (s, a):
+            return registration.register_version(
                 s,
                 a,
                 sha256=sha256,
@@ -141,21 +141,15 @@ class Registry(FleetRegistry, RegistryReads):
                 threshold=threshold,
                 metrics=metrics,
                 artifact_uri=artifact_uri,
-            ),
-        )
+            )
 
     def validate(
         self, model: str, version: str, *, actor: str, results: dict[str, Any], passed: bool
     ) -> VersionInfo:
         """registered → validated (or rejected if not ``passed``); returns the version.
         Raises :class:`IllegalTransition`, :class:`SeparationOfDuties` (actor is developer)."""
-        return self._attempt(
-            Action.VALIDATE,
-            actor,
-            model,
-            version,
-            lambda s, a: lifecycle.validate(s, a, results=results, passed=passed),
-        )
+        with self._write(Action.VALIDATE, actor, model, version) as (s, a):
+            return lifecycle.validate(s, a, results=results, passed=passed)
 
     def approve(
         self,
@@ -168,13 +162,8 @@ class Registry(FleetRegistry, RegistryReads):
     ) -> VersionInfo:
         """validated → approved, binding the approval to the version's sha256 (optionally
         expiring). Raises :class:`IllegalTransition`, :class:`SeparationOfDuties`."""
-        return self._attempt(
-            Action.APPROVE,
-            actor,
-            model,
-            version,
-            lambda s, a: lifecycle.approve(s, a, comment=comment, valid_until=valid_until),
-        )
+        with self._write(Action.APPROVE, actor, model, version) as (s, a):
+            return lifecycle.approve(s, a, comment=comment, valid_until=valid_until)
 
     def record_build(
         self, model: str, version: str, *, actor: str, bento_tag: str, image_tag: str | None = None
@@ -182,18 +171,79 @@ class Registry(FleetRegistry, RegistryReads):
         """Record the Bento (and image) built for an approved-or-later version; sets
         ``built_at``, so only gate passes after it allow promotion. Raises
         :class:`IllegalTransition` before approval or after rejection/retirement."""
-        return self._attempt(
-            Action.BUILD,
-            actor,
-            model,
-            version,
-            lambda s, a: lifecycle.record_build(s, a, bento_tag=bento_tag, image_tag=image_tag),
-        )
+        with self._write(Action.BUILD, actor, model, version) as (s, a):
+            return lifecycle.record_build(s, a, bento_tag=bento_tag, image_tag=image_tag)
 
     def stage(self, model: str, version: str, *, actor: str) -> VersionInfo:
         """approved → staged; staged/gated/production: unchanged. Raises
         :class:`IllegalTransition` otherwise."""
-        return self._attempt(Action.STAGE, actor, model, version, lifecycle.stage)
+        with self._write(Action.STAGE, actor, model, version) as (s, a):
+            return lifecycle.stage(s, a)
+
+    def promote(self, model: str, version: str, *, actor: str, sha256: str) -> VersionInfo:
+        """gated → production, demoting the old production version (→ gated) and moving
+        deployment roles, in one transaction; returns the new production version.
+        ``sha256`` is what the caller measured on the artifact. Raises :class:`IntegrityError`
+        (sha256 differs), :class:`IllegalTransition` (state, approval, build or gate rule),
+        :class:`ConcurrentChange` (a concurrent promotion won)."""
+        with self._write(Action.PROMOTE, actor, model, version) as (s, a):
+            return promotion.promote(s, a, sha256=sha256)
+
+    def rollback(self, model: str, *, actor: str, sha256: str | None = None) -> VersionInfo:
+        """Return the most recently demoted version to production (rules as for promote; if
+        ``sha256`` is given it is checked too); returns it. Raises :class:`NotFoundError`
+        when there is no previous version."""
+        with self._write(Action.ROLLBACK, actor, model) as (s, a):
+            return promotion.rollback(s, a, sha256=sha256)
+
+    def retire(self, model: str, version: str, *, actor: str, reason: str) -> VersionInfo:
+        """Any state except production → retired; returns the version. Raises
+        :class:`IllegalTransition` for production (or already retired) versions."""
+        with self._write(Action.RETIRE, actor, model, version) as (s, a):
+            return lifecycle.retire(s, a, reason=reason)
+
+    def models(self) -> list[ModelInfo]:
+        """Return the inventory of this environment, by name."""
+        with self._db.read() as s:
+            return queries.models(s, self.environment)
+
+    def get_model(self, name: str) -> ModelInfo:
+        """Return the model. Raises :class:`NotFoundError`."""
+        with self._db.read() as s:
+            return queries.get_model(s, self.environment, name)
+
+    def get_version(self, model: str, version: str) -> VersionInfo:
+        """Return the version. Raises :class:`NotFoundError` naming the unknown model/version."""
+        with self._db.read() as s:
+            return queries.get_version(s, self.environment, model, version)
+
+    def versions(self, model: str) -> list[VersionInfo]:
+        """Return every version of ``model`` in registration order. Raises NotFoundError."""
+        with self._db.read() as s:
+            return queries.versions(s, self.environment, model)
+
+    def production_version(self, model: str) -> VersionInfo | None:
+        """Return the production version of ``model`` (None if none). Raises NotFoundError."""
+        with self._db.read() as s:
+            return queries.production_version(s, self.environment, model)
+
+    def previous_version(self, model: str) -> VersionInfo | None:
+        """Return the version :meth:`rollback` would restore (None if none)."""
+        with self._db.read() as s:
+            return queries.previous_version(s, self.environment, model)
+
+    # -- the gate: policy, runs, capacity (gates) ------------------------------------------
+
+    def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
+        """Store ``policy`` (opaque JSON) as the model's gate policy, replacing any; the audit
+        row holds the old and new policy. Returns the model. Raises :class:`NotFoundError`,
+        :class:`GovernanceError` (not a JSON object, NaN/infinity)."""
+        with self._write(Action.SET_POLICY, actor, model) as (s, a):
+            return gates.set_gate_policy(s, a, policy=policy)
+
+    def gate_policy(self, model: str) -> dict[str, Any] | None:
+        """Return the model's gate policy (a copy; ``None`` if never set). Raises NotFoundError."""
+        return self.get_model(model).gate_policy
 
     def record_gate(
         self,
@@ -210,12 +260,8 @@ class Registry(FleetRegistry, RegistryReads):
         """Store a gate run of a staged/gated version and apply its verdict (pass → gated,
         fail → rejected, inconclusive → unchanged); returns the stored run. Raises
         :class:`IllegalTransition` for other states, :class:`GovernanceError` for a bad verdict."""
-        return self._attempt(
-            Action.GATE,
-            actor,
-            model,
-            version,
-            lambda s, a: lifecycle.record_gate(
+        with self._write(Action.GATE, actor, model, version) as (s, a):
+            return gates.record_gate(
                 s,
                 a,
                 policy=policy,
@@ -223,55 +269,12 @@ class Registry(FleetRegistry, RegistryReads):
                 verdict=verdict,
                 report_path=report_path,
                 compared_with=compared_with,
-            ),
-        )
+            )
 
-    def promote(self, model: str, version: str, *, actor: str, sha256: str) -> VersionInfo:
-        """gated → production, demoting the old production version (→ gated) and moving
-        deployment roles, in one transaction; returns the new production version.
-        ``sha256`` is what the caller measured on the artifact. Raises :class:`IntegrityError`
-        (sha256 differs), :class:`IllegalTransition` (state, approval, build or gate rule),
-        :class:`ConcurrentChange` (a concurrent promotion won)."""
-        return self._attempt(
-            Action.PROMOTE,
-            actor,
-            model,
-            version,
-            lambda s, a: promotion.promote(s, a, sha256=sha256),
-        )
-
-    def rollback(self, model: str, *, actor: str, sha256: str | None = None) -> VersionInfo:
-        """Return the most recently demoted version to production (rules as for promote; if
-        ``sha256`` is given it is checked too); returns it. Raises :class:`NotFoundError`
-        when there is no previous version."""
-        return self._attempt(
-            Action.ROLLBACK,
-            actor,
-            model,
-            None,
-            lambda s, a: promotion.rollback(s, a, sha256=sha256),
-        )
-
-    def retire(self, model: str, version: str, *, actor: str, reason: str) -> VersionInfo:
-        """Any state except production → retired; returns the version. Raises
-        :class:`IllegalTransition` for production (or already retired) versions."""
-        return self._attempt(
-            Action.RETIRE, actor, model, version, lambda s, a: lifecycle.retire(s, a, reason=reason)
-        )
-
-    # -- gate policy & capacity --------------------------------------------------------------
-
-    def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
-        """Store ``policy`` (opaque JSON) as the model's gate policy, replacing any; the audit
-        row holds the old and new policy. Returns the model. Raises :class:`NotFoundError`,
-        :class:`GovernanceError` (not a JSON object, NaN/infinity)."""
-        return self._attempt(
-            Action.SET_POLICY,
-            actor,
-            model,
-            None,
-            lambda s, a: gating.set_gate_policy(s, a, policy=policy),
-        )
+    def gate_runs(self, model: str, version: str) -> list[GateRunInfo]:
+        """Return the gate runs of ``model:version``, oldest first. Raises NotFoundError."""
+        with self._db.read() as s:
+            return queries.gate_runs(s, self.environment, model, version)
 
     def record_capacity(
         self, model: str, version: str, *, actor: str, rate: float, details: dict[str, Any]
@@ -280,26 +283,16 @@ class Registry(FleetRegistry, RegistryReads):
         policy); the latest one shows as :attr:`VersionInfo.capacity_rps`. Any state is
         accepted. Raises :class:`NotFoundError`, :class:`GovernanceError` (rate not finite or
         negative, details not a JSON object)."""
-        self._attempt(
-            Action.CAPACITY,
-            actor,
-            model,
-            version,
-            lambda s, a: gating.record_capacity(s, a, rate=rate, details=details),
-        )
+        with self._write(Action.CAPACITY, actor, model, version) as (s, a):
+            gates.record_capacity(s, a, rate=rate, details=details)
+
+    # -- what runs where (deployments) -------------------------------------------------------
 
     def verify_artifact(self, model: str, version: str, *, actor: str, sha256: str) -> None:
         """Audit the sha256 measured on the model about to be served. Raises
         :class:`IntegrityError` (audited as refused) if it differs from the registered one."""
-        self._attempt(
-            Action.VERIFY_ARTIFACT,
-            actor,
-            model,
-            version,
-            lambda s, a: promotion.verify_artifact(s, a, sha256=sha256),
-        )
-
-    # -- deployments -------------------------------------------------------------------------
+        with self._write(Action.VERIFY_ARTIFACT, actor, model, version) as (s, a):
+            deployments.verify_artifact(s, a, sha256=sha256)
 
     def record_deployment(
         self,
@@ -315,60 +308,91 @@ class Registry(FleetRegistry, RegistryReads):
         """Record that ``model:version`` runs on ``host:port``; returns the deployment.
         Raises :class:`IllegalTransition` (unapproved version; live but not production),
         :class:`GovernanceError` (port held by another active deployment)."""
-        return self._attempt(
-            Action.DEPLOY,
-            actor,
-            model,
-            version,
-            lambda s, a: deployments.record(s, a, host=host, port=port, pid=pid, role=role),
-        )
+        with self._write(Action.DEPLOY, actor, model, version) as (s, a):
+            return deployments.record(s, a, host=host, port=port, pid=pid, role=role)
 
     def end_deployment(self, deployment_id: int, *, actor: str = SYSTEM_ACTOR) -> None:
         """Mark a deployment stopped (no-op if it already is). Raises :class:`NotFoundError`."""
-        self._attempt(
-            Action.UNDEPLOY, actor, None, None, lambda s, a: deployments.end(s, a, deployment_id)
-        )
+        with self._write(Action.UNDEPLOY, actor) as (s, a):
+            deployments.end(s, a, deployment_id)
 
-    # -- plumbing ----------------------------------------------------------------------------
+    def deployments(
+        self, *, host: str | None = None, model: str | None = None, active_only: bool = True
+    ) -> list[DeploymentInfo]:
+        """Return deployments of this environment, oldest first."""
+        with self._db.read() as s:
+            return queries.deployments(
+                s, self.environment, host=host, model=model, active_only=active_only
+            )
 
-    def _attempt(
+    # -- the fleet (heartbeats, rollouts) ----------------------------------------------------
+
+    def heartbeat(self, host: str, report: dict[str, Any]) -> HostInfo:
+        """Record that ``host``'s agent is alive now and what it reports (a JSON object:
+        what it serves, health, errors). Not audited. Returns the host. Raises
+        :class:`GovernanceError` (not a JSON object), :class:`ConfigError` (DB unreachable)."""
+        with self._write(Action.HEARTBEAT, host) as (s, a):
+            return heartbeats.heartbeat(s, a, host=host, report=report)
+
+    def hosts(self) -> list[HostInfo]:
+        """Return every host that ever sent a heartbeat in this environment, by name."""
+        with self._db.read() as s:
+            return queries.hosts(s, self.environment)
+
+    def start_rollout(
         self,
-        action: Action,
+        model: str,
+        version: str,
+        *,
         actor: str,
-        model: str | None,
-        version: str | None,
-        step: Callable[[Session, Attempt], T],
-    ) -> T:
-        attempt = Attempt(
-            action=action,
-            environment=self.environment,
-            actor=actor,
-            clock=self._clock,
-            model=model,
-            version=version,
-        )
-        try:
-            with self._db.write() as session:
-                return step(session, attempt)
-        except exc.SQLAlchemyError as err:
-            prefix = f"refused: {attempt.action} {attempt.subject} — "
-            translated = translate(err, self._db.url, prefix)
-            if isinstance(translated, GovernanceError):
-                self._audit_refusal(attempt, translated)
-            raise translated from err
-        except (GovernanceError, NotFoundError) as err:
-            self._audit_refusal(attempt, err)
-            raise
+        sha256: str,
+        hosts: list[str],
+        deadline_s: float,
+    ) -> RolloutInfo:
+        """Promote ``model:version`` (every rule of :meth:`promote`) and record a fleet
+        rollout that ``hosts`` must carry out within ``deadline_s``; one audited promotion
+        naming the rollout and its hosts. Raises :class:`ConcurrentChange` while another
+        rollout of the model is in progress, the errors of :meth:`promote` otherwise."""
+        with self._write(Action.PROMOTE, actor, model, version) as (s, a):
+            return rollouts.start(s, a, sha256=sha256, hosts=hosts, deadline_s=deadline_s)
 
-    def _audit_refusal(self, attempt: Attempt, error: Exception) -> None:
-        try:
-            with self._db.write() as session:
-                audit.append(session, attempt.refusal_record(error))
-        except exc.SQLAlchemyError as err:  # the refusal stands; say it was not audited
-            error.add_note(f"the refusal could not be audited: {translate(err, self._db.url)}")
+    def settle_rollout(
+        self,
+        model: str,
+        rollout_id: int,
+        *,
+        actor: str,
+        complete: bool,
+        reason: str,
+        results: dict[str, Any],
+    ) -> RolloutInfo:
+        """Finish an in-progress rollout: complete, or roll ``model`` back to the version it
+        replaced (audited as a rollback and a rollout row with ``results`` per host).
+        Idempotent: a settled rollout is returned unchanged. Raises :class:`NotFoundError`."""
+        with self._write(Action.ROLLOUT, actor, model) as (s, a):
+            return rollouts.settle(
+                s, a, rollout_id=rollout_id, complete=complete, reason=reason, results=results
+            )
 
-    def _migrate(self, step: Callable[[Any, str], None], revision: str) -> None:
-        try:
-            step(self._db.engine, revision)
-        except exc.SQLAlchemyError as err:
-            raise translate(err, self._db.url) from err
+    def rollouts(self, model: str | None = None, *, active_only: bool = False) -> list[RolloutInfo]:
+        """Return fleet rollouts (of ``model``; only in-progress ones), oldest first."""
+        with self._db.read() as s:
+            return queries.rollouts(s, self.environment, model, active_only)
+
+    # -- the audit trail (audit) -------------------------------------------------------------
+
+    def audit(self, model: str | None = None, version: str | None = None) -> list[AuditEntry]:
+        """Return this environment's audit rows (optionally of one model/version), oldest first."""
+        with self._db.read() as s:
+            return queries.audit_entries(s, self.environment, model, version)
+
+    def verify_audit(self) -> tuple[bool, int | None, str]:
+        """Check the whole hash chain. Returns ``(ok, first broken or missing row id, message)``."""
+        with self._db.read() as s:
+            return audit.verify(s)
+
+    def _write(
+        self, action: Action, actor: str, model: str | None = None, version: str | None = None
+    ) -> AbstractContextManager[tuple[Session, Attempt]]:
+        attempt = Attempt(action, self.environment, actor, self._clock, model, version)
+        return transaction(self._db, attempt)

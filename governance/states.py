@@ -1,4 +1,5 @@
-"""The lifecycle: states, actions, the one transition table and the one function checking it.
+"""The vocabulary (states, roles, actions, verdicts, outcomes, rollout statuses), the one
+transition table of the lifecycle and the one function checking it.
 
 Every state change in :mod:`governance` goes through :func:`check_transition`; the database
 repeats the state vocabulary as CHECK constraints and the "one production version per model"
@@ -70,6 +71,15 @@ class Outcome(enum.StrEnum):
 
     OK = "ok"
     REFUSED = "refused"
+
+
+class RolloutStatus(enum.StrEnum):
+    """Where a fleet rollout is."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"  # every host reported the version live and healthy
+    ROLLED_BACK = "rolled_back"  # a host failed or the deadline passed: previous version back
+    FAILED = "failed"  # it failed and there was nothing (allowed) to roll back to
 
 
 S = State

@@ -9,7 +9,7 @@ import pytest
 from bentogate.errors import GovernanceError, NotFoundError
 from governance import Action, Registry
 from governance.attempt import Attempt
-from governance.gating import json_copy
+from governance.documents import json_copy
 
 POLICY = {"rate": 200, "p99_ms": 25.0}
 

@@ -1,63 +1,29 @@
-"""The fleet: hosts' heartbeats and fleet rollouts (one promotion that every host carries out).
+"""Fleet rollouts: one promotion that every host of the fleet carries out before a deadline.
 
 A rollout is recorded in the transaction of the promotion it carries out (the model row is
 locked), so "production" and "a rollout in progress" never disagree, and the partial unique
 index ``uq_rollouts_one_in_progress`` lets one rollout per model run at a time. Settling a
 rollout is idempotent: the first settler completes it or rolls it back; later ones change
-nothing. Heartbeats are not audited (one per host per interval); everything else is.
+nothing. Both are audited.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import ConcurrentChange, GovernanceError, NotFoundError
 from governance import promotion, queries, records
 from governance.attempt import Attempt
-from governance.lifecycle import locked_version
-from governance.records import HostInfo, RolloutInfo
-from governance.schema import Host, Model, Rollout
-from governance.states import Action
-
-
-class RolloutStatus(enum.StrEnum):
-    """Where a fleet rollout is."""
-
-    IN_PROGRESS = "in_progress"
-    COMPLETE = "complete"  # every host reported the version live and healthy
-    ROLLED_BACK = "rolled_back"  # a host failed or the deadline passed: previous version back
-    FAILED = "failed"  # it failed and there was nothing (allowed) to roll back to
-
-
-def heartbeat(session: Session, attempt: Attempt, *, host: str, report: dict[str, Any]) -> HostInfo:
-    """Insert or update ``host``'s row: heartbeat now, ``report`` as sent. Raises
-    :class:`GovernanceError` if the report is not a JSON object."""
-    _check_json_object(attempt, report, "report")
-    now = attempt.now()
-    row = session.execute(
-        sa.select(Host).where(Host.environment == attempt.environment, Host.name == host)
-    ).scalar_one_or_none()
-    if row is None:
-        row = Host(
-            environment=attempt.environment,
-            name=host,
-            first_seen=now,
-            last_heartbeat=now,
-            report=report,
-        )
-        session.add(row)
-    else:
-        row.last_heartbeat, row.report = now, report
-    session.flush()
-    return records.host_info(row)
+from governance.documents import check_json_object
+from governance.records import RolloutInfo
+from governance.schema import Model, Rollout
+from governance.states import Action, RolloutStatus
 
 
 def start(
@@ -70,8 +36,8 @@ def start(
 ) -> RolloutInfo:
     """Promote the attempt's version (all promotion rules apply) and record the rollout that
     every host in ``hosts`` must carry out before ``deadline_s`` passes."""
-    model, row = locked_version(session, attempt)
-    running = active(session, model)
+    model, row = queries.locked_version(session, attempt)
+    running = _in_progress(session, model)
     if running is not None:
         attempt.refuse(
             ConcurrentChange,
@@ -117,7 +83,7 @@ def settle(
     """Finish an in-progress rollout: ``complete``, or roll the model back to the rollout's
     previous version (status ``rolled_back``; ``failed`` if there is none or its rules no
     longer hold). A rollout already settled is returned unchanged."""
-    _check_json_object(attempt, results, "results")
+    check_json_object(attempt, results, "results")
     assert attempt.model is not None
     model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
     rollout = session.get(Rollout, rollout_id, populate_existing=True)
@@ -161,45 +127,10 @@ def _roll_back(
     return RolloutStatus.ROLLED_BACK, f"{model.name}:{rollout.from_version} is production again"
 
 
-def active(session: Session, model: Model) -> Rollout | None:
+def _in_progress(session: Session, model: Model) -> Rollout | None:
     """The model's rollout in progress, or ``None``."""
     return session.execute(
         sa.select(Rollout).where(
             Rollout.model_id == model.id, Rollout.status == RolloutStatus.IN_PROGRESS
         )
     ).scalar_one_or_none()
-
-
-def host_rows(session: Session, environment: str) -> list[HostInfo]:
-    """Every host of ``environment`` by name."""
-    rows = session.execute(
-        sa.select(Host).where(Host.environment == environment).order_by(Host.name)
-    ).scalars()
-    return [records.host_info(r) for r in rows]
-
-
-def rollout_rows(
-    session: Session, environment: str, model: str | None, active_only: bool
-) -> list[RolloutInfo]:
-    """Rollouts of ``environment`` (optionally one model's, or only those in progress),
-    oldest first."""
-    query = (
-        sa.select(Rollout, Model.name)
-        .join(Model, Rollout.model_id == Model.id)
-        .where(Model.environment == environment)
-        .order_by(Rollout.id)
-    )
-    if model is not None:
-        query = query.where(Model.name == model)
-    if active_only:
-        query = query.where(Rollout.status == RolloutStatus.IN_PROGRESS)
-    return [records.rollout_info(r, name) for r, name in session.execute(query)]
-
-
-def _check_json_object(attempt: Attempt, value: object, what: str) -> None:
-    if not isinstance(value, dict):
-        attempt.refuse(GovernanceError, f"{what} is not a JSON object", "JSON documents")
-    try:
-        orjson.dumps(value)
-    except TypeError as err:
-        attempt.refuse(GovernanceError, f"{what} is not JSON: {err}", "JSON documents")

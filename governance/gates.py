@@ -1,0 +1,119 @@
+"""The gate: a model's gate policy, the gate runs of its versions (and the state change each
+verdict makes), and their measured capacity.
+
+Every write is an audited attempt: it runs inside the caller's write transaction (model row
+locked), checks its input, changes the rows and appends its ``ok`` audit row; a refusal raises
+(the registry rolls back and audits it). The policy, the run's figures and the capacity details
+are opaque JSON to governance (:mod:`governance.documents`): the load-test part owns their keys.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bentogate.errors import GovernanceError
+from governance import queries, records
+from governance.attempt import Attempt
+from governance.documents import json_copy
+from governance.lifecycle import move
+from governance.records import GateRunInfo, ModelInfo
+from governance.schema import CapacityMeasurement, GatePolicy, GateRun
+from governance.states import GATE_TARGET, Action, State, Verdict, check_transition
+
+
+def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any]) -> ModelInfo:
+    """Store ``policy`` as the model's gate policy (replacing any) and return the model; the
+    audit row carries the old and the new policy. Refuses a policy that is not a JSON object."""
+    assert attempt.model is not None
+    model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
+    new = json_copy(attempt, policy, "policy")
+    current = model.gate_policy
+    old = None if current is None else json_copy(attempt, current.policy, "policy")
+    now = attempt.now()
+    if current is None:
+        model.gate_policy = GatePolicy(policy=new, set_by=attempt.actor, set_at=now)
+    else:
+        current.policy, current.set_by, current.set_at = new, attempt.actor, now
+    session.flush()
+    reason = "gate policy set" if old is None else "gate policy changed"
+    attempt.record(session, reason=reason, payload={"old": old, "new": new})
+    return records.model_info(model)
+
+
+def record_gate(
+    session: Session,
+    attempt: Attempt,
+    *,
+    policy: dict[str, Any],
+    results: dict[str, Any],
+    verdict: str,
+    report_path: str,
+    compared_with: str | None,
+) -> GateRunInfo:
+    """Store a gate run of a staged/gated version: pass → gated, fail → rejected,
+    inconclusive → unchanged."""
+    model, row = queries.locked_version(session, attempt)
+    if verdict not in set(Verdict):
+        attempt.refuse(
+            GovernanceError,
+            f"verdict {verdict!r} is not pass, fail or inconclusive",
+            "gate verdicts",
+        )
+    current, parsed = State(row.state), Verdict(verdict)
+    target = GATE_TARGET[parsed] or current
+    attempt.to_state = target
+    check_transition(Action.GATE, current, target, subject=attempt.subject)
+    run = GateRun(
+        version_id=row.id,
+        actor=attempt.actor,
+        verdict=parsed,
+        policy=dict(policy),
+        results=dict(results),
+        report_path=report_path,
+        compared_with=compared_with,
+        created_at=attempt.now(),
+    )
+    session.add(run)
+    session.flush()
+    move(
+        session,
+        attempt,
+        row,
+        target,
+        f"gate {parsed}",
+        {
+            "gate_run_id": run.id,
+            "verdict": str(parsed),
+            "report_path": report_path,
+            "compared_with": compared_with,
+        },
+    )
+    return records.gate_info(run, model.name, row.version)
+
+
+def record_capacity(
+    session: Session, attempt: Attempt, *, rate: float, details: dict[str, Any]
+) -> None:
+    """Store a measured capacity (req/s) of the version. Refuses a rate that is not a finite
+    number >= 0 and details that are not a JSON object."""
+    _, row = queries.locked_version(session, attempt)
+    attempt.payload["rate"] = rate
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
+        attempt.refuse(GovernanceError, f"rate {rate!r} is not a finite number", "capacity")
+    if rate < 0:
+        attempt.refuse(GovernanceError, f"rate {rate!r} is negative", "capacity")
+    stored = json_copy(attempt, details, "details")
+    measurement = CapacityMeasurement(
+        version_id=row.id,
+        actor=attempt.actor,
+        rate=float(rate),
+        details=stored,
+        created_at=attempt.now(),
+    )
+    session.add(measurement)
+    session.flush()
+    attempt.payload.update(capacity_id=measurement.id, details=stored)
+    attempt.record(session, reason=f"capacity {float(rate):g} req/s")
