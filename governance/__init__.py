@@ -1,9 +1,32 @@
 """The model-governance database: inventory, immutable versions, evidence (validations,
-approvals, gate runs), deployments, lifecycle rules and a hash-chained audit log.
+approvals, gate runs), deployments, the fleet's hosts and rollouts, lifecycle rules and a
+hash-chained audit log.
 
 Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. Start with
 ``Registry(url).upgrade()``; every refused action raises a :class:`bentogate.errors.GovernanceError`
 (or :class:`~bentogate.errors.NotFoundError`) whose message names the rule, and is audited.
+
+Where each thing is::
+
+    registry.py ─ Registry, the one class: each method opens a transaction and calls one of
+    ├─ registration.py  add a model to the inventory; register an immutable version
+    ├─ lifecycle.py     validate, approve, build, stage, retire (move: the one state change)
+    ├─ gates.py         a model's gate policy; gate runs and their verdicts; capacity
+    ├─ promotion.py     promote, rollback: the release rules and the switch of production
+    ├─ deployments.py   what runs where; is the artifact about to be served the registered one
+    ├─ heartbeats.py    which fleet hosts are alive, and what their agents report
+    ├─ rollouts.py      fleet rollouts: one promotion every host carries out by a deadline
+    ├─ queries.py       every shared SELECT: row lookups, locked_version, the read views
+    └─ migrate.py       Alembic, driven from code (the scripts: migrations/versions/)
+
+    and, under all of them:
+    attempt.py    one audited write: its transaction; a refusal is rolled back, then audited
+    audit.py      the append-only, hash-chained log: append, verify
+    documents.py  the JSON documents stored unread (gate policies, host reports): their checks
+    records.py    the frozen ``*Info`` records callers get, each made from its row
+    states.py     the enums, the transition table and check_transition
+    schema.py     the ORM tables (the migrations create the same)
+    db.py         engines, sessions; SQLAlchemy errors become bentogate errors
 """
 
 from governance.records import (

@@ -1,5 +1,5 @@
 """The ORM schema (SQLAlchemy 2 typed). The migrations under ``migrations/versions`` create the
-same tables; ``tests/unit/governance/test_migrations.py`` checks that they agree.
+same tables; ``tests/integration/governance/test_gov_migrations.py`` checks that they agree.
 
 Portable across SQLite and PostgreSQL: short string enums (no native enum types), UTC
 timestamps, JSON columns, partial unique indexes spelled for both dialects.

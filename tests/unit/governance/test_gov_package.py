@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import governance
@@ -71,6 +72,13 @@ def test_imports_only_what_it_may() -> None:
             if name.startswith("bentogate"):
                 assert name == "bentogate.errors", f"{path.name} imports {name}"
         assert "os.environ" not in path.read_text(), f"{path.name} reads the environment"
+
+
+def test_the_package_docstring_maps_every_module() -> None:
+    assert governance.__doc__ is not None
+    mapped = set(re.findall(r"\b(\w+)\.py\b", governance.__doc__))
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert mapped == modules
 
 
 def test_modules_are_small() -> None:
