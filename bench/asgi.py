@@ -40,6 +40,9 @@ def load_service(
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     BentoMLContainer.bento_arguments.set({"model_tag": model_tag})
+    # As `bentoml serve` does, the source directory first on sys.path: service.py imports
+    # this tree's serving/ package.
+    sys.path.insert(0, str(project_dir))
     spec = importlib.util.spec_from_file_location(module_name, project_dir / "service.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -25,9 +25,10 @@ from bentos.runtime import docker_engine_available
 
 # What a model store entry holds: the served ONNX model and its schema/reference data.
 MODEL_FILES = ("model.onnx", "meta.json")
-# The build context: only what bentofile.yaml names. Building from the project directory
-# itself would let BentoML walk the state directory (and its own temporary build tree).
-BUILD_FILES = ("service.py", "bentofile.yaml", "bentos/requirements-serve.txt")
+# The build context: only what bentofile.yaml names (glob patterns, each matching at least
+# one file). Building from the project directory itself would let BentoML walk the state
+# directory (and its own temporary build tree).
+BUILD_FILES = ("service.py", "serving/*.py", "bentofile.yaml", "bentos/requirements-serve.txt")
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,10 @@ def build_bento(
         options += ["--label", f"{key}={value}"]
     with tempfile.TemporaryDirectory(prefix="bentogate-build-") as directory:
         context = Path(directory)
-        for name in BUILD_FILES:
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(project_dir / name, context / name)
+        for source in _build_files(project_dir):
+            target = context / source.relative_to(project_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         run_bentoml(
             ["build", str(context), "-f", str(context / "bentofile.yaml"), *options],
             bentoml_home,
@@ -139,6 +141,17 @@ def build_bento(
     if not _bento_exists(bentoml_home, spec.tag):
         raise BuildError(f"bentoml build finished but {spec.tag} is not in the store")
     return spec.tag
+
+
+def _build_files(project_dir: Path) -> list[Path]:
+    """The files of ``project_dir`` that BUILD_FILES names; BuildError if one is missing."""
+    files = []
+    for pattern in BUILD_FILES:
+        found = sorted(project_dir.glob(pattern))
+        if not found:
+            raise BuildError(f"cannot build: {project_dir} has no {pattern}")
+        files += found
+    return files
 
 
 def bento_path(bentoml_home: Path, tag: str) -> Path:
