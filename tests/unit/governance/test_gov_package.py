@@ -49,6 +49,15 @@ def test_registry_api() -> None:
         "gate_runs",
         "audit",
         "verify_audit",
+        "dialect",
+        "downgrade",
+        "schema_revision",
+        "verify_artifact",
+        "heartbeat",
+        "hosts",
+        "start_rollout",
+        "settle_rollout",
+        "rollouts",
     }
     assert expected <= {n for n in dir(Registry) if not n.startswith("_")}
     for name in expected:
