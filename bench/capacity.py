@@ -15,10 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.stats import percentiles_ms
-from loadtest import FAIL, INCONCLUSIVE, PASS, highest_passing_rate
-
-# Above this share of one core the generator itself may be the bottleneck.
-GENERATOR_CPU_LIMIT = 0.85
+from loadtest import FAIL, INCONCLUSIVE, MAX_GENERATOR_CPU, PASS, highest_passing_rate
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,7 @@ def _judged(step: Step, p99_limit_ms: float) -> Step:
     # A generator short of CPU, or stalled longer than the limit itself, cannot tell whether
     # the target could have held the rate.
     behind = step.late_p99_ms > p99_limit_ms
-    if (verdict == FAIL and step.generator_cpu > GENERATOR_CPU_LIMIT) or behind:
+    if (verdict == FAIL and step.generator_cpu >= MAX_GENERATOR_CPU) or behind:
         verdict = INCONCLUSIVE
     return Step(**{**asdict(step), "verdict": verdict})
 

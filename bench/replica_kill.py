@@ -35,7 +35,7 @@ from bentogate import release
 from bentogate.context import PROJECT_DIR, Context, Ref, artifact_dir
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.modelimport import load_artifact
-from bentos.runtime import process_tree
+from bentos import process_tree
 
 
 def _model(directory: Path) -> tuple[Path, Path]:

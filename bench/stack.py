@@ -98,7 +98,7 @@ def bentogate_host(
         yield ctx
     finally:
         try:
-            release.shutdown(ctx)
+            release.shutdown(ctx, actor="bench")
         finally:
             ctx.close()
 

@@ -20,7 +20,6 @@ alone; the loop logs it and retries with exponential backoff.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -28,12 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bentogate import fleet, release, warm
+from bentogate import fleet, host, warm
 from bentogate.context import Context, Ref
-from bentogate.errors import BentogateError, DatabaseUnavailable, NotFoundError
-from bentos.runtime import http_status
+from bentogate.errors import BentogateError, DatabaseUnavailable
 from governance import ModelInfo, Role
-from haproxy import backend_name, route_key
+from haproxy import backend_name
 
 log = logging.getLogger("bentogate.agent")
 
@@ -79,8 +77,8 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
     models = ctx.registry.models()
     # Every model named: the agent routes what it has switched to, never the DB's word.
     routed: dict[str, str | None] = {m.name: None for m in models}
-    routed.update(_routed(ctx))
-    _clean(ctx, report, adopt=adopt, routed=routed)
+    routed.update(host.routed(ctx))
+    report.actions += host.adopt(ctx, routed, actor=ctx.settings.host, check_ready=adopt)
     # After a restart, render once what the DB records (HAProxy refuses an empty spec).
     changed = adopt and bool(ctx.registry.deployments(host=ctx.settings.host))
     for model in models:
@@ -101,7 +99,7 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
             if not isinstance(err, DatabaseUnavailable) and routed.get(model.name) != entry.desired:
                 entry.failed = entry.desired
     if changed:
-        release.apply_routes(ctx, live=routed)
+        host.apply_routes(ctx, live=routed)
     _describe(ctx, report, routed)
     return report
 
@@ -109,25 +107,21 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
 def _converge(
     ctx: Context, model: ModelInfo, desired: str, routed: dict[str, str | None], report: Report
 ) -> bool:
-    """Serve ``desired`` live for ``model``; stop its other versions. True if HAProxy's
-    config must be re-rendered."""
-    ref = Ref(model.name, desired)
+    """Serve ``desired`` live for ``model``; stop its other versions once they are neither a
+    candidate nor still warm. True if HAProxy's config must be re-rendered."""
+    ref, actor = Ref(model.name, desired), ctx.settings.host
     deployments = ctx.registry.deployments(host=ctx.settings.host, model=model.name)
     changed = False
     if not any(d.version == desired for d in deployments):
-        fleet.ensure_bento(ctx, ref)
-        start_version(ctx, ref)
+        host.ensure_bento(ctx, ref)
+        host.start(ctx, ref, replicas=1, role=Role.LIVE, actor=actor)
         report.actions.append(f"started {ref}")
-        changed = True
     if routed.get(model.name) != desired:
         # Its backend joins HAProxy (also one adopted after a restart); the live route
         # stays where it is until the switch.
-        release.apply_routes(ctx, live=routed)
-        ctx.sidecar.wait_healthy(model.name, desired, timeout=ctx.settings.bento.ready_timeout_s)
-        ctx.sidecar.switch(model.name, desired, role="live")
-        routed[model.name] = desired
+        host.apply_routes(ctx, live=routed)
+        host.cut_over(ctx, ref, leaving=routed.get(model.name), actor=actor, live=routed)
         report.actions.append(f"switched {model.name} to {desired}")
-        changed = True
     others = {d.version for d in deployments if d.version != desired and d.role != Role.CANDIDATE}
     # A previous production version stays until its warm time is over (instant rollback).
     now = datetime.now(UTC)
@@ -137,95 +131,10 @@ def _converge(
         if w.ref.model == model.name and w.until > now
     }
     for version in sorted(others):
-        stop_version(ctx, model.name, version)
+        host.stop(ctx, Ref(model.name, version), actor=actor)
         report.actions.append(f"stopped {model.name}:{version}")
         changed = True
     return changed
-
-
-def start_version(ctx: Context, ref: Ref) -> None:
-    """Start one replica of the production version ``ref`` on a free backend port.
-
-    Unlike :func:`release.deploy`, the deployment is recorded as soon as the process exists
-    (before it is ready): an agent killed while it waits leaves a record the next agent
-    finds and adopts or stops, never an unknown process. Raises what start, record or the
-    readiness wait raise, after stopping the process and ending its record.
-    """
-    actor = ctx.settings.host
-    ctx.registry.verify_artifact(
-        ref.model, ref.version, actor=actor, sha256=release.served_sha256(ctx, ref)
-    )
-    handle = ctx.runtime.start(str(ref), ctx.free_backend_port())
-    try:
-        deployment = ctx.registry.record_deployment(
-            ref.model,
-            ref.version,
-            host=ctx.settings.host,
-            port=handle.port,
-            pid=handle.pid,
-            role=Role.LIVE,
-            actor=actor,
-        )
-    except BentogateError:
-        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        raise
-    try:
-        ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
-    except BentogateError:
-        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        ctx.registry.end_deployment(deployment.id, actor=actor)
-        raise
-
-
-def stop_version(ctx: Context, model: str, version: str) -> None:
-    """Drain ``version`` in HAProxy (if it is there), stop its Bentos, end their records."""
-    if ctx.sidecar.is_running():
-        # Not in HAProxy (NotFoundError): started by an agent killed before it was routed.
-        with contextlib.suppress(NotFoundError):
-            ctx.sidecar.drain(model, version)
-    for deployment in ctx.registry.deployments(host=ctx.settings.host, model=model):
-        if deployment.version == version:
-            handle = ctx.handle(f"{model}:{version}", deployment.port, deployment.pid)
-            ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-            ctx.registry.end_deployment(deployment.id, actor=ctx.settings.host)
-
-
-def _clean(ctx: Context, report: Report, *, adopt: bool, routed: dict[str, str | None]) -> None:
-    """End records of dead Bentos; when adopting, stop unready ones that are not live."""
-    for deployment in ctx.registry.deployments(host=ctx.settings.host):
-        tag = f"{deployment.model}:{deployment.version}"
-        handle = ctx.handle(tag, deployment.port, deployment.pid)
-        try:
-            alive = ctx.runtime.is_alive(handle)
-        except BentogateError:
-            alive = False
-        if alive and not adopt:
-            continue
-        if alive and routed.get(deployment.model) == deployment.version:
-            continue  # live: HAProxy's checks judge it, never this agent's restart
-        if alive and http_status(deployment.port, "/readyz") == 200:
-            report.actions.append(f"adopted {tag} on port {deployment.port}")
-            continue
-        if alive:
-            ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        ctx.registry.end_deployment(deployment.id, actor=ctx.settings.host)
-        report.actions.append(f"ended {'unready' if alive else 'dead'} {tag}:{deployment.port}")
-
-
-def _routed(ctx: Context) -> dict[str, str | None]:
-    """model → the version its live route points at in the running HAProxy (from the map)."""
-    if not ctx.sidecar.is_running():
-        return {}
-    try:
-        routes = ctx.sidecar.runtime().show_map(ctx.sidecar.paths.map_file)
-    except NotFoundError:  # a sidecar with no model yet has no map
-        return {}
-    found: dict[str, str | None] = {}
-    for deployment in ctx.registry.deployments(host=ctx.settings.host):
-        key = route_key(deployment.model)
-        if routes.get(key) == backend_name(deployment.model, deployment.version):
-            found[deployment.model] = deployment.version
-    return found
 
 
 def _describe(ctx: Context, report: Report, routed: dict[str, str | None]) -> None:

@@ -7,8 +7,6 @@ gate or a usage error. Errors are printed as one line on stderr, never as a trac
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,10 +17,11 @@ import click
 
 from bentogate import release, warm
 from bentogate.context import Context, Ref
-from bentogate.errors import BentogateError
+from bentogate.errors import AuditChainBroken, BentogateError, FleetDiverged, RolloutFailed
 from bentogate.inventory import audit_rows, inventory_rows, table, version_story
 from bentogate.settings import Settings
 from bentogate.status import status_rows, status_table
+from governance import RolloutStatus
 
 
 def _context(obj: dict[str, Any]) -> Context:
@@ -40,29 +39,10 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _stop_warm_later(ctx: Context) -> None:
-    """Versions a cutover left warm are stopped when their time is over by a detached
-    ``bentogate expire --wait`` (this command returns now); one per cutover, each re-reads
-    the DB, so a rollback meanwhile is respected."""
-    pending = warm.warm_versions(ctx)
-    if not pending:
-        return
+def _say_warm(ctx: Context) -> None:
+    """Name the versions a cutover left warm and when their scheduled expiry stops them."""
     log_path = ctx.settings.logs_dir / "expire.log"
-    env = {
-        **os.environ,
-        "BENTOGATE_HOME": str(ctx.settings.home),
-        "BENTOGATE_HOST": ctx.settings.host,
-    }
-    with open(log_path, "a") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives this command and its terminal
-        )
-    for entry in pending:
+    for entry in warm.warm_versions(ctx):
         _echo(
             f"{entry.ref} stays warm for an instant rollback until {entry.until:%H:%M:%S} UTC,"
             f" then stops (log: {log_path})"
@@ -148,8 +128,6 @@ def validate(obj: dict[str, Any], ref: Ref, holdout: Path, actor: str) -> None:
     """Check parity and quality of REF (model:version) and record the validation."""
     info = release.validate(_context(obj), ref, holdout, actor=actor)
     click.echo(f"{ref}: {info.state}")
-    if str(info.state) == "rejected":
-        sys.exit(1)
 
 
 @cli.command()
@@ -265,7 +243,7 @@ def promote(
     if not on_fleet:
         info = release.promote(ctx, ref, actor=actor)
         click.echo(f"{info.model}:{info.version} is live")
-        _stop_warm_later(ctx)
+        _say_warm(ctx)
         return
     from bentogate import fleet
 
@@ -274,9 +252,10 @@ def promote(
     if no_wait:
         return
     done = fleet.wait_rollout(ctx, rollout, actor=actor, progress=_echo)
-    click.echo(f"rollout {done.id}: {done.status} ({done.outcome.get('reason', '')})")
-    if done.status != "complete":
-        sys.exit(1)
+    outcome = f"rollout {done.id}: {done.status} ({done.outcome.get('reason', '')})"
+    if done.status != RolloutStatus.COMPLETE:
+        raise RolloutFailed(outcome)
+    click.echo(outcome)
 
 
 @cli.command()
@@ -288,7 +267,7 @@ def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
     ctx = _context(obj)
     info = release.rollback(ctx, model, actor=actor)
     click.echo(f"{info.model}:{info.version} is live again")
-    _stop_warm_later(ctx)
+    _say_warm(ctx)
 
 
 @cli.command()
@@ -296,9 +275,7 @@ def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
 def shutdown(obj: dict[str, Any]) -> None:
     """Stop every Bento of this host and its HAProxy (the DB records them as stopped)."""
     ctx = _context(obj)
-    stopped = ctx.registry.deployments(host=ctx.settings.host)
-    release.shutdown(ctx)
-    for deployment in stopped:
+    for deployment in release.shutdown(ctx, actor=ctx.settings.host):
         click.echo(f"stopped {deployment.model}:{deployment.version} on port {deployment.port}")
     click.echo(f"{ctx.settings.host}: nothing runs any more")
 
@@ -342,7 +319,7 @@ def release_command(
     actors = release.Actors(validator=validator, approver=approver, release=actor)
     info = release.release(ctx, ref, holdout, actors=actors, progress=_echo)
     click.echo(f"{info.model}:{info.version}: {info.state}")
-    _stop_warm_later(ctx)
+    _say_warm(ctx)
 
 
 @cli.command()
@@ -373,8 +350,9 @@ def status(obj: dict[str, Any], as_json: bool, on_fleet: bool, interval: float |
         rows = rows_of(ctx)
         if interval is None:
             click.echo(json.dumps(rows, indent=2) if as_json else table_of(rows))
-            if on_fleet and any(r["flags"] for r in rows):
-                sys.exit(1)
+            flagged = sorted({f for r in rows for f in r["flags"]}) if on_fleet else []
+            if flagged:
+                raise FleetDiverged(f"the fleet is not consistent: {', '.join(flagged)}")
             return
         click.clear()
         click.echo(f"bentogate status (every {interval:g} s, Ctrl-C to stop)\n")
@@ -460,10 +438,10 @@ def audit(obj: dict[str, Any], target: str | None, as_json: bool) -> None:
         ok, row, message = ctx.registry.verify_audit()
         if as_json:
             _print({"ok": ok, "first_broken_row": row, "message": message}, True)
-        else:
-            click.echo(message)
         if not ok:
-            sys.exit(1)
+            raise AuditChainBroken(message)
+        if not as_json:
+            click.echo(message)
         return
     _print(audit_rows(ctx, target), as_json, _AUDIT_COLUMNS)
 
@@ -526,7 +504,7 @@ def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
     ctx = _context(obj)
     run_demo(ctx, workdir, keep_running=keep_running, progress=_echo)
     if keep_running:
-        _stop_warm_later(ctx)
+        _say_warm(ctx)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
 from bentogate.locks import file_lock
 from bentogate.settings import Settings
-from bentos.runtime import DockerBackend, Handle, ProcessBackend, Runtime, container_name
+from bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
 from governance import Registry
 from haproxy import ProxyPaths, Sidecar
 

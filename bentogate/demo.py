@@ -53,4 +53,4 @@ def run_demo(
         return rows
     finally:
         if not keep_running:
-            release.shutdown(ctx)
+            release.shutdown(ctx, actor=actors.release)

@@ -9,12 +9,16 @@
     │   ├── IllegalTransition      the state machine does not allow it
     │   ├── SeparationOfDuties     the same person may not do both steps
     │   ├── IntegrityError         artifact bytes differ from the approved ones
+    │   │   └── AuditChainBroken   the audit trail's hash chain does not verify
+    │   ├── ValidationFailed       parity or quality rejected the version (recorded)
     │   └── ConcurrentChange       someone else changed the same thing first
     ├── BuildError                 bentoml build / containerize failed
     ├── RuntimeBackendError        a Bento process or container would not start or stop
     ├── HAProxyError               config invalid, process failed, Runtime API refused
     │   └── CutoverError           a switch was refused or not confirmed by HAProxy
     ├── LoadTestError              Locust could not be run or its output not read
+    ├── RolloutFailed              a fleet rollout ended without the version live everywhere
+    ├── FleetDiverged              a host serves another version than production, or is stale
     ├── GateFailed                 exit 1: a limit was violated
     └── GateInconclusive           exit 2: the measurement cannot be trusted
 
@@ -64,6 +68,14 @@ class IntegrityError(GovernanceError):
     pass
 
 
+class AuditChainBroken(IntegrityError):
+    pass
+
+
+class ValidationFailed(GovernanceError):
+    pass
+
+
 class ConcurrentChange(GovernanceError):
     pass
 
@@ -85,6 +97,14 @@ class CutoverError(HAProxyError):
 
 
 class LoadTestError(BentogateError):
+    pass
+
+
+class RolloutFailed(BentogateError):
+    pass
+
+
+class FleetDiverged(BentogateError):
     pass
 
 

@@ -11,35 +11,26 @@ every host as soon as one reports that it failed, or when the deadline passes.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bentogate import release
+from bentogate import host as this_host
 from bentogate.context import Context, Ref
-from bentogate.errors import GovernanceError, NotFoundError
+from bentogate.errors import GovernanceError
 from bentogate.inventory import table
-from bentos.build import bento_path, import_bento
 from governance import HostInfo, RolloutInfo, RolloutStatus
 
-PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
 
+class Judged(enum.StrEnum):
+    """What the hosts' reports say about a rollout in progress."""
 
-def ensure_bento(ctx: Context, ref: Ref) -> str:
-    """Make this host's Bento store hold ``ref``'s Bento, importing its archive from the
-    shared store (``settings.bentos_dir``) if needed; returns the Bento tag. Raises
-    :class:`NotFoundError` (no build recorded, no archive) or :class:`BuildError`."""
-    info = ctx.registry.get_version(ref.model, ref.version)
-    if info.bento_tag is None:
-        raise NotFoundError(f"{ref} has no recorded build: run `bentogate build {ref}`")
-    try:
-        bento_path(ctx.settings.bentoml_home, info.bento_tag)
-    except NotFoundError:
-        archive = ctx.settings.bentos_dir / f"{info.bento_tag.replace(':', '-')}.bento"
-        import_bento(ctx.settings.bentoml_home, archive)
-    return info.bento_tag
+    PENDING = "pending"
+    COMPLETE = "complete"
+    FAILED = "failed"
 
 
 def live_hosts(ctx: Context, now: datetime | None = None) -> list[HostInfo]:
@@ -57,7 +48,7 @@ def promote(ctx: Context, ref: Ref, *, actor: str, deadline_s: float | None = No
     or the promotion is refused, :class:`ConcurrentChange` while another rollout of the
     model runs, :class:`NotFoundError` when the Bento archive is missing.
     """
-    ensure_bento(ctx, ref)
+    this_host.ensure_bento(ctx, ref)
     hosts = [h.name for h in live_hosts(ctx)]
     if not hosts:
         raise GovernanceError(
@@ -68,7 +59,7 @@ def promote(ctx: Context, ref: Ref, *, actor: str, deadline_s: float | None = No
         ref.model,
         ref.version,
         actor=actor,
-        sha256=release.served_sha256(ctx, ref),
+        sha256=this_host.served_sha256(ctx, ref),
         hosts=hosts,
         deadline_s=deadline_s or ctx.settings.agent.rollout_deadline_s,
     )
@@ -78,7 +69,7 @@ def promote(ctx: Context, ref: Ref, *, actor: str, deadline_s: float | None = No
 class Judgement:
     """What the hosts' reports say about a rollout: pending, complete or failed (and why)."""
 
-    verdict: str
+    verdict: Judged
     reason: str
     hosts: dict[str, str]
 
@@ -104,13 +95,13 @@ def judge(rollout: RolloutInfo, hosts: Iterable[HostInfo], now: datetime) -> Jud
             results[name] = f"pending (serving {served.get('live')})" if fresh else "no report"
     failed = {n: r for n, r in results.items() if r.startswith("failed")}
     if all(r == "live" for r in results.values()):
-        return Judgement(COMPLETE, "live and healthy on every host", results)
+        return Judgement(Judged.COMPLETE, "live and healthy on every host", results)
     if failed:
-        return Judgement(FAILED, "; ".join(f"{n} {r}" for n, r in failed.items()), results)
+        return Judgement(Judged.FAILED, "; ".join(f"{n} {r}" for n, r in failed.items()), results)
     if now > rollout.deadline:
         waiting = ", ".join(n for n, r in results.items() if r != "live")
-        return Judgement(FAILED, f"deadline passed; not live on {waiting}", results)
-    return Judgement(PENDING, "waiting for hosts", results)
+        return Judgement(Judged.FAILED, f"deadline passed; not live on {waiting}", results)
+    return Judgement(Judged.PENDING, "waiting for hosts", results)
 
 
 def _model_report(host: HostInfo | None, model: str) -> dict[str, Any]:
@@ -130,14 +121,14 @@ def settle(ctx: Context, *, actor: str, now: datetime | None = None) -> list[Rol
     hosts = ctx.registry.hosts()
     for rollout in rollouts:
         judgement = judge(rollout, hosts, now or datetime.now(UTC))
-        if judgement.verdict == PENDING:
+        if judgement.verdict == Judged.PENDING:
             continue
         settled.append(
             ctx.registry.settle_rollout(
                 rollout.model,
                 rollout.id,
                 actor=actor,
-                complete=judgement.verdict == COMPLETE,
+                complete=judgement.verdict == Judged.COMPLETE,
                 reason=judgement.reason,
                 results=judgement.hosts,
             )

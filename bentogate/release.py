@@ -8,10 +8,11 @@ points at the new version) before it records or reports success.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bentogate import host, warm
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.data import read_csv
 from bentogate.errors import (
@@ -19,21 +20,23 @@ from bentogate.errors import (
     GateFailed,
     GateInconclusive,
     IllegalTransition,
-    IntegrityError,
     NotFoundError,
+    ValidationFailed,
 )
-from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality, sha256_file
-from bentogate.routing import desired_spec
-from bentos.build import VersionSpec, build_bento, containerize, export_bento
-from bentos.runtime import Handle
-from governance import Role, State, VersionInfo
+from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality
+from bentos import VersionSpec, build_bento, containerize, export_bento
+from governance import (
+    Action,
+    DeploymentInfo,
+    Role,
+    State,
+    Verdict,
+    VersionInfo,
+    next_release_action,
+)
 from loadtest import CapacityResult, GatePolicy, GateResult, Target, find_capacity, run_gate
 
 Progress = Callable[[str], None]
-
-# Quality rule of validation: the candidate may not rank fraud worse than production by more
-# than this much AUC on the same holdout.
-MAX_AUC_DROP = 0.005
 
 
 def _quiet(_: str) -> None:
@@ -81,23 +84,35 @@ def register(
 
 
 def validate(ctx: Context, ref: Ref, holdout_csv: Path, *, actor: str) -> VersionInfo:
-    """Parity (ONNX vs XGBoost) and quality (AUC vs production on one holdout); record both."""
+    """Parity (ONNX vs XGBoost) and quality (AUC vs production on one holdout); record both.
+
+    Returns the validated version; raises ValidationFailed (after recording the rejection)
+    naming the failed check with its measured and allowed values.
+    """
     info = ctx.registry.get_version(ref.model, ref.version)
     artifact = load_artifact(artifact_dir(info.artifact_uri))
     holdout = read_csv(holdout_csv)
     parity = check_parity(artifact)
     measured = quality(artifact, holdout)
     results: dict[str, object] = {"parity": parity, "quality": measured}
-    passed = bool(parity["passed"])
+    failures = [] if parity["passed"] else [f"parity max |Δ| {parity['max_abs_diff']:.3g}"]
     live = ctx.registry.production_version(ref.model)
     if live is not None and live.version != ref.version:
         baseline = quality(load_artifact(artifact_dir(live.artifact_uri)), holdout)
+        max_drop = gate_policy(ctx, ref.model).max_auc_drop
         results["production"] = {"version": live.version, "quality": baseline}
-        results["max_auc_drop"] = MAX_AUC_DROP
-        passed = passed and measured["auc"] >= baseline["auc"] - MAX_AUC_DROP
-    return ctx.registry.validate(
-        ref.model, ref.version, actor=actor, results=results, passed=passed
+        results["max_auc_drop"] = max_drop
+        if measured["auc"] < baseline["auc"] - max_drop:
+            failures.append(
+                f"AUC {measured['auc']:.4f} < production {live.version}'s "
+                f"{baseline['auc']:.4f} - {max_drop:g}"
+            )
+    recorded = ctx.registry.validate(
+        ref.model, ref.version, actor=actor, results=results, passed=not failures
     )
+    if failures:
+        raise ValidationFailed(f"{ref} rejected by validation: {'; '.join(failures)}")
+    return recorded
 
 
 def approve(ctx: Context, ref: Ref, *, actor: str, comment: str = "") -> VersionInfo:
@@ -143,45 +158,6 @@ def build(
     return recorded, archive
 
 
-def _start_replicas(
-    ctx: Context, ref: Ref, replicas: int, role: Role, *, actor: str
-) -> list[Handle]:
-    # The bytes about to be served must be the registered ones (audited either way).
-    ctx.registry.verify_artifact(
-        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
-    )
-    handles: list[Handle] = []
-    taken: set[int] = set()
-    try:
-        for _ in range(replicas):
-            port = ctx.free_backend_port(taken)
-            taken.add(port)
-            handles.append(ctx.runtime.start(str(ref), port))
-        for handle in handles:
-            ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
-    except BentogateError:
-        for handle in handles:
-            ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        raise
-    for handle in handles:
-        ctx.registry.record_deployment(
-            ref.model,
-            ref.version,
-            host=ctx.settings.host,
-            port=handle.port,
-            pid=handle.pid,
-            role=role,
-            actor=actor,
-        )
-    return handles
-
-
-def apply_routes(ctx: Context, live: Mapping[str, str | None] | None = None) -> None:
-    """Render the sidecar from the DB and apply it (start or seamless reload); ``live``
-    overrides the live route of the models it names (see :func:`routing.desired_spec`)."""
-    ctx.sidecar.apply(desired_spec(ctx, live))
-
-
 def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionInfo:
     """Serve the built version on its own port(s), add it to HAProxy as the candidate.
 
@@ -191,13 +167,18 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no Bento yet: run `bentogate build {ref}` first")
-    _end_dead(ctx, ref, actor=actor)
-    _start_replicas(ctx, ref, replicas, Role.CANDIDATE, actor=actor)
-    staged = ctx.registry.stage(ref.model, ref.version, actor=actor)
-    apply_routes(ctx)
-    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
-    ctx.sidecar.switch(ref.model, ref.version, role="candidate")
-    return staged
+    host.end_dead(ctx, ref, actor=actor)
+    started = host.start(ctx, ref, replicas=replicas, role=Role.CANDIDATE, actor=actor)
+    try:
+        host.apply_routes(ctx)
+        host.wait_healthy(ctx, ref)
+        host.route_candidate(ctx, ref)
+    except BentogateError:
+        # HAProxy refused the new servers: they stop, and the DB keeps saying what serves.
+        host.stop_deployments(ctx, started, actor=actor)
+        host.apply_routes(ctx)
+        raise
+    return ctx.registry.stage(ref.model, ref.version, actor=actor)
 
 
 def gate_policy(ctx: Context, model: str) -> GatePolicy:
@@ -223,8 +204,8 @@ def capacity(
     model = ctx.registry.get_model(ref.model)
     info = ctx.registry.get_version(ref.model, ref.version)
     artifact = load_artifact(artifact_dir(info.artifact_uri))
-    _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
-    ctx.sidecar.switch(ref.model, ref.version, role="candidate")
+    host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+    host.route_candidate(ctx, ref)
     result = find_capacity(
         Target(
             "candidate",
@@ -254,7 +235,7 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
     """
     info = ctx.registry.get_version(ref.model, ref.version)
     artifact = load_artifact(artifact_dir(info.artifact_uri))
-    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
+    host.wait_healthy(ctx, ref)
     candidate, live_target = gate_targets(ctx, ref)
     policy = gate_policy(ctx, ref.model)
     out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
@@ -276,9 +257,9 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
         report_path=str(result.report_html),
         compared_with=live_target.expected_version if live_target else None,
     )
-    if result.verdict == "fail":
+    if result.verdict == Verdict.FAIL:
         raise GateFailed(_gate_refusal("failed", ref, result))
-    if result.verdict == "inconclusive":
+    if result.verdict == Verdict.INCONCLUSIVE:
         raise GateInconclusive(_gate_refusal("inconclusive", ref, result))
     return result
 
@@ -286,9 +267,8 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
 def _gate_refusal(what: str, ref: Ref, result: GateResult) -> str:
     """``gate failed for fraud:2: <reason>; <reason> (report: <path>)``: why, with the
     measured and the allowed values, and where the whole report is."""
-    return f"gate {what} for {ref}: " + "; ".join(result.reasons) + (
-        f" (report: {result.report_html})"
-    )
+    reasons = "; ".join(result.reasons)
+    return f"gate {what} for {ref}: {reasons} (report: {result.report_html})"
 
 
 def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
@@ -311,111 +291,65 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
 
-def served_sha256(ctx: Context, ref: Ref) -> str:
-    """sha256 of the model file inside the Bento store (what would actually be served)."""
-    path = ctx.settings.bentoml_home / "models" / ref.model / ref.version / "model.onnx"
-    if not path.is_file():
-        raise IntegrityError(f"{ref}: no model file in the Bento store at {path}")
-    return sha256_file(path)
-
-
-def _handles(ctx: Context, model: str, version: str) -> list[tuple[int, Handle]]:
-    return [
-        (d.id, ctx.handle(f"{model}:{version}", d.port, d.pid))
-        for d in ctx.registry.deployments(host=ctx.settings.host, model=model)
-        if d.version == version
-    ]
-
-
-def stop_version(ctx: Context, ref: Ref, *, actor: str) -> None:
-    """Drain a version in HAProxy (in-flight requests finish), stop its Bentos, record it.
-    The caller re-renders HAProxy (:func:`apply_routes`) once it has stopped what it stops."""
-    ctx.sidecar.drain(ref.model, ref.version)
-    for deployment_id, handle in _handles(ctx, ref.model, ref.version):
-        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        ctx.registry.end_deployment(deployment_id, actor=actor)
-
-
-def _cut_over(ctx: Context, ref: Ref, previous: VersionInfo | None, *, actor: str) -> None:
-    """Switch the production port to ``ref``; the version it leaves stops now, or stays warm
-    (unrouted, health-checked) for ``bento.keep_previous_s`` (see :mod:`bentogate.warm`)."""
-    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=10)
-    ctx.sidecar.switch(ref.model, ref.version, role="live")
-    keep_warm = ctx.settings.bento.keep_previous_s > 0
-    if previous is not None and previous.version != ref.version and not keep_warm:
-        stop_version(ctx, Ref(ref.model, previous.version), actor=actor)
-    apply_routes(ctx)
-
-
-def _end_dead(ctx: Context, ref: Ref, *, actor: str) -> list[Handle]:
-    """End the records of ``ref``'s deployments on this host whose process is gone (a
-    crash, a kill, a reboot); returns the handles of those alive."""
-    alive = []
-    for deployment_id, handle in _handles(ctx, ref.model, ref.version):
-        if ctx.runtime.is_alive(handle):
-            alive.append(handle)
-        else:
-            ctx.registry.end_deployment(deployment_id, actor=actor)
-    return alive
-
-
-def _ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
-    """Start the version (one replica) if this host runs none of it alive; wait until it is
-    healthy."""
-    if not _end_dead(ctx, ref, actor=actor):
-        _start_replicas(ctx, ref, 1, role, actor=actor)
-        apply_routes(ctx)
-    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.bento.ready_timeout_s)
-
-
 def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     """Blue-green: the gated candidate takes the production port; the old live drains and
-    stays warm (``bento.keep_previous_s``).
+    stays warm (``bento.keep_previous_s``; its expiry is scheduled, :func:`warm.schedule_expiry`).
 
     The DB decides first (approval for the served sha256, a passed gate newer than the build,
-    one production version, promotions serialized); then HAProxy switches and confirms.
+    one production version, promotions serialized); then HAProxy switches and confirms. If
+    HAProxy refuses, the DB is put back to what HAProxy routes and the error is raised.
     """
     with ctx.host_lock():
         previous = ctx.registry.production_version(ref.model)
         if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
             # Warm and healthy before the DB records anything (governance still decides).
-            _ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+            host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
         promoted = ctx.registry.promote(
-            ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
+            ref.model, ref.version, actor=actor, sha256=host.served_sha256(ctx, ref)
         )
-        try:
-            _cut_over(ctx, ref, previous, actor=actor)
-        except BentogateError:
-            # HAProxy refused the switch: the DB must keep saying what really serves traffic.
-            if previous is not None:
-                ctx.registry.rollback(ref.model, actor=actor)
-            raise
+        leaving = previous.version if previous is not None else None
+        _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+    warm.schedule_expiry(ctx)
     return promoted
 
 
 def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
     """The previous production version takes the production port back: at once while it is
-    still warm (``bento.keep_previous_s``), else restarted first."""
+    still warm (``bento.keep_previous_s``), else restarted first. If HAProxy refuses, the DB
+    is put back to what HAProxy routes and the error is raised."""
     with ctx.host_lock():
         current = ctx.registry.production_version(model)
         previous = ctx.registry.previous_version(model)
         if previous is None:
             raise NotFoundError(f"{model} has no previous production version to roll back to")
         ref = Ref(model, previous.version)
-        _ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
+        host.ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
         # Checked like a promotion: the bytes about to take traffic are the approved ones.
-        restored = ctx.registry.rollback(model, actor=actor, sha256=served_sha256(ctx, ref))
-        _cut_over(ctx, ref, current, actor=actor)
+        restored = ctx.registry.rollback(model, actor=actor, sha256=host.served_sha256(ctx, ref))
+        leaving = current.version if current is not None else None
+        _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+    warm.schedule_expiry(ctx)
     return restored
+
+
+def _cut_over_or_restore(ctx: Context, ref: Ref, leaving: str | None, *, actor: str) -> None:
+    """Cut over to ``ref`` (just made production in the DB). If that fails and HAProxy still
+    routes ``leaving``, the DB takes ``leaving`` back (a rollback, audited), so the record
+    always names what clients are served; then the error is raised."""
+    try:
+        host.cut_over(ctx, ref, leaving=leaving, actor=actor)
+    except BentogateError:
+        if leaving is not None and host.routed(ctx).get(ref.model) == leaving:
+            ctx.registry.rollback(ref.model, actor=actor)
+        raise
 
 
 def retire(ctx: Context, ref: Ref, *, actor: str, reason: str) -> VersionInfo:
     """Stop every Bento of a (non-production) version and mark it retired; history stays."""
     with ctx.host_lock():
         retired = ctx.registry.retire(ref.model, ref.version, actor=actor, reason=reason)
-        if _handles(ctx, ref.model, ref.version):
-            stop_version(ctx, ref, actor=actor)
-            apply_routes(ctx)
+        if host.stop(ctx, ref, actor=actor):
+            host.apply_routes(ctx)
     return retired
 
 
@@ -429,21 +363,14 @@ class Actors:
     release: str = "release-engineer"
 
 
-def next_step(info: VersionInfo) -> str | None:
-    """The release step a version in this state needs next; None once it is in production."""
-    state = str(info.state)
-    if state == "approved":
-        return "deploy" if info.bento_tag else "build"
-    steps = {
-        "registered": "validate",
-        "validated": "approve",
-        "staged": "gate",
-        "gated": "promote",
-        "production": None,
-    }
-    if state not in steps:
-        raise IllegalTransition(f"{info.model}:{info.version} is {state}: it cannot be released")
-    return steps[state]
+def next_step(info: VersionInfo) -> Action | None:
+    """The release step a version in this state needs next (read off the lifecycle table,
+    :func:`governance.next_release_action`); None once it is in production. Raises
+    IllegalTransition for a version off the release path (rejected, retired)."""
+    try:
+        return next_release_action(info.state, built=info.bento_tag is not None)
+    except IllegalTransition as exc:
+        raise IllegalTransition(f"{info.model}:{info.version}: {exc}") from None
 
 
 def release(
@@ -453,28 +380,28 @@ def release(
 
     Stops at the first failed step by raising that step's error (its message is the reason).
     """
-    run: dict[str, Callable[[], object]] = {
-        "validate": lambda: validate(ctx, ref, holdout_csv, actor=actors.validator),
-        "approve": lambda: approve(ctx, ref, actor=actors.approver),
-        "build": lambda: build(ctx, ref, actor=actors.release),
-        "deploy": lambda: deploy(ctx, ref, actor=actors.release),
-        "gate": lambda: gate(ctx, ref, actor=actors.release, progress=progress),
-        "promote": lambda: promote(ctx, ref, actor=actors.release),
+    run: dict[Action, Callable[[], object]] = {
+        Action.VALIDATE: lambda: validate(ctx, ref, holdout_csv, actor=actors.validator),
+        Action.APPROVE: lambda: approve(ctx, ref, actor=actors.approver),
+        Action.BUILD: lambda: build(ctx, ref, actor=actors.release),
+        Action.STAGE: lambda: deploy(ctx, ref, actor=actors.release),
+        Action.GATE: lambda: gate(ctx, ref, actor=actors.release, progress=progress),
+        Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release),
     }
     while (step := next_step(ctx.registry.get_version(ref.model, ref.version))) is not None:
-        progress(f"{ref}: {step}")
+        progress(f"{ref}: {_STEP_NAMES.get(step, step)}")
         run[step]()
         if next_step(ctx.registry.get_version(ref.model, ref.version)) == step:
             raise IllegalTransition(f"{ref}: {step} did not advance the version")
     return ctx.registry.get_version(ref.model, ref.version)
 
 
-def shutdown(ctx: Context) -> None:
-    """Stop every Bento this host runs and its HAProxy; the DB records them as stopped."""
-    for deployment in ctx.registry.deployments(host=ctx.settings.host):
-        handle = ctx.handle(
-            f"{deployment.model}:{deployment.version}", deployment.port, deployment.pid
-        )
-        ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
-        ctx.registry.end_deployment(deployment.id)
-    ctx.sidecar.stop()
+#: the CLI command of each release action, where its name differs.
+_STEP_NAMES = {Action.STAGE: "deploy"}
+
+
+def shutdown(ctx: Context, *, actor: str) -> list[DeploymentInfo]:
+    """Stop every Bento this host runs, its HAProxy and its pending warm-version expiry; the
+    DB records the Bentos as stopped. Returns the deployments stopped."""
+    warm.cancel_expiry(ctx)
+    return host.stop_all(ctx, actor=actor)

@@ -10,9 +10,9 @@ import orjson
 
 from bentogate.context import Context, artifact_dir
 from bentogate.modelimport import load_artifact
-from bentos.build import model_path
+from bentos import max_body_bytes, model_path
 from governance import DeploymentInfo, Role
-from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
+from haproxy import ModelRoute, ProxySpec, Server, VersionBackend, server_name
 
 
 def version_backend(ctx: Context, model: str, version: str, ports: list[int]) -> VersionBackend:
@@ -23,8 +23,9 @@ def version_backend(ctx: Context, model: str, version: str, ports: list[int]) ->
     return VersionBackend(
         model=model,
         version=version,
-        servers=tuple(Server(name=f"v{version}_{port}", port=port) for port in sorted(ports)),
+        servers=tuple(Server(name=server_name(version, port), port=port) for port in sorted(ports)),
         canary_body=orjson.dumps({"features": artifact.canary_row}).decode(),
+        max_body_bytes=max_body_bytes(ctx.settings.bentoml_home, f"{model}:{version}"),
         # 200, the exact score recorded at import for the canary row (a model scoring
         # differently fails), and the identity (a wrong model on the port fails).
         expect_strings=(

@@ -2,8 +2,8 @@
 
 Sources, strongest first: keyword arguments, environment (``BENTOGATE_*``, nested groups
 with ``__``, e.g. ``BENTOGATE_GATE__RATE=300``), the file ``bentogate.toml`` in the working
-directory (or the path in ``BENTOGATE_CONFIG``), then the defaults below. Nothing below the
-CLI reads ``os.environ``.
+directory (or the path in ``BENTOGATE_CONFIG``; a ``.json`` there holds the same fields),
+then the defaults below. Nothing below the CLI reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -55,9 +56,13 @@ class HAProxySettings(BaseModel):
     timeout_server_ms: int = Field(5000, description="Response timeout of a Bento.")
     timeout_client_ms: int = Field(30000, description="Idle timeout of a client connection.")
     server_maxconn: int = Field(64, description="Per-server concurrency; beyond it HAProxy queues.")
-    max_body_bytes: int = Field(65536, description="Larger request bodies get 413.")
     hard_stop_after_s: int = Field(30, description="Old workers exit this long after a reload.")
     command_timeout_s: float = Field(5.0, description="Runtime API call timeout.")
+    healthy_timeout_s: float = Field(
+        10.0,
+        description="A version already ready must pass its canary health check on every "
+        "server within this long before traffic is switched to it.",
+    )
 
 
 class BentoSettings(BaseModel):
@@ -67,13 +72,23 @@ class BentoSettings(BaseModel):
     ready_timeout_s: float = Field(90.0, description="Wait this long for /readyz after start.")
     stop_timeout_s: float = Field(15.0, description="Graceful stop deadline before SIGKILL.")
     max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
-    max_body_bytes: int = Field(1_048_576, description="Request bodies above this get 413.")
+    max_body_bytes: int = Field(
+        1_048_576,
+        description="Request bodies above this get 413: built into each Bento, and HAProxy "
+        "enforces the limit each served Bento was built with.",
+    )
     keep_previous_s: float = Field(
         300.0,
         ge=0,
         description="After a cutover the version that left production keeps running "
         "(unrouted, health-checked) this long, so a rollback is instant; then it is stopped. "
         "0: stop it as soon as it has drained.",
+    )
+    expire_warm: Literal["detached", "agent", "manual"] = Field(
+        "detached",
+        description="Who stops a warm version when its time is over: a detached "
+        "`bentogate expire --wait` that each cutover leaves running, this host's fleet agent, "
+        "or nobody until `bentogate expire` is run.",
     )
 
 
@@ -96,6 +111,11 @@ class GateSettings(BaseModel):
     )
     max_tail_regression: float = Field(
         1.5, description="Candidate server-side p99 may be at most this x live's."
+    )
+    max_auc_drop: float = Field(
+        0.005,
+        description="Validation: the candidate's holdout AUC may be at most this much below "
+        "production's on the same rows.",
     )
 
 
@@ -161,8 +181,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get("BENTOGATE_CONFIG") or "bentogate.toml"
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+        config = os.environ.get("BENTOGATE_CONFIG") or "bentogate.toml"
+        if config.endswith(".json"):  # settings handed to a child process (warm expiry)
+            return (init_settings, env_settings, JsonConfigSettingsSource(settings_cls, config))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config))
 
     @property
     def database_url(self) -> str:

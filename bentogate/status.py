@@ -7,7 +7,7 @@ from typing import Any
 from bentogate.context import Context
 from bentogate.inventory import table
 from bentogate.warm import warm_versions
-from haproxy import backend_name
+from haproxy import backend_name, server_name
 
 
 def status_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -24,7 +24,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
             server = health.get(
                 (
                     backend_name(model.name, deployment.version),
-                    f"v{deployment.version}_{deployment.port}",
+                    server_name(deployment.version, deployment.port),
                 )
             )
             is_live = live is not None and live.version == deployment.version

@@ -6,17 +6,31 @@ demoted (the governance DB's ``demoted_at``): a rollback in that time is one ``s
 to servers already passing their canary check. When the time is over it is drained and
 stopped like any other version. Whatever changes this host (promote, rollback, expiry)
 holds the host lock, so an expiry never stops a version a rollback is taking back.
+
+Who stops it: on a fleet host its agent; elsewhere a detached ``bentogate expire --wait``
+that every cutover schedules (:func:`schedule_expiry`, called by the release workflow, so
+any caller of ``release.promote`` gets it) and ``bentogate shutdown`` cancels.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from bentogate import release
+from bentogate import host
 from bentogate.context import Context, Ref
+from bentos import pid_alive
 from governance import SYSTEM_ACTOR, Role, State
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -51,15 +65,13 @@ def stop_expired(
         moment = now or datetime.now(UTC)
         expired = [warm.ref for warm in warm_versions(ctx) if warm.until <= moment]
         for ref in expired:
-            release.stop_version(ctx, ref, actor=actor)
+            host.stop(ctx, ref, actor=actor)
         if expired:
-            release.apply_routes(ctx)
+            host.apply_routes(ctx)
     return expired
 
 
-def stop_when_expired(
-    ctx: Context, progress: release.Progress, *, poll_s: float = 30.0
-) -> list[Ref]:
+def stop_when_expired(ctx: Context, progress: Progress, *, poll_s: float = 30.0) -> list[Ref]:
     """Wait until every warm version on this host has reached its time, stopping each then;
     returns what was stopped. The DB is read again at least every ``poll_s``: a rollback
     meanwhile (the version is production again) or a later promotion is taken into account."""
@@ -74,3 +86,62 @@ def stop_when_expired(
             progress(f"{ref}: warm time over, stopped")
             stopped.append(ref)
     return stopped
+
+
+def _expirers_dir(ctx: Context) -> Path:
+    return ctx.settings.run_dir / "expirers"
+
+
+def schedule_expiry(ctx: Context) -> list[Warm]:
+    """Leave a detached ``bentogate expire --wait`` running (with this context's settings,
+    whatever their source) that stops the warm versions of this host when their time is
+    over; returns them. Nothing is started when none is warm or when
+    ``bento.expire_warm`` gives the job to the agent or to the user. Each expirer re-reads
+    the DB, so a rollback meanwhile is respected; log: ``logs/expire.log``."""
+    pending = warm_versions(ctx)
+    if not pending or ctx.settings.bento.expire_warm != "detached":
+        return pending
+    directory = _expirers_dir(ctx)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings_file = directory / "settings.json"
+    settings_file.write_text(ctx.settings.model_dump_json())
+    # The child's settings are exactly these: no BENTOGATE_* variable may override them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
+    env["BENTOGATE_CONFIG"] = str(settings_file)
+    with open(ctx.settings.logs_dir / "expire.log", "a") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the command that scheduled it
+        )
+    (directory / f"{child.pid}.pid").write_text(f"{child.pid}\n")
+    return pending
+
+
+def cancel_expiry(ctx: Context, timeout: float = 5.0) -> list[int]:
+    """Stop this host's scheduled expirers (e.g. at shutdown, when nothing is left to
+    expire); returns their pids."""
+    stopped = []
+    for pid_file in sorted(_expirers_dir(ctx).glob("*.pid")):
+        pid = int(pid_file.stem)
+        if pid_alive(pid) and _is_expirer(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stopped.append(pid)
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _is_expirer(pid: int) -> bool:
+    """True if ``pid`` still runs ``bentogate.cli expire`` (not a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"bentogate.cli" in argv and b"expire" in argv

@@ -63,6 +63,20 @@ def model_path(bentoml_home: Path, tag: str) -> Path:
     return path
 
 
+def served_sha256(bentoml_home: Path, tag: str) -> str:
+    """sha256 of the ONNX model ``tag``'s Bento serves from this store (what would really
+    answer requests). NotFoundError if the store has no such model."""
+    path = model_path(bentoml_home, tag) / MODEL_FILES[0]
+    if not path.is_file():
+        raise NotFoundError(f"no model file for {tag} in the store at {path}")
+    return _sha256(path.read_bytes())
+
+
+def archive_path(directory: Path, tag: str) -> Path:
+    """Where the portable archive of ``tag`` lives in ``directory``: ``<model>-<version>.bento``."""
+    return directory / f"{tag.replace(':', '-')}.bento"
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -162,6 +176,17 @@ def bento_path(bentoml_home: Path, tag: str) -> Path:
     return path
 
 
+def max_body_bytes(bentoml_home: Path, tag: str) -> int:
+    """The request-body limit built into ``tag``'s Bento (its ``max_body_bytes`` argument):
+    what the Bento accepts, and so what a proxy in front of it must let through.
+    NotFoundError if the store has no such Bento; BuildError if it has no such argument."""
+    info = yaml.safe_load((bento_path(bentoml_home, tag) / "bento.yaml").read_text())
+    try:
+        return int(info["args"]["max_body_bytes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BuildError(f"Bento {tag} names no max_body_bytes argument ({exc})") from exc
+
+
 def export_bento(bentoml_home: Path, tag: str, out_dir: Path) -> Path:
     """Write ``<out_dir>/<model>-<version>.bento``, the portable archive of a version.
 
@@ -169,7 +194,7 @@ def export_bento(bentoml_home: Path, tag: str, out_dir: Path) -> Path:
     aside, then renamed), so an existing one is complete and kept. BuildError on failure.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{tag.replace(':', '-')}.bento"
+    target = archive_path(out_dir, tag)
     if target.exists():
         return target
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as directory:

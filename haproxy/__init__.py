@@ -26,6 +26,7 @@ from .spec import (
     VersionBackend,
     backend_name,
     route_key,
+    server_name,
 )
 from .stats import ServerStatus
 
@@ -43,4 +44,5 @@ __all__ = [
     "render",
     "render_map",
     "route_key",
+    "server_name",
 ]

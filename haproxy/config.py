@@ -64,13 +64,14 @@ def parse_map_file(text: str) -> dict[str, str]:
     return entries
 
 
-def bufsize(settings: HAProxySettings) -> int:
-    """A buffer that holds headers plus the largest allowed body.
+def bufsize(spec: ProxySpec) -> int:
+    """A buffer that holds headers plus the largest body any version accepts.
 
     ``option http-buffer-request`` can only buffer (and so retry, and measure with
     ``req.body_size``) what fits in one buffer.
     """
-    return max(_DEFAULT_BUFSIZE, settings.max_body_bytes + _DEFAULT_BUFSIZE)
+    largest = max((b.max_body_bytes for b in spec.backends()), default=0)
+    return largest + _DEFAULT_BUFSIZE
 
 
 def render(
@@ -87,10 +88,10 @@ def render(
     """
     validate(spec)
     sections = [
-        _global(settings, paths),
+        _global(settings, paths, bufsize(spec)),
         _defaults(settings),
         _stats(spec.stats_port),
-        *(_frontends(route, settings, paths.map_file) for route in spec.routes),
+        *(_frontends(route, paths.map_file) for route in spec.routes),
         _unavailable(),
         *(_backend(b, settings, start_disabled) for b in spec.backends()),
     ]
@@ -101,7 +102,7 @@ def _section(title: str, lines: Iterable[str]) -> str:
     return title + "\n" + "".join(f"    {line}\n" for line in lines)
 
 
-def _global(settings: HAProxySettings, paths: ProxyPaths) -> str:
+def _global(settings: HAProxySettings, paths: ProxyPaths, buffer: int) -> str:
     return _section(
         "global",
         [
@@ -111,7 +112,7 @@ def _global(settings: HAProxySettings, paths: ProxyPaths) -> str:
             f"server-state-file {paths.state_file}",
             f"hard-stop-after {settings.hard_stop_after_s}s",
             f"maxconn {_MAXCONN}",
-            f"tune.bufsize {bufsize(settings)}",
+            f"tune.bufsize {buffer}",
         ],
     )
 
@@ -155,20 +156,13 @@ def _stats(port: int) -> str:
     )
 
 
-def _frontends(route: ModelRoute, settings: HAProxySettings, mapping: Path) -> str:
-    limit = settings.max_body_bytes
-    too_large = "http-request return status 413 content-type application/json string " + quote(
-        f'{{"error":"request body larger than {limit} bytes"}}'
-    )
+def _frontends(route: ModelRoute, mapping: Path) -> str:
     parts = []
     for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
         name = f"fe_{route.model}" + ("" if role == "live" else "_candidate")
         key = route_key(route.model, role)
         lines = [
             f"bind 127.0.0.1:{port}",
-            # Content-Length covers plain bodies, body_size chunked ones (buffered whole).
-            f"{too_large} if {{ req.hdr_val(content-length) gt {limit} }}",
-            f"{too_large} if {{ req.body_size gt {limit} }}",
             f"use_backend %[str({key}),map({mapping},{UNAVAILABLE_BACKEND})]",
             f"default_backend {UNAVAILABLE_BACKEND}",
         ]
@@ -207,6 +201,18 @@ def _health_check(backend: VersionBackend) -> list[str]:
     return lines
 
 
+def _body_limit(limit: int) -> list[str]:
+    """413 above the version's own limit (the Bento's): one rule, two places cannot disagree.
+    Content-Length covers plain bodies, body_size chunked ones (buffered whole)."""
+    too_large = "http-request return status 413 content-type application/json string " + quote(
+        f'{{"error":"request body larger than {limit} bytes"}}'
+    )
+    return [
+        f"{too_large} if {{ req.hdr_val(content-length) gt {limit} }}",
+        f"{too_large} if {{ req.body_size gt {limit} }}",
+    ]
+
+
 def _backend(
     backend: VersionBackend, settings: HAProxySettings, start_disabled: Collection[tuple[str, str]]
 ) -> str:
@@ -220,7 +226,12 @@ def _backend(
         # replica out at once; the next real check decides.
         " observe layer7 error-limit 10 on-error fail-check"
     )
-    lines = ["balance leastconn", *_health_check(backend), server_defaults]
+    lines = [
+        "balance leastconn",
+        *_body_limit(backend.max_body_bytes),
+        *_health_check(backend),
+        server_defaults,
+    ]
     for server in backend.servers:
         disabled = " disabled" if (name, server.name) in start_disabled else ""
         lines.append(f"server {server.name} 127.0.0.1:{server.port}{disabled}")

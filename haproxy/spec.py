@@ -30,6 +30,11 @@ def backend_name(model: str, version: str) -> str:
     return f"be_{model}_{_UNSAFE.sub('_', version)}"
 
 
+def server_name(version: str, port: int) -> str:
+    """The name of one replica of ``version`` in its backend: ``v<version>_<port>``."""
+    return f"v{version}_{port}"
+
+
 def route_key(model: str, role: str = "live") -> str:
     """The map key a role reads: ``<model>`` for ``live``, ``<model>.candidate`` for ``candidate``.
 
@@ -59,6 +64,7 @@ class VersionBackend:
     servers: tuple[Server, ...]
     canary_body: str
     expect_strings: tuple[str, ...]
+    max_body_bytes: int  # the Bento's own limit: HAProxy answers 413 above it, never below
     expect_rstring: str | None = None
 
     @property
@@ -189,3 +195,5 @@ def _validate_backend(model: str, backend: VersionBackend, seen: set[str]) -> No
     for server in backend.servers:
         if not SERVER_NAME.fullmatch(server.name) or not 0 < server.port < 65536:
             raise HAProxyError(f"{backend.backend_name}: invalid server {server}")
+    if backend.max_body_bytes <= 0:
+        raise HAProxyError(f"{backend.backend_name}: max_body_bytes must be > 0")

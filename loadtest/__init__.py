@@ -11,11 +11,12 @@ from .policy import GatePolicy, Target
 from .result import GateResult
 from .runner import run_gate
 from .search import highest_passing_rate
-from .verdict import FAIL, INCONCLUSIVE, PASS, Verdict, evaluate
+from .verdict import FAIL, INCONCLUSIVE, MAX_GENERATOR_CPU, PASS, Verdict, evaluate
 
 __all__ = [
     "FAIL",
     "INCONCLUSIVE",
+    "MAX_GENERATOR_CPU",
     "PASS",
     "CapacityResult",
     "Evidence",

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # The policy fields that GateSettings carries under the same names.
 _SETTINGS_FIELDS = (
     "rate", "duration_s", "warmup_s", "users", "p50_ms", "p95_ms", "p99_ms",
-    "max_error_ratio", "min_samples", "max_regression", "max_tail_regression",
+    "max_error_ratio", "min_samples", "max_regression", "max_tail_regression", "max_auc_drop",
 )  # fmt: skip
 
 
@@ -43,6 +43,10 @@ class GatePolicy:
     Host stalls (a quarter of both targets' requests over ``stall_factor`` x their own median
     latency in the same tenth of a second) are left out of the comparison; more than
     ``max_stall_fraction`` of the window stalled makes the run inconclusive.
+
+    ``max_auc_drop`` is validation's quality rule, kept here so that every threshold a
+    release is judged by is in the model's one stored policy: the candidate's AUC on the
+    holdout may be at most this much below production's on the same rows.
     """
 
     rate: float
@@ -63,6 +67,7 @@ class GatePolicy:
     max_duration_s: float = 40.0
     stall_factor: float = 3.0
     max_stall_fraction: float = 0.25
+    max_auc_drop: float = 0.005
 
     def __post_init__(self) -> None:
         positive = ("rate", "duration_s", "users", "p50_ms", "p95_ms", "p99_ms", "block_s",
@@ -71,7 +76,7 @@ class GatePolicy:
             _check(self, name, getattr(self, name) > 0, "must be > 0")
         for name in ("warmup_s", "min_samples", "regression_floor_us"):
             _check(self, name, getattr(self, name) >= 0, "must be >= 0")
-        for name in ("max_error_ratio", "max_stall_fraction"):
+        for name in ("max_error_ratio", "max_stall_fraction", "max_auc_drop"):
             _check(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
         for name in ("max_regression", "max_tail_regression"):
             _check(self, name, getattr(self, name) >= 1, "must be >= 1")

@@ -25,7 +25,7 @@ from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.errors import GovernanceError, IntegrityError, NotFoundError
 from bentogate.settings import Settings
-from bentos.runtime import process_tree
+from bentos import process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +81,8 @@ def ctx(
             "max_regression": 50,
             "max_tail_regression": 50,
         },
+        # The tests stop warm versions themselves (below), no detached expirer.
+        bento={"expire_warm": "manual"},
     )
     context = Context(settings)
     release.init(context)
@@ -88,7 +90,7 @@ def ctx(
         yield context
     finally:
         try:
-            release.shutdown(context)
+            release.shutdown(context, actor=ACTORS.release)
         finally:
             context.close()
 
@@ -184,7 +186,8 @@ def test_bad_input_through_haproxy_is_a_400_naming_the_problem(
 
 def test_oversized_body_is_refused(ctx: Context) -> None:
     port = ctx.registry.get_model("fraud").production_port
-    status, _ = post(port, "/predict", b'{"features": [' + b"1," * 50_000 + b"1]}")
+    limit = ctx.settings.bento.max_body_bytes  # built into the Bento; HAProxy enforces it
+    status, _ = post(port, "/predict", b'{"features": [' + b"1," * (limit // 2) + b"1]}")
     assert status == 413
 
 

@@ -163,7 +163,7 @@ def make_host(
         agent=agent_settings,
         # Versions stop as soon as they leave production: these tests count what runs
         # (warm previous versions: tests/unit/fleet/test_fleet_warm.py, e2e, sidecar).
-        bento={"ready_timeout_s": 120, "keep_previous_s": 0},
+        bento={"ready_timeout_s": 120, "keep_previous_s": 0, "expire_warm": "agent"},
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
     env.update(

@@ -35,7 +35,7 @@ from bentogate.cli import main
 from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.settings import Settings
-from bentos.runtime import pid_alive, process_tree
+from bentos import pid_alive, process_tree
 from governance import RolloutInfo
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def _shut_down(host: Host) -> None:
     context = host.context()
     try:
         pids = [d.pid for d in context.registry.deployments(host=host.name) if d.pid]
-        release.shutdown(context)
+        release.shutdown(context, actor=ACTORS.release)
     finally:
         context.sidecar.stop()
         context.close()

@@ -20,6 +20,7 @@ from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
 
 STANDIN = Path(__file__).with_name("standin.py")
 CANARY = '{"features":[0.5,-1.25e-05,3.0E+2,"x,y",-7]}'
+MAX_BODY = 65536  # the stand-ins' "Bento" limit
 
 
 class StandIn:
@@ -64,6 +65,7 @@ def version_backend(model: str, version: str, *servers: StandIn) -> VersionBacke
         servers=tuple(Server(f"r{i}", s.port) for i, s in enumerate(servers, 1)),
         canary_body=CANARY,
         expect_strings=(f'"model":"{model}","model_version":"{version}"',),
+        max_body_bytes=MAX_BODY,
         expect_rstring=r'"score":[0-9.eE+-]+,',
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hx_support import (
+    MAX_BODY,
     LoadClient,
     Ports,
     StandIn,
@@ -49,6 +50,7 @@ def test_config_with_awkward_strings_passes_haproxy_check(tmp_path: Path, ports:
         servers=(Server("r1", 3003),),
         canary_body='{"features":[1e-05,-2.5E+3,"it\'s, #1 $HOME \\\\ \\"q\\""]}',
         expect_strings=('"model":"fraud","model_version":"3 rc/1"', "it's $HOME #"),
+        max_body_bytes=MAX_BODY,
         expect_rstring=r'"score":(0|0\.\d+|[0-9.]+e-?\d+),',
     )
     spec = spec_of(ports, [backend], live="3 rc/1")
@@ -67,7 +69,7 @@ def test_health_check_sends_the_canary_byte_for_byte(sidecar: Sidecar, ports: Po
     listener.listen(4)
     listener.settimeout(5)
     backend = VersionBackend(
-        "fraud", "3", (Server("r1", listener.getsockname()[1]),), canary, ('"x"',)
+        "fraud", "3", (Server("r1", listener.getsockname()[1]),), canary, ('"x"',), MAX_BODY
     )
     try:
         sidecar.apply(spec_of(ports, [backend], live=None))
@@ -106,11 +108,11 @@ def test_admin_and_master_sockets_are_private_and_stats_served(
 
 def test_body_over_limit_gets_413(sidecar: Sidecar, ports: Ports, standin: StartStandIn) -> None:
     sidecar.apply(spec_of(ports, [version_backend("fraud", "3", standin("fraud", "3"))], "3"))
-    limit = sidecar.settings.max_body_bytes
+    limit = MAX_BODY  # the version's own limit (a Bento's is read from its build)
     assert post(ports.production, b"1" * limit)[0] == 200
     assert post(ports.production, b"1" * (limit + 1))[0] == 413
     conn = http.client.HTTPConnection("127.0.0.1", ports.production, timeout=5)
-    chunks = (b"2" * 10000 for _ in range(8))  # chunked, no Content-Length
+    chunks = (b"2" * 10000 for _ in range(limit // 10000 + 1))  # chunked, no Content-Length
     conn.request("POST", "/predict", body=chunks, encode_chunked=True)
     assert conn.getresponse().status == 413
     conn.close()

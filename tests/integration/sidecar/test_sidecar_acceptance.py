@@ -30,6 +30,7 @@ import pytest
 from free_ports import free_port
 from sidecar_load import PacedLoad, PacedWrk
 
+from bentogate import host as this_host
 from bentogate import release, warm
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.data import make_transactions, train_xgboost, write_csv
@@ -37,7 +38,7 @@ from bentogate.errors import CutoverError, HAProxyError
 from bentogate.modelimport import load_artifact
 from bentogate.routing import desired_spec, version_backend
 from bentogate.settings import Settings
-from bentos.runtime import pid_alive, process_tree
+from bentos import max_body_bytes, pid_alive, process_tree
 from governance import DeploymentInfo, Role
 from haproxy import ModelRoute, ProxyPaths, ProxySpec, ServerStatus, Sidecar
 from haproxy import backend_name as be
@@ -163,6 +164,7 @@ def host(
             "max_regression": 50,
             "max_tail_regression": 50,
         },
+        bento={"expire_warm": "manual"},  # the tests stop warm versions themselves
     )
     ctx = Context(settings)
     try:
@@ -191,7 +193,7 @@ def host(
         yield Host(ctx, v1.version, v2.version, bodies)
     finally:
         try:
-            release.shutdown(ctx)
+            release.shutdown(ctx, actor=ACTORS.release)
         finally:
             _stop_sidecar(ctx.sidecar)
             for pid in _bentoml_pids(settings.bentoml_home):  # only if shutdown missed some
@@ -259,7 +261,7 @@ def test_sidecar_admin_and_stats_are_local_only_and_big_bodies_get_413(host: Hos
         assert _listen_addresses(port) == {"127.0.0.1"}
 
     [d] = host.deployments(host.v1)
-    limit = car.settings.max_body_bytes
+    limit = max_body_bytes(host.ctx.settings.bentoml_home, f"{MODEL}:{host.v1}")  # the Bento's
     before = host.server(host.v1, d.port).stot
     padded = host.bodies[0][:-1] + b" " * (limit - len(host.bodies[0])) + b"}"
     assert len(padded) == limit
@@ -270,11 +272,34 @@ def test_sidecar_admin_and_stats_are_local_only_and_big_bodies_get_413(host: Hos
     assert b"larger than" in body
     conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=5)
     try:  # chunked, no Content-Length: HAProxy buffers and measures the body itself
-        conn.request("POST", "/predict", body=(b" " * 10000 for _ in range(8)), encode_chunked=True)
+        chunks = (b" " * 10000 for _ in range(limit // 10000 + 1))
+        conn.request("POST", "/predict", body=chunks, encode_chunked=True)
         assert conn.getresponse().status == 413
     finally:
         conn.close()
     assert host.server(host.v1, d.port).stot == before + 1  # the Bento saw only the first
+
+
+def test_sidecar_passes_every_batch_the_bento_accepts(host: Host) -> None:
+    """One body limit: the Bento's. A batch as large as its build allows (rows, bytes) is
+    scored through the production port, not refused by HAProxy."""
+    args = host.ctx.settings.bento
+    row = json.loads(host.bodies[0])["features"]
+    rows = [row] * args.max_batch_rows
+    body = json.dumps({"features": rows}).encode()
+    while len(body) > args.max_body_bytes:  # as many rows as fit in the Bento's limit
+        rows = rows[: len(rows) * 3 // 4]
+        body = json.dumps({"features": rows}).encode()
+    assert len(rows) >= 100 and len(body) > 65536, (len(rows), len(body))
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+    try:
+        conn.request("POST", "/predict_batch", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200, answer[:200]
+    assert len(json.loads(answer)["scores"]) == len(rows)
 
 
 def _listen_addresses(port: int) -> set[str]:
@@ -331,7 +356,7 @@ def test_sidecar_reloads_mid_load_lose_nothing_and_keep_the_db_route(host: Host)
     ctx = host.ctx
     with PacedLoad(host.port, host.bodies, rate=RATE) as load:
         load.wait_for(100)
-        release.apply_routes(ctx)  # reload rendered from the DB, nothing changed
+        this_host.apply_routes(ctx)  # reload rendered from the DB, nothing changed
         load.wait_for(100)
         ctx.sidecar.process.reload()  # a forced reload of the same config
         load.wait_for(100)
@@ -451,7 +476,7 @@ def test_sidecar_kill_one_of_two_live_replicas_under_load_loses_nothing(host: Ho
         load.wait_for(200)
         # The record follows: the dead replica leaves the DB and, by a reload, HAProxy.
         ctx.registry.end_deployment(victim.id)
-        release.apply_routes(ctx)
+        this_host.apply_routes(ctx)
         load.wait_for(100)
     print(f"\nkill 1 of 2 replicas: DOWN after {down_after:.2f} s; {load.summary()}")
     assert load.failures() == [], load.failures()[:5]
@@ -527,3 +552,66 @@ def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores
     servers = [s.server for s in ctx.sidecar.server_status() if s.backend == be(MODEL, host.v1)]
     assert servers == [f"v{host.v1}_{new.port}"]  # the dead one left HAProxy too
     assert host.routed() == be(MODEL, host.db_live())
+
+
+def _refusing(car: Sidecar, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``car.<method>`` fail as HAProxy would refuse it, for the live route only where
+    the method takes a role: the database half of a step has committed, HAProxy's has not."""
+    real = getattr(car, method)
+
+    def refuse(model: str, version: str, **kwargs: object) -> None:
+        if kwargs.get("role", "live") != "live":
+            return real(model, version, **kwargs)  # type: ignore[no-any-return]
+        raise CutoverError(f"{method} {model}:{version} refused (test)")
+
+    monkeypatch.setattr(car, method, refuse)
+
+
+def test_sidecar_a_refused_cutover_leaves_the_record_and_the_routing_agreeing(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step that commits to the DB and then changes HAProxy puts the DB back when
+    HAProxy refuses: promote, and rollback, broken between their two halves."""
+    ctx, live = host.ctx, host.db_live()
+    other = host.v2 if live == host.v1 else host.v1
+    audit_before = len(ctx.registry.audit(MODEL))
+    with monkeypatch.context() as patch:
+        _refusing(ctx.sidecar, "switch", patch)
+        with pytest.raises(CutoverError, match="refused"):
+            release.promote(ctx, Ref(MODEL, other), actor=ACTORS.release)
+    assert host.db_live() == live and host.routed() == be(MODEL, live)
+    # The promotion and its undoing are both on the record.
+    actions = [e.action for e in ctx.registry.audit(MODEL)[audit_before:]]
+    assert "promote" in actions and "rollback" in actions
+
+    release.promote(ctx, Ref(MODEL, other), actor=ACTORS.release)  # HAProxy agrees again
+    assert host.db_live() == other and host.routed() == be(MODEL, other)
+    with monkeypatch.context() as patch:
+        _refusing(ctx.sidecar, "switch", patch)
+        with pytest.raises(CutoverError, match="refused"):
+            release.rollback(ctx, MODEL, actor=ACTORS.release)
+    assert host.db_live() == other and host.routed() == be(MODEL, other)
+
+    release.rollback(ctx, MODEL, actor=ACTORS.release)  # back to where the test began
+    assert host.db_live() == live and host.routed() == be(MODEL, live)
+
+
+def test_sidecar_a_deploy_haproxy_refuses_stops_what_it_started(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy starts replicas, then HAProxy must pass them: if it does not, they stop, their
+    records end and the routes stay as they were."""
+    ctx = host.ctx
+    other = host.v2 if host.db_live() == host.v1 else host.v1
+    before = {d.id for d in ctx.registry.deployments(host=ctx.settings.host)}
+    routes = ctx.sidecar.routes()
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            ctx.sidecar,
+            "wait_healthy",
+            lambda *_, **__: (_ for _ in ()).throw(HAProxyError("never L7OK (test)")),
+        )
+        with pytest.raises(HAProxyError, match="never L7OK"):
+            release.deploy(ctx, Ref(MODEL, other), actor=ACTORS.release)
+    assert {d.id for d in ctx.registry.deployments(host=ctx.settings.host)} == before
+    assert ctx.sidecar.routes() == routes

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 def idle_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     """A running sidecar with one unrouted backend (its server need not exist)."""
     car = Sidecar(ProxyPaths(tmp_path_factory.mktemp("reload")), HAProxySettings())
-    backend = VersionBackend("fraud", "1", (Server("r1", free_port()),), "{}", ('"x"',))
+    backend = VersionBackend("fraud", "1", (Server("r1", free_port()),), "{}", ('"x"',), 4096)
     route = ModelRoute("fraud", free_port(), free_port(), None, None, (backend,))
     car.apply(ProxySpec(routes=(route,), stats_port=free_port()))
     pid = car.process.master_pid()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bentogate.context import Context
 from bentogate.settings import Settings
-from bentos.runtime import Handle
+from bentos import Handle
 from governance import Registry
 
 SHA = "b" * 64

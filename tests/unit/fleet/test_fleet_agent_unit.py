@@ -15,7 +15,7 @@ from bentogate import agent
 from bentogate.context import Context
 from bentogate.errors import DatabaseUnavailable, RuntimeBackendError
 from bentogate.settings import Settings
-from bentos.runtime import DockerBackend, container_name
+from bentos import DockerBackend, container_name
 
 
 def test_fleet_docker_runtime_runs_the_image_recorded_in_the_db(tmp_path: Path) -> None:

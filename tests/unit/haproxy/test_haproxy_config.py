@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ def backend(version: str = "3", *ports: int) -> VersionBackend:
         servers=tuple(Server(f"r{i}", p) for i, p in enumerate(ports or (3003,), 1)),
         canary_body='{"features":[1e-05,-2.5E+3]}',
         expect_strings=(f'"model":"fraud","model_version":"{version}"',),
+        max_body_bytes=65536,
         expect_rstring=r'"score":0\.00[0-9]+',
     )
 
@@ -92,12 +94,20 @@ def test_render_has_the_verified_building_blocks() -> None:
 
 
 def test_settings_flow_into_the_config() -> None:
-    settings = HAProxySettings(
-        check_inter_ms=700, check_fall=4, server_maxconn=9, max_body_bytes=10
-    )
+    settings = HAProxySettings(check_inter_ms=700, check_fall=4, server_maxconn=9)
     cfg = render(spec(), settings, PATHS)
     assert "inter 700ms" in cfg and "fall 4" in cfg and "maxconn 9" in cfg
-    assert "gt 10 }" in cfg
+
+
+def test_each_version_gets_413_above_its_own_body_limit_and_the_buffer_holds_the_largest() -> None:
+    small = replace(backend("3"), max_body_bytes=10)
+    large = replace(backend("4", 3004), max_body_bytes=2_000_000)
+    cfg = render(spec(small, large), HAProxySettings(), PATHS)
+    v3 = cfg.split("backend be_fraud_3\n")[1].split("\nbackend ")[0]
+    v4 = cfg.split("backend be_fraud_4\n")[1].split("\nbackend ")[0]
+    assert "content-length) gt 10 }" in v3 and "body_size gt 10 }" in v3
+    assert "content-length) gt 2000000 }" in v4 and "gt 10 }" not in v4
+    assert f"tune.bufsize {2_000_000 + 16384}" in cfg
 
 
 def test_new_servers_are_rendered_disabled() -> None:

@@ -1,0 +1,244 @@
+"""This host's versions: the one place that starts, adopts, replaces, drains, stops and cuts
+over Bentos, and renders the sidecar from the governance DB.
+
+The release workflow (:mod:`bentogate.release`), the warm-version expiry
+(:mod:`bentogate.warm`) and the fleet agent (:mod:`bentogate.agent`) all call these; nothing
+else starts or stops a Bento or moves a route. Who calls what:
+
+    release.deploy    start → apply_routes → wait_healthy → route the candidate
+    release.promote   ensure_running → (DB: promote) → cut_over
+    release.rollback  ensure_running → (DB: rollback) → cut_over
+    release.retire    (DB: retire) → stop → apply_routes
+    release.shutdown  stop_all
+    warm.stop_expired stop → apply_routes
+    agent             adopt → ensure_bento → start → apply_routes → cut_over → stop
+
+A start records each deployment as soon as its process exists, so an interrupted start
+(a killed agent, a Ctrl-C) leaves records that the next :func:`adopt` keeps or ends, never a
+process nobody knows about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, MutableMapping
+
+from bentogate.context import Context, Ref
+from bentogate.errors import BentogateError, IntegrityError, NotFoundError
+from bentogate.routing import desired_spec
+from bentos import Handle, archive_path, bento_path, http_status, import_bento
+from bentos import served_sha256 as store_sha256
+from governance import DeploymentInfo, Role
+from haproxy import backend_name, route_key
+
+Routed = MutableMapping[str, str | None]
+
+
+def served_sha256(ctx: Context, ref: Ref) -> str:
+    """sha256 of the model this host would serve for ``ref`` (in its Bento store).
+    IntegrityError if the store has none: nothing could be verified, so nothing is served."""
+    try:
+        return store_sha256(ctx.settings.bentoml_home, str(ref))
+    except NotFoundError as exc:
+        raise IntegrityError(f"{ref}: nothing to serve on this host ({exc})") from exc
+
+
+def ensure_bento(ctx: Context, ref: Ref) -> str:
+    """Make this host's Bento store hold ``ref``'s Bento, importing its archive from the
+    shared store (``settings.bentos_dir``) if needed; returns the Bento tag. Raises
+    :class:`NotFoundError` (no build recorded, no archive) or :class:`BuildError`."""
+    info = ctx.registry.get_version(ref.model, ref.version)
+    if info.bento_tag is None:
+        raise NotFoundError(f"{ref} has no recorded build: run `bentogate build {ref}`")
+    try:
+        bento_path(ctx.settings.bentoml_home, info.bento_tag)
+    except NotFoundError:
+        import_bento(
+            ctx.settings.bentoml_home, archive_path(ctx.settings.bentos_dir, info.bento_tag)
+        )
+    return info.bento_tag
+
+
+def _handle(ctx: Context, deployment: DeploymentInfo) -> Handle:
+    return ctx.handle(f"{deployment.model}:{deployment.version}", deployment.port, deployment.pid)
+
+
+def _deployments(ctx: Context, ref: Ref) -> list[DeploymentInfo]:
+    found = ctx.registry.deployments(host=ctx.settings.host, model=ref.model)
+    return [d for d in found if d.version == ref.version]
+
+
+def _stop_process(ctx: Context, handle: Handle) -> None:
+    ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
+
+
+def start(ctx: Context, ref: Ref, *, replicas: int, role: Role, actor: str) -> list[DeploymentInfo]:
+    """Start ``replicas`` Bentos of ``ref`` on free backend ports and wait until each is
+    ready; returns their deployments.
+
+    The bytes about to be served are checked against the approved sha256 first (audited
+    either way). Each deployment is recorded as soon as its process exists. Raises what
+    the check, a start, a record or the readiness wait raise, after stopping what it
+    started and ending those records.
+    """
+    ctx.registry.verify_artifact(
+        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
+    )
+    handles: list[Handle] = []
+    started: list[DeploymentInfo] = []
+    try:
+        for _ in range(replicas):
+            handles.append(ctx.runtime.start(str(ref), ctx.free_backend_port()))
+            started.append(
+                ctx.registry.record_deployment(
+                    ref.model,
+                    ref.version,
+                    host=ctx.settings.host,
+                    port=handles[-1].port,
+                    pid=handles[-1].pid,
+                    role=role,
+                    actor=actor,
+                )
+            )
+        for handle in handles:  # the start's own handles: they know the logs to read
+            ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
+    except BentogateError:
+        for handle in handles:
+            _stop_process(ctx, handle)
+        for deployment in started:
+            ctx.registry.end_deployment(deployment.id, actor=actor)
+        raise
+    return started
+
+
+def stop_deployments(ctx: Context, deployments: list[DeploymentInfo], *, actor: str) -> None:
+    """Stop these Bentos and end their records (no drain: for servers that never took
+    traffic, or after :func:`stop` drained them)."""
+    for deployment in deployments:
+        _stop_process(ctx, _handle(ctx, deployment))
+        ctx.registry.end_deployment(deployment.id, actor=actor)
+
+
+def end_dead(ctx: Context, ref: Ref, *, actor: str) -> list[Handle]:
+    """End the records of ``ref``'s deployments on this host whose process is gone (a crash,
+    a kill, a reboot); returns the handles of those alive."""
+    alive = []
+    for deployment in _deployments(ctx, ref):
+        handle = _handle(ctx, deployment)
+        if ctx.runtime.is_alive(handle):
+            alive.append(handle)
+        else:
+            ctx.registry.end_deployment(deployment.id, actor=actor)
+    return alive
+
+
+def ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
+    """Start one replica of ``ref`` if this host runs none alive (its backend joins HAProxy,
+    routes unchanged); return once every server of it passes its health check."""
+    if not end_dead(ctx, ref, actor=actor):
+        start(ctx, ref, replicas=1, role=role, actor=actor)
+        apply_routes(ctx)
+    wait_healthy(ctx, ref)
+
+
+def apply_routes(ctx: Context, live: Mapping[str, str | None] | None = None) -> None:
+    """Render the sidecar from the DB and apply it (start or seamless reload); ``live``
+    overrides the live route of the models it names (see :func:`routing.desired_spec`)."""
+    ctx.sidecar.apply(desired_spec(ctx, live))
+
+
+def wait_healthy(ctx: Context, ref: Ref) -> None:
+    """Return once every server of ``ref`` is UP with L7OK in HAProxy (within
+    ``haproxy.healthy_timeout_s``); HAProxyError naming each failing check otherwise."""
+    ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.haproxy.healthy_timeout_s)
+
+
+def route_candidate(ctx: Context, ref: Ref) -> None:
+    """Point ``ref.model``'s candidate port at ``ref`` (confirmed by HAProxy)."""
+    ctx.sidecar.switch(ref.model, ref.version, role="candidate")
+
+
+def cut_over(
+    ctx: Context, ref: Ref, *, leaving: str | None, actor: str, live: Routed | None = None
+) -> None:
+    """Switch ``ref.model``'s production port to ``ref``: every server of it passes its
+    canary check, then one ``set map`` that HAProxy confirms. The version it leaves
+    (``leaving``) stops now, or stays warm (unrouted, health-checked) for
+    ``bento.keep_previous_s``; then the sidecar is re-rendered (``live`` as in
+    :func:`apply_routes`, updated to ``ref``). Raises CutoverError/HAProxyError if HAProxy
+    refuses or does not confirm (the route is then unchanged).
+    """
+    wait_healthy(ctx, ref)
+    ctx.sidecar.switch(ref.model, ref.version, role="live")
+    if live is not None:
+        live[ref.model] = ref.version
+    if leaving not in (None, ref.version) and ctx.settings.bento.keep_previous_s <= 0:
+        stop(ctx, Ref(ref.model, leaving), actor=actor)
+    apply_routes(ctx, live)
+
+
+def stop(ctx: Context, ref: Ref, *, actor: str) -> list[DeploymentInfo]:
+    """Drain ``ref`` in HAProxy (in-flight requests finish; skipped where HAProxy does not
+    have it), stop its Bentos on this host, end their records; returns them. The caller
+    re-renders the sidecar (:func:`apply_routes`) once it has stopped what it stops."""
+    deployments = _deployments(ctx, ref)
+    if deployments and ctx.sidecar.is_running():
+        # Not in HAProxy: started by an agent or a deploy interrupted before it was routed.
+        with contextlib.suppress(NotFoundError):
+            ctx.sidecar.drain(ref.model, ref.version)
+    stop_deployments(ctx, deployments, actor=actor)
+    return deployments
+
+
+def stop_all(ctx: Context, *, actor: str) -> list[DeploymentInfo]:
+    """Stop every Bento this host runs and its HAProxy; the DB records them as stopped.
+    Returns the deployments stopped."""
+    deployments = ctx.registry.deployments(host=ctx.settings.host)
+    stop_deployments(ctx, deployments, actor=actor)
+    ctx.sidecar.stop()
+    return deployments
+
+
+def routed(ctx: Context) -> dict[str, str | None]:
+    """model → the version its production port routes to in the running HAProxy (the map),
+    for models with a deployment on this host; empty when HAProxy is not running."""
+    if not ctx.sidecar.is_running():
+        return {}
+    try:
+        routes = ctx.sidecar.routes()
+    except NotFoundError:  # a sidecar with no model yet has no map
+        return {}
+    found: dict[str, str | None] = {}
+    for deployment in ctx.registry.deployments(host=ctx.settings.host):
+        if routes.get(route_key(deployment.model)) == backend_name(
+            deployment.model, deployment.version
+        ):
+            found[deployment.model] = deployment.version
+    return found
+
+
+def adopt(
+    ctx: Context, live: Mapping[str, str | None], *, actor: str, check_ready: bool
+) -> list[str]:
+    """Take stock of this host's recorded deployments: end the records of dead Bentos; with
+    ``check_ready`` (an agent's first pass after a start), keep those alive and answering
+    ``/readyz`` (whoever started them) and stop the others, except the versions ``live``
+    routes (HAProxy's checks judge those). Returns what it did, one line each."""
+    actions = []
+    for deployment in ctx.registry.deployments(host=ctx.settings.host):
+        tag = f"{deployment.model}:{deployment.version}"
+        handle = _handle(ctx, deployment)
+        try:
+            alive = ctx.runtime.is_alive(handle)
+        except BentogateError:
+            alive = False
+        if alive and (not check_ready or live.get(deployment.model) == deployment.version):
+            continue
+        if alive and http_status(deployment.port, "/readyz") == 200:
+            actions.append(f"adopted {tag} on port {deployment.port}")
+            continue
+        if alive:
+            _stop_process(ctx, handle)
+        ctx.registry.end_deployment(deployment.id, actor=actor)
+        actions.append(f"ended {'unready' if alive else 'dead'} {tag}:{deployment.port}")
+    return actions
