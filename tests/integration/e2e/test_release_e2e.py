@@ -275,3 +275,29 @@ def test_a_model_file_changed_after_approval_cannot_be_served(
     assert refused and refused[-1].action == "verify_artifact"
     assert not [d for d in ctx.registry.deployments() if d.version == ref.version]
     assert str(ctx.registry.get_version("fraud", ref.version).state) == "approved"
+
+
+def test_two_promote_commands_racing_on_one_host_serialize(ctx: Context) -> None:
+    """Two `bentogate promote` processes for the same gated version at once: the host lock
+    and the DB serialize them; one cuts over, the other is refused with the rule (exit 1,
+    audited), and the record and the routing agree afterwards."""
+    live = ctx.registry.production_version("fraud")
+    previous = ctx.registry.previous_version("fraud")
+    assert live is not None and previous is not None
+    target = Ref("fraud", previous.version)
+    env = _settings_env(ctx.settings)
+    command = [sys.executable, "-m", "bentogate.cli", "promote", str(target), "--actor", "rel"]
+    racers = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=180), *(s.decode() for s in p.communicate())) for p in racers]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    [(_, _, refusal)] = [r for r in results if r[0] == 1]
+    assert f"refused: promote {target}" in refusal and "production" in refusal, refusal
+    assert ctx.registry.production_version("fraud").version == target.version  # type: ignore[union-attr]
+    assert ctx.sidecar.routes()["fraud"] == f"be_fraud_{target.version}"
+    assert _live_version(ctx) == target.version
+    refused = [e for e in ctx.registry.audit("fraud", target.version) if e.outcome == "refused"]
+    assert refused and refused[-1].action == "promote"
