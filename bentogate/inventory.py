@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any
 
 from bentogate.context import Context, Ref
-from governance import AuditEntry, State
+from governance import Action, AuditEntry, Outcome, State
 
 _IN_USE = {State.PRODUCTION}
 _IN_DEVELOPMENT = {State.REGISTERED, State.VALIDATED, State.APPROVED, State.STAGED, State.GATED}
@@ -29,8 +29,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _last(entries: list[AuditEntry], action: str) -> AuditEntry | None:
-    done = [e for e in entries if e.action == action and e.outcome == "ok"]
+def _last(entries: list[AuditEntry], action: Action) -> AuditEntry | None:
+    done = [e for e in entries if e.action == action and e.outcome == Outcome.OK]
     return done[-1] if done else None
 
 
@@ -40,7 +40,7 @@ def inventory_rows(ctx: Context) -> list[dict[str, Any]]:
     for model in ctx.registry.models():
         versions = ctx.registry.versions(model.name)
         live = ctx.registry.production_version(model.name)
-        validation = _last(ctx.registry.audit(model.name), "validate")
+        validation = _last(ctx.registry.audit(model.name), Action.VALIDATE)
         states = {v.state for v in versions}
         if states & _IN_USE:
             use = "in use"

@@ -201,17 +201,13 @@ def capacity(
 ) -> CapacityResult:
     """Search the highest rate at which the staged version still meets its policy's p99;
     record it in the inventory."""
-    model = ctx.registry.get_model(ref.model)
     info = ctx.registry.get_version(ref.model, ref.version)
     artifact = load_artifact(artifact_dir(info.artifact_uri))
     host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
     host.route_candidate(ctx, ref)
+    candidate, _ = gate_targets(ctx, ref)
     result = find_capacity(
-        Target(
-            "candidate",
-            f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}",
-            ref.version,
-        ),
+        candidate,
         artifact.reference_rows.astype(float).tolist(),
         gate_policy(ctx, ref.model),
         ctx.settings.reports_dir / f"capacity-{ref.model}-{ref.version}-{_stamp()}",

@@ -42,6 +42,7 @@ from governance.registry import SYSTEM_ACTOR, Registry
 from governance.states import (
     TRANSITIONS,
     Action,
+    Outcome,
     Role,
     RolloutStatus,
     State,
@@ -59,6 +60,7 @@ __all__ = [
     "GateRunInfo",
     "HostInfo",
     "ModelInfo",
+    "Outcome",
     "Registry",
     "Role",
     "RolloutInfo",
