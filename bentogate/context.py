@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,8 @@ from governance import Registry
 from haproxy import ProxyPaths, Sidecar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
+
+Progress = Callable[[str], None]  # where a long step reports what it is doing, one line each
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from bentogate import release
-from bentogate.context import Context, Ref, artifact_dir
+from bentogate.context import Context, Progress, Ref, artifact_dir
 from bentogate.data import make_demo_files
 from bentogate.modelimport import load_artifact
 from bentogate.status import status_rows, status_table
@@ -16,7 +16,7 @@ MODEL = "fraud"
 
 
 def run_demo(
-    ctx: Context, workdir: Path, *, keep_running: bool, progress: release.Progress
+    ctx: Context, workdir: Path, *, keep_running: bool, progress: Progress
 ) -> list[dict[str, object]]:
     """Train v1 and v2, take v1 to production, then v2 through gate and cutover.
 

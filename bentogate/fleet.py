@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bentogate import host as this_host
-from bentogate.context import Context, Ref
+from bentogate.context import Context, Progress, Ref
 from bentogate.errors import GovernanceError
 from bentogate.inventory import table
 from governance import HostInfo, RolloutInfo, RolloutStatus
@@ -142,7 +142,7 @@ def wait_rollout(
     *,
     actor: str,
     poll_s: float = 0.5,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> RolloutInfo:
     """Wait until ``rollout`` is settled (judging it too, so it ends even if no agent is
     left to do so); returns it. Bounded by the rollout's deadline."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bentogate import host, warm
-from bentogate.context import Context, Ref, artifact_dir
+from bentogate.context import Context, Progress, Ref, artifact_dir
 from bentogate.data import read_csv
 from bentogate.errors import (
     BentogateError,
@@ -35,8 +35,6 @@ from governance import (
     next_release_action,
 )
 from loadtest import CapacityResult, GatePolicy, GateResult, Target, find_capacity, run_gate
-
-Progress = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:

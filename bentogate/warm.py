@@ -20,17 +20,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bentogate import host
-from bentogate.context import Context, Ref
+from bentogate.context import Context, Progress, Ref
 from bentos import pid_alive
 from governance import SYSTEM_ACTOR, Role, State
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
