@@ -108,18 +108,31 @@ class _Prediction(Generic[_Checked]):
             return await _respond(send, 413, orjson.dumps({"error": str(exc)}))
         except _Disconnected:
             return None
-        await _respond(send, 200, orjson.dumps(self._answer(scorer, checked)))
+        try:
+            answer = self._answer(scorer, checked)
+        except NotAProbability as exc:
+            # 500, never retried by the sidecar: the same input would fail on every replica.
+            return await _respond(send, 500, orjson.dumps({"error": str(exc)}))
+        await _respond(send, 200, orjson.dumps(answer))
 
 
 def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:
     """``POST /predict``: one checked row's score and label."""
     score = scorer.score_one(row)
+    if not 0.0 <= score <= 1.0:  # NaN fails it too
+        raise NotAProbability(f"the model scored {score} for this row: not a probability")
     return {"score": score, "label": int(score >= scorer.threshold), **scorer.identity()}
 
 
 def _answer_batch(scorer: Scorer, rows: list[list[float]]) -> dict[str, Any]:
     """``POST /predict_batch``: up to ``max_batch_rows`` rows scored in one session run."""
     scores = scorer.score_rows(np.asarray(rows, dtype=np.float32)).astype(float)
+    bad = np.flatnonzero(~((scores >= 0.0) & (scores <= 1.0)))  # NaN included
+    if bad.size:
+        raise NotAProbability(
+            f"the model scored {scores[bad[0]]} for row {bad[0]} ({bad.size} of {scores.size} "
+            "rows): not a probability"
+        )
     return {
         "scores": scores.tolist(),
         "labels": (scores >= scorer.threshold).astype(int).tolist(),
@@ -169,6 +182,11 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if len(body) > limit:
         raise _TooLarge(limit)
     return body
+
+
+class NotAProbability(RuntimeError):
+    """The model returned a score outside [0, 1] (or NaN): a fault of the model, answered
+    500 naming it, never ``"score": null`` with a 200."""
 
 
 class _TooLarge(Exception):

@@ -127,3 +127,33 @@ def test_a_bad_batch_is_400_naming_the_row(
 ) -> None:
     sent, _ = _post(app, "/predict_batch", _body({"features": rows(artifact.canary_row)}))
     assert _answer(sent)[::2] == (400, {"error": message})
+
+
+class _Broken(Scorer):
+    """A model that scores ``value`` whatever the input (a fault the contract must name)."""
+
+    value = float("nan")
+
+    def score_one(self, row: list[float]) -> float:
+        return self.value
+
+    def score_rows(self, rows: Any) -> Any:
+        scores = super().score_rows(rows)
+        scores[-1] = self.value
+        return scores
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, 1.5])
+def test_a_score_that_is_not_a_probability_is_a_500_naming_it(
+    artifact: Artifact, value: float
+) -> None:
+    broken = _Broken(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+    broken.value = value
+    app = prediction_app(lambda: _Running(broken), max_body_bytes=LIMIT, max_batch_rows=2)
+    status, _, answer = _answer(_post(app, "/predict", _body({"features": artifact.canary_row}))[0])
+    assert status == 500
+    assert answer == {"error": f"the model scored {value} for this row: not a probability"}
+    rows = [artifact.canary_row, artifact.canary_row]
+    status, _, answer = _answer(_post(app, "/predict_batch", _body({"features": rows}))[0])
+    assert status == 500
+    assert answer["error"].startswith(f"the model scored {value} for row 1 (1 of 2 rows)")
