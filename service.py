@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from serving import (
     LATENCY_BUCKETS_S,
+    RecentRequests,
     Scorer,
     canary_refusal,
     install_one_write_protocol,
@@ -41,12 +42,17 @@ class BentoArgs(BaseModel):
     model_tag: str
     max_body_bytes: int = 1_048_576
     max_batch_rows: int = 1024
+    recent_rows: int = 2000  # client rows kept per worker for shadow scoring (0: none)
+    recent_max_age_s: float = 3600.0
 
 
 ARGS = bentoml.use_arguments(BentoArgs)
 
 app = prediction_app(
-    get_current_service, max_body_bytes=ARGS.max_body_bytes, max_batch_rows=ARGS.max_batch_rows
+    get_current_service,
+    max_body_bytes=ARGS.max_body_bytes,
+    max_batch_rows=ARGS.max_batch_rows,
+    recent=RecentRequests(ARGS.recent_rows, ARGS.recent_max_age_s) if ARGS.recent_rows else None,
 )
 
 # Here, at import: BentoML's worker imports this module, then starts uvicorn, which picks

@@ -144,8 +144,7 @@ def build(
         ctx.project_dir,
         ctx.settings.bentoml_home,
         spec,
-        max_body_bytes=ctx.settings.bento.max_body_bytes,
-        max_batch_rows=ctx.settings.bento.max_batch_rows,
+        args=ctx.settings.bento.build_args(),
     )
     archive = export_bento(ctx.settings.bentoml_home, tag, ctx.settings.bentos_dir)
     if image_tag is not None:

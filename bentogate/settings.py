@@ -72,6 +72,16 @@ class BentoSettings(BaseModel):
     ready_timeout_s: float = Field(90.0, description="Wait this long for /readyz after start.")
     stop_timeout_s: float = Field(15.0, description="Graceful stop deadline before SIGKILL.")
     max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
+    recent_rows: int = Field(
+        2000,
+        ge=0,
+        description="Feature rows of recent client /predict requests each Bento worker keeps "
+        "in memory for shadow scoring (GET /_recent on its own port, never routed by "
+        "HAProxy); 0 keeps none.",
+    )
+    recent_max_age_s: float = Field(
+        3600.0, gt=0, description="Kept rows older than this are not handed out."
+    )
     max_body_bytes: int = Field(
         1_048_576,
         description="Request bodies above this get 413: built into each Bento, and HAProxy "
@@ -90,6 +100,15 @@ class BentoSettings(BaseModel):
         "`bentogate expire --wait` that each cutover leaves running, this host's fleet agent, "
         "or nobody until `bentogate expire` is run.",
     )
+
+    def build_args(self) -> dict[str, object]:
+        """The values built into each Bento (service.BentoArgs besides the model tag)."""
+        return {
+            "max_body_bytes": self.max_body_bytes,
+            "max_batch_rows": self.max_batch_rows,
+            "recent_rows": self.recent_rows,
+            "recent_max_age_s": self.recent_max_age_s,
+        }
 
 
 class GateSettings(BaseModel):

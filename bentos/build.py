@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,11 +121,12 @@ def build_bento(
     bentoml_home: Path,
     spec: VersionSpec,
     *,
-    max_body_bytes: int,
-    max_batch_rows: int,
+    args: Mapping[str, object],
 ) -> str:
     """``bentoml build`` the version's Bento from ``project_dir``; returns its tag.
 
+    ``args`` are the service's build arguments besides the model (``service.BentoArgs``:
+    body limit, batch rows, recent-request retention), fixed in the Bento from then on.
     Idempotent: a Bento that already exists for the tag is kept (versions are immutable).
     Raises BuildError with bentoml's output if the build fails.
     """
@@ -135,8 +137,7 @@ def build_bento(
         "--name", spec.model,
         "--version", spec.version,
         "--arg", f"model_tag={spec.tag}",
-        "--arg", f"max_body_bytes={max_body_bytes}",
-        "--arg", f"max_batch_rows={max_batch_rows}",
+        *(item for key, value in args.items() for item in ("--arg", f"{key}={value}")),
         "-o", "tag",
     ]  # fmt: skip
     for key, value in spec.labels.items():

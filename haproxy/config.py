@@ -156,6 +156,9 @@ def _stats(port: int) -> str:
     )
 
 
+_HOST_ONLY = quote('{"error":"not found"}')
+
+
 def _frontends(route: ModelRoute, mapping: Path) -> str:
     parts = []
     for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
@@ -163,6 +166,9 @@ def _frontends(route: ModelRoute, mapping: Path) -> str:
         key = route_key(route.model, role)
         lines = [
             f"bind 127.0.0.1:{port}",
+            # Paths under /_ are the host's own (a Bento's kept recent rows): never routed.
+            f"http-request return status 404 content-type application/json string {_HOST_ONLY}"
+            " if { path_beg /_ }",
             f"use_backend %[str({key}),map({mapping},{UNAVAILABLE_BACKEND})]",
             f"default_backend {UNAVAILABLE_BACKEND}",
         ]
@@ -180,7 +186,8 @@ def _unavailable() -> str:
 
 def _health_check(backend: VersionBackend) -> list[str]:
     send = (
-        "http-check send meth POST uri /predict ver HTTP/1.1 hdr Host localhost"
+        # The query string marks it as no client's: a Bento does not keep its row.
+        "http-check send meth POST uri /predict?from=check ver HTTP/1.1 hdr Host localhost"
         " hdr Content-Type application/json hdr X-Health-Check 1"
         f" body {quote(backend.canary_body)}"
     )

@@ -8,6 +8,7 @@
 | ``openapi`` | the OpenAPI document of one version's API, with its exact schema |
 | ``metrics`` | latency buckets for ``/metrics`` and the served version's identity there |
 | ``protocol`` | uvicorn's protocol sending each response in one write, with Server-Timing |
+| ``recent`` | the rows of recent client requests, bounded, kept for shadow scoring |
 
 It needs only what the Bento's requirements pin (bentos/requirements-serve.txt) and
 imports nothing else of the project: a Bento holds service.py and this package, no more.
@@ -19,6 +20,7 @@ from serving.endpoint import Serving, canary_refusal, prediction_app
 from serving.metrics import LATENCY_BUCKETS_S, publish_identity
 from serving.openapi import openapi_document
 from serving.protocol import OneWriteHttpProtocol, install_one_write_protocol
+from serving.recent import RecentRequests
 from serving.scorer import Scorer
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "FeatureSchema",
     "InputError",
     "OneWriteHttpProtocol",
+    "RecentRequests",
     "Scorer",
     "Serving",
     "canary_refusal",

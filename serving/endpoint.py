@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from serving.contract import InputError, parse_features
 from serving.openapi import openapi_document
+from serving.recent import RecentRequests
 from serving.scorer import Scorer
 
 _Checked = TypeVar("_Checked")
@@ -37,10 +38,15 @@ class Serving(Protocol):
 
 
 def prediction_app(
-    current: Callable[[], Serving], *, max_body_bytes: int, max_batch_rows: int
+    current: Callable[[], Serving],
+    *,
+    max_body_bytes: int,
+    max_batch_rows: int,
+    recent: RecentRequests | None = None,
 ) -> Starlette:
     """The service's ASGI app. ``current`` returns the running service: the app is made at
-    import, before BentoML creates the service (and loads the model)."""
+    import, before BentoML creates the service (and loads the model). With ``recent``, the
+    rows of client ``/predict`` requests are kept there and ``GET /_recent`` answers them."""
 
     async def model_info(request: Request) -> Response:
         return _ok(current().scorer.describe())
@@ -48,17 +54,22 @@ def prediction_app(
     async def openapi(request: Request) -> Response:
         return _ok(openapi_document(current().scorer, max_batch_rows))
 
-    one = _Prediction(current, max_body_bytes, Scorer.row, _answer_one)
+    one = _Prediction(current, max_body_bytes, Scorer.row, _answer_one, recent)
     check_batch = partial(Scorer.rows, max_rows=max_batch_rows)
-    batch = _Prediction(current, max_body_bytes, check_batch, _answer_batch)
-    return Starlette(
-        routes=[
-            Route("/predict", one, methods=["POST"]),
-            Route("/predict_batch", batch, methods=["POST"]),
-            Route("/model", model_info, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-        ]
-    )
+    batch = _Prediction(current, max_body_bytes, check_batch, _answer_batch, None)
+    routes = [
+        Route("/predict", one, methods=["POST"]),
+        Route("/predict_batch", batch, methods=["POST"]),
+        Route("/model", model_info, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    if recent is not None:
+
+        async def recent_rows(request: Request) -> Response:
+            return Response(recent.recent(), media_type="application/json")
+
+        routes.append(Route("/_recent", recent_rows, methods=["GET"]))
+    return Starlette(routes=routes)
 
 
 def canary_refusal(scorer: Scorer) -> bytes:
@@ -80,7 +91,7 @@ class _Prediction(Generic[_Checked]):
     bare function for a request handler, hence the class.)
     """
 
-    __slots__ = ("_answer", "_check", "_current", "_limit")
+    __slots__ = ("_answer", "_check", "_current", "_keep", "_limit")
 
     def __init__(
         self,
@@ -88,11 +99,13 @@ class _Prediction(Generic[_Checked]):
         limit: int,
         check: Callable[[Scorer, Any], _Checked],
         answer: Callable[[Scorer, _Checked], dict[str, Any]],
+        recent: RecentRequests | None,
     ) -> None:
         self._current = current
         self._limit = limit
         self._check = check
         self._answer = answer
+        self._keep = recent.keep if recent is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self._current()
@@ -114,6 +127,8 @@ class _Prediction(Generic[_Checked]):
             # 500, never retried by the sidecar: the same input would fail on every replica.
             return await _respond(send, 500, orjson.dumps({"error": str(exc)}))
         await _respond(send, 200, orjson.dumps(answer))
+        if self._keep is not None and not scope["query_string"]:  # a client's request
+            self._keep(orjson.dumps(checked))
 
 
 def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:

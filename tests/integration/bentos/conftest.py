@@ -69,8 +69,7 @@ def _build(
         PROJECT_DIR,
         settings.bentoml_home,
         spec,
-        max_body_bytes=max_body_bytes,
-        max_batch_rows=max_batch_rows,
+        args={"max_body_bytes": max_body_bytes, "max_batch_rows": max_batch_rows},
     )
     return Built(built, settings.bentoml_home, artifact)
 

@@ -78,7 +78,7 @@ def test_render_has_the_verified_building_blocks() -> None:
         "use_backend %[str(fraud),map(/srv/hx/routes.map,be_unavailable)]",
         "use_backend %[str(fraud.candidate),map(/srv/hx/routes.map,be_unavailable)]",
         "if { req.hdr_val(content-length) gt 65536 }",
-        "http-check send meth POST uri /predict ver HTTP/1.1 hdr Host localhost"
+        "http-check send meth POST uri /predict?from=check ver HTTP/1.1 hdr Host localhost"
         " hdr Content-Type application/json hdr X-Health-Check 1"
         " body '{\"features\":[1e-05,-2.5E+3]}'",
         "http-check expect status 200 comment",
@@ -154,3 +154,13 @@ def test_paths_refuse_long_socket_paths_and_unquotable_dirs() -> None:
         ProxyPaths(Path("/" + "x" * 120))
     with pytest.raises(HAProxyError, match="unusable"):
         ProxyPaths(Path("/srv/my dir"))
+
+
+def test_the_hosts_own_paths_are_never_routed_to_a_bento() -> None:
+    cfg = render(spec(), HAProxySettings(), PATHS)
+    frontends = [s for s in cfg.split("\n\n") if s.startswith("frontend fe_")]
+    assert len(frontends) == 2  # production and candidate ports
+    for section in frontends:
+        block = next(line for line in section.splitlines() if "path_beg /_" in line)
+        assert "return status 404" in block
+        assert section.index("path_beg /_") < section.index("use_backend")

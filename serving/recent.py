@@ -1,0 +1,40 @@
+"""Recent requests, kept on the host for shadow scoring: the feature rows of the last
+predictions this worker answered, bounded in rows and in age.
+
+What is kept is the checked row in schema order, as JSON bytes (no client address, no
+header, no other field of the body: nothing the model does not see), in this process's
+memory only: it leaves the process only through the host's own ``GET /_recent``, which
+HAProxy does not route (``haproxy/config.py``), and dies with it. Requests marked as not
+from clients by a query string (HAProxy's health check, the gate's load) are not kept.
+
+The cost on the prediction path is one ``orjson.dumps`` of the row (bytes: nothing for the
+garbage collector to traverse), one clock read and one append to a bounded deque; ``bench/``
+measures it side by side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from time import monotonic_ns
+
+
+class RecentRequests:
+    """The last ``rows`` kept rows; those older than ``max_age_s`` are left out when read."""
+
+    __slots__ = ("_kept", "_max_age_ns")
+
+    def __init__(self, rows: int, max_age_s: float) -> None:
+        self._kept: deque[tuple[int, bytes]] = deque(maxlen=max(rows, 0))
+        self._max_age_ns = int(max_age_s * 1e9)
+
+    def keep(self, row: bytes) -> None:
+        """Remember one answered row, JSON (the oldest goes once ``rows`` are kept)."""
+        self._kept.append((monotonic_ns(), row))
+
+    def recent(self) -> bytes:
+        """The kept rows younger than ``max_age_s``, oldest first, as one JSON array."""
+        oldest = monotonic_ns() - self._max_age_ns
+        return b"[" + b",".join(row for at, row in self._kept if at >= oldest) + b"]"
+
+    def __len__(self) -> int:
+        return len(self._kept)

@@ -1,0 +1,81 @@
+"""Recent client rows kept for shadow scoring: bounded in rows and age, clients' rows only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import pytest
+
+from bentogate.modelimport import Artifact
+from serving import RecentRequests, Scorer, prediction_app
+from serving import recent as recent_module
+
+Message = MutableMapping[str, Any]
+
+
+def test_only_the_last_rows_are_kept() -> None:
+    kept = RecentRequests(rows=3, max_age_s=60)
+    for i in range(5):
+        kept.keep(orjson.dumps([i]))
+    assert orjson.loads(kept.recent()) == [[2], [3], [4]] and len(kept) == 3
+
+
+def test_rows_older_than_the_age_limit_are_not_handed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0]
+    monkeypatch.setattr(recent_module, "monotonic_ns", lambda: clock[0])
+    kept = RecentRequests(rows=10, max_age_s=2)
+    kept.keep(b"[1]")
+    clock[0] = 1_500_000_000
+    kept.keep(b"[2]")
+    clock[0] = 2_500_000_000  # [1] is 2.5 s old, [2] 1 s
+    assert orjson.loads(kept.recent()) == [[2]]
+    assert RecentRequests(rows=0, max_age_s=1).recent() == b"[]"
+
+
+class _Running:
+    ready = True
+    refusal = b""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+
+
+def _call(app: Any, method: str, path: str, body: bytes = b"", query: bytes = b"") -> Any:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": query, "headers": [],
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_a_client_row_is_kept_in_schema_order_marked_or_batch_requests_are_not(
+    artifact: Artifact,
+) -> None:
+    scorer = Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+    kept = RecentRequests(rows=10, max_age_s=60)
+    app = prediction_app(lambda: _Running(scorer), max_body_bytes=1 << 16, max_batch_rows=4,
+                         recent=kept)  # fmt: skip
+    row = [float(v) for v in artifact.canary_row]
+    named = dict(zip(scorer.feature_names, row, strict=True))
+    client = orjson.dumps({"features": named, "customer": "4111-1111"})  # extra field: not kept
+    assert _call(app, "POST", "/predict", client)[0] == 200
+    assert _call(app, "POST", "/predict", client, query=b"from=check")[0] == 200
+    assert _call(app, "POST", "/predict_batch", orjson.dumps({"features": [row]}))[0] == 200
+    assert _call(app, "POST", "/predict", b'{"features": [1]}')[0] == 400  # refused: not kept
+    status, rows = _call(app, "GET", "/_recent")
+    assert status == 200 and rows == [row]  # once, in schema order, nothing but the features
