@@ -16,6 +16,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,27 @@ def add_chains(src: Path, dst: Path, count: int, depth: int = DEPTH) -> Path:
     """Write ``src`` (an XGBoost JSON model) to ``dst`` with ``count`` chain trees of
     ``depth`` appended (one boosting round each); returns ``dst``.
 
-    Raises ValueError for a negative count or a model that is not a gbtree JSON model
-    (KeyError inside is turned into it).
+    Raises ValueError for a negative count or a model that is not a gbtree JSON model.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
+    return append_trees(
+        src,
+        dst,
+        lambda first, n_features: [
+            chain_tree(first + index, depth, n_features, start=index * depth)
+            for index in range(count)
+        ],
+    )
+
+
+def append_trees(src: Path, dst: Path, make: Callable[[int, int], list[dict[str, Any]]]) -> Path:
+    """Write ``src`` (an XGBoost JSON model) to ``dst`` with the trees ``make(first id,
+    number of features)`` returns appended, one boosting round each; returns ``dst``.
+
+    Raises ValueError for a model that is not a gbtree JSON model (KeyError inside is
+    turned into it).
+    """
     document = json.loads(src.read_text())
     try:
         learner = document["learner"]
@@ -92,14 +109,26 @@ def add_chains(src: Path, dst: Path, count: int, depth: int = DEPTH) -> Path:
         trees, info, indptr = model["trees"], model["tree_info"], model["iteration_indptr"]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{src}: not an XGBoost gbtree JSON model ({exc!r})") from exc
-    for index in range(count):
-        trees.append(chain_tree(len(trees), depth, n_features, start=index * depth))
+    for tree in make(len(trees), n_features):
+        trees.append(tree)
         info.append(0)
         indptr.append(indptr[-1] + 1)
     model["gbtree_model_param"]["num_trees"] = str(len(trees))
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(document))
     return dst
+
+
+def class_tree(
+    tree_id: int, n_features: int, feature: int, at: float, margin: float
+) -> dict[str, Any]:
+    """A one-split tree that adds ``margin`` to the margin of rows whose ``feature`` is at
+    least ``at`` and 0 to every other row (and to a missing value): a model that scores one
+    class of inputs differently and every other row exactly as before."""
+    tree = chain_tree(tree_id, 1, n_features, start=feature)
+    tree["split_conditions"][0] = at
+    tree["split_conditions"][1] = tree["base_weights"][1] = margin  # node 1: the right leaf
+    return tree
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,21 @@ def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
 
 
 @cli.command()
+@click.argument("ref", callback=_ref)
+@click.option("--actor", required=True)
+@click.pass_obj
+def shadow(obj: dict[str, Any], ref: Ref, actor: str) -> None:
+    """Score live clients' recent rows on REF and on production; exit 0 pass, 1 fail, 2
+    inconclusive."""
+    result = release.shadow(_context(obj), ref, actor=actor)
+    c = result.comparison
+    click.echo(
+        f"shadow {result.verdict}: {c.rows} rows, {c.flips} flipped decisions, "
+        f"p99 |delta| {c.p99_abs_delta:.4f}; report {result.report_html}"
+    )
+
+
+@cli.command()
 @click.argument("model")
 @click.option(
     "--set",
@@ -405,8 +420,9 @@ def show(obj: dict[str, Any], ref: Ref, as_json: bool) -> None:
         "registered_at",
     ):
         click.echo(f"{key:>14}: {version[key]}")
-    click.echo("\ngate runs:")
-    click.echo(table(story["gate_runs"], ("created_at", "verdict", "compared_with", "report_path")))
+    for kind in ("gate_runs", "shadow_runs"):
+        click.echo(f"\n{kind.replace('_', ' ')}:")
+        click.echo(table(story[kind], ("created_at", "verdict", "compared_with", "report_path")))
     click.echo("\ndeployments:")
     click.echo(table(story["deployments"], ("host", "port", "role", "started_at", "stopped_at")))
     click.echo("\naudit:")

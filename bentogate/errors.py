@@ -20,7 +20,9 @@
     ├── RolloutFailed              a fleet rollout ended without the version live everywhere
     ├── FleetDiverged              a host serves another version than production, or is stale
     ├── GateFailed                 exit 1: a limit was violated
-    └── GateInconclusive           exit 2: the measurement cannot be trusted
+    ├── GateInconclusive           exit 2: the measurement cannot be trusted
+    ├── ShadowFailed               exit 1: the candidate scores live rows unlike production
+    └── ShadowInconclusive         exit 2: too few rows, or the evidence cannot decide
 
 Foreign errors (sqlalchemy, subprocess, socket) are translated where they enter a part.
 Only the CLI turns these into output and an exit code.
@@ -113,4 +115,12 @@ class GateFailed(BentogateError):
 
 
 class GateInconclusive(BentogateError):
+    exit_code = 2
+
+
+class ShadowFailed(BentogateError):
+    exit_code = 1
+
+
+class ShadowInconclusive(BentogateError):
     exit_code = 2

@@ -21,7 +21,10 @@ process nobody knows about.
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 from collections.abc import Mapping, MutableMapping
+
+import orjson
 
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError, IntegrityError, NotFoundError
@@ -197,6 +200,22 @@ def stop_all(ctx: Context, *, actor: str) -> list[DeploymentInfo]:
     stop_deployments(ctx, deployments, actor=actor)
     ctx.sidecar.stop()
     return deployments
+
+
+def recent_rows(ctx: Context, ref: Ref, timeout: float = 10.0) -> dict[int, list[list[float]]]:
+    """The recent client rows each replica of ``ref`` on this host kept (``GET /_recent`` on
+    its own port, never through HAProxy): backend port → rows, oldest first. A replica
+    that does not answer is left out (and named by the empty result if none does)."""
+    found: dict[int, list[list[float]]] = {}
+    for deployment in _deployments(ctx, ref):
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{deployment.port}/_recent", timeout=timeout
+            ) as response:
+                found[deployment.port] = orjson.loads(response.read())
+        except (OSError, orjson.JSONDecodeError):
+            continue  # dead or unready: its rows are lost with it (in memory only)
+    return found
 
 
 def routed(ctx: Context) -> dict[str, str | None]:

@@ -66,13 +66,18 @@ def inventory_rows(ctx: Context) -> list[dict[str, Any]]:
 
 
 def version_story(ctx: Context, ref: Ref) -> dict[str, Any]:
-    """Everything recorded about one version: facts, gate runs, deployments, audit trail."""
+    """Everything recorded about one version: facts, gate and shadow runs, deployments,
+    audit trail."""
     info = ctx.registry.get_version(ref.model, ref.version)
     return {
         "version": plain(info),
         "gate_runs": [
             {k: v for k, v in plain(run).items() if k != "results"}
             for run in ctx.registry.gate_runs(ref.model, ref.version)
+        ],
+        "shadow_runs": [
+            {k: v for k, v in plain(run).items() if k != "results"}
+            for run in ctx.registry.shadow_runs(ref.model, ref.version)
         ],
         "deployments": [
             plain(d)

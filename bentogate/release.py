@@ -21,6 +21,8 @@ from bentogate.errors import (
     GateInconclusive,
     IllegalTransition,
     NotFoundError,
+    ShadowFailed,
+    ShadowInconclusive,
     ValidationFailed,
 )
 from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality
@@ -34,7 +36,16 @@ from governance import (
     VersionInfo,
     next_release_action,
 )
-from loadtest import CapacityResult, GatePolicy, GateResult, Target, find_capacity, run_gate
+from loadtest import (
+    CapacityResult,
+    GatePolicy,
+    GateResult,
+    ShadowResult,
+    Target,
+    find_capacity,
+    run_gate,
+    run_shadow,
+)
 
 
 def _quiet(_: str) -> None:
@@ -251,17 +262,83 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> 
         compared_with=live_target.expected_version if live_target else None,
     )
     if result.verdict == Verdict.FAIL:
-        raise GateFailed(_gate_refusal("failed", ref, result))
+        raise GateFailed(_refusal("gate failed", ref, result.reasons, result.report_html))
     if result.verdict == Verdict.INCONCLUSIVE:
-        raise GateInconclusive(_gate_refusal("inconclusive", ref, result))
+        raise GateInconclusive(
+            _refusal("gate inconclusive", ref, result.reasons, result.report_html)
+        )
     return result
 
 
-def _gate_refusal(what: str, ref: Ref, result: GateResult) -> str:
-    """``gate failed for fraud:2: <reason>; <reason> (report: <path>)``: why, with the
-    measured and the allowed values, and where the whole report is."""
-    reasons = "; ".join(result.reasons)
-    return f"gate {what} for {ref}: {reasons} (report: {result.report_html})"
+def shadow(ctx: Context, ref: Ref, *, actor: str) -> ShadowResult:
+    """Score the recent rows of live clients (kept by the live Bentos of this host) on the
+    candidate and on live, compare, judge with the model's policy; record the run.
+
+    Raises NotFoundError without a live version or without kept rows, ShadowFailed (exit 1)
+    or ShadowInconclusive (exit 2) after recording the run.
+    """
+    info = ctx.registry.get_version(ref.model, ref.version)
+    live = ctx.registry.production_version(ref.model)
+    if live is None or live.version == ref.version:
+        raise NotFoundError(f"{ref}: no other production version to shadow against")
+    sources = host.recent_rows(ctx, Ref(ref.model, live.version))
+    rows = [row for kept in sources.values() for row in kept]
+    if not rows:
+        raise NotFoundError(
+            f"{ref}: the live {ref.model}:{live.version} kept no recent client rows on this "
+            "host (bento.recent_rows; rows are kept in memory, a restart loses them)"
+        )
+    host.wait_healthy(ctx, ref)
+    candidate, live_target = gate_targets(ctx, ref)
+    assert live_target is not None  # a production version other than ref exists
+    policy = gate_policy(ctx, ref.model)
+    result = run_shadow(
+        candidate,
+        live_target,
+        rows,
+        info.threshold,
+        policy,
+        ctx.settings.reports_dir / f"shadow-{ref.model}-{ref.version}-{_stamp()}",
+        sources={str(port): len(kept) for port, kept in sources.items()},
+    )
+    ctx.registry.record_shadow(
+        ref.model,
+        ref.version,
+        actor=actor,
+        policy=policy.to_dict(),
+        results=result.to_dict(),
+        verdict=result.verdict,
+        report_path=str(result.report_html),
+        compared_with=live.version,
+    )
+    if result.verdict == Verdict.FAIL:
+        raise ShadowFailed(_refusal("shadow failed", ref, result.reasons, result.report_html))
+    if result.verdict == Verdict.INCONCLUSIVE:
+        raise ShadowInconclusive(
+            _refusal("shadow inconclusive", ref, result.reasons, result.report_html)
+        )
+    return result
+
+
+def _needs_shadow(ctx: Context, ref: Ref) -> bool:
+    """True if the model's policy requires a shadow run that ``ref`` has not passed since
+    its build (a model's first version has nothing to be shadowed against)."""
+    if not gate_policy(ctx, ref.model).require_shadow:
+        return False
+    live = ctx.registry.production_version(ref.model)
+    if live is None or live.version == ref.version:
+        return False
+    built = ctx.registry.get_version(ref.model, ref.version).built_at
+    return not any(
+        run.verdict == Verdict.PASS and built is not None and run.created_at > built
+        for run in ctx.registry.shadow_runs(ref.model, ref.version)
+    )
+
+
+def _refusal(what: str, ref: Ref, reasons: tuple[str, ...], report: Path) -> str:
+    """``<what> for fraud:2: <reason>; <reason> (report: <path>)``: why, with the measured
+    and the allowed values, and where the whole report is."""
+    return f"{what} for {ref}: {'; '.join(reasons)} (report: {report})"
 
 
 def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
@@ -382,6 +459,9 @@ def release(
         Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release),
     }
     while (step := next_step(ctx.registry.get_version(ref.model, ref.version))) is not None:
+        if step == Action.PROMOTE and _needs_shadow(ctx, ref):
+            progress(f"{ref}: shadow")  # the policy asks for live evidence first
+            shadow(ctx, ref, actor=actors.release)
         progress(f"{ref}: {_STEP_NAMES.get(step, step)}")
         run[step]()
         if next_step(ctx.registry.get_version(ref.model, ref.version)) == step:

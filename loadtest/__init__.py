@@ -11,6 +11,7 @@ from .policy import GatePolicy, Target
 from .result import GateResult
 from .runner import run_gate
 from .search import highest_passing_rate
+from .shadow import ShadowResult, run_shadow
 from .verdict import FAIL, INCONCLUSIVE, MAX_GENERATOR_CPU, PASS, Verdict, evaluate
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Evidence",
     "GatePolicy",
     "GateResult",
+    "ShadowResult",
     "Target",
     "TargetFigures",
     "Verdict",
@@ -30,4 +32,5 @@ __all__ = [
     "gather",
     "highest_passing_rate",
     "run_gate",
+    "run_shadow",
 ]

@@ -47,6 +47,15 @@ class GatePolicy:
     ``max_auc_drop`` is validation's quality rule, kept here so that every threshold a
     release is judged by is in the model's one stored policy: the candidate's AUC on the
     holdout may be at most this much below production's on the same rows.
+
+    Shadow scoring (loadtest/shadow.py) replays recent live rows to candidate and live:
+    ``require_shadow`` makes a passed shadow run (newer than the build) a condition of
+    promotion and a step of ``release``; it needs ``shadow_min_rows`` rows; the share of
+    decisions that flip at the model's threshold may be at most ``shadow_max_flip_ratio``
+    (judged on a ``confidence`` Wilson interval, like the gate's limits), the p99 of
+    |candidate - live| at most ``shadow_p99_abs_delta``, the score distributions' PSI at
+    most ``shadow_max_psi``, their rank correlation at least ``shadow_min_rank_correlation``;
+    any candidate error or non-probability fails it.
     """
 
     rate: float
@@ -68,6 +77,12 @@ class GatePolicy:
     stall_factor: float = 3.0
     max_stall_fraction: float = 0.25
     max_auc_drop: float = 0.005
+    require_shadow: bool = False
+    shadow_min_rows: int = 200
+    shadow_max_flip_ratio: float = 0.02
+    shadow_p99_abs_delta: float = 0.2
+    shadow_max_psi: float = 0.25
+    shadow_min_rank_correlation: float = 0.9
 
     def __post_init__(self) -> None:
         positive = ("rate", "duration_s", "users", "p50_ms", "p95_ms", "p99_ms", "block_s",
@@ -76,11 +91,17 @@ class GatePolicy:
             _check(self, name, getattr(self, name) > 0, "must be > 0")
         for name in ("warmup_s", "min_samples", "regression_floor_us"):
             _check(self, name, getattr(self, name) >= 0, "must be >= 0")
-        for name in ("max_error_ratio", "max_stall_fraction", "max_auc_drop"):
+        # A stored or typed 0/1 is a bool (``bentogate policy --set require_shadow=1``).
+        object.__setattr__(self, "require_shadow", bool(self.require_shadow))
+        _check(self, "shadow_min_rows", self.shadow_min_rows >= 1, "must be >= 1")
+        for name in ("max_error_ratio", "max_stall_fraction", "max_auc_drop",
+                     "shadow_max_flip_ratio", "shadow_p99_abs_delta",
+                     "shadow_min_rank_correlation"):  # fmt: skip
             _check(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
         for name in ("max_regression", "max_tail_regression"):
             _check(self, name, getattr(self, name) >= 1, "must be >= 1")
         _check(self, "stall_factor", self.stall_factor > 1, "must be > 1")
+        _check(self, "shadow_max_psi", self.shadow_max_psi >= 0, "must be >= 0")
         _check(self, "confidence", 0.5 < self.confidence < 1, "must be in (0.5, 1)")
         _check(self, "max_duration_s", self.max_duration_s >= self.duration_s,
                f"must be >= duration_s ({self.duration_s:g})")  # fmt: skip

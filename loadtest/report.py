@@ -164,10 +164,11 @@ def _evidence_plot(result: GateResult) -> str:
     ax.set_yticks(range(len(comps)), [c.name for c in comps])
     ax.set(xlabel="measured / allowed (interval; | = estimate)", xlim=(0, None))
     ax.legend(fontsize="small", loc="lower right")
-    return _png(fig)
+    return png(fig)
 
 
-def _png(fig: Figure) -> str:
+def png(fig: Figure) -> str:
+    """``fig`` as base64 PNG, for an inline ``<img>``."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -195,7 +196,7 @@ def _latency_plot(samples: Samples, result: GateResult) -> str:
     ax.axhline(result.policy.p99_ms, color="red", ls="--", label="p99 limit (host stalls red)")
     ax.set(xlabel="intended send time (s)", ylabel="latency (ms)", yscale="log")
     ax.legend(fontsize="small", ncol=3)
-    return _png(fig)
+    return png(fig)
 
 
 def _histograms(samples: Samples) -> str:
@@ -210,7 +211,7 @@ def _histograms(samples: Samples) -> str:
         mine = samples.latency[ok & (samples.target == samples.target_index(name))] * 1e3
         ax.hist(mine, bins=bins, color=COLORS.get(name))
         ax.set(title=name, xscale="log", xlabel="latency (ms)", ylabel="requests")
-    return _png(fig)
+    return png(fig)
 
 
 def _rate_plot(samples: Samples) -> str:
@@ -230,7 +231,7 @@ def _rate_plot(samples: Samples) -> str:
     ax.axhline(samples.rate, color="green", ls="--", label="target rate")
     ax.set(xlabel="time (s)", ylabel="requests/s")
     ax.legend(fontsize="small")
-    return _png(fig)
+    return png(fig)
 
 
 def _cpu_plot(samples: Samples) -> str:
@@ -246,4 +247,4 @@ def _cpu_plot(samples: Samples) -> str:
     ax.axhline(MAX_GENERATOR_CPU, color="red", ls="--", label="saturation")
     ax.set(xlabel="time (s)", ylabel="CPU (cores)", ylim=(0, 1.1))
     ax.legend(fontsize="small")
-    return _png(fig)
+    return png(fig)

@@ -14,8 +14,10 @@ from bench.slowcopy import (
     SPLIT_AT,
     ChainCost,
     add_chains,
+    append_trees,
     chain_tree,
     chains_for,
+    class_tree,
 )
 from bentogate.data import Dataset, make_transactions, train_xgboost
 from bentogate.modelimport import import_xgboost
@@ -126,3 +128,22 @@ def test_a_noisy_calibration_never_makes_fewer_chains_add_more() -> None:
     assert cost.chains_for(340.0) == 250 + 1750 // 2  # between 250 and 2000: 1000 left out
     with pytest.raises(ValueError, match="no measured point"):
         ChainCost(depth=128, base_us=40.0, points=((250, -1.0),)).chains_for(10.0)
+
+
+def test_a_class_tree_changes_only_the_rows_of_its_class(
+    model_file: Path, data: Dataset, tmp_path: Path
+) -> None:
+    """What shadow scoring must catch: the same scores on every row but one class's, so the
+    import parity on reference rows (outside the class) still passes."""
+    rows = np.array(data.features[:300], dtype=np.float32)
+    at = float(rows[:, 4].max()) + 1.0  # no reference row reaches it
+    copy = append_trees(
+        model_file, tmp_path / "class.json", lambda first, n: [class_tree(first, n, 4, at, 6.0)]
+    )
+    import_xgboost(copy, data, tmp_path / "artifacts")  # parity holds on the reference rows
+    original, changed = _booster(model_file), _booster(copy)
+    assert np.array_equal(original.inplace_predict(rows), changed.inplace_predict(rows))
+    in_class = rows[:20].copy()
+    in_class[:, 4] = at + 10  # well inside the class (float32 rounding at the boundary)
+    before, after = original.inplace_predict(in_class), changed.inplace_predict(in_class)
+    assert (after > before + 0.3).all()
