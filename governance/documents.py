@@ -1,6 +1,7 @@
 """The JSON documents governance stores without reading them: gate policies and capacity
 details (the load-test part owns their keys), host reports and rollout results (the fleet
-agent's). Each is refused unless it is a JSON object.
+agent's). Each is refused unless it is a JSON object. :class:`RunReport` carries what a gate
+run reports, from the registry to the module that stores it.
 
 Two checks, of two strictnesses: :func:`json_copy` (policies, capacity) refuses anything that
 is not strict JSON, NaN and infinity included, and returns the copy to store;
@@ -10,12 +11,26 @@ is not strict JSON, NaN and infinity included, and returns the copy to store;
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from bentogate.errors import GovernanceError
 from governance.attempt import Attempt
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a gate run reports (the arguments of ``Registry.record_gate``): the policy it was
+    judged against, to be frozen into the run, its figures, its verdict (not yet checked), its
+    report's path and the live version it was compared with."""
+
+    policy: dict[str, Any]
+    results: dict[str, Any]
+    verdict: str
+    report_path: str
+    compared_with: str | None
 
 
 def json_copy(attempt: Attempt, value: Any, what: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bentogate.errors import GovernanceError
 from governance import queries, records
 from governance.attempt import Attempt
-from governance.documents import json_copy
+from governance.documents import RunReport, json_copy
 from governance.lifecycle import move
 from governance.records import GateRunInfo, ModelInfo
 from governance.schema import CapacityMeasurement, GatePolicy, GateRun
@@ -43,40 +43,31 @@ def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any
     return records.model_info(model)
 
 
-def record_gate(
-    session: Session,
-    attempt: Attempt,
-    *,
-    policy: dict[str, Any],
-    results: dict[str, Any],
-    verdict: str,
-    report_path: str,
-    compared_with: str | None,
-) -> GateRunInfo:
+def record_gate(session: Session, attempt: Attempt, run: RunReport) -> GateRunInfo:
     """Store a gate run of a staged/gated version: pass → gated, fail → rejected,
     inconclusive → unchanged."""
     model, row = queries.locked_version(session, attempt)
-    if verdict not in set(Verdict):
+    if run.verdict not in set(Verdict):
         attempt.refuse(
             GovernanceError,
-            f"verdict {verdict!r} is not pass, fail or inconclusive",
+            f"verdict {run.verdict!r} is not pass, fail or inconclusive",
             "gate verdicts",
         )
-    current, parsed = State(row.state), Verdict(verdict)
+    current, parsed = State(row.state), Verdict(run.verdict)
     target = GATE_TARGET[parsed] or current
     attempt.to_state = target
     check_transition(Action.GATE, current, target, subject=attempt.subject)
-    run = GateRun(
+    stored = GateRun(
         version_id=row.id,
         actor=attempt.actor,
         verdict=parsed,
-        policy=dict(policy),
-        results=dict(results),
-        report_path=report_path,
-        compared_with=compared_with,
+        policy=dict(run.policy),
+        results=dict(run.results),
+        report_path=run.report_path,
+        compared_with=run.compared_with,
         created_at=attempt.now(),
     )
-    session.add(run)
+    session.add(stored)
     session.flush()
     move(
         session,
@@ -85,13 +76,13 @@ def record_gate(
         target,
         f"gate {parsed}",
         {
-            "gate_run_id": run.id,
+            "gate_run_id": stored.id,
             "verdict": str(parsed),
-            "report_path": report_path,
-            "compared_with": compared_with,
+            "report_path": run.report_path,
+            "compared_with": run.compared_with,
         },
     )
-    return records.gate_info(run, model.name, row.version)
+    return records.gate_info(stored, model.name, row.version)
 
 
 def record_capacity(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -26,19 +27,33 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def ensure_model(
-    session: Session,
-    attempt: Attempt,
-    *,
-    owner: str,
-    production_port: int,
-    purpose: str,
-    intended_use: str,
-    use_restrictions: str,
-    next_review_due: date | None,
-) -> ModelInfo:
+@dataclass(frozen=True)
+class Entry:
+    """A model's inventory entry, as ``Registry.ensure_model`` is given it."""
+
+    owner: str
+    production_port: int
+    purpose: str
+    intended_use: str
+    use_restrictions: str
+    next_review_due: date | None
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version to register, as ``Registry.register_version`` is given it."""
+
+    sha256: str
+    feature_names: list[str]
+    threshold: float
+    metrics: dict[str, Any]
+    artifact_uri: str
+
+
+def ensure_model(session: Session, attempt: Attempt, entry: Entry) -> ModelInfo:
     """Return the model, creating it if new. Refuses a different production port for an
     existing model, or a port another model of the environment already uses."""
+    production_port = entry.production_port
     # The head lock serializes model creation (every writer takes it), so two concurrent
     # ensure_model calls for one name cannot both insert.
     session.execute(sa.select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
@@ -67,12 +82,12 @@ def ensure_model(
     model = Model(
         environment=attempt.environment,
         name=attempt.model,
-        owner=owner,
-        purpose=purpose,
-        intended_use=intended_use,
-        use_restrictions=use_restrictions,
+        owner=entry.owner,
+        purpose=entry.purpose,
+        intended_use=entry.intended_use,
+        use_restrictions=entry.use_restrictions,
         inventory_status="active",
-        next_review_due=next_review_due,
+        next_review_due=entry.next_review_due,
         production_port=production_port,
         created_at=attempt.now(),
     )
@@ -81,22 +96,18 @@ def ensure_model(
     attempt.record(
         session,
         reason="model added to the inventory",
-        payload={"owner": owner, "production_port": production_port, "purpose": purpose},
+        payload={
+            "owner": entry.owner,
+            "production_port": production_port,
+            "purpose": entry.purpose,
+        },
     )
     return records.model_info(model)
 
 
-def register_version(
-    session: Session,
-    attempt: Attempt,
-    *,
-    sha256: str,
-    feature_names: list[str],
-    threshold: float,
-    metrics: dict[str, Any],
-    artifact_uri: str,
-) -> VersionInfo:
+def register_version(session: Session, attempt: Attempt, new: NewVersion) -> VersionInfo:
     """Create the next (or the given) version in state registered and return it."""
+    sha256, feature_names, threshold = new.sha256, new.feature_names, new.threshold
     assert attempt.model is not None
     model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
     existing = queries.version_rows(session, model)
@@ -113,11 +124,11 @@ def register_version(
         sha256=sha256,
         feature_names=list(feature_names),
         threshold=float(threshold),
-        metrics=dict(metrics),
+        metrics=dict(new.metrics),
         developer=attempt.actor,
         registered_at=now,
         state_changed_at=now,
-        artifact_uri=artifact_uri,
+        artifact_uri=new.artifact_uri,
     )
     session.add(row)
     session.flush()
@@ -129,8 +140,8 @@ def register_version(
             "sha256": sha256,
             "features": len(feature_names),
             "threshold": threshold,
-            "artifact_uri": artifact_uri,
-            "metrics": metrics,
+            "artifact_uri": new.artifact_uri,
+            "metrics": new.metrics,
         },
     )
     return records.version_info(row, model.name)

@@ -1,16 +1,14 @@
-"""The public face of the governance database: :class:`Registry`, the one class.
-
-Each method opens a transaction and calls one function of the module that holds its concept.
-Writes run as one audited attempt (:func:`governance.attempt.transaction`): a refusal is rolled
-back and audited; reads run in a read session (:mod:`governance.queries`).
-"""
+"""The public face of the governance database: :class:`Registry`, the one class. Each method
+opens a transaction and calls one function of the module that holds its concept: a write runs
+as one audited attempt (:func:`governance.attempt.transaction`; a refusal is rolled back and
+audited), a read in a read session (:mod:`governance.queries`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +26,7 @@ from governance import (
 )
 from governance.attempt import Attempt, transaction, utcnow
 from governance.db import Database
+from governance.documents import RunReport
 from governance.records import (
     AuditEntry,
     DeploymentInfo,
@@ -40,16 +39,16 @@ from governance.records import (
 from governance.states import Action, Role
 
 SYSTEM_ACTOR = "bentogate"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Registry:
-    """Models, versions, evidence, deployments and the audit trail of one environment.
-
-    ``url`` is a SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``); no connection
-    is made until the first call. Call :meth:`upgrade` once before use (idempotent). Failures:
+    """Models, versions, evidence, deployments and the audit trail of one environment, in the
+    database at ``url`` (``sqlite:///…`` or ``postgresql+psycopg://…``; no connection until the
+    first call; call :meth:`upgrade` once before use, it is idempotent). Failures:
     :class:`NotFoundError` for unknown names, :class:`GovernanceError` subclasses for refused
-    actions, :class:`ConfigError` for an unusable or un-migrated database.
-    """
+    actions, :class:`ConfigError` for an unusable or un-migrated database."""
 
     def __init__(
         self, url: str, *, environment: str = "prod", clock: Callable[[], datetime] = utcnow
@@ -106,16 +105,10 @@ class Registry:
         Raises :class:`GovernanceError` if it exists with another production port or the
         port belongs to another model."""
         with self._write(Action.CREATE_MODEL, actor, name) as (s, a):
-            return registration.ensure_model(
-                s,
-                a,
-                owner=owner,
-                production_port=production_port,
-                purpose=purpose,
-                intended_use=intended_use,
-                use_restrictions=use_restrictions,
-                next_review_due=next_review_due,
+            entry = registration.Entry(
+                owner, production_port, purpose, intended_use, use_restrictions, next_review_due
             )
+            return registration.ensure_model(s, a, entry)
 
     def register_version(
         self,
@@ -133,15 +126,8 @@ class Registry:
         Raises :class:`NotFoundError` (model), :class:`GovernanceError` (duplicate or invalid
         fields), :class:`ConcurrentChange` (a racing registration won)."""
         with self._write(Action.REGISTER, developer, model, version) as (s, a):
-            return registration.register_version(
-                s,
-                a,
-                sha256=sha256,
-                feature_names=feature_names,
-                threshold=threshold,
-                metrics=metrics,
-                artifact_uri=artifact_uri,
-            )
+            new = registration.NewVersion(sha256, feature_names, threshold, metrics, artifact_uri)
+            return registration.register_version(s, a, new)
 
     def validate(
         self, model: str, version: str, *, actor: str, results: dict[str, Any], passed: bool
@@ -204,33 +190,27 @@ class Registry:
 
     def models(self) -> list[ModelInfo]:
         """Return the inventory of this environment, by name."""
-        with self._db.read() as s:
-            return queries.models(s, self.environment)
+        return self._read(queries.models)
 
     def get_model(self, name: str) -> ModelInfo:
         """Return the model. Raises :class:`NotFoundError`."""
-        with self._db.read() as s:
-            return queries.get_model(s, self.environment, name)
+        return self._read(queries.get_model, name)
 
     def get_version(self, model: str, version: str) -> VersionInfo:
         """Return the version. Raises :class:`NotFoundError` naming the unknown model/version."""
-        with self._db.read() as s:
-            return queries.get_version(s, self.environment, model, version)
+        return self._read(queries.get_version, model, version)
 
     def versions(self, model: str) -> list[VersionInfo]:
         """Return every version of ``model`` in registration order. Raises NotFoundError."""
-        with self._db.read() as s:
-            return queries.versions(s, self.environment, model)
+        return self._read(queries.versions, model)
 
     def production_version(self, model: str) -> VersionInfo | None:
         """Return the production version of ``model`` (None if none). Raises NotFoundError."""
-        with self._db.read() as s:
-            return queries.production_version(s, self.environment, model)
+        return self._read(queries.production_version, model)
 
     def previous_version(self, model: str) -> VersionInfo | None:
         """Return the version :meth:`rollback` would restore (None if none)."""
-        with self._db.read() as s:
-            return queries.previous_version(s, self.environment, model)
+        return self._read(queries.previous_version, model)
 
     # -- the gate: policy, runs, capacity (gates) ------------------------------------------
 
@@ -261,20 +241,12 @@ class Registry:
         fail → rejected, inconclusive → unchanged); returns the stored run. Raises
         :class:`IllegalTransition` for other states, :class:`GovernanceError` for a bad verdict."""
         with self._write(Action.GATE, actor, model, version) as (s, a):
-            return gates.record_gate(
-                s,
-                a,
-                policy=policy,
-                results=results,
-                verdict=verdict,
-                report_path=report_path,
-                compared_with=compared_with,
-            )
+            run = RunReport(policy, results, verdict, report_path, compared_with)
+            return gates.record_gate(s, a, run)
 
     def gate_runs(self, model: str, version: str) -> list[GateRunInfo]:
         """Return the gate runs of ``model:version``, oldest first. Raises NotFoundError."""
-        with self._db.read() as s:
-            return queries.gate_runs(s, self.environment, model, version)
+        return self._read(queries.gate_runs, model, version)
 
     def record_capacity(
         self, model: str, version: str, *, actor: str, rate: float, details: dict[str, Any]
@@ -320,10 +292,7 @@ class Registry:
         self, *, host: str | None = None, model: str | None = None, active_only: bool = True
     ) -> list[DeploymentInfo]:
         """Return deployments of this environment, oldest first."""
-        with self._db.read() as s:
-            return queries.deployments(
-                s, self.environment, host=host, model=model, active_only=active_only
-            )
+        return self._read(queries.deployments, host=host, model=model, active_only=active_only)
 
     # -- the fleet (heartbeats, rollouts) ----------------------------------------------------
 
@@ -336,8 +305,7 @@ class Registry:
 
     def hosts(self) -> list[HostInfo]:
         """Return every host that ever sent a heartbeat in this environment, by name."""
-        with self._db.read() as s:
-            return queries.hosts(s, self.environment)
+        return self._read(queries.hosts)
 
     def start_rollout(
         self,
@@ -376,20 +344,24 @@ class Registry:
 
     def rollouts(self, model: str | None = None, *, active_only: bool = False) -> list[RolloutInfo]:
         """Return fleet rollouts (of ``model``; only in-progress ones), oldest first."""
-        with self._db.read() as s:
-            return queries.rollouts(s, self.environment, model, active_only)
+        return self._read(queries.rollouts, model, active_only)
 
     # -- the audit trail (audit) -------------------------------------------------------------
 
     def audit(self, model: str | None = None, version: str | None = None) -> list[AuditEntry]:
         """Return this environment's audit rows (optionally of one model/version), oldest first."""
-        with self._db.read() as s:
-            return queries.audit_entries(s, self.environment, model, version)
+        return self._read(queries.audit_entries, model, version)
 
     def verify_audit(self) -> tuple[bool, int | None, str]:
         """Check the whole hash chain. Returns ``(ok, first broken or missing row id, message)``."""
         with self._db.read() as s:
             return audit.verify(s)
+
+    def _read(
+        self, query: Callable[Concatenate[Session, str, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        with self._db.read() as s:
+            return query(s, self.environment, *args, **kwargs)
 
     def _write(
         self, action: Action, actor: str, model: str | None = None, version: str | None = None
