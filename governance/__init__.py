@@ -1,6 +1,6 @@
 """The model-governance database: inventory, immutable versions, evidence (validations,
-approvals, gate runs), deployments, the fleet's hosts and rollouts, lifecycle rules and a
-hash-chained audit log.
+approvals, gate runs, shadow runs), deployments, the fleet's hosts and rollouts, lifecycle rules
+and a hash-chained audit log.
 
 Only :mod:`bentogate` (the workflow and CLI) uses it, through the names below. Start with
 ``Registry(url).upgrade()``; every refused action raises a :class:`bentogate.errors.GovernanceError`
@@ -12,6 +12,7 @@ Where each thing is::
     ├─ registration.py  add a model to the inventory; register an immutable version
     ├─ lifecycle.py     validate, approve, build, stage, retire (move: the one state change)
     ├─ gates.py         a model's gate policy; gate runs and their verdicts; capacity
+    ├─ shadow.py        shadow runs (candidate vs live scores); the require_shadow rule
     ├─ promotion.py     promote, rollback: the release rules and the switch of production
     ├─ deployments.py   what runs where; is the artifact about to be served the registered one
     ├─ heartbeats.py    which fleet hosts are alive, and what their agents report
@@ -22,7 +23,8 @@ Where each thing is::
     and, under all of them:
     attempt.py    one audited write: its transaction; a refusal is rolled back, then audited
     audit.py      the append-only, hash-chained log: append, verify
-    documents.py  the JSON documents stored unread (gate policies, host reports): their checks
+    documents.py  the JSON documents stored unread (gate policies, host reports): their checks;
+                  RunReport, what a gate or shadow run reports
     records.py    the frozen ``*Info`` records callers get, each made from its row
     states.py     the enums, the transition table and check_transition
     schema.py     the ORM tables (the migrations create the same)
@@ -36,6 +38,7 @@ from governance.records import (
     HostInfo,
     ModelInfo,
     RolloutInfo,
+    ShadowRunInfo,
     VersionInfo,
 )
 from governance.registry import SYSTEM_ACTOR, Registry
@@ -65,6 +68,7 @@ __all__ = [
     "Role",
     "RolloutInfo",
     "RolloutStatus",
+    "ShadowRunInfo",
     "State",
     "Verdict",
     "VersionInfo",

@@ -1,7 +1,8 @@
 """The JSON documents governance stores without reading them: gate policies and capacity
 details (the load-test part owns their keys), host reports and rollout results (the fleet
-agent's). Each is refused unless it is a JSON object. :class:`RunReport` carries what a gate
-run reports, from the registry to the module that stores it.
+agent's). Each is refused unless it is a JSON object. The one key governance reads is the gate
+policy's ``require_shadow`` (:mod:`governance.shadow`). :class:`RunReport` carries what a gate
+or shadow run reports, from the registry to the module that stores it.
 
 Two checks, of two strictnesses: :func:`json_copy` (policies, capacity) refuses anything that
 is not strict JSON, NaN and infinity included, and returns the copy to store;
@@ -22,9 +23,10 @@ from governance.attempt import Attempt
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a gate run reports (the arguments of ``Registry.record_gate``): the policy it was
-    judged against, to be frozen into the run, its figures, its verdict (not yet checked), its
-    report's path and the live version it was compared with."""
+    """What a gate or shadow run reports (the arguments of ``Registry.record_gate`` and
+    ``record_shadow``): the policy it was judged against, to be frozen into the run, its
+    figures, its verdict (not yet checked), its report's path and the live version it was
+    compared with."""
 
     policy: dict[str, Any]
     results: dict[str, Any]

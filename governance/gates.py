@@ -4,7 +4,8 @@ verdict makes), and their measured capacity.
 Every write is an audited attempt: it runs inside the caller's write transaction (model row
 locked), checks its input, changes the rows and appends its ``ok`` audit row; a refusal raises
 (the registry rolls back and audits it). The policy, the run's figures and the capacity details
-are opaque JSON to governance (:mod:`governance.documents`): the load-test part owns their keys.
+are opaque JSON to governance (:mod:`governance.documents`): the load-test part owns their keys,
+but for the policy's ``require_shadow``, which promotion reads (:mod:`governance.shadow`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,23 @@ from governance.documents import RunReport, json_copy
 from governance.lifecycle import move
 from governance.records import GateRunInfo, ModelInfo
 from governance.schema import CapacityMeasurement, GatePolicy, GateRun
+from governance.shadow import REQUIRE_SHADOW, SHADOW_RULE
 from governance.states import GATE_TARGET, Action, State, Verdict, check_transition
 
 
 def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any]) -> ModelInfo:
     """Store ``policy`` as the model's gate policy (replacing any) and return the model; the
-    audit row carries the old and the new policy. Refuses a policy that is not a JSON object."""
+    audit row carries the old and the new policy. Refuses a policy that is not a JSON object,
+    or whose ``require_shadow`` (the one key governance reads) is not a boolean."""
     assert attempt.model is not None
     model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
     new = json_copy(attempt, policy, "policy")
+    require = new.get(REQUIRE_SHADOW, False)
+    if not isinstance(require, bool):
+        # governance reads this key (promotion): a "yes" must not silently mean "no"
+        attempt.refuse(
+            GovernanceError, f"{REQUIRE_SHADOW} is {require!r}, not true or false", SHADOW_RULE
+        )
     current = model.gate_policy
     old = None if current is None else json_copy(attempt, current.policy, "policy")
     now = attempt.now()

@@ -2,7 +2,9 @@
 
 Rules (both for promote and rollback): the version is gated; the sha256 the caller measured on
 the artifact equals the registered one and carries a valid approval; a build is recorded and a
-passed gate is newer than it. The switch demotes the old production version (→ gated,
+passed gate is newer than it. When the model's gate policy has ``"require_shadow": true``, a
+promotion also needs a passed shadow run newer than the build (:mod:`governance.shadow`; not a
+rollback, nor a first release). The switch demotes the old production version (→ gated,
 "superseded") and flushes before promoting, so the partial unique index never sees two.
 """
 
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
-from governance import queries, records
+from governance import queries, records, shadow
 from governance.attempt import Attempt
 from governance.records import VersionInfo
 from governance.schema import Approval, Deployment, GateRun, Model, Version
@@ -51,10 +53,12 @@ def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> Versi
 def check_release_rules(
     session: Session, attempt: Attempt, row: Version, sha256: str
 ) -> dict[str, object]:
-    """Return the evidence (approval id, gate run id) allowing ``row`` into production.
+    """Return the evidence (approval id, gate run id, and shadow run id when the policy
+    requires one) allowing ``row`` into production.
 
     Raises :class:`IntegrityError` if ``sha256`` differs from the registered or approved bytes,
-    :class:`IllegalTransition` without a valid approval, a build, or a pass newer than it.
+    :class:`IllegalTransition` without a valid approval, a build, a gate pass newer than it, or
+    (policy ``require_shadow``) a shadow pass newer than it.
     """
     attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
     if sha256 != row.sha256:
@@ -109,7 +113,8 @@ def check_release_rules(
             f"{last}; build {row.built_at.isoformat()}",
             "a passed gate newer than the build",
         )
-    return {"approval_id": valid[0].id, "gate_run_id": gate.id}
+    evidence = shadow.release_evidence(session, attempt, row)
+    return {"approval_id": valid[0].id, "gate_run_id": gate.id, **evidence}
 
 
 def _switch(

@@ -20,9 +20,19 @@ from governance.records import (
     HostInfo,
     ModelInfo,
     RolloutInfo,
+    ShadowRunInfo,
     VersionInfo,
 )
-from governance.schema import AuditRow, Deployment, GateRun, Host, Model, Rollout, Version
+from governance.schema import (
+    AuditRow,
+    Deployment,
+    GateRun,
+    Host,
+    Model,
+    Rollout,
+    ShadowRun,
+    Version,
+)
 from governance.states import RolloutStatus, State
 
 # -- row lookups -----------------------------------------------------------------------------
@@ -138,6 +148,17 @@ def gate_runs(session: Session, environment: str, model: str, version: str) -> l
         sa.select(GateRun).where(GateRun.version_id == row.id).order_by(GateRun.id)
     ).scalars()
     return [records.gate_info(r, model, version) for r in runs]
+
+
+def shadow_runs(
+    session: Session, environment: str, model: str, version: str
+) -> list[ShadowRunInfo]:
+    """The shadow runs of ``model:version``, oldest first."""
+    row = version_row(session, model_row(session, environment, model), version)
+    runs = session.execute(
+        sa.select(ShadowRun).where(ShadowRun.version_id == row.id).order_by(ShadowRun.id)
+    ).scalars()
+    return [records.shadow_info(r, model, version) for r in runs]
 
 
 def deployments(

@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from governance.schema import AuditRow, Deployment, GateRun, Host, Model, Rollout, Version
+from governance.schema import (
+    AuditRow,
+    Deployment,
+    GateRun,
+    Host,
+    Model,
+    Rollout,
+    ShadowRun,
+    Version,
+)
 from governance.states import Role, State
 
 
@@ -71,6 +80,24 @@ class GateRunInfo:
     results: dict[str, Any]
     report_path: str
     compared_with: str | None
+    created_at: datetime
+    actor: str
+
+
+@dataclass(frozen=True)
+class ShadowRunInfo:
+    """A stored shadow run: the version's scores vs the production version's
+    (``compared_with``) on the same live requests; the policy it was judged against, the
+    figures and the verdict."""
+
+    id: int
+    model: str
+    version: str
+    verdict: str
+    policy: dict[str, Any]
+    results: dict[str, Any]
+    report_path: str
+    compared_with: str
     created_at: datetime
     actor: str
 
@@ -182,6 +209,22 @@ def version_info(row: Version, model_name: str) -> VersionInfo:
 def gate_info(row: GateRun, model_name: str, version: str) -> GateRunInfo:
     """Return the public view of a gate run row."""
     return GateRunInfo(
+        id=row.id,
+        model=model_name,
+        version=version,
+        verdict=str(row.verdict),
+        policy=_copy(row.policy),
+        results=_copy(row.results),
+        report_path=row.report_path,
+        compared_with=row.compared_with,
+        created_at=row.created_at,
+        actor=row.actor,
+    )
+
+
+def shadow_info(row: ShadowRun, model_name: str, version: str) -> ShadowRunInfo:
+    """Return the public view of a shadow run row."""
+    return ShadowRunInfo(
         id=row.id,
         model=model_name,
         version=version,

@@ -23,6 +23,7 @@ from governance import (
     queries,
     registration,
     rollouts,
+    shadow,
 )
 from governance.attempt import Attempt, transaction, utcnow
 from governance.db import Database
@@ -34,6 +35,7 @@ from governance.records import (
     HostInfo,
     ModelInfo,
     RolloutInfo,
+    ShadowRunInfo,
     VersionInfo,
 )
 from governance.states import Action, Role
@@ -170,15 +172,15 @@ class Registry:
         """gated → production, demoting the old production version (→ gated) and moving
         deployment roles, in one transaction; returns the new production version.
         ``sha256`` is what the caller measured on the artifact. Raises :class:`IntegrityError`
-        (sha256 differs), :class:`IllegalTransition` (state, approval, build or gate rule),
-        :class:`ConcurrentChange` (a concurrent promotion won)."""
+        (sha256 differs), :class:`IllegalTransition` (state, approval, build, gate or shadow
+        rule), :class:`ConcurrentChange` (a concurrent promotion won)."""
         with self._write(Action.PROMOTE, actor, model, version) as (s, a):
             return promotion.promote(s, a, sha256=sha256)
 
     def rollback(self, model: str, *, actor: str, sha256: str | None = None) -> VersionInfo:
-        """Return the most recently demoted version to production (rules as for promote; if
-        ``sha256`` is given it is checked too); returns it. Raises :class:`NotFoundError`
-        when there is no previous version."""
+        """Return the most recently demoted version to production (the rules of promote but
+        the shadow rule, which a rollback is spared; ``sha256``, if given, is checked too);
+        returns it. Raises :class:`NotFoundError` when there is no previous version."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(s, a, sha256=sha256)
 
@@ -215,9 +217,10 @@ class Registry:
     # -- the gate: policy, runs, capacity (gates) ------------------------------------------
 
     def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
-        """Store ``policy`` (opaque JSON) as the model's gate policy, replacing any; the audit
-        row holds the old and new policy. Returns the model. Raises :class:`NotFoundError`,
-        :class:`GovernanceError` (not a JSON object, NaN/infinity)."""
+        """Store ``policy`` (JSON, opaque but for ``require_shadow``) as the model's gate policy,
+        replacing any; the audit row holds the old and new policy. Returns the model. Raises
+        :class:`NotFoundError`, :class:`GovernanceError` (not a JSON object, NaN/infinity,
+        ``require_shadow`` not a boolean)."""
         with self._write(Action.SET_POLICY, actor, model) as (s, a):
             return gates.set_gate_policy(s, a, policy=policy)
 
@@ -247,6 +250,31 @@ class Registry:
     def gate_runs(self, model: str, version: str) -> list[GateRunInfo]:
         """Return the gate runs of ``model:version``, oldest first. Raises NotFoundError."""
         return self._read(queries.gate_runs, model, version)
+
+    def record_shadow(
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        policy: dict[str, Any],
+        results: dict[str, Any],
+        verdict: str,
+        report_path: str,
+        compared_with: str,
+    ) -> ShadowRunInfo:
+        """Store a shadow run of a staged/gated version (its scores vs the production version
+        ``compared_with``'s on the same live requests); returns it. No state changes: under
+        the policy's ``require_shadow``, :meth:`promote` needs a pass newer than the build.
+        Raises :class:`IllegalTransition` (other states), :class:`GovernanceError` (bad
+        verdict, ``compared_with`` not the production version, policy/results not JSON)."""
+        with self._write(Action.SHADOW, actor, model, version) as (s, a):
+            run = RunReport(policy, results, verdict, report_path, compared_with)
+            return shadow.record(s, a, run)
+
+    def shadow_runs(self, model: str, version: str) -> list[ShadowRunInfo]:
+        """Return the shadow runs of ``model:version``, oldest first. Raises NotFoundError."""
+        return self._read(queries.shadow_runs, model, version)
 
     def record_capacity(
         self, model: str, version: str, *, actor: str, rate: float, details: dict[str, Any]

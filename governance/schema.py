@@ -207,6 +207,24 @@ class GateRun(Base):
     created_at: Mapped[datetime]
 
 
+class ShadowRun(Base):
+    """A shadow run: the version scored recent live requests beside the production version
+    (``compared_with``); the policy it was judged against is frozen into it. Its verdict
+    changes no state (promotion reads it: :mod:`governance.shadow`)."""
+
+    __tablename__ = "shadow_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("versions.id"), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    verdict: Mapped[Verdict] = mapped_column(str_enum(Verdict))
+    policy: Mapped[dict[str, Any]]
+    results: Mapped[dict[str, Any]]
+    report_path: Mapped[str] = mapped_column(sa.Text)
+    compared_with: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+
+
 class Approval(Base):
     __tablename__ = "approvals"
 

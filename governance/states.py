@@ -45,6 +45,7 @@ class Action(enum.StrEnum):
     BUILD = "build"
     STAGE = "stage"
     GATE = "gate"
+    SHADOW = "shadow"  # a shadow run recorded: no state change (a failed one blocks promotion)
     PROMOTE = "promote"
     DEMOTE = "demote"
     ROLLBACK = "rollback"
@@ -59,7 +60,7 @@ class Action(enum.StrEnum):
 
 
 class Verdict(enum.StrEnum):
-    """A gate run's outcome."""
+    """A gate run's or a shadow run's outcome."""
 
     PASS = "pass"
     FAIL = "fail"
@@ -102,6 +103,9 @@ TRANSITIONS: Mapping[Action, Mapping[State, frozenset[State]]] = {
         S.STAGED: frozenset({S.GATED, S.REJECTED, S.STAGED}),
         S.GATED: frozenset({S.GATED, S.REJECTED}),
     },
+    # a shadow run's verdict changes no state: under the policy's require_shadow, promotion
+    # needs a passed one (governance.shadow); a failed one does not reject the version
+    Action.SHADOW: {S.STAGED: frozenset({S.STAGED}), S.GATED: frozenset({S.GATED})},
     Action.PROMOTE: {S.GATED: frozenset({S.PRODUCTION})},
     Action.ROLLBACK: {S.GATED: frozenset({S.PRODUCTION})},
     Action.DEMOTE: {S.PRODUCTION: frozenset({S.GATED})},

@@ -27,6 +27,7 @@ TABLES = {
     "capacity_measurements",
     "hosts",
     "rollouts",
+    "shadow_runs",
 }
 
 
@@ -89,7 +90,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0004"
+    assert reg.schema_revision() == head_revision() == "0005"
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
 
@@ -100,11 +101,42 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.record_capacity("fraud", version, actor="ci", rate=100.0, details={})
     reg.downgrade("0002")
     assert reg.schema_revision() == "0002"
-    newer = {"gate_policies", "capacity_measurements", "hosts", "rollouts"}
+    newer = {"gate_policies", "capacity_measurements", "hosts", "rollouts", "shadow_runs"}
     assert _tables(raw) == TABLES - newer
     assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
     reg.upgrade()
-    assert reg.schema_revision() == "0004"
+    assert reg.schema_revision() == "0005"
     assert reg.gate_policy("fraud") is None
     assert reg.get_version("fraud", version).capacity_rps is None
     assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]
+
+
+def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: object) -> None:
+    advance("fraud", State.PRODUCTION)  # type: ignore[operator]
+    version = advance("fraud", State.GATED)  # type: ignore[operator]
+    reg.record_shadow(
+        "fraud",
+        version,
+        actor="ci",
+        policy={},
+        results={},
+        verdict="pass",
+        report_path="s.json",
+        compared_with="1",
+    )
+    reg.downgrade("0004")
+    assert reg.schema_revision() == "0004"
+    assert _tables(raw) == TABLES - {"shadow_runs"}
+    assert reg.verify_audit()[0]  # the shadow run's audit row stays
+    reg.upgrade()
+    assert reg.schema_revision() == "0005"
+    assert reg.shadow_runs("fraud", version) == []
+    assert reg.audit("fraud", version)[-1].action == "shadow"
+    with pytest.raises(sa.exc.IntegrityError), raw.begin() as conn:  # the CHECK is back too
+        conn.execute(
+            sa.text(
+                "INSERT INTO shadow_runs (version_id, actor, verdict, policy, results, "
+                "report_path, compared_with, created_at) "
+                "VALUES (2, 'x', 'maybe', '{}', '{}', 'r', '1', CURRENT_TIMESTAMP)"
+            )
+        )

@@ -39,6 +39,8 @@ def test_registry_api() -> None:
         "production_version",
         "previous_version",
         "gate_runs",
+        "record_shadow",
+        "shadow_runs",
         "audit",
         "verify_audit",
         "dialect",

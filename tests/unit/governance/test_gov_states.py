@@ -43,6 +43,15 @@ def test_gate_targets_are_in_the_table() -> None:
             check_transition(Action.GATE, start, target, subject="m:1")
 
 
+def test_a_shadow_run_changes_no_state_and_needs_a_candidate() -> None:
+    assert allowed_from(Action.SHADOW) == {State.STAGED, State.GATED}
+    assert all(targets == {start} for start, targets in TRANSITIONS[Action.SHADOW].items())
+    with pytest.raises(IllegalTransition, match="fraud:3 is gated; shadow cannot lead to rejected"):
+        check_transition(Action.SHADOW, State.GATED, State.REJECTED, subject="fraud:3")
+    with pytest.raises(IllegalTransition, match="shadow needs gated or staged"):
+        check_transition(Action.SHADOW, State.PRODUCTION, State.PRODUCTION, subject="fraud:3")
+
+
 @pytest.mark.parametrize(
     ("action", "current", "target", "message"),
     [
