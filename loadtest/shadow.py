@@ -63,7 +63,8 @@ class Comparison:
     flips_by_band: dict[str, list[int]]  # live-score band -> [rows, flips]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict: a figure that could not be computed (nan, inf) is None."""
+        return {key: _json_ready(value) for key, value in asdict(self).items()}
 
 
 def compare(
@@ -216,6 +217,14 @@ def run_shadow(
     )  # fmt: skip
     write_reports(result, scored, threshold)
     return result
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, tuple | list):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def _latency(batch_ms: np.ndarray) -> dict[str, float]:

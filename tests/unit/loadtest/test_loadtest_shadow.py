@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -95,3 +96,12 @@ def test_the_flip_interval_holds_the_share(k: int, n: int) -> None:
                         scored(np.zeros(n)), 0.5).flip_interval  # fmt: skip
     assert 0 <= low <= k / n <= high <= 1 and high - low < 0.2
     assert not math.isnan(low)
+
+
+def test_figures_that_cannot_be_computed_are_null_in_the_record() -> None:
+    """The governance DB stores strict JSON: no nan, no inf."""
+    record = compare(scored(np.full(5, np.nan)), scored(np.full(5, np.nan)), 0.5).to_dict()
+    assert record["max_abs_delta"] is None and record["rank_correlation"] is None
+    assert record["psi"] is None and record["rows"] == 0
+    json_text = json.dumps(record, allow_nan=False)
+    assert "NaN" not in json_text
