@@ -202,20 +202,28 @@ def stop_all(ctx: Context, *, actor: str) -> list[DeploymentInfo]:
     return deployments
 
 
-def recent_rows(ctx: Context, ref: Ref, timeout: float = 10.0) -> dict[int, list[list[float]]]:
+def recent_rows(
+    ctx: Context, ref: Ref, *, since_ns: int = 0, timeout: float = 10.0
+) -> dict[int, list[list[float]]]:
     """The recent client rows each replica of ``ref`` on this host kept (``GET /_recent`` on
-    its own port, never through HAProxy): backend port → rows, oldest first. A replica
-    that does not answer is left out (and named by the empty result if none does)."""
+    its own port, never through HAProxy), those kept at or after ``since_ns`` (this host's
+    monotonic clock): backend port → rows, oldest first. A replica that does not answer is
+    left out (its rows are in its memory only)."""
     found: dict[int, list[list[float]]] = {}
     for deployment in _deployments(ctx, ref):
+        url = f"http://127.0.0.1:{deployment.port}/_recent?since={since_ns}"
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{deployment.port}/_recent", timeout=timeout
-            ) as response:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 found[deployment.port] = orjson.loads(response.read())
         except (OSError, orjson.JSONDecodeError):
             continue  # dead or unready: its rows are lost with it (in memory only)
     return found
+
+
+def backend_urls(ctx: Context, ref: Ref) -> list[str]:
+    """``http://127.0.0.1:<port>`` of each replica of ``ref`` on this host (its own port,
+    not through HAProxy)."""
+    return [f"http://127.0.0.1:{d.port}" for d in _deployments(ctx, ref)]
 
 
 def routed(ctx: Context) -> dict[str, str | None]:

@@ -28,10 +28,11 @@ from .spec import (
     route_key,
     server_name,
 )
-from .stats import ServerStatus
+from .stats import PortCounts, ServerStatus
 
 __all__ = [
     "ModelRoute",
+    "PortCounts",
     "ProxyPaths",
     "ProxySpec",
     "RuntimeAPI",

@@ -28,6 +28,7 @@ from .spec import (
     ProxyPaths,
     ProxySpec,
     VersionBackend,
+    frontend_name,
     route_key,
     validate,
 )
@@ -162,7 +163,7 @@ _HOST_ONLY = quote('{"error":"not found"}')
 def _frontends(route: ModelRoute, mapping: Path) -> str:
     parts = []
     for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
-        name = f"fe_{route.model}" + ("" if role == "live" else "_candidate")
+        name = frontend_name(route.model, role)
         key = route_key(route.model, role)
         lines = [
             f"bind 127.0.0.1:{port}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from bentogate.errors import HAProxyError
+from bentogate.errors import HAProxyError, NotFoundError
 from bentogate.locks import file_lock
 from bentogate.settings import HAProxySettings
 
@@ -17,8 +17,8 @@ from . import cutover
 from .config import render, render_map
 from .process import HAProxyProcess, atomic_write, check_config
 from .runtime import RuntimeAPI, parse_servers_state
-from .spec import ProxyPaths, ProxySpec, backend_name, route_key
-from .stats import ServerStatus, backend_names, server_statuses
+from .spec import ProxyPaths, ProxySpec, backend_name, frontend_name, route_key
+from .stats import PortCounts, ServerStatus, backend_names, port_counts, server_statuses
 
 _CONFIG_MAINT = 0x4  # SRV_ADMF_CMAINT: "disabled" in the config
 _EMPTY_STATE = "1\n"
@@ -151,6 +151,14 @@ class Sidecar:
         Counters are the current worker's: a reload starts them from zero.
         """
         return server_statuses(self.runtime().show_stat())
+
+    def port_counts(self, model: str, role: str = "live") -> PortCounts:
+        """Requests and 5xx answered on ``model``'s production (or candidate) port since the
+        worker started; ``NotFoundError`` if haproxy serves no such port."""
+        counts = port_counts(self.runtime().show_stat(), frontend_name(model, role))
+        if counts is None:
+            raise NotFoundError(f"haproxy serves no {role} port for {model}")
+        return counts
 
     def routes(self) -> dict[str, str]:
         """What the running haproxy routes now (``show map``): route key (``<model>``,

@@ -30,6 +30,11 @@ def backend_name(model: str, version: str) -> str:
     return f"be_{model}_{_UNSAFE.sub('_', version)}"
 
 
+def frontend_name(model: str, role: str = "live") -> str:
+    """The frontend of ``model``'s production (``live``) or candidate port."""
+    return f"fe_{model}" + ("" if role == "live" else "_candidate")
+
+
 def server_name(version: str, port: int) -> str:
     """The name of one replica of ``version`` in its backend: ``v<version>_<port>``."""
     return f"v{version}_{port}"

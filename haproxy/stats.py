@@ -99,6 +99,24 @@ class ServerStatus:
         )
 
 
+@dataclass(frozen=True)
+class PortCounts:
+    """What one frontend (a model's port) answered since haproxy's worker started (a reload
+    resets it): HTTP ``requests`` received and ``errors`` (5xx, the Bentos' and HAProxy's
+    own, e.g. 503 when no server of the routed version is up)."""
+
+    requests: int
+    errors: int
+
+
+def port_counts(rows: list[dict[str, str]], frontend: str) -> PortCounts | None:
+    """The counts of ``frontend`` in a parsed ``show stat``; None if it is not there."""
+    for row in rows:
+        if row.get("pxname") == frontend and row.get("svname") == "FRONTEND":
+            return PortCounts(_int(row.get("req_tot")) or 0, _int(row.get("hrsp_5xx")) or 0)
+    return None
+
+
 def server_statuses(rows: list[dict[str, str]]) -> list[ServerStatus]:
     """The server rows of a parsed ``show stat``."""
     return [ServerStatus.from_row(r) for r in rows if r.get("type") == SERVER_TYPE]

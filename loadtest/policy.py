@@ -56,6 +56,12 @@ class GatePolicy:
     |candidate - live| at most ``shadow_p99_abs_delta``, the score distributions' PSI at
     most ``shadow_max_psi``, their rank correlation at least ``shadow_min_rank_correlation``;
     any candidate error or non-probability fails it.
+
+    The watched bake (bentogate/bake.py) follows a new live version through its warm
+    window: more than ``bake_max_error_ratio`` of the production port's requests answered
+    5xx over the last ``bake_window_s`` (once at least ``bake_min_requests`` came), or its
+    scores on clients' rows failing the shadow limits against the warm previous version,
+    rolls production back at once.
     """
 
     rate: float
@@ -83,6 +89,9 @@ class GatePolicy:
     shadow_p99_abs_delta: float = 0.2
     shadow_max_psi: float = 0.25
     shadow_min_rank_correlation: float = 0.9
+    bake_window_s: float = 2.0
+    bake_max_error_ratio: float = 0.01
+    bake_min_requests: int = 20
 
     def __post_init__(self) -> None:
         positive = ("rate", "duration_s", "users", "p50_ms", "p95_ms", "p99_ms", "block_s",
@@ -102,6 +111,11 @@ class GatePolicy:
             _check(self, name, getattr(self, name) >= 1, "must be >= 1")
         _check(self, "stall_factor", self.stall_factor > 1, "must be > 1")
         _check(self, "shadow_max_psi", self.shadow_max_psi >= 0, "must be >= 0")
+        _check(self, "bake_window_s", self.bake_window_s > 0, "must be > 0")
+        _check(
+            self, "bake_max_error_ratio", 0 <= self.bake_max_error_ratio <= 1, "must be in [0, 1]"
+        )
+        _check(self, "bake_min_requests", self.bake_min_requests >= 1, "must be >= 1")
         _check(self, "confidence", 0.5 < self.confidence < 1, "must be in (0.5, 1)")
         _check(self, "max_duration_s", self.max_duration_s >= self.duration_s,
                f"must be >= duration_s ({self.duration_s:g})")  # fmt: skip

@@ -66,7 +66,11 @@ def prediction_app(
     if recent is not None:
 
         async def recent_rows(request: Request) -> Response:
-            return Response(recent.recent(), media_type="application/json")
+            since = request.query_params.get("since", "0")
+            if not since.isdigit():
+                return Response(b'{"error":"since: nanoseconds of the host\'s monotonic clock"}',
+                                status_code=400, media_type="application/json")  # fmt: skip
+            return Response(recent.recent(int(since)), media_type="application/json")
 
         routes.append(Route("/_recent", recent_rows, methods=["GET"]))
     return Starlette(routes=routes)

@@ -31,9 +31,10 @@ class RecentRequests:
         """Remember one answered row, JSON (the oldest goes once ``rows`` are kept)."""
         self._kept.append((monotonic_ns(), row))
 
-    def recent(self) -> bytes:
-        """The kept rows younger than ``max_age_s``, oldest first, as one JSON array."""
-        oldest = monotonic_ns() - self._max_age_ns
+    def recent(self, since_ns: int = 0) -> bytes:
+        """The kept rows younger than ``max_age_s`` and kept at or after ``since_ns`` (this
+        host's monotonic clock, the same in every process), oldest first, as one JSON array."""
+        oldest = max(monotonic_ns() - self._max_age_ns, since_ns)
         return b"[" + b",".join(row for at, row in self._kept if at >= oldest) + b"]"
 
     def __len__(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from haproxy.runtime import parse_stat_csv
-from haproxy.stats import server_statuses
+from haproxy.stats import PortCounts, port_counts, server_statuses
 
 STAT = (Path(__file__).with_name("data") / "show_stat.csv").read_text()
 
@@ -26,3 +26,10 @@ def test_status_view_fields_of_an_up_and_a_down_server() -> None:
     # A body mismatch has no status code to show; last_chk says why.
     assert (down.status, down.check_status, down.check_code) == ("DOWN", "L7RSP", None)
     assert "wrong model or version" in down.last_chk
+
+
+def test_a_ports_requests_and_5xx_come_from_its_frontend_row() -> None:
+    rows = parse_stat_csv(STAT)
+    assert port_counts(rows, "fe_fraud") == PortCounts(requests=1, errors=0)
+    assert port_counts(rows, "fe_fraud_candidate") == PortCounts(requests=0, errors=0)
+    assert port_counts(rows, "fe_nope") is None

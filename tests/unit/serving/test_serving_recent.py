@@ -34,6 +34,8 @@ def test_rows_older_than_the_age_limit_are_not_handed_out(
     kept.keep(b"[2]")
     clock[0] = 2_500_000_000  # [1] is 2.5 s old, [2] 1 s
     assert orjson.loads(kept.recent()) == [[2]]
+    assert orjson.loads(kept.recent(since_ns=1_600_000_000)) == []  # kept before that
+    assert orjson.loads(kept.recent(since_ns=1_500_000_000)) == [[2]]
     assert RecentRequests(rows=0, max_age_s=1).recent() == b"[]"
 
 
