@@ -176,7 +176,9 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no Bento yet: run `bentogate build {ref}` first")
     host.end_dead(ctx, ref, actor=actor)
-    started = host.start(ctx, ref, replicas=replicas, role=Role.CANDIDATE, actor=actor)
+    # A replica of the production version serves it: live, so the next cutover demotes it.
+    role = Role.LIVE if info.state == State.PRODUCTION else Role.CANDIDATE
+    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor)
     try:
         host.apply_routes(ctx)
         host.wait_healthy(ctx, ref)

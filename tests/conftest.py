@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment for every test; free port blocks for whole hosts.
+"""Shared fixtures: a clean environment for every test; free port blocks and trained models
+for whole hosts (``hosts.py``); the logs of the hosts running when a test fails.
 
 (Here, not in tests/integration/conftest.py: that would put tests/integration on sys.path,
 where its folders named like the packages would shadow them.)
@@ -7,10 +8,22 @@ where its folders named like the packages would shadow them.)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from free_ports import free_port_block
+
+if TYPE_CHECKING:
+    from hosts import Models
+
+# The benchmark helpers (bench/, at the project root, not installed) serve tests too: the
+# slower and the class-changing copies of a model (bench.slowcopy).
+PROJECT_DIR = str(Path(__file__).resolve().parents[1])
+if PROJECT_DIR not in sys.path:
+    sys.path.insert(0, PROJECT_DIR)
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +38,23 @@ def _clean_bentogate_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def port_block() -> Callable[[int], int]:
     """``port_block(n)``: the first port of ``n`` consecutive free ones (``free_ports``)."""
     return free_port_block
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """The models every test host serves (``hosts.train_models``), trained once."""
+    from hosts import train_models  # imports the release workflow: only when a host runs
+
+    return train_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report carries the log tails of every test host running then."""
+    report = yield
+    hosts = sys.modules.get("hosts")  # not imported: no host has run
+    if report.failed and hosts is not None:
+        report.sections.extend(hosts.open_hosts_logs())
+    return report

@@ -30,6 +30,7 @@ class Answer:
     status: int  # 0: transport error (refused, reset, timeout, …)
     version: str  # the answering model_version ("" unless 200)
     error: str = ""
+    model: str = ""  # the answering model ("" unless 200)
 
 
 class PacedLoad:
@@ -85,6 +86,14 @@ class PacedLoad:
             if a.status == 200 and since <= a.sent < until and (a.fresh or not fresh_only)
         )
 
+    def served(self, since: float = 0.0, until: float = float("inf")) -> Counter[tuple[str, str]]:
+        """(model, version) of the 200s to requests sent in ``[since, until)``."""
+        return Counter(
+            (a.model, a.version)
+            for a in list(self.answers)
+            if a.status == 200 and since <= a.sent < until
+        )
+
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         """Block until ``count`` more answers have arrived."""
         target = self.total + count
@@ -123,8 +132,9 @@ class PacedLoad:
                 conn = None
                 continue
             if response.status == 200:
-                version = str(json.loads(payload)["model_version"])
-                self.answers.append(Answer(sent, fresh, 200, version))
+                answer = json.loads(payload)
+                version, model = str(answer["model_version"]), str(answer["model"])
+                self.answers.append(Answer(sent, fresh, 200, version, model=model))
             else:
                 error = payload[:200].decode(errors="replace")
                 self.answers.append(Answer(sent, fresh, response.status, "", error))

@@ -1,13 +1,19 @@
 """Sidecar acceptance with the real haproxy and real Bentos, driven by bentogate's workflow.
 
-One module-scoped host (own BENTOGATE_HOME, ports the OS says are free): fraud v1 (10 trees)
-goes to production through the whole release; v2 (20 trees) is built, deployed with two
-replicas and gated, so both versions run healthy side by side. The tests then run in file
-order on that host, each under a steady load on the production port where it matters:
+One module-scoped host (own BENTOGATE_HOME, a block of free ports; ``tests/hosts.py``):
+fraud v1 goes to production through the whole release; v2 is built, deployed with two
+replicas and gated, so both versions run healthy side by side. Each test first brings the
+host to the state it needs through the release workflow (``hosts.reach``, a function-scoped
+fixture named after the state) and then works under a steady load on the production port
+where it matters, so the tests pass in any order and one at a time:
 
-    status view and local-only surface → 20 switches → reloads → wrong identity / score →
-    promote v2 (v1 stays warm) → kill one of v2's two replicas → instant rollback to the warm
-    v1 (v2 stays warm) → v2's warm time over: stopped → kill v1's only replica.
+    two_versions     v1 live (1 replica), v2 gated and deployed (2), nothing warm
+    v2_live_on_two   v2 live on 2 replicas
+    v2_live_v1_warm  v2 live, v1 warm (the previous version, running unrouted)
+    v1_live_v2_warm  v1 live (1 replica), v2 warm
+    v1_live          v1 live (1 replica)
+
+A second model (``model_b``, released on first use) shares the sidecar on its own port.
 """
 
 from __future__ import annotations
@@ -28,16 +34,25 @@ from pathlib import Path
 
 import pytest
 from free_ports import free_port
+from hosts import (
+    ACTORS,
+    HOST_PORTS,
+    Models,
+    Want,
+    host_settings,
+    reach,
+    register,
+    running_host,
+    stop_sidecar,
+)
 from sidecar_load import PacedLoad, PacedWrk
 
 from bentogate import host as this_host
 from bentogate import release, warm
 from bentogate.context import Context, Ref, artifact_dir
-from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.errors import CutoverError, HAProxyError
 from bentogate.modelimport import load_artifact
 from bentogate.routing import desired_spec, version_backend
-from bentogate.settings import Settings
 from bentos import max_body_bytes, pid_alive, process_tree
 from governance import DeploymentInfo, Role
 from haproxy import ModelRoute, ProxyPaths, ProxySpec, ServerStatus, Sidecar
@@ -46,7 +61,7 @@ from haproxy import backend_name as be
 pytestmark = pytest.mark.integration
 
 MODEL = "fraud"
-ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+MODEL_B = "chargeback"  # the second model on the same sidecar
 RATE = 240.0  # req/s of the Python client: a steady load, well below a 1-worker Bento's limit
 
 
@@ -61,15 +76,15 @@ class Host:
     def port(self) -> int:
         return self.ctx.registry.get_model(MODEL).production_port
 
-    def deployments(self, version: str) -> list[DeploymentInfo]:
+    def deployments(self, version: str, model: str = MODEL) -> list[DeploymentInfo]:
         return [
             d
-            for d in self.ctx.registry.deployments(host=self.ctx.settings.host, model=MODEL)
+            for d in self.ctx.registry.deployments(host=self.ctx.settings.host, model=model)
             if d.version == version
         ]
 
-    def server(self, version: str, port: int) -> ServerStatus:
-        key = (be(MODEL, version), f"v{version}_{port}")
+    def server(self, version: str, port: int, model: str = MODEL) -> ServerStatus:
+        key = (be(model, version), f"v{version}_{port}")
         return next(s for s in self.ctx.sidecar.server_status() if (s.backend, s.server) == key)
 
     def db_live(self) -> str:
@@ -115,94 +130,69 @@ def wait_down(host: Host, version: str, port: int, since: float, limit: float = 
     return time.monotonic() - since
 
 
-def _bentoml_pids(bentoml_home: Path) -> list[int]:
-    """Processes started with this host's BENTOML_HOME (last-resort cleanup, by pid)."""
-    needle = f"BENTOML_HOME={bentoml_home.resolve()}".encode()
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            if needle in environ.read_bytes().split(b"\0"):
-                pids.append(int(environ.parent.name))
-    return [p for p in pids if p != os.getpid()]
-
-
-def _stop_sidecar(car: Sidecar) -> None:
-    pid = car.process.master_pid()
-    try:
-        car.stop(timeout=5)
-    finally:
-        if pid is not None and car.process.master_pid() == pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def _bodies(ctx: Context, ref: Ref) -> list[bytes]:
+    """Request bodies of real rows of ``ref``'s schema (its reference rows)."""
+    info = ctx.registry.get_version(ref.model, ref.version)
+    rows = load_artifact(artifact_dir(info.artifact_uri)).reference_rows.astype(float)
+    return [json.dumps({"features": row}).encode() for row in rows.tolist()[:8]]
 
 
 @pytest.fixture(scope="module")
 def host(
-    tmp_path_factory: pytest.TempPathFactory, port_block: Callable[[int], int]
+    tmp_path_factory: pytest.TempPathFactory,
+    port_block: Callable[[int], int],
+    trained_models: Models,
 ) -> Iterator[Host]:
-    base = port_block(16)
-    settings = Settings(
-        home=tmp_path_factory.mktemp("sidecar-home"),
-        ports={
-            "production_start": base,
-            "production_step": 2,
-            "stats": base + 2,
-            "backend_start": base + 3,
-            "backend_end": base + 15,
-        },
-        # A short gate that only a broken version fails: v2 must reach "gated", and this
-        # machine is shared (p95 490 ms seen while others' suites ran); strictness is tested
-        # in tests/integration/loadtest.
-        gate={
-            "rate": 100,
-            "duration_s": 4,
-            "warmup_s": 1,
-            "min_samples": 100,
-            "p50_ms": 1000,
-            "p95_ms": 3000,
-            "p99_ms": 4000,
-            "max_regression": 50,
-            "max_tail_regression": 50,
-        },
-        bento={"expire_warm": "manual"},  # the tests stop warm versions themselves
-    )
-    ctx = Context(settings)
-    try:
-        release.init(ctx)
-        root = tmp_path_factory.mktemp("sidecar-models")
-        train, holdout = make_transactions(4000, seed=7).split(0.6)
-        holdout_csv = write_csv(holdout, root / "holdout.csv")
-        models = {}
-        for name, trees in (("v1", 10), ("v2", 20)):
-            models[name] = root / f"{name}.json"
-            booster = train_xgboost(train, n_estimators=trees, max_depth=3)
-            booster.save_model(str(models[name]))  # type: ignore[attr-defined]
-        info = release.register(ctx, MODEL, models["v1"], holdout_csv, developer=ACTORS.developer)
-        v1 = Ref(MODEL, info.version)
-        release.release(ctx, v1, holdout_csv, actors=ACTORS)
-        info = release.register(ctx, MODEL, models["v2"], holdout_csv, developer=ACTORS.developer)
-        v2 = Ref(MODEL, info.version)
-        release.validate(ctx, v2, holdout_csv, actor=ACTORS.validator)
+    settings = host_settings(tmp_path_factory.mktemp("sidecar-home"), port_block(HOST_PORTS))
+    models = trained_models
+    with running_host(settings) as ctx:
+        v1 = register(ctx, MODEL, models.v1, models.holdout)
+        release.release(ctx, v1, models.holdout, actors=ACTORS)
+        v2 = register(ctx, MODEL, models.v2, models.holdout)
+        release.validate(ctx, v2, models.holdout, actor=ACTORS.validator)
         release.approve(ctx, v2, actor=ACTORS.approver)
         release.build(ctx, v2, actor=ACTORS.release)
         release.deploy(ctx, v2, actor=ACTORS.release, replicas=2)
         release.gate(ctx, v2, actor=ACTORS.release)
-        artifact = load_artifact(artifact_dir(info.artifact_uri))
-        rows = artifact.reference_rows.astype(float).tolist()[:8]
-        bodies = [json.dumps({"features": row}).encode() for row in rows]
-        yield Host(ctx, v1.version, v2.version, bodies)
-    finally:
-        try:
-            release.shutdown(ctx, actor=ACTORS.release)
-        finally:
-            _stop_sidecar(ctx.sidecar)
-            for pid in _bentoml_pids(settings.bentoml_home):  # only if shutdown missed some
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            ctx.close()
+        yield Host(ctx, v1.version, v2.version, _bodies(ctx, v1))
 
 
-def test_sidecar_fixture_runs_two_healthy_versions(host: Host) -> None:
+def _reach(host: Host, want: Want) -> Host:
+    reach(host.ctx, MODEL, want)
+    return host
+
+
+@pytest.fixture
+def two_versions(host: Host) -> Host:
+    """v1 live on one replica, v2 gated and deployed on two, nothing warm."""
+    return _reach(
+        host,
+        Want(host.v1, 1, other=host.v2, other_as="candidate", other_replicas=2),
+    )
+
+
+@pytest.fixture
+def v2_live_on_two(host: Host) -> Host:
+    return _reach(host, Want(host.v2, 2))
+
+
+@pytest.fixture
+def v2_live_v1_warm(host: Host) -> Host:
+    return _reach(host, Want(host.v2, other=host.v1, other_as="warm", other_replicas=1))
+
+
+@pytest.fixture
+def v1_live_v2_warm(host: Host) -> Host:
+    return _reach(host, Want(host.v1, 1, other=host.v2, other_as="warm"))
+
+
+@pytest.fixture
+def v1_live(host: Host) -> Host:
+    return _reach(host, Want(host.v1, 1))
+
+
+@pytest.mark.usefixtures("two_versions")
+def test_sidecar_two_versions_run_healthy_side_by_side(host: Host) -> None:
     assert host.db_live() == host.v1
     assert host.routed() == be(MODEL, host.v1)
     assert len(host.deployments(host.v1)) == 1 and len(host.deployments(host.v2)) == 2
@@ -212,6 +202,7 @@ def test_sidecar_fixture_runs_two_healthy_versions(host: Host) -> None:
     assert str(host.ctx.registry.get_version(MODEL, host.v2).state) == "gated"
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_status_view_fields_under_load(host: Host) -> None:
     """Item 6: per server, what ``bentogate status --watch`` shows, measured under load."""
     [d] = host.deployments(host.v1)
@@ -238,6 +229,7 @@ def test_sidecar_status_view_fields_under_load(host: Host) -> None:
     assert during.scur >= 0 and during.qcur == 0
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_admin_and_stats_are_local_only_and_big_bodies_get_413(host: Host) -> None:
     car = host.ctx.sidecar
     for sock in (car.paths.admin_socket, car.paths.master_socket):
@@ -280,6 +272,7 @@ def test_sidecar_admin_and_stats_are_local_only_and_big_bodies_get_413(host: Hos
     assert host.server(host.v1, d.port).stot == before + 1  # the Bento saw only the first
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_passes_every_batch_the_bento_accepts(host: Host) -> None:
     """One body limit: the Bento's. A batch as large as its build allows (rows, bytes) is
     scored through the production port, not refused by HAProxy."""
@@ -319,6 +312,7 @@ def _listen_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_twenty_switches_under_load_lose_nothing(host: Host, tmp_path: Path) -> None:
     """10 cutovers and 10 rollbacks between two running versions, Python client + wrk."""
     ctx = host.ctx
@@ -352,6 +346,7 @@ def test_sidecar_twenty_switches_under_load_lose_nothing(host: Host, tmp_path: P
     assert host.routed() == be(MODEL, host.v1) and host.db_live() == host.v1
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_reloads_mid_load_lose_nothing_and_keep_the_db_route(host: Host) -> None:
     ctx = host.ctx
     with PacedLoad(host.port, host.bodies, rate=RATE) as load:
@@ -377,6 +372,7 @@ def test_sidecar_reloads_mid_load_lose_nothing_and_keep_the_db_route(host: Host)
     assert load.versions(reloaded)[host.v2] <= 2
 
 
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_wrong_identity_or_changed_score_is_never_up(
     host: Host, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -432,9 +428,77 @@ def test_sidecar_wrong_identity_or_changed_score_is_never_up(
         status, body = post(route.production_port, host.bodies[0])
         assert status == 200 and json.loads(body)["model_version"] == host.v1
     finally:
-        _stop_sidecar(probe)
+        stop_sidecar(probe)
 
 
+@dataclass(frozen=True)
+class SecondModel:
+    ref: Ref
+    port: int  # its own production port
+    bodies: list[bytes]
+
+
+@pytest.fixture(scope="module")
+def model_b(host: Host, trained_models: Models) -> SecondModel:
+    """A second model on the same host and sidecar, released to production (on first use)."""
+    ctx = host.ctx
+    ref = register(ctx, MODEL_B, trained_models.b, trained_models.holdout)
+    release.release(ctx, ref, trained_models.holdout, actors=ACTORS)
+    return SecondModel(ref, ctx.registry.get_model(MODEL_B).production_port, _bodies(ctx, ref))
+
+
+@pytest.mark.usefixtures("two_versions")
+def test_sidecar_a_cutover_of_one_model_leaves_the_other_untouched(
+    host: Host, model_b: SecondModel
+) -> None:
+    """Two models behind one sidecar, each on its own production port: fraud cuts over from
+    v1 to v2 (a reload included) under load on both ports. Model B's port answers every
+    request, each with B's own version, from the same process and server; its route, its
+    backend and its record are as they were."""
+    ctx, b = host.ctx, model_b
+    reach(ctx, MODEL_B, Want(b.ref.version, 1))
+    b_backend = be(MODEL_B, b.ref.version)
+    [b_deployment] = host.deployments(b.ref.version, MODEL_B)
+    b_before = host.server(b.ref.version, b_deployment.port, MODEL_B)
+    assert b.port != host.port and ctx.sidecar.routes()[MODEL_B] == b_backend
+    with (
+        PacedLoad(host.port, host.bodies, rate=RATE / 2) as load,
+        PacedLoad(b.port, b.bodies, rate=RATE / 2) as b_load,
+    ):
+        load.wait_for(50)
+        b_load.wait_for(50)
+        started = time.monotonic()
+        release.promote(ctx, Ref(MODEL, host.v2), actor=ACTORS.release)
+        done = time.monotonic()
+        load.wait_for(100)
+        b_load.wait_for(100)
+    print(f"\npromote {MODEL} in {done - started:.2f} s: {load.summary()}")
+    print(f"{MODEL_B} meanwhile: {b_load.summary()}")
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.versions(done)) == {host.v2}
+    assert host.db_live() == host.v2 and host.routed() == be(MODEL, host.v2)
+    # B: no failed request, every answer B's own version, also to requests sent during
+    # the cutover.
+    assert b_load.failures() == [], b_load.failures()[:5]
+    assert set(b_load.served()) == {(MODEL_B, b.ref.version)}
+    assert b_load.served(started, done).total() > 0
+    assert ctx.sidecar.routes()[MODEL_B] == b_backend
+    assert ctx.registry.production_version(MODEL_B).version == b.ref.version  # type: ignore[union-attr]
+    assert host.deployments(b.ref.version, MODEL_B) == [b_deployment]  # same process, port
+    assert b_deployment.pid is not None and pid_alive(b_deployment.pid)
+    servers = [s for s in ctx.sidecar.server_status() if s.backend == b_backend]
+    assert [s.server for s in servers] == [b_before.server]
+    [b_after] = servers
+    # Never down or drained: UP since before the cutover (its state carried over the reload),
+    # nothing retried or failed on its way.
+    assert (b_after.status, b_after.check_status) == ("UP", "L7OK"), b_after
+    assert b_after.lastchg_s is not None and b_before.lastchg_s is not None
+    assert b_after.lastchg_s >= b_before.lastchg_s, (b_before, b_after)
+    assert (b_after.econ, b_after.eresp, b_after.wretr, b_after.wredis) == (0, 0, 0, 0)
+    assert b_after.hrsp_5xx == 0
+
+
+@pytest.mark.usefixtures("two_versions")
 def test_sidecar_promote_under_load_keeps_the_old_version_warm(host: Host) -> None:
     ctx = host.ctx
     [old] = host.deployments(host.v1)
@@ -460,6 +524,7 @@ def test_sidecar_promote_under_load_keeps_the_old_version_warm(host: Host) -> No
     assert [w.ref.version for w in warm.warm_versions(ctx)] == [host.v1]
 
 
+@pytest.mark.usefixtures("v2_live_on_two")
 def test_sidecar_kill_one_of_two_live_replicas_under_load_loses_nothing(host: Host) -> None:
     """kill -9 of one replica's whole process tree: HAProxy retries what that replica had
     not answered on the other one, and the client sees no failure. A replica sends each
@@ -487,10 +552,11 @@ def test_sidecar_kill_one_of_two_live_replicas_under_load_loses_nothing(host: Ho
     assert servers[0].healthy
 
 
+@pytest.mark.usefixtures("v2_live_v1_warm")
 def test_sidecar_rollback_to_the_warm_version_under_load_is_instant(host: Host) -> None:
     ctx = host.ctx
     [warm_v1] = host.deployments(host.v1)
-    [current] = host.deployments(host.v2)
+    current = host.deployments(host.v2)
     with PacedLoad(host.port, host.bodies, rate=RATE) as load:
         load.wait_for(100)
         started = time.monotonic()
@@ -505,15 +571,16 @@ def test_sidecar_rollback_to_the_warm_version_under_load_is_instant(host: Host) 
     # Nothing restarted: the warm process took the traffic back; v2 is warm in its turn.
     [live] = host.deployments(host.v1)
     assert (live.id, live.pid, str(live.role)) == (warm_v1.id, warm_v1.pid, "live")
-    assert host.deployments(host.v2) == [replace(current, role=Role.PREVIOUS)]
-    assert current.pid is not None and pid_alive(current.pid)
+    assert host.deployments(host.v2) == [replace(d, role=Role.PREVIOUS) for d in current]
+    assert all(d.pid is not None and pid_alive(d.pid) for d in current)
 
 
+@pytest.mark.usefixtures("v1_live_v2_warm")
 def test_sidecar_a_warm_version_past_its_time_stops_under_load(host: Host) -> None:
     ctx = host.ctx
     [entry] = warm.warm_versions(ctx)
-    [previous] = host.deployments(host.v2)
-    assert entry.ref == Ref(MODEL, host.v2) and previous.pid is not None
+    previous = [d.pid for d in host.deployments(host.v2)]
+    assert entry.ref == Ref(MODEL, host.v2) and previous and None not in previous
     with PacedLoad(host.port, host.bodies, rate=RATE) as load:
         load.wait_for(100)
         assert warm.stop_expired(ctx, now=entry.until - timedelta(seconds=1)) == []
@@ -523,11 +590,13 @@ def test_sidecar_a_warm_version_past_its_time_stops_under_load(host: Host) -> No
     print(f"\nwarm v{host.v2} stopped: {load.summary()}")
     assert load.failures() == [], load.failures()[:5]
     assert set(load.versions()) == {host.v1}
-    assert host.deployments(host.v2) == [] and not pid_alive(previous.pid)
+    assert host.deployments(host.v2) == []
+    assert not [pid for pid in previous if pid is not None and pid_alive(pid)]
     assert be(MODEL, host.v2) not in {s.backend for s in ctx.sidecar.server_status()}
     assert warm.warm_versions(ctx) == []
 
 
+@pytest.mark.usefixtures("v1_live")
 def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores_it(
     host: Host,
 ) -> None:
@@ -548,6 +617,7 @@ def test_sidecar_single_replica_killed_is_down_within_3s_and_a_redeploy_restores
     assert answering_version(host) == host.v1
     [new] = host.deployments(host.v1)
     assert new.port != dead.port or new.pid != dead.pid
+    assert new.role == Role.LIVE  # it serves production: the next cutover leaves it warm
     assert host.server(host.v1, new.port).healthy
     servers = [s.server for s in ctx.sidecar.server_status() if s.backend == be(MODEL, host.v1)]
     assert servers == [f"v{host.v1}_{new.port}"]  # the dead one left HAProxy too
@@ -567,6 +637,7 @@ def _refusing(car: Sidecar, method: str, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(car, method, refuse)
 
 
+@pytest.mark.usefixtures("v1_live")
 def test_sidecar_a_refused_cutover_leaves_the_record_and_the_routing_agreeing(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -596,6 +667,7 @@ def test_sidecar_a_refused_cutover_leaves_the_record_and_the_routing_agreeing(
     assert host.db_live() == live and host.routed() == be(MODEL, live)
 
 
+@pytest.mark.usefixtures("v1_live")
 def test_sidecar_a_deploy_haproxy_refuses_stops_what_it_started(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:

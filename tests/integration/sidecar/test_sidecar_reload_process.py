@@ -9,14 +9,12 @@ fine).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import threading
 from collections.abc import Iterator
 
 import pytest
 from free_ports import free_port
+from hosts import stop_sidecar
 
 from bentogate.settings import HAProxySettings
 from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend
@@ -31,16 +29,10 @@ def idle_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     backend = VersionBackend("fraud", "1", (Server("r1", free_port()),), "{}", ('"x"',), 4096)
     route = ModelRoute("fraud", free_port(), free_port(), None, None, (backend,))
     car.apply(ProxySpec(routes=(route,), stats_port=free_port()))
-    pid = car.process.master_pid()
     try:
         yield car
     finally:
-        try:
-            car.stop(timeout=5)
-        finally:
-            if pid is not None and car.process.master_pid() == pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        stop_sidecar(car)
 
 
 def test_sidecar_back_to_back_reloads_all_happen(idle_sidecar: Sidecar) -> None:
