@@ -43,12 +43,11 @@ def _haproxy_version() -> str | None:
 
 def describe() -> dict[str, object]:
     """CPU count and model, load average, Python and the versions that shape the figures."""
-    model = ""
     try:
         with open("/proc/cpuinfo") as handle:
             model = next((ln.split(":", 1)[1].strip() for ln in handle if "model name" in ln), "")
-    except OSError:
-        pass
+    except OSError as exc:
+        model = f"unknown ({exc})"
     packages = (
         "bentoml", "onnxruntime", "xgboost", "scikit-learn", "uvicorn", "starlette", "h11",
         "httptools", "uvloop", "orjson", "numpy",

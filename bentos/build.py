@@ -56,12 +56,15 @@ def _bento_exists(bentoml_home: Path, tag: str) -> bool:
     return (_entry(bentoml_home, "bentos", tag) / "bento.yaml").is_file()
 
 
+def _model_exists(bentoml_home: Path, tag: str) -> bool:
+    return (_entry(bentoml_home, "models", tag) / "model.yaml").is_file()
+
+
 def model_path(bentoml_home: Path, tag: str) -> Path:
     """The directory of a model in the store; NotFoundError if there is none."""
-    path = _entry(bentoml_home, "models", tag)
-    if not (path / "model.yaml").is_file():
+    if not _model_exists(bentoml_home, tag):
         raise NotFoundError(f"no model {tag} in {bentoml_home}")
-    return path
+    return _entry(bentoml_home, "models", tag)
 
 
 def served_sha256(bentoml_home: Path, tag: str) -> str:
@@ -89,11 +92,8 @@ def save_model(bentoml_home: Path, spec: VersionSpec) -> None:
     not the approved one (``spec.sha256``) or the store already holds other bytes under
     the tag (versions are immutable).
     """
-    try:
-        stored = model_path(bentoml_home, spec.tag) / "model.onnx"
-    except NotFoundError:
-        pass
-    else:
+    if _model_exists(bentoml_home, spec.tag):
+        stored = model_path(bentoml_home, spec.tag) / MODEL_FILES[0]
         found = _sha256(stored.read_bytes()) if stored.is_file() else "nothing"
         if found != spec.sha256:
             raise BuildError(
