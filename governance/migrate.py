@@ -4,7 +4,8 @@ The scripts live in ``governance/migrations/versions``; the version table is
 ``governance_alembic_version`` so a shared database can hold other Alembic histories.
 Migrations run on the caller's connection inside one transaction that first takes a lock
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two processes upgrading
-at once serialize instead of racing.
+at once serialize instead of racing. SQLAlchemy errors are translated here, where Alembic is
+entered (:meth:`governance.db.Database.translated`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+
+from governance.db import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "governance_alembic_version"
@@ -38,30 +41,29 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(engine: sa.Engine) -> str | None:
+def current_revision(db: Database) -> str | None:
     """Return the revision the database is at (``None`` if never migrated)."""
-    with engine.connect() as conn:
+    with db.translated(), db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision``, creating a SQLite file's directory first.
-    Raises SQLAlchemy errors (callers translate)."""
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+def upgrade(db: Database, revision: str = "head") -> None:
+    """Migrate the database to ``revision``, creating a SQLite file's directory first."""
+    database = db.engine.url.database
+    if db.dialect == "sqlite" and database not in (None, "", ":memory:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    _run(engine, lambda cfg: command.upgrade(cfg, revision))
+    _run(db, lambda cfg: command.upgrade(cfg, revision))
 
 
-def downgrade(engine: sa.Engine, revision: str = "base") -> None:
+def downgrade(db: Database, revision: str = "base") -> None:
     """Migrate the database down to ``revision`` (``"base"``: drop every governance table)."""
-    _run(engine, lambda cfg: command.downgrade(cfg, revision))
+    _run(db, lambda cfg: command.downgrade(cfg, revision))
 
 
-def _run(engine: sa.Engine, step: object) -> None:
-    write = engine.execution_options(governance_write=True)
-    with write.begin() as conn:
+def _run(db: Database, step: object) -> None:
+    write = db.engine.execution_options(governance_write=True)
+    with db.translated(), write.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         step(alembic_config(conn))  # type: ignore[operator]

@@ -66,18 +66,15 @@ class Registry:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to ``revision`` (Alembic). Safe to call on every start."""
-        with self._db.translated():
-            migrate.upgrade(self._db.engine, revision)
+        migrate.upgrade(self._db, revision)
 
     def downgrade(self, revision: str = "base") -> None:
         """Migrate the schema down (``"base"`` drops every governance table and its data)."""
-        with self._db.translated():
-            migrate.downgrade(self._db.engine, revision)
+        migrate.downgrade(self._db, revision)
 
     def schema_revision(self) -> str | None:
         """Return the database's Alembic revision (``None``: never migrated)."""
-        with self._db.translated():
-            return migrate.current_revision(self._db.engine)
+        return migrate.current_revision(self._db)
 
     def close(self) -> None:
         """Release every pooled connection. The registry may not be used afterwards."""
@@ -90,7 +87,6 @@ class Registry:
         self.close()
 
     # -- models & versions (registration, lifecycle, promotion) ------------------------------
-
     def ensure_model(
         self,
         name: str,
@@ -214,8 +210,7 @@ class Registry:
         """Return the version :meth:`rollback` would restore (None if none)."""
         return self._read(queries.previous_version, model)
 
-    # -- the gate: policy, runs, capacity (gates) ------------------------------------------
-
+    # -- evidence: the gate policy, gate and shadow runs, capacity (gates, shadow) -------------
     def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
         """Store ``policy`` (JSON, opaque but for ``require_shadow``) as the model's gate policy,
         replacing any; the audit row holds the old and new policy. Returns the model. Raises
@@ -286,8 +281,7 @@ class Registry:
         with self._write(Action.CAPACITY, actor, model, version) as (s, a):
             gates.record_capacity(s, a, rate=rate, details=details)
 
-    # -- what runs where (deployments) -------------------------------------------------------
-
+    # -- what runs where: deployments, fleet hosts, rollouts (deployments, heartbeats, rollouts)
     def verify_artifact(self, model: str, version: str, *, actor: str, sha256: str) -> None:
         """Audit the sha256 measured on the model about to be served. Raises
         :class:`IntegrityError` (audited as refused) if it differs from the registered one."""
@@ -321,8 +315,6 @@ class Registry:
     ) -> list[DeploymentInfo]:
         """Return deployments of this environment, oldest first."""
         return self._read(queries.deployments, host=host, model=model, active_only=active_only)
-
-    # -- the fleet (heartbeats, rollouts) ----------------------------------------------------
 
     def heartbeat(self, host: str, report: dict[str, Any]) -> HostInfo:
         """Record that ``host``'s agent is alive now and what it reports (a JSON object:
@@ -375,7 +367,6 @@ class Registry:
         return self._read(queries.rollouts, model, active_only)
 
     # -- the audit trail (audit) -------------------------------------------------------------
-
     def audit(self, model: str | None = None, version: str | None = None) -> list[AuditEntry]:
         """Return this environment's audit rows (optionally of one model/version), oldest first."""
         return self._read(queries.audit_entries, model, version)
