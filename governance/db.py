@@ -121,7 +121,8 @@ def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> Bentogat
     """Return the bentogate error for a SQLAlchemy error.
 
     Constraint violations and lock conflicts → :class:`ConcurrentChange` naming the rule;
-    a missing schema → :class:`ConfigError`; an unreachable database →
+    a missing schema, or one older than the code (a missing column) → :class:`ConfigError`
+    saying to upgrade; an unreachable database →
     :class:`DatabaseUnavailable`; anything else →
     :class:`GovernanceError`. ``refusal`` (e.g. ``"refused: promote fraud:3 — "``) prefixes
     the message.
@@ -140,6 +141,11 @@ def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> Bentogat
     if sqlstate == "42P01" or "no such table" in text:
         return ConfigError(
             f"the governance schema is missing in {_safe(url)}: call Registry.upgrade() ({text})"
+        )
+    if sqlstate == "42703" or "no such column" in text or "has no column named" in text:
+        return ConfigError(
+            f"the governance schema in {_safe(url)} is older than this code: "
+            f"call Registry.upgrade() ({text})"
         )
     if isinstance(err, exc.OperationalError | exc.InterfaceError):
         return DatabaseUnavailable(f"cannot use the governance database {_safe(url)}: {text}")

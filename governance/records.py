@@ -61,6 +61,9 @@ class VersionInfo:
     artifact_uri: str
     demoted_at: datetime | None = None
     capacity_rps: float | None = None
+    #: when an automatic rollback took it out of production; it needs a passed gate newer
+    #: than that to take production again (``None``: it never failed a bake)
+    bake_failed_at: datetime | None = None
 
     @property
     def ref(self) -> str:
@@ -203,6 +206,7 @@ def version_info(row: Version, model_name: str) -> VersionInfo:
         artifact_uri=row.artifact_uri,
         demoted_at=row.demoted_at,
         capacity_rps=row.capacity_rps,
+        bake_failed_at=row.bake_failed_at,
     )
 
 

@@ -148,6 +148,8 @@ class Version(Base):
     state_changed_at: Mapped[datetime]
     demoted_at: Mapped[datetime | None]
     artifact_uri: Mapped[str] = mapped_column(sa.Text)
+    #: when an automatic rollback took it out of production (its bake failed; migration 0006)
+    bake_failed_at: Mapped[datetime | None]
     #: the latest measured capacity (req/s), loaded with the row; not a column
     capacity_rps: Mapped[float | None] = column_property(
         sa.select(CapacityMeasurement.rate)

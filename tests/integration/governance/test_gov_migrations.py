@@ -90,7 +90,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0005"
+    assert reg.schema_revision() == head_revision() == "0006"
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
 
@@ -105,7 +105,7 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
     assert _tables(raw) == TABLES - newer
     assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
     reg.upgrade()
-    assert reg.schema_revision() == "0005"
+    assert reg.schema_revision() == "0006"
     assert reg.gate_policy("fraud") is None
     assert reg.get_version("fraud", version).capacity_rps is None
     assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]
@@ -129,7 +129,7 @@ def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: obje
     assert _tables(raw) == TABLES - {"shadow_runs"}
     assert reg.verify_audit()[0]  # the shadow run's audit row stays
     reg.upgrade()
-    assert reg.schema_revision() == "0005"
+    assert reg.schema_revision() == "0006"
     assert reg.shadow_runs("fraud", version) == []
     assert reg.audit("fraud", version)[-1].action == "shadow"
     with pytest.raises(sa.exc.IntegrityError), raw.begin() as conn:  # the CHECK is back too
@@ -140,3 +140,53 @@ def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: obje
                 "VALUES (2, 'x', 'maybe', '{}', '{}', 'r', '1', CURRENT_TIMESTAMP)"
             )
         )
+
+
+def _columns(raw: sa.Engine, table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(raw).get_columns(table)}
+
+
+def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: object) -> None:
+    advance("fraud", State.PRODUCTION)  # type: ignore[operator]
+    advance("fraud", State.GATED)  # type: ignore[operator]
+    with raw.begin() as conn:
+        conn.execute(sa.text("UPDATE versions SET bake_failed_at = CURRENT_TIMESTAMP"))
+    reg.downgrade("0005")
+    assert reg.schema_revision() == "0005"
+    assert "bake_failed_at" not in _columns(raw, "versions")
+    assert _tables(raw) == TABLES
+    assert reg.verify_audit()[0]
+    behind = r"schema in .* is older than this code: call Registry\.upgrade\(\) \(.*bake_failed_at"
+    with pytest.raises(ConfigError, match=behind):  # this code reads versions' new column
+        reg.versions("fraud")
+    with pytest.raises(ConfigError, match=behind):  # and so does every write of a version
+        reg.register_version(
+            "fraud",
+            sha256="c" * 64,
+            feature_names=["f1"],
+            threshold=0.5,
+            metrics={},
+            developer="dev",
+            artifact_uri="x",
+        )
+    reg.upgrade()
+    assert reg.schema_revision() == "0006"
+    assert "bake_failed_at" in _columns(raw, "versions")
+    assert [v.bake_failed_at for v in reg.versions("fraud")] == [None, None]  # the marks are gone
+    # adding and dropping the column kept 0002's guard on version identity
+    with pytest.raises(sa.exc.DBAPIError, match="immutable"), raw.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE versions SET sha256 = :s WHERE version = '2'"), {"s": "b" * 64}
+        )
+
+
+def test_the_identity_guard_lets_the_bake_mark_change(
+    reg: Registry, raw: sa.Engine, advance: object
+) -> None:
+    advance("fraud", State.GATED)  # type: ignore[operator]
+    with raw.begin() as conn:
+        conn.execute(sa.text("UPDATE versions SET bake_failed_at = CURRENT_TIMESTAMP"))
+    assert reg.get_version("fraud", "1").bake_failed_at is not None
+    for column, value in (("version", "9"), ("sha256", "b" * 64), ("threshold", 0.9)):
+        with pytest.raises(sa.exc.DBAPIError, match="immutable"), raw.begin() as conn:
+            conn.execute(sa.text(f"UPDATE versions SET {column} = :v"), {"v": value})
