@@ -6,9 +6,19 @@ passed gate is newer than it. When the model's gate policy has ``"require_shadow
 promotion also needs a passed shadow run newer than the build (:mod:`governance.shadow`; not a
 rollback, nor a first release). The switch demotes the old production version (→ gated,
 "superseded") and flushes before promoting, so the partial unique index never sees two.
+
+The bake: a rollback given the watcher's ``evidence`` is *automatic*, and marks the version it
+takes out of production as having failed its bake (``bake_failed_at``). That version then needs
+a passed gate newer than the mark to take production again, by promotion *or rollback* (the
+bake rule): right after an automatic rollback it is the most recently demoted version, so a
+reflex ``rollback`` would otherwise put the failing version back. Unlike the shadow rule's, the
+rollback waiver does not apply: the failure is newer than the version's time in production.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,9 +26,12 @@ from sqlalchemy.orm import Session
 from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
 from governance import queries, records, shadow
 from governance.attempt import Attempt
+from governance.documents import json_copy
 from governance.records import VersionInfo
 from governance.schema import Approval, Deployment, GateRun, Model, Version
 from governance.states import Action, Role, State, Verdict, check_transition
+
+BAKE_RULE = "bake"
 
 
 def promote(session: Session, attempt: Attempt, *, sha256: str) -> VersionInfo:
@@ -31,9 +44,25 @@ def promote(session: Session, attempt: Attempt, *, sha256: str) -> VersionInfo:
     return records.version_info(row, model.name)
 
 
-def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> VersionInfo:
-    """The most recently demoted (still gated) version → production; production → gated."""
+def rollback(
+    session: Session,
+    attempt: Attempt,
+    *,
+    sha256: str | None,
+    reason: str | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> VersionInfo:
+    """The most recently demoted (still gated) version → production; production → gated.
+
+    ``reason`` replaces "rolled back" on the audit row. With ``evidence`` (the bake watcher's
+    figures) the rollback is automatic (reason by default "automatic rollback"): the figures go
+    into the audit payload as ``"evidence"`` (a refusal's too) and the version leaving
+    production is marked ``bake_failed_at`` (its demotion's audit row says so). Refuses
+    ``evidence`` that is not a strict JSON object (:func:`governance.documents.json_copy`).
+    """
     assert attempt.model is not None
+    if evidence is not None:
+        attempt.payload["evidence"] = json_copy(attempt, evidence, "evidence")
     model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
     row = queries.previous_row(session, model)
     attempt.to_state = State.PRODUCTION
@@ -45,20 +74,23 @@ def rollback(session: Session, attempt: Attempt, *, sha256: str | None) -> Versi
         )
     attempt.version, attempt.from_state = row.version, State(row.state)
     check_transition(Action.ROLLBACK, State(row.state), State.PRODUCTION, subject=attempt.subject)
-    evidence = check_release_rules(session, attempt, row, sha256 or row.sha256)
-    _switch(session, attempt, model, row, evidence)
+    proof = check_release_rules(session, attempt, row, sha256 or row.sha256)
+    automatic = evidence is not None
+    why = reason or ("automatic rollback" if automatic else None)
+    _switch(session, attempt, model, row, proof, reason=why, bake_failed=automatic)
     return records.version_info(row, model.name)
 
 
 def check_release_rules(
     session: Session, attempt: Attempt, row: Version, sha256: str
 ) -> dict[str, object]:
-    """Return the evidence (approval id, gate run id, and shadow run id when the policy
-    requires one) allowing ``row`` into production.
+    """Return the evidence (approval id, gate run id, the bake failure its gate lifts if any,
+    and shadow run id when the policy requires one) allowing ``row`` into production.
 
     Raises :class:`IntegrityError` if ``sha256`` differs from the registered or approved bytes,
-    :class:`IllegalTransition` without a valid approval, a build, a gate pass newer than it, or
-    (policy ``require_shadow``) a shadow pass newer than it.
+    :class:`IllegalTransition` without a valid approval, a build, a gate pass newer than it and
+    than a failed bake (the bake rule), or (policy ``require_shadow``) a shadow pass newer than
+    the build.
     """
     attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
     if sha256 != row.sha256:
@@ -94,6 +126,15 @@ def check_release_rules(
         attempt.refuse(
             IllegalTransition, f"{attempt.subject}: {why}", "approval of the exact artifact"
         )
+    gate = _passed_gate(session, attempt, row)
+    baked = {} if row.bake_failed_at is None else {"bake_failed_at": row.bake_failed_at.isoformat()}
+    evidence = shadow.release_evidence(session, attempt, row)
+    return {"approval_id": valid[0].id, "gate_run_id": gate.id, **baked, **evidence}
+
+
+def _passed_gate(session: Session, attempt: Attempt, row: Version) -> GateRun:
+    """Return ``row``'s latest passed gate run; refuse unless it is newer than the build and
+    than a failed bake (the bake rule)."""
     if row.built_at is None:
         attempt.refuse(
             IllegalTransition,
@@ -113,38 +154,71 @@ def check_release_rules(
             f"{last}; build {row.built_at.isoformat()}",
             "a passed gate newer than the build",
         )
-    evidence = shadow.release_evidence(session, attempt, row)
-    return {"approval_id": valid[0].id, "gate_run_id": gate.id, **evidence}
+    if row.bake_failed_at is not None and gate.created_at <= row.bake_failed_at:
+        attempt.refuse(
+            IllegalTransition,
+            f"{attempt.subject} failed its bake at {row.bake_failed_at.isoformat()} "
+            "(automatic rollback); it needs a passed gate newer than that",
+            BAKE_RULE,
+        )
+    return gate
 
 
 def _switch(
-    session: Session, attempt: Attempt, model: Model, row: Version, evidence: dict[str, object]
+    session: Session,
+    attempt: Attempt,
+    model: Model,
+    row: Version,
+    evidence: dict[str, object],
+    *,
+    reason: str | None = None,
+    bake_failed: bool = False,
 ) -> None:
     now = attempt.now()
     old = queries.production_row(session, model)
-    what = "rolled back from" if attempt.action == Action.ROLLBACK else "superseded by"
     if old is not None:
-        check_transition(
-            Action.DEMOTE, State.PRODUCTION, State.GATED, subject=f"{model.name}:{old.version}"
-        )
-        old.state, old.demoted_at, old.state_changed_at = State.GATED, now, now
-        session.flush()  # before the promotion: the partial unique index checks every row
-        attempt.record(
-            session,
-            action=Action.DEMOTE,
-            version=old.version,
-            from_state=State.PRODUCTION,
-            to_state=State.GATED,
-            reason=f"{what} {attempt.subject}",
-            payload={"by": attempt.version},
-        )
+        _demote(session, attempt, model, old, now, bake_failed=bake_failed)
     from_state = State(row.state)
     row.state, row.demoted_at, row.state_changed_at = State.PRODUCTION, None, now
     session.flush()
     moved = _move_roles(session, model, row)
     attempt.payload.update(evidence, replaced=old.version if old else None, deployments=moved)
-    reason = "promoted" if attempt.action == Action.PROMOTE else "rolled back"
+    if reason is None:
+        reason = "promoted" if attempt.action == Action.PROMOTE else "rolled back"
     attempt.record(session, from_state=from_state, to_state=State.PRODUCTION, reason=reason)
+
+
+def _demote(
+    session: Session,
+    attempt: Attempt,
+    model: Model,
+    old: Version,
+    now: datetime,
+    *,
+    bake_failed: bool,
+) -> None:
+    """The production version → gated (audited); with ``bake_failed`` (an automatic rollback)
+    it is marked as having failed its bake ``now``."""
+    check_transition(
+        Action.DEMOTE, State.PRODUCTION, State.GATED, subject=f"{model.name}:{old.version}"
+    )
+    old.state, old.demoted_at, old.state_changed_at = State.GATED, now, now
+    what = "rolled back from" if attempt.action == Action.ROLLBACK else "superseded by"
+    reason, payload = f"{what} {attempt.subject}", {"by": attempt.version}
+    if bake_failed:
+        old.bake_failed_at = now
+        reason = f"failed its bake; production rolled back to {attempt.subject}"
+        payload["bake_failed_at"] = now.isoformat()
+    session.flush()  # before the promotion: the partial unique index checks every row
+    attempt.record(
+        session,
+        action=Action.DEMOTE,
+        version=old.version,
+        from_state=State.PRODUCTION,
+        to_state=State.GATED,
+        reason=reason,
+        payload=payload,
+    )
 
 
 def _move_roles(session: Session, model: Model, row: Version) -> dict[str, list[int]]:

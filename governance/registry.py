@@ -168,17 +168,28 @@ class Registry:
         """gated → production, demoting the old production version (→ gated) and moving
         deployment roles, in one transaction; returns the new production version.
         ``sha256`` is what the caller measured on the artifact. Raises :class:`IntegrityError`
-        (sha256 differs), :class:`IllegalTransition` (state, approval, build, gate or shadow
-        rule), :class:`ConcurrentChange` (a concurrent promotion won)."""
+        (sha256 differs), :class:`IllegalTransition` (state, approval, build, gate, bake or
+        shadow rule), :class:`ConcurrentChange` (a concurrent promotion won)."""
         with self._write(Action.PROMOTE, actor, model, version) as (s, a):
             return promotion.promote(s, a, sha256=sha256)
 
-    def rollback(self, model: str, *, actor: str, sha256: str | None = None) -> VersionInfo:
-        """Return the most recently demoted version to production (the rules of promote but
-        the shadow rule, which a rollback is spared; ``sha256``, if given, is checked too);
-        returns it. Raises :class:`NotFoundError` when there is no previous version."""
+    def rollback(
+        self,
+        model: str,
+        *,
+        actor: str,
+        sha256: str | None = None,
+        reason: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Return the most recently demoted version to production under promote's rules but the
+        shadow rule (``sha256``, if given, is checked too); returns it. ``reason`` is the audit
+        row's; ``evidence`` (the bake watcher's figures, JSON, audited as ``"evidence"``) makes
+        it automatic: the version leaving production failed its bake (the bake rule, in
+        :mod:`governance.promotion`). Raises :class:`NotFoundError` (no previous version),
+        :class:`GovernanceError` (evidence not JSON), the errors of :meth:`promote`."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
-            return promotion.rollback(s, a, sha256=sha256)
+            return promotion.rollback(s, a, sha256=sha256, reason=reason, evidence=evidence)
 
     def retire(self, model: str, version: str, *, actor: str, reason: str) -> VersionInfo:
         """Any state except production → retired; returns the version. Raises
