@@ -218,7 +218,7 @@ class Registry:
         return self._read(queries.production_version, model)
 
     def previous_version(self, model: str) -> VersionInfo | None:
-        """Return the version :meth:`rollback` would restore (None if none)."""
+        """Return the version :meth:`rollback` would restore if its rules hold (None if none)."""
         return self._read(queries.previous_version, model)
 
     # -- evidence: the gate policy, gate and shadow runs, capacity (gates, shadow) -------------
