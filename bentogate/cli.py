@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bentogate import release, warm
+from bentogate import bake, release, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import AuditChainBroken, BentogateError, FleetDiverged, RolloutFailed
 from bentogate.inventory import audit_rows, inventory_rows, table, version_story
@@ -296,12 +296,17 @@ def shutdown(obj: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.option("--wait", is_flag=True, help="Stay until every warm version has reached its time.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Stay until every warm version has reached its time, watching the bake of the "
+    "versions that replaced them meanwhile (automatic rollback on a breach).",
+)
 @click.pass_obj
 def expire(obj: dict[str, Any], wait: bool) -> None:
     """Stop the previous production versions whose warm time (bento.keep_previous_s) is over."""
     ctx = _context(obj)
-    stopped = warm.stop_when_expired(ctx, progress=_echo) if wait else warm.stop_expired(ctx)
+    stopped = bake.watch_then_expire(ctx, progress=_echo) if wait else warm.stop_expired(ctx)
     for ref in stopped:
         click.echo(f"{ref} stopped")
     for entry in warm.warm_versions(ctx):

@@ -8,6 +8,7 @@ points at the new version) before it records or reports success.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,10 +386,19 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     return promoted
 
 
-def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
+def rollback(
+    ctx: Context,
+    model: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    evidence: dict[str, object] | None = None,
+) -> VersionInfo:
     """The previous production version takes the production port back: at once while it is
     still warm (``bento.keep_previous_s``), else restarted first. If HAProxy refuses, the DB
-    is put back to what HAProxy routes and the error is raised."""
+    is put back to what HAProxy routes and the error is raised. With ``evidence`` it is an
+    automatic rollback (the bake watcher's): audited with ``reason`` and those figures, and
+    the version it replaces needs a new passed gate before it can take production again."""
     with ctx.host_lock():
         current = ctx.registry.production_version(model)
         previous = ctx.registry.previous_version(model)
@@ -397,9 +407,18 @@ def rollback(ctx: Context, model: str, *, actor: str) -> VersionInfo:
         ref = Ref(model, previous.version)
         host.ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
         # Checked like a promotion: the bytes about to take traffic are the approved ones.
-        restored = ctx.registry.rollback(model, actor=actor, sha256=host.served_sha256(ctx, ref))
+        restored = ctx.registry.rollback(
+            model,
+            actor=actor,
+            sha256=host.served_sha256(ctx, ref),
+            reason=reason,
+            evidence=evidence,
+        )
         leaving = current.version if current is not None else None
-        _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+        if evidence is None:
+            _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+        else:
+            _cut_over_insisting(ctx, ref, leaving, actor=actor)
     warm.schedule_expiry(ctx)
     return restored
 
@@ -414,6 +433,22 @@ def _cut_over_or_restore(ctx: Context, ref: Ref, leaving: str | None, *, actor: 
         if leaving is not None and host.routed(ctx).get(ref.model) == leaving:
             ctx.registry.rollback(ref.model, actor=actor)
         raise
+
+
+def _cut_over_insisting(
+    ctx: Context, ref: Ref, leaving: str | None, *, actor: str, attempts: int = 3
+) -> None:
+    """An automatic rollback's cutover: the DB has taken the failing version out and must
+    not put it back (the bake rule refuses that), so HAProxy is asked again, up to
+    ``attempts`` times, a second apart; the last error is raised if it never agrees."""
+    for attempt in range(1, attempts + 1):
+        try:
+            host.cut_over(ctx, ref, leaving=leaving, actor=actor)
+            return
+        except BentogateError:
+            if attempt == attempts:
+                raise
+            time.sleep(1.0)
 
 
 def retire(ctx: Context, ref: Ref, *, actor: str, reason: str) -> VersionInfo:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from bentogate.bake import Reading, last_reading
 from bentogate.context import Context
 from bentogate.inventory import table
 from bentogate.warm import warm_versions
@@ -30,6 +32,9 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
             is_live = live is not None and live.version == deployment.version
             # A previous production version runs until then, for an instant rollback.
             until = warm_until.get((model.name, deployment.version))
+            reading = last_reading(ctx, model.name) if is_live else None
+            if reading is not None and reading.version != deployment.version:
+                reading = None  # the watcher's reading of another cutover
             rows.append(
                 {
                     "model": model.name,
@@ -37,6 +42,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
                     "state": str(version.state),
                     "role": "live" if is_live else str(deployment.role),
                     "warm_until": until.isoformat(timespec="seconds") if until else None,
+                    "bake": _bake_text(reading),
                     "production_port": model.production_port,
                     "candidate_port": ctx.candidate_port(model.production_port),
                     "backend_port": deployment.port,
@@ -61,10 +67,34 @@ _COLUMNS = (
     "role",
     "state",
     "warm_until",
+    "bake",
     "backend_port",
     "health",
     "check",
 )
+
+
+def _bake_text(reading: Reading | None) -> str | None:
+    """ "baking until 12:05:00 UTC: 0 of 412 5xx over 2.0 s; 380 rows compared: pass" (or
+    the breach that rolled it back)."""
+    if reading is None:
+        return None
+    if reading.breach is not None:
+        return f"rolled back at {reading.at}: {reading.breach}"
+    done = _past(reading.until)
+    return (
+        f"{'baked' if done else 'baking'} until {reading.until}: {reading.errors} of "
+        f"{reading.requests} 5xx over "
+        f"{reading.window_s:g} s; {reading.compared_rows} rows compared: "
+        f"{reading.score_verdict or 'none yet'} (at {reading.at})"
+    )
+
+
+def _past(moment: str) -> bool:
+    try:
+        return datetime.fromisoformat(moment) <= datetime.now(UTC)
+    except ValueError:
+        return False
 
 
 def status_table(rows: list[dict[str, Any]]) -> str:

@@ -9,7 +9,8 @@ holds the host lock, so an expiry never stops a version a rollback is taking bac
 
 Who stops it: on a fleet host its agent; elsewhere a detached ``bentogate expire --wait``
 that every cutover schedules (:func:`schedule_expiry`, called by the release workflow, so
-any caller of ``release.promote`` gets it) and ``bentogate shutdown`` cancels.
+any caller of ``release.promote`` gets it) and ``bentogate shutdown`` cancels; while it
+waits it watches the bake of the version that replaced it (:mod:`bentogate.bake`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bentogate import host
-from bentogate.context import Context, Progress, Ref
+from bentogate.context import Context, Ref
 from bentos import pid_alive
 from governance import SYSTEM_ACTOR, Role, State
 
@@ -66,23 +67,6 @@ def stop_expired(
         if expired:
             host.apply_routes(ctx)
     return expired
-
-
-def stop_when_expired(ctx: Context, progress: Progress, *, poll_s: float = 30.0) -> list[Ref]:
-    """Wait until every warm version on this host has reached its time, stopping each then;
-    returns what was stopped. The DB is read again at least every ``poll_s``: a rollback
-    meanwhile (the version is production again) or a later promotion is taken into account."""
-    stopped: list[Ref] = []
-    while pending := warm_versions(ctx):
-        delay = (pending[0].until - datetime.now(UTC)).total_seconds()
-        if delay > 0:
-            progress(f"{pending[0].ref} stays warm until {pending[0].until:%H:%M:%S} UTC")
-            time.sleep(min(delay, poll_s))
-            continue
-        for ref in stop_expired(ctx):
-            progress(f"{ref}: warm time over, stopped")
-            stopped.append(ref)
-    return stopped
 
 
 def _expirers_dir(ctx: Context) -> Path:

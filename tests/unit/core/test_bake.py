@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
@@ -45,13 +46,15 @@ def test_no_breach_at_the_limit_below_the_minimum_or_without_a_window(
 
 
 def test_status_says_what_the_watcher_saw() -> None:
-    reading = Reading("fraud", "3", "2", until="2026-12-05T12:05:00+00:00", at="12:00:01",
+    reading = Reading("fraud", "3", "2", until="2999-12-05T12:05:00+00:00", at="12:00:01",
                       requests=412, errors=0, window_s=2.0, compared_rows=380,
                       score_verdict="pass")  # fmt: skip
     assert _bake_text(reading) == (
-        "baking until 2026-12-05T12:05:00+00:00: 0 of 412 5xx over 2 s; 380 rows compared: "
+        "baking until 2999-12-05T12:05:00+00:00: 0 of 412 5xx over 2 s; 380 rows compared: "
         "pass (at 12:00:01)"
     )
+    over = replace(reading, until="2000-01-01T00:00:00+00:00")
+    assert _bake_text(over).startswith("baked until 2000-01-01T00:00:00+00:00: 0 of 412")  # type: ignore[union-attr]
     broke = Reading("fraud", "3", "2", until="-", at="12:00:02", breach="error ratio 20.0% …")
     assert _bake_text(broke) == "rolled back at 12:00:02: error ratio 20.0% …"
     assert _bake_text(None) is None
