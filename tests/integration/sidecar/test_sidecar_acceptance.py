@@ -540,7 +540,8 @@ def test_sidecar_kill_one_of_two_live_replicas_under_load_loses_nothing(host: Ho
         down_after = wait_down(host, host.v2, victim.port, killed)
         load.wait_for(200)
         # The record follows: the dead replica leaves the DB and, by a reload, HAProxy.
-        ctx.registry.end_deployment(victim.id)
+        alive = this_host.end_dead(ctx, Ref(MODEL, host.v2), actor=ACTORS.release)
+        assert [handle.pid for handle in alive] == [survivor.pid]
         this_host.apply_routes(ctx)
         load.wait_for(100)
     print(f"\nkill 1 of 2 replicas: DOWN after {down_after:.2f} s; {load.summary()}")
