@@ -187,6 +187,7 @@ def shut_down(settings: Settings, ctx: Context | None = None) -> None:
     context = ctx or Context(settings)
     try:
         release.shutdown(context, actor=ACTORS.release)
+        _collect_exits(context)
     finally:
         try:
             stop_sidecar(context.sidecar)
@@ -196,6 +197,14 @@ def shut_down(settings: Settings, ctx: Context | None = None) -> None:
             for pid in leftovers(settings.home):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def _collect_exits(ctx: Context) -> None:
+    """Let the runtime see every Bento it ever started on this host exit: one a test or
+    another process (``bentogate expire``, a CLI command) stopped is otherwise never
+    waited for, and its ``Popen`` warns (an error here) when it is collected."""
+    for d in ctx.registry.deployments(host=ctx.settings.host, active_only=False):
+        ctx.runtime.is_alive(ctx.handle(f"{d.model}:{d.version}", d.port, d.pid))
 
 
 def stop_sidecar(car: Sidecar) -> None:

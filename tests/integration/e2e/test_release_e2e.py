@@ -1,7 +1,12 @@
 """The whole release on real parts: governance DB, bentoml build/serve, haproxy, Locust.
 
-One module-scoped host (its own BENTOGATE_HOME and ports the OS says are free) goes through
-register → … → promote for v1 and v2, then rollback, failure detection and bad input.
+One module-scoped host (own BENTOGATE_HOME, a block of free ports; ``tests/hosts.py``) takes
+v1 and then v2 through register → … → promote with ``release.release``. Each test first
+brings the host to the state it needs through the release workflow (a function-scoped
+fixture named after it, ``hosts.reach``), so the tests pass in any order and one at a time:
+
+    released           v2 live, v1 warm: as the two releases left the host
+    v1_gone            v2 live, v1 (the previous version) no longer running
 """
 
 from __future__ import annotations
@@ -14,22 +19,33 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hosts import (
+    ACTORS,
+    HOST_PORTS,
+    Models,
+    Want,
+    host_settings,
+    reach,
+    register,
+    running_host,
+    settings_env,
+)
 
 from bentogate import release, warm
 from bentogate.context import Context, Ref
-from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.errors import GovernanceError, IntegrityError, NotFoundError
-from bentogate.settings import Settings
 from bentos import process_tree
+from governance import Role
 
 pytestmark = pytest.mark.integration
 
-ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
+MODEL = "fraud"
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
@@ -42,81 +58,68 @@ def post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, 
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    train, holdout = make_transactions(6000, seed=11).split(0.6)
-    paths = {"holdout": write_csv(holdout, root / "holdout.csv")}
-    for name, trees, depth in (("v1", 10, 2), ("v2", 40, 4)):
-        path = root / f"{name}.json"
-        train_xgboost(train, n_estimators=trees, max_depth=depth).save_model(str(path))  # type: ignore[attr-defined]
-        paths[name] = path
-    return paths
+@dataclass(frozen=True)
+class Story:
+    """The host after the two releases, and what each release left behind at once."""
+
+    ctx: Context
+    models: Models
+    v1: Ref
+    v2: Ref
+    after: dict[str, tuple[str, str]]  # release → (its state, the version the port answered)
 
 
 @pytest.fixture(scope="module")
-def ctx(
-    tmp_path_factory: pytest.TempPathFactory, port_block: Callable[[int], int]
-) -> Iterator[Context]:
-    base = port_block(16)
-    settings = Settings(
-        home=tmp_path_factory.mktemp("home"),
-        ports={
-            "production_start": base,
-            "production_step": 2,
-            "stats": base + 2,
-            "backend_start": base + 3,
-            "backend_end": base + 15,
-        },
-        # A short gate with limits that a loaded 2-core CI machine meets; the gate's
-        # strictness is tested in tests/integration/loadtest.
-        gate={
-            "rate": 100,
-            "duration_s": 4,
-            "warmup_s": 1,
-            "min_samples": 200,
-            "p50_ms": 100,
-            "p95_ms": 250,
-            "p99_ms": 500,
-            "max_regression": 50,
-            "max_tail_regression": 50,
-        },
-        # The tests stop warm versions themselves (below), no detached expirer.
-        bento={"expire_warm": "manual"},
+def story(
+    tmp_path_factory: pytest.TempPathFactory,
+    port_block: Callable[[int], int],
+    trained_models: Models,
+) -> Iterator[Story]:
+    settings = host_settings(tmp_path_factory.mktemp("home"), port_block(HOST_PORTS))
+    with running_host(settings) as ctx:
+        refs, after = {}, {}
+        for name in ("v1", "v2"):
+            ref = register(ctx, MODEL, getattr(trained_models, name), trained_models.holdout)
+            release.release(ctx, ref, trained_models.holdout, actors=ACTORS)
+            state = str(ctx.registry.get_version(MODEL, ref.version).state)
+            refs[name], after[name] = ref, (state, _live_version(ctx))
+        yield Story(ctx, trained_models, refs["v1"], refs["v2"], after)
+
+
+@pytest.fixture
+def released(story: Story) -> Context:
+    """v2 live (one replica), v1 warm (one replica): as the two releases left the host."""
+    reach(
+        story.ctx,
+        MODEL,
+        Want(story.v2.version, 1, other=story.v1.version, other_as="warm", other_replicas=1),
     )
-    context = Context(settings)
-    release.init(context)
-    try:
-        yield context
-    finally:
-        try:
-            release.shutdown(context, actor=ACTORS.release)
-        finally:
-            context.close()
+    return story.ctx
+
+
+@pytest.fixture
+def v1_gone(story: Story) -> Context:
+    """v2 live, v1 (the previous version) stopped: its warm time is over."""
+    reach(story.ctx, MODEL, Want(story.v2.version, 1, other=story.v1.version, other_as="stopped"))
+    previous = story.ctx.registry.previous_version(MODEL)
+    assert previous is not None and previous.version == story.v1.version
+    return story.ctx
 
 
 def _live_version(ctx: Context) -> str:
-    port = ctx.registry.get_model("fraud").production_port
+    port = ctx.registry.get_model(MODEL).production_port
     status, body = post(port, "/predict", json.dumps({"features": [0.0] * 220}).encode())
     assert status == 200, body
     return str(body["model_version"])
 
 
-def _release(ctx: Context, files: dict[str, Path], name: str) -> Ref:
-    info = release.register(ctx, "fraud", files[name], files["holdout"], developer=ACTORS.developer)
-    ref = Ref("fraud", info.version)
-    release.release(ctx, ref, files["holdout"], actors=ACTORS)
-    return ref
-
-
-def test_v1_then_v2_reach_production_through_the_gate(ctx: Context, files: dict[str, Path]) -> None:
-    v1 = _release(ctx, files, "v1")
-    assert str(ctx.registry.get_version("fraud", v1.version).state) == "production"
-    assert _live_version(ctx) == v1.version
-    v2 = _release(ctx, files, "v2")
+def test_v1_then_v2_reach_production_through_the_gate(story: Story, released: Context) -> None:
+    ctx, v1, v2 = released, story.v1, story.v2
+    # Each release took its version to production and the port answered with it at once.
+    assert story.after == {"v1": ("production", v1.version), "v2": ("production", v2.version)}
     assert _live_version(ctx) == v2.version
-    assert str(ctx.registry.get_version("fraud", v1.version).state) == "gated"
-    runs = ctx.registry.gate_runs("fraud", v2.version)
+    assert str(ctx.registry.get_version(MODEL, v1.version).state) == "gated"
+    runs = ctx.registry.gate_runs(MODEL, v2.version)
     assert runs and runs[-1].verdict == "pass"
     assert Path(runs[-1].report_path).is_file()
     # v1 stays warm for an instant rollback: running, health-checked, routed nothing.
@@ -125,29 +128,20 @@ def test_v1_then_v2_reach_production_through_the_gate(ctx: Context, files: dict[
     [server] = [
         s for s in ctx.sidecar.server_status() if s.server == f"v{v1.version}_{previous.port}"
     ]
-    assert server.healthy and ctx.sidecar.routes()["fraud"] == f"be_fraud_{v2.version}"
+    assert server.healthy and ctx.sidecar.routes()[MODEL] == f"be_fraud_{v2.version}"
     [entry] = warm.warm_versions(ctx)
-    demoted_at = ctx.registry.get_version("fraud", v1.version).demoted_at
+    demoted_at = ctx.registry.get_version(MODEL, v1.version).demoted_at
     assert demoted_at is not None
     assert (entry.ref, entry.until) == (v1, demoted_at + timedelta(seconds=300))
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a ``bentogate`` process exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
-    env["BENTOGATE_HOME"] = str(settings.home)
-    for group in ("ports", "haproxy", "bento", "gate", "agent"):
-        for key, value in getattr(settings, group).model_dump().items():
-            env[f"BENTOGATE_{group.upper()}__{key.upper()}"] = str(value)
-    return env
-
-
-def test_a_warm_version_is_stopped_once_its_time_is_over(ctx: Context) -> None:
+def test_a_warm_version_is_stopped_once_its_time_is_over(released: Context) -> None:
+    ctx = released
     [entry] = warm.warm_versions(ctx)
     assert warm.stop_expired(ctx) == []  # not yet: nothing changes
     assert warm.warm_versions(ctx) == [entry]
     # `bentogate expire --wait`, what promote leaves behind, here told the warm time is 0.1 s.
-    env = _settings_env(ctx.settings) | {"BENTOGATE_BENTO__KEEP_PREVIOUS_S": "0.1"}
+    env = settings_env(ctx.settings) | {"BENTOGATE_BENTO__KEEP_PREVIOUS_S": "0.1"}
     done = subprocess.run(
         [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
         env=env,
@@ -176,26 +170,27 @@ def test_a_warm_version_is_stopped_once_its_time_is_over(ctx: Context) -> None:
     ],
 )
 def test_bad_input_through_haproxy_is_a_400_naming_the_problem(
-    ctx: Context, body: bytes, message: str
+    released: Context, body: bytes, message: str
 ) -> None:
-    port = ctx.registry.get_model("fraud").production_port
+    port = released.registry.get_model("fraud").production_port
     status, answer = post(port, "/predict", body)
     assert status == 400
     assert message in answer["error"]
 
 
-def test_oversized_body_is_refused(ctx: Context) -> None:
-    port = ctx.registry.get_model("fraud").production_port
-    limit = ctx.settings.bento.max_body_bytes  # built into the Bento; HAProxy enforces it
+def test_oversized_body_is_refused(released: Context) -> None:
+    port = released.registry.get_model("fraud").production_port
+    limit = released.settings.bento.max_body_bytes  # built into the Bento; HAProxy enforces it
     status, _ = post(port, "/predict", b'{"features": [' + b"1," * (limit // 2) + b"1]}")
     assert status == 413
 
 
-def test_promote_without_a_passed_gate_is_refused(ctx: Context, files: dict[str, Path]) -> None:
-    info = release.register(ctx, "fraud", files["v1"], files["holdout"], developer=ACTORS.developer)
+def test_promote_without_a_passed_gate_is_refused(story: Story) -> None:
+    ctx = story.ctx
+    ref = register(ctx, MODEL, story.models.v1, story.models.holdout)
     with pytest.raises(GovernanceError):
-        release.promote(ctx, Ref("fraud", info.version), actor=ACTORS.release)
-    release.retire(ctx, Ref("fraud", info.version), actor=ACTORS.release, reason="test")
+        release.promote(ctx, ref, actor=ACTORS.release)
+    release.retire(ctx, ref, actor=ACTORS.release, reason="test")
 
 
 def _pids(ctx: Context, version: str) -> set[int | None]:
@@ -203,8 +198,9 @@ def _pids(ctx: Context, version: str) -> set[int | None]:
 
 
 def test_rollback_restores_the_previous_version_and_promote_returns(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
+    v1_gone: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctx = v1_gone
     live = ctx.registry.production_version("fraud")
     previous = ctx.registry.previous_version("fraud")
     assert live is not None and previous is not None
@@ -226,7 +222,8 @@ def test_rollback_restores_the_previous_version_and_promote_returns(
     assert _live_version(ctx) == live.version and _pids(ctx, live.version) == live_pids
 
 
-def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:
+def test_a_killed_live_bento_leaves_the_rotation(released: Context) -> None:
+    ctx = released
     live = ctx.registry.production_version("fraud")
     assert live is not None
     [deployment] = [
@@ -252,19 +249,18 @@ def test_a_killed_live_bento_leaves_the_rotation(ctx: Context) -> None:
     assert _live_version(ctx) == live.version
     [replacement] = [d for d in ctx.registry.deployments() if d.version == live.version]
     assert replacement.id != deployment.id
+    assert replacement.role == Role.LIVE  # it serves production: the next cutover demotes it
 
 
-def test_unknown_versions_are_named(ctx: Context) -> None:
+def test_unknown_versions_are_named(story: Story) -> None:
     with pytest.raises(NotFoundError, match="fraud:99"):
-        release.promote(ctx, Ref("fraud", "99"), actor=ACTORS.release)
+        release.promote(story.ctx, Ref("fraud", "99"), actor=ACTORS.release)
 
 
-def test_a_model_file_changed_after_approval_cannot_be_served(
-    ctx: Context, files: dict[str, Path]
-) -> None:
-    info = release.register(ctx, "fraud", files["v2"], files["holdout"], developer="dana")
-    ref = Ref("fraud", info.version)
-    release.validate(ctx, ref, files["holdout"], actor="vic")
+def test_a_model_file_changed_after_approval_cannot_be_served(story: Story) -> None:
+    ctx = story.ctx
+    ref = register(ctx, MODEL, story.models.v2, story.models.holdout)
+    release.validate(ctx, ref, story.models.holdout, actor="vic")
     release.approve(ctx, ref, actor="ana")
     release.build(ctx, ref, actor="rel")
     stored = ctx.settings.bentoml_home / "models" / "fraud" / ref.version / "model.onnx"
@@ -277,15 +273,16 @@ def test_a_model_file_changed_after_approval_cannot_be_served(
     assert str(ctx.registry.get_version("fraud", ref.version).state) == "approved"
 
 
-def test_two_promote_commands_racing_on_one_host_serialize(ctx: Context) -> None:
+def test_two_promote_commands_racing_on_one_host_serialize(released: Context) -> None:
     """Two `bentogate promote` processes for the same gated version at once: the host lock
     and the DB serialize them; one cuts over, the other is refused with the rule (exit 1,
     audited), and the record and the routing agree afterwards."""
+    ctx = released
     live = ctx.registry.production_version("fraud")
     previous = ctx.registry.previous_version("fraud")
     assert live is not None and previous is not None
     target = Ref("fraud", previous.version)
-    env = _settings_env(ctx.settings)
+    env = settings_env(ctx.settings)
     command = [sys.executable, "-m", "bentogate.cli", "promote", str(target), "--actor", "rel"]
     racers = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
