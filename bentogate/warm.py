@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,6 +100,9 @@ def schedule_expiry(ctx: Context) -> list[Warm]:
             start_new_session=True,  # outlives the command that scheduled it
         )
     (directory / f"{child.pid}.pid").write_text(f"{child.pid}\n")
+    # Reaped when it ends, if this process is still there then (no zombie, no Popen left
+    # to be collected while its child runs); a daemon thread never holds this process up.
+    threading.Thread(target=child.wait, name=f"expirer-{child.pid}", daemon=True).start()
     return pending
 
 

@@ -26,6 +26,9 @@ PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
 MAX_GENERATOR_CPU = 0.9  # Locust's own cpu_warning threshold, as a fraction of one core
 MIN_RATE_FRACTION = 0.95
+# Failures without an answer from the target (locustfile.KINDS): a saturated generator can
+# cause these itself; a status, a wrong version or a bad body is the target's own answer.
+_TRANSPORT_KINDS = frozenset({"connection", "unfinished"})
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,13 @@ def evaluate(
         )
     if cand.error_ratio > policy.max_error_ratio:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in cand.errors.items())
-        violations.append(
-            f"error ratio {cand.error_ratio:.2%} > {policy.max_error_ratio:.2%} ({kinds})"
-        )
+        text = f"error ratio {cand.error_ratio:.2%} > {policy.max_error_ratio:.2%} ({kinds})"
+        if client_doubts and set(cand.errors) <= _TRANSPORT_KINDS:
+            # No answer came (no connection, not finished) while the generator itself could
+            # not hold the rate: its own stalls may be why. Never a pass; not a verdict.
+            client_doubts.append(f"{text}: no answer while the generator was saturated")
+        else:
+            violations.append(text)
     live = figures.get(LIVE)
     if live is not None and math.isnan(live.p50_ms):
         doubts.append("live: no successful request to compare against")

@@ -67,7 +67,9 @@ def test_a_slow_target_fails_on_p99_every_time(standin: StandIn, tmp_path: Path)
         p99 = [r for r in result.reasons if r.startswith("client p99 ")]
         assert p99 and p99[0].endswith("> 25.0 ms"), result.reasons
         assert result.figures["candidate"].p50_ms >= 30  # from the intended send time
-        assert result.figures["candidate"].server_p50_ms >= 30  # the sleep is its own time
+        # The sleep is its own time. asyncio fires a timer up to its clock resolution early
+        # (29.994 ms measured for a 30 ms sleep): within 0.1 ms of it.
+        assert result.figures["candidate"].server_p50_ms >= 29.9
 
 
 def test_five_percent_errors_fail_on_error_ratio_though_fast(
@@ -93,7 +95,7 @@ def test_an_unreachable_rate_is_inconclusive(standin: StandIn, tmp_path: Path) -
     policy = GatePolicy.from_dict({**POLICY.to_dict(), "rate": 20000.0, "users": 32,
                                    "warmup_s": 1.0, "duration_s": 3.0})  # fmt: skip
     result = gate(tmp_path, standin(), policy=policy)
-    assert result.verdict == INCONCLUSIVE
+    assert result.verdict == INCONCLUSIVE, result.reasons
     assert any("achieved rate" in r or "generator CPU" in r for r in result.reasons)
 
 

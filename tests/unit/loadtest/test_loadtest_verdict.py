@@ -173,3 +173,16 @@ def test_live_rate_shortfall_is_inconclusive_and_live_limits_do_not_apply() -> N
 def test_candidate_is_required() -> None:
     with pytest.raises(KeyError):
         evaluate(POLICY, {"live": figs()}, GOOD, 0.3)
+
+
+def test_transport_errors_of_a_saturated_generator_are_not_charged_to_the_target() -> None:
+    """No answer (connection, unfinished) while the generator was at its CPU limit: doubt;
+    an HTTP error status in the same run is the target's own answer: a violation."""
+    saturated = 0.97
+    silent = figs(errors={"connection": 40, "unfinished": 10}, error_ratio=0.05)
+    verdict = evaluate(POLICY, {"candidate": silent}, GOOD, saturated)
+    assert verdict.verdict == INCONCLUSIVE
+    assert any("no answer while the generator was saturated" in r for r in verdict.reasons)
+    answered = figs(errors={"status 500": 40}, error_ratio=0.04)
+    assert evaluate(POLICY, {"candidate": answered}, GOOD, saturated).verdict == FAIL
+    assert evaluate(POLICY, {"candidate": silent}, GOOD, 0.3).verdict == FAIL
