@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from hosts import host_settings, settings_env
 
 from bentogate.context import Context
 from bentogate.settings import Settings
@@ -143,40 +144,24 @@ class Host:
 def make_host(
     name: str, index: int, base: int, home: Path, db_url: str, shared: Path, **agent: Any
 ) -> Host:
-    """Host ``index`` of a fleet whose models' production ports start at ``base``."""
-    offset = HOST_SPAN * (index + 1)
-    ports = {
-        "production_start": base,
-        "production_step": 2,
-        "host_offset": offset,
-        "stats": base + offset + 2,
-        "backend_start": base + offset + 3,
-        "backend_end": base + offset + HOST_SPAN - 1,
-    }
+    """Host ``index`` of a fleet whose models' production ports start at ``base``: its
+    ports are the block ``base + HOST_SPAN * (index + 1)`` (``hosts.port_layout``)."""
     agent_settings = {"interval_s": 0.5, "max_backoff_s": 2.0, "stale_after_s": 20.0, **agent}
-    settings = Settings(
-        home=home,
+    settings = host_settings(
+        home,
+        base,
+        size=HOST_SPAN,
+        models=1,
+        host_offset=HOST_SPAN * (index + 1),
         db_url=db_url,
         host=name,
         shared_bentos_dir=shared,
-        ports=ports,
         agent=agent_settings,
         # Versions stop as soon as they leave production: these tests count what runs
         # (warm previous versions: tests/unit/fleet/test_fleet_warm.py, e2e, sidecar).
         bento={"ready_timeout_s": 120, "keep_previous_s": 0, "expire_warm": "agent"},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
-    env.update(
-        BENTOGATE_HOME=str(home),
-        BENTOGATE_DB_URL=db_url,
-        BENTOGATE_HOST=name,
-        BENTOGATE_SHARED_BENTOS_DIR=str(shared),
-        BENTOGATE_BENTO__READY_TIMEOUT_S="120",
-        BENTOGATE_BENTO__KEEP_PREVIOUS_S="0",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update({f"BENTOGATE_PORTS__{k.upper()}": str(v) for k, v in ports.items()})
-    env.update({f"BENTOGATE_AGENT__{k.upper()}": str(v) for k, v in agent_settings.items()})
+    env = settings_env(settings) | {"PYTHONUNBUFFERED": "1"}
     return Host(name, settings, env, home / "agent.log")
 
 

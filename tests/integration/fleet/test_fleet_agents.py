@@ -1,15 +1,19 @@
 """Three API hosts, one PostgreSQL: agents converge, promote under load, survive a kill and
 a database outage.
 
-One module-scoped fleet (a story, like the e2e test): a release workstation builds v1 and v2
-into the shared archive directory; three hosts (own BENTOGATE_HOME, ports, HAProxy; the
-model's port + a per-host offset) each run ``python -m bentogate.cli agent`` as a real
-subprocess. The gate itself is exercised in tests/integration/e2e and loadtest; here its
-passing verdict is recorded directly so that the fleet is what is under test.
+One module-scoped fleet: a release workstation builds v1 and v2 into the shared archive
+directory; three hosts (own BENTOGATE_HOME, ports, HAProxy; the model's port + a per-host
+offset; ``tests/hosts.py``) each run ``python -m bentogate.cli agent`` as a real subprocess.
+Each test first brings the fleet to the state it needs (every agent running, PostgreSQL up,
+the fleet consistent, serving the version named by the fixture, by a fleet promotion when
+it does not), so the tests pass in any order and one at a time. The gate itself is
+exercised in tests/integration/e2e and loadtest; here its passing verdict is recorded
+directly so that the fleet is what is under test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from fleet_support import (
+    HOST_SPAN,
     PG_DEFAULT,
     Host,
     Load,
@@ -29,25 +34,28 @@ from fleet_support import (
     predict,
     wait_for,
 )
+from hosts import ACTORS, Models, host_lifetime, host_settings, register
 
 from bentogate import fleet, release
 from bentogate.cli import main
 from bentogate.context import Context, Ref
-from bentogate.data import make_transactions, train_xgboost, write_csv
-from bentogate.settings import Settings
 from bentos import pid_alive, process_tree
 from governance import RolloutInfo
 
 pytestmark = pytest.mark.integration
 
-ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
 MODEL = "fraud"
+NAMES = ("h1", "h2", "h3")
+
+
+def _pg_base() -> str:
+    return os.environ.get("BENTOGATE_TEST_PG_URL") or PG_DEFAULT
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     configured = os.environ.get("BENTOGATE_TEST_PG_URL")
-    base = configured or PG_DEFAULT
+    base = _pg_base()
     problem = pg_problem(base)
     if problem is not None:
         if configured:
@@ -63,30 +71,31 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def workstation(
-    tmp_path_factory: pytest.TempPathFactory, pg_url: str, port_block: Callable[[int], int]
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
+    port_block: Callable[[int], int],
+    trained_models: Models,
 ) -> Iterator[tuple[Context, dict[str, str]]]:
     """The release workstation: v1 and v2 registered, approved, built (archives in the
-    shared directory) and gated; nothing served here."""
+    shared directory) and gated; nothing served here. Its port block is followed by one
+    block per fleet host."""
     root = tmp_path_factory.mktemp("fleet")
-    train, holdout = make_transactions(3000, seed=5).split(0.6)
-    holdout_csv = write_csv(holdout, root / "holdout.csv")
-    base = port_block(40)
-    settings = Settings(
-        home=root / "rel",
+    settings = host_settings(
+        root / "rel",
+        port_block(HOST_SPAN * (1 + len(NAMES))),
+        size=HOST_SPAN,
+        models=1,
         db_url=pg_url,
         host="workstation",
         shared_bentos_dir=root / "shared",
-        ports={"production_start": base, "production_step": 2},
     )
     ctx = Context(settings)
     release.init(ctx)
+    holdout = trained_models.holdout
     versions = {}
-    for name, trees in (("v1", 10), ("v2", 20)):
-        model_file = root / f"{name}.json"
-        train_xgboost(train, n_estimators=trees, max_depth=3).save_model(str(model_file))  # type: ignore[attr-defined]
-        info = release.register(ctx, MODEL, model_file, holdout_csv, developer=ACTORS.developer)
-        ref = Ref(MODEL, info.version)
-        release.validate(ctx, ref, holdout_csv, actor=ACTORS.validator)
+    for name in ("v1", "v2"):
+        ref = register(ctx, MODEL, getattr(trained_models, name), holdout)
+        release.validate(ctx, ref, holdout, actor=ACTORS.validator)
         release.approve(ctx, ref, actor=ACTORS.approver)
         release.build(ctx, ref, actor=ACTORS.release)
         ctx.registry.stage(MODEL, ref.version, actor=ACTORS.release)
@@ -118,37 +127,60 @@ def hosts(
     shared = ctx.settings.bentos_dir
     fleet_hosts = [
         make_host(name, i, base, tmp_path_factory.mktemp(name), pg_url, shared)
-        for i, name in enumerate(("h1", "h2", "h3"))
+        for i, name in enumerate(NAMES)
     ]
-    try:
+    with contextlib.ExitStack() as stack:
+        # At the end, in this order: PostgreSQL up, agents stopped, hosts shut down.
+        for host in fleet_hosts:
+            stack.enter_context(host_lifetime(host.settings))
+        for host in fleet_hosts:
+            stack.callback(host.stop_agent)
+        stack.callback(pg_start, _pg_base())
         for host in fleet_hosts:
             host.start_agent()
-        wait_for(
-            lambda: {h.name for h in fleet.live_hosts(ctx)} == {"h1", "h2", "h3"},
-            60,
-            "three heartbeats",
-        )
         yield fleet_hosts
-    finally:
-        pg_start(PG_DEFAULT if not os.environ.get("BENTOGATE_TEST_PG_URL") else pg_url)
-        for host in fleet_hosts:
-            host.stop_agent()
-        for host in fleet_hosts:
-            _shut_down(host)
 
 
-def _shut_down(host: Host) -> None:
-    context = host.context()
-    try:
-        pids = [d.pid for d in context.registry.deployments(host=host.name) if d.pid]
-        release.shutdown(context, actor=ACTORS.release)
-    finally:
-        context.sidecar.stop()
-        context.close()
-    for pid in pids:  # nothing may outlive the test, recorded or not
-        for child in process_tree(pid):
-            if pid_alive(child):
-                os.kill(child, signal.SIGKILL)
+def _converge(ctx: Context, hosts: list[Host], version: str | None) -> None:
+    """Every agent running with a recent heartbeat, PostgreSQL up; with ``version``, the
+    fleet consistent and every host serving it (a fleet promotion first if it is not
+    production). (Without a production version the fleet is not "consistent": each host
+    reports the model unhealthy, as it serves nothing.)"""
+    pg_start(_pg_base())
+    for host in hosts:
+        if not host.agent_alive():
+            host.start_agent()
+    wait_for(lambda: {h.name for h in fleet.live_hosts(ctx)} == set(NAMES), 60, "heartbeats")
+    live = ctx.registry.production_version(MODEL)
+    if version is not None and (live is None or live.version != version):
+        done = _settled(ctx, _promote(ctx, version))
+        assert done.status == "complete", (done.outcome, _dump(hosts))
+    if version is not None:
+        wait_for(lambda: fleet.consistent(fleet.fleet_rows(ctx)), 60, "a consistent fleet")
+        wait_for(lambda: _all_serve(hosts, ctx, version), 60, f"every host serving {version}")
+        wait_for(lambda: all(_single_deployment(ctx, h) for h in hosts), 30, "old versions gone")
+
+
+@pytest.fixture
+def on_v1(workstation: tuple[Context, dict[str, str]], hosts: list[Host]) -> None:
+    """Every host serves v1."""
+    ctx, versions = workstation
+    _converge(ctx, hosts, versions["v1"])
+
+
+@pytest.fixture
+def on_v2(workstation: tuple[Context, dict[str, str]], hosts: list[Host]) -> None:
+    """Every host serves v2."""
+    ctx, versions = workstation
+    _converge(ctx, hosts, versions["v2"])
+
+
+@pytest.fixture
+def not_on_v1(workstation: tuple[Context, dict[str, str]], hosts: list[Host]) -> None:
+    """v1 is not production: none is yet (a fresh fleet), or v2 is, on every host."""
+    ctx, versions = workstation
+    live = ctx.registry.production_version(MODEL)
+    _converge(ctx, hosts, versions["v2"] if live is not None else None)
 
 
 def _ports(hosts: list[Host], ctx: Context) -> list[int]:
@@ -184,6 +216,7 @@ def _records_match_processes(host: Host) -> None:
         context.close()
 
 
+@pytest.mark.usefixtures("not_on_v1")
 def test_fleet_agents_converge_on_one_version(
     workstation: tuple[Context, dict[str, str]],
     hosts: list[Host],
@@ -210,6 +243,7 @@ def test_fleet_agents_converge_on_one_version(
     assert "h1" in out and "h3" in out and "DIVERGED" not in out
 
 
+@pytest.mark.usefixtures("on_v1")
 def test_fleet_promotion_under_load_loses_no_request(
     workstation: tuple[Context, dict[str, str]], hosts: list[Host]
 ) -> None:
@@ -237,6 +271,7 @@ def test_fleet_promotion_under_load_loses_no_request(
     print(f"\nfleet promotion: {took:.1f} s, {load.total} requests, 0 errors")
 
 
+@pytest.mark.usefixtures("on_v2")
 def test_fleet_agent_killed_mid_promotion_restarts_and_finishes(
     workstation: tuple[Context, dict[str, str]], hosts: list[Host]
 ) -> None:
@@ -274,6 +309,7 @@ def _single_deployment(ctx: Context, host: Host) -> bool:
     return len(ctx.registry.deployments(host=host.name)) == 1
 
 
+@pytest.mark.usefixtures("on_v1")
 def test_fleet_rolls_back_on_every_host_when_one_misses_the_deadline(
     workstation: tuple[Context, dict[str, str]], hosts: list[Host]
 ) -> None:
@@ -296,11 +332,12 @@ def test_fleet_rolls_back_on_every_host_when_one_misses_the_deadline(
     assert "rollback" in actions
 
 
+@pytest.mark.usefixtures("on_v1")
 def test_fleet_keeps_serving_without_postgres_and_agents_recover(
     workstation: tuple[Context, dict[str, str]], hosts: list[Host]
 ) -> None:
     ctx, _ = workstation
-    base = os.environ.get("BENTOGATE_TEST_PG_URL") or PG_DEFAULT
+    base = _pg_base()
     ports = _ports(hosts, ctx)
     with Load(ports) as load:
         pg_stop()
@@ -329,6 +366,7 @@ def test_fleet_keeps_serving_without_postgres_and_agents_recover(
     print(f"\nPostgreSQL down {outage:.1f} s: {load.total} requests, 0 errors")
 
 
+@pytest.mark.usefixtures("on_v1")
 def test_fleet_agent_repairs_a_dead_live_bento(
     workstation: tuple[Context, dict[str, str]], hosts: list[Host]
 ) -> None:
