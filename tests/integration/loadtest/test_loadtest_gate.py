@@ -68,8 +68,10 @@ def test_a_slow_target_fails_on_p99_every_time(standin: StandIn, tmp_path: Path)
         assert p99 and p99[0].endswith("> 25.0 ms"), result.reasons
         assert result.figures["candidate"].p50_ms >= 30  # from the intended send time
         # The sleep is its own time. asyncio fires a timer up to its clock resolution early
-        # (29.994 ms measured for a 30 ms sleep): within 0.1 ms of it.
-        assert result.figures["candidate"].server_p50_ms >= 29.9
+        # and the stand-in reads another clock: 29.994 and 29.892 ms were measured for a
+        # 30 ms sleep on this machine. 29.5 ms still tells a counted sleep (~30 ms) from an
+        # uncounted one (~0.1 ms).
+        assert result.figures["candidate"].server_p50_ms >= 29.5
 
 
 def test_five_percent_errors_fail_on_error_ratio_though_fast(
