@@ -21,6 +21,10 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and ben
 Progress = Callable[[str], None]  # where a long step reports what it is doing, one line each
 
 
+def no_progress(_: str) -> None:
+    """The default :data:`Progress`: reports nothing."""
+
+
 @dataclass(frozen=True)
 class Ref:
     """``<model>:<version>`` as the user types it."""

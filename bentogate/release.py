@@ -1,6 +1,7 @@
 """The release workflow: each step is plain Python over the parts; the CLI only calls these.
 
-register → validate → approve → build → deploy → gate → promote (→ rollback, retire).
+register → validate → approve → build → deploy → gate → promote (→ rollback, retire); the
+evidence steps (gate, shadow, capacity, the gate policy) are in :mod:`bentogate.gating`.
 Every step checks the governance DB first (it refuses what the lifecycle forbids) and
 verifies its effect on the real parts (a Bento is ready, HAProxy reports L7OK, the map
 points at the new version) before it records or reports success.
@@ -14,43 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bentogate import host, warm
-from bentogate.context import Context, Progress, Ref, artifact_dir
+from bentogate.context import Context, Progress, Ref, artifact_dir, no_progress
 from bentogate.data import read_csv
-from bentogate.errors import (
-    BentogateError,
-    GateFailed,
-    GateInconclusive,
-    IllegalTransition,
-    NotFoundError,
-    ShadowFailed,
-    ShadowInconclusive,
-    ValidationFailed,
-)
+from bentogate.errors import BentogateError, IllegalTransition, NotFoundError, ValidationFailed
+
+# The evidence steps are part of the workflow: ``release.gate`` etc. stay where callers
+# (the CLI, bake, tests, benchmarks) have always found them.
+from bentogate.gating import capacity as capacity
+from bentogate.gating import gate, gate_policy, needs_shadow, shadow
+from bentogate.gating import gate_targets as gate_targets
+from bentogate.gating import set_gate_policy as set_gate_policy
 from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality
 from bentos import VersionSpec, build_bento, containerize, export_bento
-from governance import (
-    Action,
-    DeploymentInfo,
-    Role,
-    State,
-    Verdict,
-    VersionInfo,
-    next_release_action,
-)
-from loadtest import (
-    CapacityResult,
-    GatePolicy,
-    GateResult,
-    ShadowResult,
-    Target,
-    find_capacity,
-    run_gate,
-    run_shadow,
-)
-
-
-def _quiet(_: str) -> None:
-    return None
+from governance import Action, DeploymentInfo, Role, State, VersionInfo, next_release_action
 
 
 def init(ctx: Context) -> None:
@@ -192,178 +169,6 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     return ctx.registry.stage(ref.model, ref.version, actor=actor)
 
 
-def gate_policy(ctx: Context, model: str) -> GatePolicy:
-    """The model's policy from the governance DB, or the settings' default policy."""
-    stored = ctx.registry.gate_policy(model)
-    return GatePolicy.from_dict(stored) if stored else GatePolicy.from_settings(ctx.settings.gate)
-
-
-def set_gate_policy(
-    ctx: Context, model: str, changes: dict[str, float], *, actor: str
-) -> GatePolicy:
-    """Store ``changes`` on top of the model's current policy (validated, audited)."""
-    policy = GatePolicy.from_dict({**gate_policy(ctx, model).to_dict(), **changes})
-    ctx.registry.set_gate_policy(model, policy.to_dict(), actor=actor)
-    return policy
-
-
-def capacity(
-    ctx: Context, ref: Ref, *, actor: str, max_rate: float, progress: Progress = _quiet
-) -> CapacityResult:
-    """Search the highest rate at which the staged version still meets its policy's p99;
-    record it in the inventory."""
-    info = ctx.registry.get_version(ref.model, ref.version)
-    artifact = load_artifact(artifact_dir(info.artifact_uri))
-    host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
-    host.route_candidate(ctx, ref)
-    candidate, _ = gate_targets(ctx, ref)
-    result = find_capacity(
-        candidate,
-        artifact.reference_rows.astype(float).tolist(),
-        gate_policy(ctx, ref.model),
-        ctx.settings.reports_dir / f"capacity-{ref.model}-{ref.version}-{_stamp()}",
-        max_rate=max_rate,
-        progress=progress,
-    )
-    ctx.registry.record_capacity(
-        ref.model,
-        ref.version,
-        actor=actor,
-        rate=result.rate,
-        details={"limited_by": result.limited_by, "runs": [list(run) for run in result.runs]},
-    )
-    return result
-
-
-def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = _quiet) -> GateResult:
-    """Load-test the candidate through HAProxy (and live in the same run); record the verdict.
-
-    Raises GateFailed (exit 1) or GateInconclusive (exit 2) after recording the run.
-    """
-    info = ctx.registry.get_version(ref.model, ref.version)
-    artifact = load_artifact(artifact_dir(info.artifact_uri))
-    host.wait_healthy(ctx, ref)
-    candidate, live_target = gate_targets(ctx, ref)
-    policy = gate_policy(ctx, ref.model)
-    out_dir = ctx.settings.reports_dir / f"gate-{ref.model}-{ref.version}-{_stamp()}"
-    result = run_gate(
-        candidate,
-        artifact.reference_rows.astype(float).tolist(),
-        policy,
-        out_dir,
-        live=live_target,
-        progress=progress,
-    )
-    ctx.registry.record_gate(
-        ref.model,
-        ref.version,
-        actor=actor,
-        policy=policy.to_dict(),
-        results=result.to_dict(),
-        verdict=result.verdict,
-        report_path=str(result.report_html),
-        compared_with=live_target.expected_version if live_target else None,
-    )
-    if result.verdict == Verdict.FAIL:
-        raise GateFailed(_refusal("gate failed", ref, result.reasons, result.report_html))
-    if result.verdict == Verdict.INCONCLUSIVE:
-        raise GateInconclusive(
-            _refusal("gate inconclusive", ref, result.reasons, result.report_html)
-        )
-    return result
-
-
-def shadow(ctx: Context, ref: Ref, *, actor: str) -> ShadowResult:
-    """Score the recent rows of live clients (kept by the live Bentos of this host) on the
-    candidate and on live, compare, judge with the model's policy; record the run.
-
-    Raises NotFoundError without a live version or without kept rows, ShadowFailed (exit 1)
-    or ShadowInconclusive (exit 2) after recording the run.
-    """
-    info = ctx.registry.get_version(ref.model, ref.version)
-    live = ctx.registry.production_version(ref.model)
-    if live is None or live.version == ref.version:
-        raise NotFoundError(f"{ref}: no other production version to shadow against")
-    sources = host.recent_rows(ctx, Ref(ref.model, live.version))
-    rows = [row for kept in sources.values() for row in kept]
-    if not rows:
-        raise NotFoundError(
-            f"{ref}: the live {ref.model}:{live.version} kept no recent client rows on this "
-            "host (bento.recent_rows; rows are kept in memory, a restart loses them)"
-        )
-    host.wait_healthy(ctx, ref)
-    candidate, live_target = gate_targets(ctx, ref)
-    assert live_target is not None  # a production version other than ref exists
-    policy = gate_policy(ctx, ref.model)
-    result = run_shadow(
-        candidate,
-        live_target,
-        rows,
-        info.threshold,
-        policy,
-        ctx.settings.reports_dir / f"shadow-{ref.model}-{ref.version}-{_stamp()}",
-        sources={str(port): len(kept) for port, kept in sources.items()},
-    )
-    ctx.registry.record_shadow(
-        ref.model,
-        ref.version,
-        actor=actor,
-        policy=policy.to_dict(),
-        results=result.to_dict(),
-        verdict=result.verdict,
-        report_path=str(result.report_html),
-        compared_with=live.version,
-    )
-    if result.verdict == Verdict.FAIL:
-        raise ShadowFailed(_refusal("shadow failed", ref, result.reasons, result.report_html))
-    if result.verdict == Verdict.INCONCLUSIVE:
-        raise ShadowInconclusive(
-            _refusal("shadow inconclusive", ref, result.reasons, result.report_html)
-        )
-    return result
-
-
-def _needs_shadow(ctx: Context, ref: Ref) -> bool:
-    """True if the model's policy requires a shadow run that ``ref`` has not passed since
-    its build (a model's first version has nothing to be shadowed against)."""
-    if not gate_policy(ctx, ref.model).require_shadow:
-        return False
-    live = ctx.registry.production_version(ref.model)
-    if live is None or live.version == ref.version:
-        return False
-    built = ctx.registry.get_version(ref.model, ref.version).built_at
-    return not any(
-        run.verdict == Verdict.PASS and built is not None and run.created_at > built
-        for run in ctx.registry.shadow_runs(ref.model, ref.version)
-    )
-
-
-def _refusal(what: str, ref: Ref, reasons: tuple[str, ...], report: Path) -> str:
-    """``<what> for fraud:2: <reason>; <reason> (report: <path>)``: why, with the measured
-    and the allowed values, and where the whole report is."""
-    return f"{what} for {ref}: {'; '.join(reasons)} (report: {report})"
-
-
-def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
-    """What the gate drives for ``ref``: the candidate through HAProxy's candidate port, and
-    the production version (if another) through the production port, as clients reach it."""
-    model = ctx.registry.get_model(ref.model)
-    candidate = Target(
-        "candidate", f"http://127.0.0.1:{ctx.candidate_port(model.production_port)}", ref.version
-    )
-    live = ctx.registry.production_version(ref.model)
-    if live is None or live.version == ref.version:
-        return candidate, None
-    port = ctx.production_port(model.production_port)
-    return candidate, Target("live", f"http://127.0.0.1:{port}", live.version)
-
-
-def _stamp() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-
-
 def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
     """Blue-green: the gated candidate takes the production port; the old live drains and
     stays warm (``bento.keep_previous_s``; its expiry is scheduled, :func:`warm.schedule_expiry`).
@@ -481,7 +286,7 @@ def next_step(info: VersionInfo) -> Action | None:
 
 
 def release(
-    ctx: Context, ref: Ref, holdout_csv: Path, *, actors: Actors, progress: Progress = _quiet
+    ctx: Context, ref: Ref, holdout_csv: Path, *, actors: Actors, progress: Progress = no_progress
 ) -> VersionInfo:
     """validate → approve → build → deploy → gate → promote, resuming from the version's state.
 
@@ -496,7 +301,7 @@ def release(
         Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release),
     }
     while (step := next_step(ctx.registry.get_version(ref.model, ref.version))) is not None:
-        if step == Action.PROMOTE and _needs_shadow(ctx, ref):
+        if step == Action.PROMOTE and needs_shadow(ctx, ref):
             progress(f"{ref}: shadow")  # the policy asks for live evidence first
             shadow(ctx, ref, actor=actors.release)
         progress(f"{ref}: {_STEP_NAMES.get(step, step)}")

@@ -12,17 +12,10 @@ import csv
 import io
 import socket
 from pathlib import Path
-from typing import Protocol
 
 from bentogate.errors import HAProxyError, NotFoundError
 
 SERVER_STATES = ("ready", "drain", "maint")
-
-
-class CommandChannel(Protocol):
-    """Anything that runs one Runtime API command and returns its text (fakes in tests)."""
-
-    def execute(self, command: str) -> str: ...
 
 
 class RuntimeAPI:
@@ -89,10 +82,6 @@ class RuntimeAPI:
     def add_map(self, map_path: Path | str, key: str, value: str) -> None:
         """Add a map entry (``add map``)."""
         self._quiet(f"add map {map_path} {key} {value}")
-
-    def del_map(self, map_path: Path | str, key: str) -> None:
-        """Remove a map entry (``del map``)."""
-        self._quiet(f"del map {map_path} {key}")
 
     def set_server_state(self, backend: str, server: str, state: str) -> None:
         """``set server <backend>/<server> state ready|drain|maint``."""

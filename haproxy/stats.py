@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 SERVER_TYPE = "2"  # show stat "type": 0 frontend, 1 backend, 2 server, 3 listener
 
@@ -67,36 +68,33 @@ class ServerStatus:
     @classmethod
     def from_row(cls, row: dict[str, str]) -> ServerStatus:
         """Build from one ``show stat`` row of type server."""
+        # Any: each value goes to its own field, int or int | None as the tables below say.
+        measured: dict[str, Any] = {name: _int(row.get(col)) for name, col in _MEASURED.items()}
         return cls(
             backend=row["pxname"],
             server=row["svname"],
             status=row.get("status", ""),
             check_status=row.get("check_status", "").lstrip("* "),
-            check_duration_ms=_int(row.get("check_duration")),
-            check_code=_int(row.get("check_code")),
             last_chk=row.get("last_chk", ""),
             check_desc=row.get("check_desc", ""),
-            scur=_int(row.get("scur")) or 0,
-            qcur=_int(row.get("qcur")) or 0,
-            stot=_int(row.get("stot")) or 0,
-            rate=_int(row.get("rate")) or 0,
-            rate_max=_int(row.get("rate_max")) or 0,
-            hrsp_2xx=_int(row.get("hrsp_2xx")) or 0,
-            hrsp_4xx=_int(row.get("hrsp_4xx")) or 0,
-            hrsp_5xx=_int(row.get("hrsp_5xx")) or 0,
-            econ=_int(row.get("econ")) or 0,
-            eresp=_int(row.get("eresp")) or 0,
-            srv_abrt=_int(row.get("srv_abrt")) or 0,
-            wretr=_int(row.get("wretr")) or 0,
-            wredis=_int(row.get("wredis")) or 0,
-            qtime_ms=_int(row.get("qtime")),
-            ctime_ms=_int(row.get("ctime")),
-            rtime_ms=_int(row.get("rtime")),
-            ttime_ms=_int(row.get("ttime")),
-            lastchg_s=_int(row.get("lastchg")),
-            downtime_s=_int(row.get("downtime")),
             address=row.get("addr", ""),
+            **{name: _int(row.get(name)) or 0 for name in _COUNTERS},
+            **measured,
         )
+
+
+# Columns of ``show stat`` read as counters, under their own names: an empty one is 0.
+_COUNTERS = (
+    "scur", "qcur", "stot", "rate", "rate_max", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "econ",
+    "eresp", "srv_abrt", "wretr", "wredis",
+)  # fmt: skip
+
+# Fields read from a column that may be empty (not measured yet): None then.
+_MEASURED = {
+    "check_duration_ms": "check_duration", "check_code": "check_code", "qtime_ms": "qtime",
+    "ctime_ms": "ctime", "rtime_ms": "rtime", "ttime_ms": "ttime", "lastchg_s": "lastchg",
+    "downtime_s": "downtime",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -207,11 +207,12 @@ def _collect_exits(ctx: Context) -> None:
         ctx.runtime.is_alive(ctx.handle(f"{d.model}:{d.version}", d.port, d.pid))
 
 
-def stop_sidecar(car: Sidecar) -> None:
-    """Stop a sidecar's haproxy; SIGKILL its master if it is still the same one after that."""
+def stop_sidecar(car: Sidecar, timeout: float = 5.0) -> None:
+    """Stop a sidecar's haproxy (``timeout`` s for a graceful stop); SIGKILL its master if it
+    is still the same one after that."""
     pid = car.process.master_pid()
     try:
-        car.stop(timeout=5)
+        car.stop(timeout=timeout)
     finally:
         if pid is not None and car.process.master_pid() == pid:
             with contextlib.suppress(ProcessLookupError):

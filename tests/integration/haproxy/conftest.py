@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from collections.abc import Callable, Iterator
 
 import pytest
+from hosts import stop_sidecar
 from hx_support import Ports, StandIn
 
 from bentogate.settings import HAProxySettings
@@ -41,13 +39,9 @@ def sidecar(
     directory = tmp_path_factory.mktemp("hx")
     car = Sidecar(ProxyPaths(directory), HAProxySettings(binary="/usr/sbin/haproxy"))
     yield car
-    pid = car.process.master_pid()
     try:
-        car.stop(timeout=3)
+        stop_sidecar(car, timeout=3)
     finally:
-        if pid is not None and car.process.master_pid() == pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print("--- haproxy.log ---\n" + car.process.log_tail(50))

@@ -14,8 +14,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("ok", "503", "500", "hang", "wrong")
-
 
 class _State:
     mode = "ok"

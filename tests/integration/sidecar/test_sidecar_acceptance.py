@@ -47,6 +47,7 @@ from hosts import (
 )
 from sidecar_load import PacedLoad, PacedWrk
 
+from bench.stack import post as post_once
 from bentogate import host as this_host
 from bentogate import release, warm
 from bentogate.context import Context, Ref, artifact_dir
@@ -98,14 +99,16 @@ class Host:
 
 
 def post(port: int, body: bytes) -> tuple[int, bytes]:
-    """One POST /predict on a fresh connection: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    """One POST /predict on a fresh connection, waiting up to 10 s: (status, body)."""
+    return post_once(port, body, timeout=10)
+
+
+def assert_cut_over(host: Host, load: PacedLoad, done: float, to: str) -> None:
+    """Nothing failed under ``load``; every request sent after ``done`` (when the step
+    returned) reached ``to``, and the DB and HAProxy both name ``to``."""
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.versions(done)) == {to}
+    assert host.db_live() == to and host.routed() == be(MODEL, to)
 
 
 def answering_version(host: Host) -> str:
@@ -474,9 +477,7 @@ def test_sidecar_a_cutover_of_one_model_leaves_the_other_untouched(
         b_load.wait_for(100)
     print(f"\npromote {MODEL} in {done - started:.2f} s: {load.summary()}")
     print(f"{MODEL_B} meanwhile: {b_load.summary()}")
-    assert load.failures() == [], load.failures()[:5]
-    assert set(load.versions(done)) == {host.v2}
-    assert host.db_live() == host.v2 and host.routed() == be(MODEL, host.v2)
+    assert_cut_over(host, load, done, host.v2)
     # B: no failed request, every answer B's own version, also to requests sent during
     # the cutover.
     assert b_load.failures() == [], b_load.failures()[:5]
@@ -510,10 +511,8 @@ def test_sidecar_promote_under_load_keeps_the_old_version_warm(host: Host) -> No
         served = host.server(host.v1, old.port).stot
         load.wait_for(150)
     print(f"\npromote in {done - started:.2f} s: {load.summary()}")
-    assert load.failures() == [], load.failures()[:5]
+    assert_cut_over(host, load, done, host.v2)
     assert set(load.versions()) == {host.v1, host.v2}
-    assert set(load.versions(done)) == {host.v2}
-    assert host.db_live() == host.v2 and host.routed() == be(MODEL, host.v2)
     # v1 drained and kept warm: the same process, still passing its canary check, and
     # given no request since the switch.
     [kept] = host.deployments(host.v1)
@@ -565,10 +564,8 @@ def test_sidecar_rollback_to_the_warm_version_under_load_is_instant(host: Host) 
         done = time.monotonic()
         load.wait_for(150)
     print(f"\nrollback to the warm v{host.v1} in {done - started:.2f} s: {load.summary()}")
-    assert load.failures() == [], load.failures()[:5]
+    assert_cut_over(host, load, done, host.v1)
     assert set(load.versions()) == {host.v1, host.v2}
-    assert set(load.versions(done)) == {host.v1}
-    assert host.db_live() == host.v1 and host.routed() == be(MODEL, host.v1)
     # Nothing restarted: the warm process took the traffic back; v2 is warm in its turn.
     [live] = host.deployments(host.v1)
     assert (live.id, live.pid, str(live.role)) == (warm_v1.id, warm_v1.pid, "live")
