@@ -10,7 +10,7 @@ timed at several copy sizes (a chain costs more in a copy that no longer fits th
 then corrected by a probe gate of each copy (:func:`settle`: served, a chain costs more
 still).
 Each copy is registered, validated, approved, built and deployed as any candidate, gated
-``--runs`` times against live (``loadtest.run_gate`` directly, as ``release.gate`` does, but
+``--runs`` times against live (``loadtest.run_gate`` directly, as ``gating.gate`` does, but
 without recording a verdict: a rejected version could not be gated again), quiet and noisy
 runs interleaved, and retired once the next copy is deployed (``release.retire`` refuses
 to drain a version HAProxy's candidate route still points at). Noisy: another process
@@ -39,7 +39,7 @@ from bench.noise import Noise, noisy_neighbour
 from bench.run import RESULTS_DIR, Progress, wait_for_quiet
 from bench.slowcopy import DEPTH, ChainCost, add_chains, chain_cost_us, chains_for
 from bench.stack import ACTORS, MODEL, bentogate_host
-from bentogate import release
+from bentogate import gating, release
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.data import make_demo_files, read_csv
 from bentogate.errors import LoadTestError
@@ -197,7 +197,7 @@ def error_record(exc: Exception, wall_s: float) -> dict[str, Any]:
 def gate_once(bench: Bench, copy: Copy, name: str) -> dict[str, Any]:
     """One gate of ``copy`` against live at the policy; its record (an error record when
     Locust could not be run)."""
-    candidate, live = release.gate_targets(bench.ctx, copy.ref)
+    candidate, live = gating.gate_targets(bench.ctx, copy.ref)
     out_dir = bench.ctx.settings.reports_dir / f"sensitivity-{name}"
     started = time.perf_counter()
     try:
@@ -337,7 +337,7 @@ def on_host(options: Options, work: Path, progress: Progress) -> dict[str, Any]:
     with bentogate_host(work / "home", workers=1, gate=None) as ctx:
         progress("releasing v2 as the live version: register ... gate, promote")
         live = release_live(ctx, files, progress, verbose=options.verbose)
-        policy = release.gate_policy(ctx, MODEL)
+        policy = gating.gate_policy(ctx, MODEL)
         bench = Bench(ctx, files["v2"], files["holdout"], work, policy, progress, options.verbose)
         identical = stage_identical(bench)
         calibration, cost = calibrate(bench, identical)

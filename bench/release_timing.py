@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 from bench.stack import ACTORS, MODEL, production_port
-from bentogate import release, warm
+from bentogate import gating, release, warm
 from bentogate.context import Context, Ref
 
 Progress = Callable[[str], None]
@@ -50,7 +50,7 @@ def release_to_gate(
         ("approve", lambda: release.approve(ctx, ref, actor=ACTORS.approver)),
         ("build", lambda: release.build(ctx, ref, actor=ACTORS.release)),
         ("deploy", lambda: release.deploy(ctx, ref, actor=ACTORS.release, replicas=replicas)),
-        ("gate", lambda: release.gate(ctx, ref, actor=ACTORS.release)),
+        ("gate", lambda: gating.gate(ctx, ref, actor=ACTORS.release)),
     ]
     for name, action in work:
         progress(f"{ref}: {name}")

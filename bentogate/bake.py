@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bentogate import host, release, warm
+from bentogate import gating, host, release, warm
 from bentogate.context import Context, Progress, Ref
 from bentogate.errors import BentogateError
 from governance import Action, Outcome, State, Verdict
@@ -224,7 +224,7 @@ def _watches(ctx: Context, current: dict[str, _Watch]) -> dict[str, _Watch]:
         if known is not None and known.live == ref and known.previous == entry.ref:
             wanted[ref.model] = known
         elif ref.model not in wanted and _promoted(ctx, ref):
-            policy = release.gate_policy(ctx, ref.model)
+            policy = gating.gate_policy(ctx, ref.model)
             wanted[ref.model] = _Watch(ref, entry.ref, entry.until, policy)
     return wanted
 

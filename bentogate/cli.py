@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bentogate import bake, release, warm
+from bentogate import bake, gating, release, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import AuditChainBroken, BentogateError, FleetDiverged, RolloutFailed
 from bentogate.inventory import audit_rows, inventory_rows, table, version_story
@@ -178,7 +178,7 @@ def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int) -> None:
 @click.pass_obj
 def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
     """Load-test REF through HAProxy with Locust; exit 0 pass, 1 fail, 2 inconclusive."""
-    result = release.gate(_context(obj), ref, actor=actor, progress=_echo)
+    result = gating.gate(_context(obj), ref, actor=actor, progress=_echo)
     click.echo(f"gate {result.verdict}: report {result.report_html}")
 
 
@@ -189,7 +189,7 @@ def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
 def shadow(obj: dict[str, Any], ref: Ref, actor: str) -> None:
     """Score live clients' recent rows on REF and on production; exit 0 pass, 1 fail, 2
     inconclusive."""
-    result = release.shadow(_context(obj), ref, actor=actor)
+    result = gating.shadow(_context(obj), ref, actor=actor)
     c = result.comparison
     click.echo(
         f"shadow {result.verdict}: {c.rows} rows, {c.flips} flipped decisions, "
@@ -212,7 +212,7 @@ def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str
     """Show MODEL's gate policy, or change fields of it (stored in the governance DB)."""
     ctx = _context(obj)
     if not changes:
-        _print(release.gate_policy(ctx, model).to_dict(), True)
+        _print(gating.gate_policy(ctx, model).to_dict(), True)
         return
     if actor is None:
         raise click.UsageError("--set needs --actor")
@@ -224,7 +224,7 @@ def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str
         except ValueError:
             raise click.BadParameter(f"{change!r}: expected FIELD=NUMBER") from None
         parsed[key] = int(number) if number.is_integer() else number
-    _print(release.set_gate_policy(ctx, model, parsed, actor=actor).to_dict(), True)
+    _print(gating.set_gate_policy(ctx, model, parsed, actor=actor).to_dict(), True)
 
 
 @cli.command()
@@ -234,7 +234,7 @@ def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str
 @click.pass_obj
 def capacity(obj: dict[str, Any], ref: Ref, actor: str, max_rate: float) -> None:
     """Find the highest rate at which REF meets its policy's p99; record it in the inventory."""
-    result = release.capacity(_context(obj), ref, actor=actor, max_rate=max_rate, progress=_echo)
+    result = gating.capacity(_context(obj), ref, actor=actor, max_rate=max_rate, progress=_echo)
     click.echo(f"{ref}: {result.rate:g} req/s (limited by {result.limited_by})")
 
 

@@ -18,13 +18,7 @@ from bentogate import host, warm
 from bentogate.context import Context, Progress, Ref, artifact_dir, no_progress
 from bentogate.data import read_csv
 from bentogate.errors import BentogateError, IllegalTransition, NotFoundError, ValidationFailed
-
-# The evidence steps are part of the workflow: ``release.gate`` etc. stay where callers
-# (the CLI, bake, tests, benchmarks) have always found them.
-from bentogate.gating import capacity as capacity
 from bentogate.gating import gate, gate_policy, needs_shadow, shadow
-from bentogate.gating import gate_targets as gate_targets
-from bentogate.gating import set_gate_policy as set_gate_policy
 from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality
 from bentos import VersionSpec, build_bento, containerize, export_bento
 from governance import Action, DeploymentInfo, Role, State, VersionInfo, next_release_action

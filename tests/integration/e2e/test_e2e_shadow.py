@@ -20,7 +20,7 @@ import pytest
 from hosts import ACTORS, Models, host_settings, register, running_host
 
 from bench.slowcopy import add_chains, append_trees, class_tree
-from bentogate import host, release
+from bentogate import gating, host, release
 from bentogate.context import Context, Ref
 from bentogate.data import read_csv
 from bentogate.errors import IllegalTransition, ShadowFailed
@@ -79,7 +79,7 @@ def shadowed(
             release.approve(ctx, ref, actor=ACTORS.approver)
             release.build(ctx, ref, actor=ACTORS.release)
             release.deploy(ctx, ref, actor=ACTORS.release)
-            release.gate(ctx, ref, actor=ACTORS.release)
+            gating.gate(ctx, ref, actor=ACTORS.release)
         port = ctx.registry.get_model(MODEL).production_port
         rows = np.asarray(reference.features, dtype=float)
         for i in range(CLIENT_ROWS):
@@ -115,7 +115,7 @@ def test_a_class_scored_differently_fails_shadow_naming_it_every_time(
     messages = set()
     for _ in range(5):
         with pytest.raises(ShadowFailed) as failed:
-            release.shadow(shadowed.ctx, shadowed.changed, actor=ACTORS.release)
+            gating.shadow(shadowed.ctx, shadowed.changed, actor=ACTORS.release)
         messages.add(str(failed.value).split(" (report:")[0])
     [message] = messages  # the same verdict and figures, five times
     assert "decisions flipped at the threshold 10.00% (60 of 600" in message, message
@@ -127,14 +127,14 @@ def test_a_class_scored_differently_fails_shadow_naming_it_every_time(
 def test_an_identical_copy_passes_shadow_every_time(shadowed: Shadowed) -> None:
     _as_candidate(shadowed, shadowed.same)
     for _ in range(5):
-        result = release.shadow(shadowed.ctx, shadowed.same, actor=ACTORS.release)
+        result = gating.shadow(shadowed.ctx, shadowed.same, actor=ACTORS.release)
         assert result.verdict == "pass", result.reasons
         assert result.comparison.rows == CLIENT_ROWS and result.comparison.flips == 0
 
 
 def test_a_policy_requiring_shadow_stops_release_at_a_failed_shadow(shadowed: Shadowed) -> None:
     ctx = shadowed.ctx
-    release.set_gate_policy(ctx, MODEL, {"require_shadow": 1}, actor=ACTORS.release)
+    gating.set_gate_policy(ctx, MODEL, {"require_shadow": 1}, actor=ACTORS.release)
     try:
         _as_candidate(shadowed, shadowed.changed)
         with pytest.raises(ShadowFailed, match="decisions flipped"):
@@ -148,4 +148,4 @@ def test_a_policy_requiring_shadow_stops_release_at_a_failed_shadow(shadowed: Sh
     finally:  # the module's state again: live the original, the policy the default
         if ctx.registry.production_version(MODEL).version != shadowed.live.version:  # type: ignore[union-attr]
             release.rollback(ctx, MODEL, actor=ACTORS.release)
-        release.set_gate_policy(ctx, MODEL, {"require_shadow": 0}, actor=ACTORS.release)
+        gating.set_gate_policy(ctx, MODEL, {"require_shadow": 0}, actor=ACTORS.release)

@@ -48,8 +48,8 @@ from hosts import (
 from sidecar_load import PacedLoad, PacedWrk
 
 from bench.stack import post as post_once
+from bentogate import gating, release, warm
 from bentogate import host as this_host
-from bentogate import release, warm
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.errors import CutoverError, HAProxyError
 from bentogate.modelimport import load_artifact
@@ -156,7 +156,7 @@ def host(
         release.approve(ctx, v2, actor=ACTORS.approver)
         release.build(ctx, v2, actor=ACTORS.release)
         release.deploy(ctx, v2, actor=ACTORS.release, replicas=2)
-        release.gate(ctx, v2, actor=ACTORS.release)
+        gating.gate(ctx, v2, actor=ACTORS.release)
         yield Host(ctx, v1.version, v2.version, _bodies(ctx, v1))
 
 

@@ -25,7 +25,7 @@ from hosts import ACTORS, Models, host_settings, register, running_host, setting
 from sidecar_load import PacedLoad
 
 from bench.slowcopy import add_chains, append_trees, class_tree
-from bentogate import release
+from bentogate import gating, release
 from bentogate.context import Context, Ref
 from bentogate.data import read_csv
 from bentogate.errors import IllegalTransition
@@ -81,7 +81,7 @@ def baking(
             release.approve(ctx, ref, actor=ACTORS.approver)
             release.build(ctx, ref, actor=ACTORS.release)
             release.deploy(ctx, ref, actor=ACTORS.release)
-            release.gate(ctx, ref, actor=ACTORS.release)
+            gating.gate(ctx, ref, actor=ACTORS.release)
         yield Baking(ctx, v1, (refs[0], refs[1]), refs[2], bodies)
 
 
@@ -169,7 +169,7 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
         watcher.kill()
         watcher.communicate(timeout=10)
     release.deploy(ctx, same, actor=ACTORS.release)  # gated again, for the next tests
-    release.gate(ctx, same, actor=ACTORS.release)
+    gating.gate(ctx, same, actor=ACTORS.release)
 
 
 def test_a_version_scoring_a_class_of_clients_differently_is_rolled_back(
