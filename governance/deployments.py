@@ -87,14 +87,21 @@ def end(session: Session, attempt: Attempt, deployment_id: int) -> bool:
 def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:
     """Audit that the bytes about to be served are the registered ones; IntegrityError if not."""
     _, row = queries.locked_version(session, attempt)
+    check_sha256(attempt, row, sha256, "served model")
+    attempt.record(session, reason="served artifact matches the registered sha256")
+
+
+def check_sha256(attempt: Attempt, row: Version, sha256: str, what: str) -> None:
+    """Note the measured and the registered sha256 in the attempt's payload; refuse with
+    :class:`IntegrityError` (artifact integrity) unless they are equal. ``what`` names the
+    measured bytes in the message."""
     attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
     if sha256 != row.sha256:
         attempt.refuse(
             IntegrityError,
-            f"served model sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
+            f"{what} sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
             "artifact integrity",
         )
-    attempt.record(session, reason="served artifact matches the registered sha256")
 
 
 def _active_on(session: Session, host: str, port: int) -> Deployment | None:

@@ -24,12 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
-from governance import queries, records, shadow
+from governance import deployments, queries, records, shadow
 from governance.attempt import Attempt
 from governance.documents import json_copy
 from governance.records import VersionInfo
 from governance.schema import Approval, Deployment, GateRun, Model, Version
-from governance.states import Action, Role, State, Verdict, check_transition
+from governance.states import Action, Role, State, check_transition
 
 BAKE_RULE = "bake"
 
@@ -92,13 +92,7 @@ def check_release_rules(
     than a failed bake (the bake rule), or (policy ``require_shadow``) a shadow pass newer than
     the build.
     """
-    attempt.payload.update(measured_sha256=sha256, registered_sha256=row.sha256)
-    if sha256 != row.sha256:
-        attempt.refuse(
-            IntegrityError,
-            f"artifact sha256 {sha256[:12]}… differs from the registered {row.sha256[:12]}…",
-            "artifact integrity",
-        )
+    deployments.check_sha256(attempt, row, sha256, "artifact")
     now = attempt.now()
     approvals = (
         session.execute(
@@ -141,12 +135,7 @@ def _passed_gate(session: Session, attempt: Attempt, row: Version) -> GateRun:
             f"{attempt.subject} has no recorded build",
             "a passed gate newer than the build",
         )
-    gate = session.execute(
-        sa.select(GateRun)
-        .where(GateRun.version_id == row.id, GateRun.verdict == Verdict.PASS)
-        .order_by(GateRun.created_at.desc(), GateRun.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    gate = queries.latest_pass(session, GateRun, row)
     if gate is None or gate.created_at <= row.built_at:
         last = "no passed gate" if gate is None else f"last pass {gate.created_at.isoformat()}"
         attempt.refuse(

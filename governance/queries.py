@@ -7,22 +7,14 @@ Lookups raise :class:`NotFoundError` naming what is unknown.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from bentogate.errors import NotFoundError
 from governance import records
 from governance.attempt import Attempt
-from governance.records import (
-    AuditEntry,
-    DeploymentInfo,
-    GateRunInfo,
-    HostInfo,
-    ModelInfo,
-    RolloutInfo,
-    ShadowRunInfo,
-    VersionInfo,
-)
 from governance.schema import (
     AuditRow,
     Deployment,
@@ -33,7 +25,10 @@ from governance.schema import (
     ShadowRun,
     Version,
 )
-from governance.states import RolloutStatus, State
+from governance.states import RolloutStatus, State, Verdict
+
+#: a table of runs judged against a policy: gate runs, shadow runs
+RunRow = TypeVar("RunRow", GateRun, ShadowRun)
 
 # -- row lookups -----------------------------------------------------------------------------
 
@@ -99,10 +94,21 @@ def previous_row(session: Session, model: Model) -> Version | None:
     return session.execute(query).scalar_one_or_none()
 
 
+def latest_pass(session: Session, table: type[RunRow], row: Version) -> RunRow | None:
+    """Return the latest passed run of ``row`` in ``table`` (gate or shadow runs), or ``None``."""
+    query = (
+        sa.select(table)
+        .where(table.version_id == row.id, table.verdict == Verdict.PASS)
+        .order_by(table.created_at.desc(), table.id.desc())
+        .limit(1)
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
 # -- read-only views -------------------------------------------------------------------------
 
 
-def models(session: Session, environment: str) -> list[ModelInfo]:
+def models(session: Session, environment: str) -> list[records.ModelInfo]:
     """The inventory of ``environment``, by name."""
     query = (
         sa.select(Model)
@@ -112,58 +118,66 @@ def models(session: Session, environment: str) -> list[ModelInfo]:
     return [records.model_info(m) for m in session.execute(query.order_by(Model.name)).scalars()]
 
 
-def get_model(session: Session, environment: str, name: str) -> ModelInfo:
+def get_model(session: Session, environment: str, name: str) -> records.ModelInfo:
     """The model ``name``."""
     return records.model_info(model_row(session, environment, name))
 
 
-def get_version(session: Session, environment: str, model: str, version: str) -> VersionInfo:
+def get_version(
+    session: Session, environment: str, model: str, version: str
+) -> records.VersionInfo:
     """The version ``model:version``."""
     row = model_row(session, environment, model)
     return records.version_info(version_row(session, row, version), model)
 
 
-def versions(session: Session, environment: str, model: str) -> list[VersionInfo]:
+def versions(session: Session, environment: str, model: str) -> list[records.VersionInfo]:
     """Every version of ``model`` in registration order."""
     row = model_row(session, environment, model)
     return [records.version_info(v, model) for v in version_rows(session, row)]
 
 
-def production_version(session: Session, environment: str, model: str) -> VersionInfo | None:
+def production_version(
+    session: Session, environment: str, model: str
+) -> records.VersionInfo | None:
     """The production version of ``model``, or ``None``."""
     found = production_row(session, model_row(session, environment, model))
     return None if found is None else records.version_info(found, model)
 
 
-def previous_version(session: Session, environment: str, model: str) -> VersionInfo | None:
+def previous_version(session: Session, environment: str, model: str) -> records.VersionInfo | None:
     """The version a rollback of ``model`` would restore, or ``None``."""
     found = previous_row(session, model_row(session, environment, model))
     return None if found is None else records.version_info(found, model)
 
 
-def gate_runs(session: Session, environment: str, model: str, version: str) -> list[GateRunInfo]:
+def gate_runs(
+    session: Session, environment: str, model: str, version: str
+) -> list[records.GateRunInfo]:
     """The gate runs of ``model:version``, oldest first."""
-    row = version_row(session, model_row(session, environment, model), version)
-    runs = session.execute(
-        sa.select(GateRun).where(GateRun.version_id == row.id).order_by(GateRun.id)
-    ).scalars()
+    runs = _runs(session, GateRun, environment, model, version)
     return [records.gate_info(r, model, version) for r in runs]
 
 
 def shadow_runs(
     session: Session, environment: str, model: str, version: str
-) -> list[ShadowRunInfo]:
+) -> list[records.ShadowRunInfo]:
     """The shadow runs of ``model:version``, oldest first."""
-    row = version_row(session, model_row(session, environment, model), version)
-    runs = session.execute(
-        sa.select(ShadowRun).where(ShadowRun.version_id == row.id).order_by(ShadowRun.id)
-    ).scalars()
+    runs = _runs(session, ShadowRun, environment, model, version)
     return [records.shadow_info(r, model, version) for r in runs]
+
+
+def _runs(
+    session: Session, table: type[RunRow], environment: str, model: str, version: str
+) -> list[RunRow]:
+    row = version_row(session, model_row(session, environment, model), version)
+    query = sa.select(table).where(table.version_id == row.id).order_by(table.id)
+    return list(session.execute(query).scalars())
 
 
 def deployments(
     session: Session, environment: str, *, host: str | None, model: str | None, active_only: bool
-) -> list[DeploymentInfo]:
+) -> list[records.DeploymentInfo]:
     """Deployments of ``environment`` (filtered), oldest first."""
     query = (
         sa.select(Deployment, Model.name, Version.version)
@@ -183,7 +197,7 @@ def deployments(
 
 def audit_entries(
     session: Session, environment: str, model: str | None = None, version: str | None = None
-) -> list[AuditEntry]:
+) -> list[records.AuditEntry]:
     """The audit rows of ``environment`` (optionally one model/version), oldest first."""
     query = sa.select(AuditRow).where(AuditRow.environment == environment)
     if model is not None:
@@ -193,7 +207,7 @@ def audit_entries(
     return [records.audit_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
 
 
-def hosts(session: Session, environment: str) -> list[HostInfo]:
+def hosts(session: Session, environment: str) -> list[records.HostInfo]:
     """Every host of ``environment`` by name."""
     rows = session.execute(
         sa.select(Host).where(Host.environment == environment).order_by(Host.name)
@@ -203,7 +217,7 @@ def hosts(session: Session, environment: str) -> list[HostInfo]:
 
 def rollouts(
     session: Session, environment: str, model: str | None, active_only: bool
-) -> list[RolloutInfo]:
+) -> list[records.RolloutInfo]:
     """Rollouts of ``environment`` (optionally one model's, or only those in progress),
     oldest first."""
     query = (

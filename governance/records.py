@@ -8,18 +8,9 @@ import copy
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from governance.schema import (
-    AuditRow,
-    Deployment,
-    GateRun,
-    Host,
-    Model,
-    Rollout,
-    ShadowRun,
-    Version,
-)
+from governance import schema
 from governance.states import Role, State
 
 
@@ -72,8 +63,9 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
-class GateRunInfo:
-    """A stored gate run: the policy it was judged against, the figures and the verdict."""
+class _RunInfo:
+    """What a stored gate or shadow run holds: the policy it was judged against (frozen into
+    it), the figures and the verdict."""
 
     id: int
     model: str
@@ -87,22 +79,21 @@ class GateRunInfo:
     actor: str
 
 
+RunInfo = TypeVar("RunInfo", bound=_RunInfo)
+
+
 @dataclass(frozen=True)
-class ShadowRunInfo:
+class GateRunInfo(_RunInfo):
+    """A stored gate run: the policy it was judged against, the figures and the verdict."""
+
+
+@dataclass(frozen=True)
+class ShadowRunInfo(_RunInfo):
     """A stored shadow run: the version's scores vs the production version's
     (``compared_with``) on the same live requests; the policy it was judged against, the
     figures and the verdict."""
 
-    id: int
-    model: str
-    version: str
-    verdict: str
-    policy: dict[str, Any]
-    results: dict[str, Any]
-    report_path: str
-    compared_with: str
-    created_at: datetime
-    actor: str
+    compared_with: str  # a shadow run always compares with a production version
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ class RolloutInfo:
     outcome: dict[str, Any]
 
 
-def model_info(row: Model) -> ModelInfo:
+def model_info(row: schema.Model) -> ModelInfo:
     """Return the public view of a model row."""
     return ModelInfo(
         name=row.name,
@@ -186,7 +177,7 @@ def model_info(row: Model) -> ModelInfo:
     )
 
 
-def version_info(row: Version, model_name: str) -> VersionInfo:
+def version_info(row: schema.Version, model_name: str) -> VersionInfo:
     """Return the public view of a version row."""
     return VersionInfo(
         model=model_name,
@@ -210,25 +201,20 @@ def version_info(row: Version, model_name: str) -> VersionInfo:
     )
 
 
-def gate_info(row: GateRun, model_name: str, version: str) -> GateRunInfo:
+def gate_info(row: schema.GateRun, model_name: str, version: str) -> GateRunInfo:
     """Return the public view of a gate run row."""
-    return GateRunInfo(
-        id=row.id,
-        model=model_name,
-        version=version,
-        verdict=str(row.verdict),
-        policy=_copy(row.policy),
-        results=_copy(row.results),
-        report_path=row.report_path,
-        compared_with=row.compared_with,
-        created_at=row.created_at,
-        actor=row.actor,
-    )
+    return _run_info(GateRunInfo, row, model_name, version)
 
 
-def shadow_info(row: ShadowRun, model_name: str, version: str) -> ShadowRunInfo:
+def shadow_info(row: schema.ShadowRun, model_name: str, version: str) -> ShadowRunInfo:
     """Return the public view of a shadow run row."""
-    return ShadowRunInfo(
+    return _run_info(ShadowRunInfo, row, model_name, version)
+
+
+def _run_info(
+    cls: type[RunInfo], row: schema.GateRun | schema.ShadowRun, model_name: str, version: str
+) -> RunInfo:
+    return cls(
         id=row.id,
         model=model_name,
         version=version,
@@ -242,7 +228,7 @@ def shadow_info(row: ShadowRun, model_name: str, version: str) -> ShadowRunInfo:
     )
 
 
-def deployment_info(row: Deployment, model_name: str, version: str) -> DeploymentInfo:
+def deployment_info(row: schema.Deployment, model_name: str, version: str) -> DeploymentInfo:
     """Return the public view of a deployment row."""
     return DeploymentInfo(
         id=row.id,
@@ -257,7 +243,7 @@ def deployment_info(row: Deployment, model_name: str, version: str) -> Deploymen
     )
 
 
-def audit_entry(row: AuditRow) -> AuditEntry:
+def audit_entry(row: schema.AuditRow) -> AuditEntry:
     """Return the public view of an audit row (its payload parsed from the hashed JSON)."""
     return AuditEntry(
         id=row.id,
@@ -277,7 +263,7 @@ def audit_entry(row: AuditRow) -> AuditEntry:
     )
 
 
-def host_info(row: Host) -> HostInfo:
+def host_info(row: schema.Host) -> HostInfo:
     """Return the public view of a host row."""
     return HostInfo(
         name=row.name,
@@ -288,7 +274,7 @@ def host_info(row: Host) -> HostInfo:
     )
 
 
-def rollout_info(row: Rollout, model: str) -> RolloutInfo:
+def rollout_info(row: schema.Rollout, model: str) -> RolloutInfo:
     """Return the public view of a rollout row."""
     return RolloutInfo(
         id=row.id,

@@ -21,6 +21,7 @@ from governance import (
     migrate,
     promotion,
     queries,
+    records,
     registration,
     rollouts,
     shadow,
@@ -28,16 +29,6 @@ from governance import (
 from governance.attempt import Attempt, transaction, utcnow
 from governance.db import Database
 from governance.documents import RunReport
-from governance.records import (
-    AuditEntry,
-    DeploymentInfo,
-    GateRunInfo,
-    HostInfo,
-    ModelInfo,
-    RolloutInfo,
-    ShadowRunInfo,
-    VersionInfo,
-)
 from governance.states import Action, Role
 
 SYSTEM_ACTOR = "bentogate"
@@ -98,7 +89,7 @@ class Registry:
         intended_use: str = "",
         use_restrictions: str = "",
         next_review_due: date | None = None,
-    ) -> ModelInfo:
+    ) -> records.ModelInfo:
         """Return the model ``name``, adding it to the inventory if new (idempotent).
         Raises :class:`GovernanceError` if it exists with another production port or the
         port belongs to another model."""
@@ -119,7 +110,7 @@ class Registry:
         developer: str,
         artifact_uri: str,
         version: str | None = None,
-    ) -> VersionInfo:
+    ) -> records.VersionInfo:
         """Register an immutable version (``version`` None → next integer) and return it.
         Raises :class:`NotFoundError` (model), :class:`GovernanceError` (duplicate or invalid
         fields), :class:`ConcurrentChange` (a racing registration won)."""
@@ -129,7 +120,7 @@ class Registry:
 
     def validate(
         self, model: str, version: str, *, actor: str, results: dict[str, Any], passed: bool
-    ) -> VersionInfo:
+    ) -> records.VersionInfo:
         """registered → validated (or rejected if not ``passed``); returns the version.
         Raises :class:`IllegalTransition`, :class:`SeparationOfDuties` (actor is developer)."""
         with self._write(Action.VALIDATE, actor, model, version) as (s, a):
@@ -143,7 +134,7 @@ class Registry:
         actor: str,
         comment: str = "",
         valid_until: datetime | None = None,
-    ) -> VersionInfo:
+    ) -> records.VersionInfo:
         """validated → approved, binding the approval to the version's sha256 (optionally
         expiring). Raises :class:`IllegalTransition`, :class:`SeparationOfDuties`."""
         with self._write(Action.APPROVE, actor, model, version) as (s, a):
@@ -151,20 +142,20 @@ class Registry:
 
     def record_build(
         self, model: str, version: str, *, actor: str, bento_tag: str, image_tag: str | None = None
-    ) -> VersionInfo:
+    ) -> records.VersionInfo:
         """Record the Bento (and image) built for an approved-or-later version; sets
         ``built_at``, so only gate passes after it allow promotion. Raises
         :class:`IllegalTransition` before approval or after rejection/retirement."""
         with self._write(Action.BUILD, actor, model, version) as (s, a):
             return lifecycle.record_build(s, a, bento_tag=bento_tag, image_tag=image_tag)
 
-    def stage(self, model: str, version: str, *, actor: str) -> VersionInfo:
+    def stage(self, model: str, version: str, *, actor: str) -> records.VersionInfo:
         """approved → staged; staged/gated/production: unchanged. Raises
         :class:`IllegalTransition` otherwise."""
         with self._write(Action.STAGE, actor, model, version) as (s, a):
             return lifecycle.stage(s, a)
 
-    def promote(self, model: str, version: str, *, actor: str, sha256: str) -> VersionInfo:
+    def promote(self, model: str, version: str, *, actor: str, sha256: str) -> records.VersionInfo:
         """gated → production, demoting the old production version (→ gated) and moving
         deployment roles, in one transaction; returns the new production version.
         ``sha256`` is what the caller measured on the artifact. Raises :class:`IntegrityError`
@@ -181,7 +172,7 @@ class Registry:
         sha256: str | None = None,
         reason: str | None = None,
         evidence: dict[str, Any] | None = None,
-    ) -> VersionInfo:
+    ) -> records.VersionInfo:
         """Return the most recently demoted version to production under promote's rules but the
         shadow rule (``sha256``, if given, is checked too); returns it. ``reason`` is the audit
         row's; ``evidence`` (the bake watcher's figures, JSON, audited as ``"evidence"``) makes
@@ -191,38 +182,40 @@ class Registry:
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(s, a, sha256=sha256, reason=reason, evidence=evidence)
 
-    def retire(self, model: str, version: str, *, actor: str, reason: str) -> VersionInfo:
+    def retire(self, model: str, version: str, *, actor: str, reason: str) -> records.VersionInfo:
         """Any state except production → retired; returns the version. Raises
         :class:`IllegalTransition` for production (or already retired) versions."""
         with self._write(Action.RETIRE, actor, model, version) as (s, a):
             return lifecycle.retire(s, a, reason=reason)
 
-    def models(self) -> list[ModelInfo]:
+    def models(self) -> list[records.ModelInfo]:
         """Return the inventory of this environment, by name."""
         return self._read(queries.models)
 
-    def get_model(self, name: str) -> ModelInfo:
+    def get_model(self, name: str) -> records.ModelInfo:
         """Return the model. Raises :class:`NotFoundError`."""
         return self._read(queries.get_model, name)
 
-    def get_version(self, model: str, version: str) -> VersionInfo:
+    def get_version(self, model: str, version: str) -> records.VersionInfo:
         """Return the version. Raises :class:`NotFoundError` naming the unknown model/version."""
         return self._read(queries.get_version, model, version)
 
-    def versions(self, model: str) -> list[VersionInfo]:
+    def versions(self, model: str) -> list[records.VersionInfo]:
         """Return every version of ``model`` in registration order. Raises NotFoundError."""
         return self._read(queries.versions, model)
 
-    def production_version(self, model: str) -> VersionInfo | None:
+    def production_version(self, model: str) -> records.VersionInfo | None:
         """Return the production version of ``model`` (None if none). Raises NotFoundError."""
         return self._read(queries.production_version, model)
 
-    def previous_version(self, model: str) -> VersionInfo | None:
+    def previous_version(self, model: str) -> records.VersionInfo | None:
         """Return the version :meth:`rollback` would restore if its rules hold (None if none)."""
         return self._read(queries.previous_version, model)
 
     # -- evidence: the gate policy, gate and shadow runs, capacity (gates, shadow) -------------
-    def set_gate_policy(self, model: str, policy: dict[str, Any], *, actor: str) -> ModelInfo:
+    def set_gate_policy(
+        self, model: str, policy: dict[str, Any], *, actor: str
+    ) -> records.ModelInfo:
         """Store ``policy`` (JSON, opaque but for ``require_shadow``) as the model's gate policy,
         replacing any; the audit row holds the old and new policy. Returns the model. Raises
         :class:`NotFoundError`, :class:`GovernanceError` (not a JSON object, NaN/infinity,
@@ -245,7 +238,7 @@ class Registry:
         verdict: str,
         report_path: str,
         compared_with: str | None,
-    ) -> GateRunInfo:
+    ) -> records.GateRunInfo:
         """Store a gate run of a staged/gated version and apply its verdict (pass → gated,
         fail → rejected, inconclusive → unchanged); returns the stored run. Raises
         :class:`IllegalTransition` for other states, :class:`GovernanceError` for a bad verdict."""
@@ -253,7 +246,7 @@ class Registry:
             run = RunReport(policy, results, verdict, report_path, compared_with)
             return gates.record_gate(s, a, run)
 
-    def gate_runs(self, model: str, version: str) -> list[GateRunInfo]:
+    def gate_runs(self, model: str, version: str) -> list[records.GateRunInfo]:
         """Return the gate runs of ``model:version``, oldest first. Raises NotFoundError."""
         return self._read(queries.gate_runs, model, version)
 
@@ -268,7 +261,7 @@ class Registry:
         verdict: str,
         report_path: str,
         compared_with: str,
-    ) -> ShadowRunInfo:
+    ) -> records.ShadowRunInfo:
         """Store a shadow run of a staged/gated version (its scores vs the production version
         ``compared_with``'s on the same live requests); returns it. No state changes: under
         the policy's ``require_shadow``, :meth:`promote` needs a pass newer than the build.
@@ -278,7 +271,7 @@ class Registry:
             run = RunReport(policy, results, verdict, report_path, compared_with)
             return shadow.record(s, a, run)
 
-    def shadow_runs(self, model: str, version: str) -> list[ShadowRunInfo]:
+    def shadow_runs(self, model: str, version: str) -> list[records.ShadowRunInfo]:
         """Return the shadow runs of ``model:version``, oldest first. Raises NotFoundError."""
         return self._read(queries.shadow_runs, model, version)
 
@@ -309,7 +302,7 @@ class Registry:
         pid: int | None,
         role: Role,
         actor: str = SYSTEM_ACTOR,
-    ) -> DeploymentInfo:
+    ) -> records.DeploymentInfo:
         """Record that ``model:version`` runs on ``host:port``; returns the deployment.
         Raises :class:`IllegalTransition` (unapproved version; live but not production),
         :class:`GovernanceError` (port held by another active deployment)."""
@@ -323,18 +316,18 @@ class Registry:
 
     def deployments(
         self, *, host: str | None = None, model: str | None = None, active_only: bool = True
-    ) -> list[DeploymentInfo]:
+    ) -> list[records.DeploymentInfo]:
         """Return deployments of this environment, oldest first."""
         return self._read(queries.deployments, host=host, model=model, active_only=active_only)
 
-    def heartbeat(self, host: str, report: dict[str, Any]) -> HostInfo:
+    def heartbeat(self, host: str, report: dict[str, Any]) -> records.HostInfo:
         """Record that ``host``'s agent is alive now and what it reports (a JSON object:
         what it serves, health, errors). Not audited. Returns the host. Raises
         :class:`GovernanceError` (not a JSON object), :class:`ConfigError` (DB unreachable)."""
         with self._write(Action.HEARTBEAT, host) as (s, a):
             return heartbeats.heartbeat(s, a, host=host, report=report)
 
-    def hosts(self) -> list[HostInfo]:
+    def hosts(self) -> list[records.HostInfo]:
         """Return every host that ever sent a heartbeat in this environment, by name."""
         return self._read(queries.hosts)
 
@@ -347,7 +340,7 @@ class Registry:
         sha256: str,
         hosts: list[str],
         deadline_s: float,
-    ) -> RolloutInfo:
+    ) -> records.RolloutInfo:
         """Promote ``model:version`` (every rule of :meth:`promote`) and record a fleet
         rollout that ``hosts`` must carry out within ``deadline_s``; one audited promotion
         naming the rollout and its hosts. Raises :class:`ConcurrentChange` while another
@@ -364,7 +357,7 @@ class Registry:
         complete: bool,
         reason: str,
         results: dict[str, Any],
-    ) -> RolloutInfo:
+    ) -> records.RolloutInfo:
         """Finish an in-progress rollout: complete, or roll ``model`` back to the version it
         replaced (audited as a rollback and a rollout row with ``results`` per host).
         Idempotent: a settled rollout is returned unchanged. Raises :class:`NotFoundError`."""
@@ -373,12 +366,16 @@ class Registry:
                 s, a, rollout_id=rollout_id, complete=complete, reason=reason, results=results
             )
 
-    def rollouts(self, model: str | None = None, *, active_only: bool = False) -> list[RolloutInfo]:
+    def rollouts(
+        self, model: str | None = None, *, active_only: bool = False
+    ) -> list[records.RolloutInfo]:
         """Return fleet rollouts (of ``model``; only in-progress ones), oldest first."""
         return self._read(queries.rollouts, model, active_only)
 
     # -- the audit trail (audit) -------------------------------------------------------------
-    def audit(self, model: str | None = None, version: str | None = None) -> list[AuditEntry]:
+    def audit(
+        self, model: str | None = None, version: str | None = None
+    ) -> list[records.AuditEntry]:
         """Return this environment's audit rows (optionally of one model/version), oldest first."""
         return self._read(queries.audit_entries, model, version)
 

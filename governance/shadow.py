@@ -10,7 +10,6 @@ governance (the shadow part owns their keys).
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, IllegalTransition
@@ -89,12 +88,7 @@ def release_evidence(session: Session, attempt: Attempt, row: Version) -> dict[s
     if policy.get(REQUIRE_SHADOW) is not True:
         return {}
     assert row.built_at is not None
-    last = session.execute(
-        sa.select(ShadowRun)
-        .where(ShadowRun.version_id == row.id, ShadowRun.verdict == Verdict.PASS)
-        .order_by(ShadowRun.created_at.desc(), ShadowRun.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    last = queries.latest_pass(session, ShadowRun, row)
     newer = last if last is not None and last.created_at > row.built_at else None
     evidence: dict[str, object] = {"shadow_run_id": newer.id if newer is not None else None}
     if attempt.action == Action.ROLLBACK:

@@ -15,50 +15,27 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import sqlalchemy as sa
+import governance_support
+from governance_support import PG_DEFAULT as PG_DEFAULT  # re-exported for the fleet tests
+from governance_support import pg_problem
 from hosts import host_settings, settings_env
 
 from bentogate.context import Context
 from bentogate.settings import Settings
 
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FEATURES = 220
 HOST_SPAN = 10  # ports per host: production, candidate, stats, 7 backends
 
 
-def pg_problem(url: str) -> str | None:
-    """Why ``url`` cannot be used, or None."""
-    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(dsn, connect_timeout=3):
-            return None
-    except psycopg.Error as err:
-        return str(err).strip().splitlines()[0]
-
-
 def pg_schema(base: str) -> tuple[str, Callable[[], None]]:
-    """A fresh schema on ``base`` (selected by ``search_path``) and its dropper."""
-    schema = f"fleet_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    options = f"-csearch_path={schema} -csynchronous_commit=off"
-    url = sa.make_url(base).update_query_dict({"options": options})
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return url.render_as_string(hide_password=False), drop
+    """A fresh ``fleet_…`` schema on ``base`` (selected by ``search_path``) and its dropper."""
+    return governance_support.pg_schema(base, "fleet")
 
 
 def _pg_cluster(action: str) -> None:

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from governance_support import SHA, gate
 
 from bentogate.errors import GovernanceError, IllegalTransition
 from governance import Action, Registry, RolloutStatus, State
 
 pytestmark = pytest.mark.integration
-SHA = "a" * 64  # the sha256 the ``advance`` fixture registers
 Advance = Callable[..., str]
 WATCHER = "bake-watcher"
 REASON = "automatic rollback of fraud:2: error ratio 20.0% > 1.0% over 2.0 s"
@@ -49,16 +49,7 @@ def _failed_bake(reg: Registry, advance: Advance) -> datetime:
 
 
 def _gate(reg: Registry, version: str, verdict: str = "pass") -> int:
-    return reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict=verdict,
-        report_path="r",
-        compared_with="1",
-    ).id
+    return gate(reg, version, verdict, compared_with="1").id
 
 
 def _refusal(version: str, at: str, action: str = "promote") -> str:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from governance_support import SHA, register
 
 from bentogate.errors import ConcurrentChange, GovernanceError, IllegalTransition
 from governance import Registry, State
 
 pytestmark = pytest.mark.integration
-SHA = "a" * 64
 ATTEMPTS = 100
 
 
@@ -86,22 +86,13 @@ def test_concurrent_registrations_get_distinct_numbers(
     results: list[str] = []
     failures: list[BaseException] = []
 
-    def register() -> None:
+    def register_one() -> None:
         try:
-            info = make_registry().register_version(
-                "fraud",
-                sha256=SHA,
-                feature_names=["f"],
-                threshold=0.5,
-                metrics={},
-                developer="dev",
-                artifact_uri="x",
-            )
-            results.append(info.version)
+            results.append(register(make_registry()))
         except GovernanceError as err:
             failures.append(err)
 
-    threads = [threading.Thread(target=register) for _ in range(12)]
+    threads = [threading.Thread(target=register_one) for _ in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:

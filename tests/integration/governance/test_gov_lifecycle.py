@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from governance_support import SHA, gate, register
 
 from bentogate.errors import (
     GovernanceError,
@@ -17,7 +18,6 @@ from bentogate.errors import (
 from governance import Registry, Role, State
 
 pytestmark = pytest.mark.integration
-SHA = "a" * 64  # the sha256 the ``advance`` fixture registers
 Advance = Callable[..., str]
 
 
@@ -49,16 +49,7 @@ def test_full_path_is_audited_and_chained(reg: Registry, advance: Advance) -> No
 def test_versions_number_themselves_and_are_unique(reg: Registry, advance: Advance) -> None:
     assert [advance("fraud", State.REGISTERED) for _ in range(3)] == ["1", "2", "3"]
     with pytest.raises(GovernanceError, match=r"fraud:2 already exists \(versions are immutable"):
-        reg.register_version(
-            "fraud",
-            sha256=SHA,
-            feature_names=["a"],
-            threshold=0.5,
-            metrics={},
-            developer="dev",
-            artifact_uri="x",
-            version="2",
-        )
+        register(reg, feature_names=["a"], version="2")
     assert reg.audit()[-1].outcome == "refused"
 
 
@@ -106,21 +97,21 @@ def test_failed_validation_rejects(reg: Registry, advance: Advance) -> None:
 
 def test_gate_verdicts(reg: Registry, advance: Advance) -> None:
     version = advance("fraud", State.STAGED)
-    gate = dict(
+    fields = dict(
         actor="ci",
         policy={"rate": 200},
         results={"p99": 3},
         report_path="r.json",
         compared_with="0",
     )
-    run = reg.record_gate("fraud", version, verdict="inconclusive", **gate)  # type: ignore[arg-type]
+    run = reg.record_gate("fraud", version, verdict="inconclusive", **fields)  # type: ignore[arg-type]
     assert reg.get_version("fraud", version).state == State.STAGED
     assert (run.verdict, run.policy, run.compared_with) == ("inconclusive", {"rate": 200}, "0")
-    reg.record_gate("fraud", version, verdict="pass", **gate)  # type: ignore[arg-type]
+    reg.record_gate("fraud", version, verdict="pass", **fields)  # type: ignore[arg-type]
     assert reg.get_version("fraud", version).state == State.GATED
     with pytest.raises(GovernanceError, match="verdict 'maybe' is not pass, fail or inconclusive"):
-        reg.record_gate("fraud", version, verdict="maybe", **gate)  # type: ignore[arg-type]
-    reg.record_gate("fraud", version, verdict="fail", **gate)  # type: ignore[arg-type]
+        reg.record_gate("fraud", version, verdict="maybe", **fields)  # type: ignore[arg-type]
+    reg.record_gate("fraud", version, verdict="fail", **fields)  # type: ignore[arg-type]
     assert reg.get_version("fraud", version).state == State.REJECTED
     assert [r.verdict for r in reg.gate_runs("fraud", version)] == ["inconclusive", "pass", "fail"]
 
@@ -128,16 +119,7 @@ def test_gate_verdicts(reg: Registry, advance: Advance) -> None:
 def test_gate_refused_before_staging(reg: Registry, advance: Advance) -> None:
     version = advance("fraud", State.APPROVED)
     with pytest.raises(IllegalTransition, match="gate needs gated or staged"):
-        reg.record_gate(
-            "fraud",
-            version,
-            actor="ci",
-            policy={},
-            results={},
-            verdict="pass",
-            report_path="r",
-            compared_with=None,
-        )
+        gate(reg, version)
     assert reg.gate_runs("fraud", version) == []
 
 
@@ -204,16 +186,7 @@ def test_new_build_needs_new_gate(reg: Registry, advance: Advance) -> None:
     reg.record_build("fraud", version, actor="ci", bento_tag="fraud:1b")
     with pytest.raises(IllegalTransition, match=r"a passed gate newer than the build\)$"):
         reg.promote("fraud", version, actor="rel", sha256=SHA)
-    reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with=None,
-    )
+    gate(reg, version)
     assert reg.promote("fraud", version, actor="rel", sha256=SHA).state == State.PRODUCTION
 
 
@@ -227,16 +200,7 @@ def test_expired_approval_blocks_promotion(
     reg.approve("fraud", version, actor="boss", valid_until=now + timedelta(days=1))
     reg.record_build("fraud", version, actor="ci", bento_tag="fraud:1")
     reg.stage("fraud", version, actor="ci")
-    reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with=None,
-    )
+    gate(reg, version)
     later = make_registry(clock=lambda: now + timedelta(days=2))  # type: ignore[operator]
     with pytest.raises(IllegalTransition, match="its approval expired"):
         later.promote("fraud", version, actor="rel", sha256=SHA)

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from governance_support import register, shadow
 
 from bentogate.errors import ConfigError
 from governance import Registry, State
@@ -114,16 +115,7 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
 def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: object) -> None:
     advance("fraud", State.PRODUCTION)  # type: ignore[operator]
     version = advance("fraud", State.GATED)  # type: ignore[operator]
-    reg.record_shadow(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="s.json",
-        compared_with="1",
-    )
+    shadow(reg, version)
     reg.downgrade("0004")
     assert reg.schema_revision() == "0004"
     assert _tables(raw) == TABLES - {"shadow_runs"}
@@ -160,15 +152,7 @@ def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: obje
     with pytest.raises(ConfigError, match=behind):  # this code reads versions' new column
         reg.versions("fraud")
     with pytest.raises(ConfigError, match=behind):  # and so does every write of a version
-        reg.register_version(
-            "fraud",
-            sha256="c" * 64,
-            feature_names=["f1"],
-            threshold=0.5,
-            metrics={},
-            developer="dev",
-            artifact_uri="x",
-        )
+        register(reg)
     reg.upgrade()
     assert reg.schema_revision() == "0006"
     assert "bake_failed_at" in _columns(raw, "versions")

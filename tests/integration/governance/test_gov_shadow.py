@@ -7,44 +7,15 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from governance_support import SHA, gate, shadow
 
 from bentogate.errors import GovernanceError, IllegalTransition, NotFoundError
 from governance import Action, Registry, ShadowRunInfo, State
 
 pytestmark = pytest.mark.integration
-SHA = "a" * 64  # the sha256 the ``advance`` fixture registers
 Advance = Callable[..., str]
-SHADOW_POLICY = {"shadow_max_flip_ratio": 0.02, "shadow_min_rows": 200}
 REQUIRE = {"p99_ms": 25, "require_shadow": True}
 NO_PASS = "has no passed shadow run newer than its build (policy require_shadow)"
-
-
-def _shadow(
-    reg: Registry, version: str, verdict: str = "pass", compared_with: str = "1"
-) -> ShadowRunInfo:
-    return reg.record_shadow(
-        "fraud",
-        version,
-        actor="ci",
-        policy=SHADOW_POLICY,
-        results={"max_abs_delta": 0.01, "flip_ratio": 0.0},
-        verdict=verdict,
-        report_path="shadow.json",
-        compared_with=compared_with,
-    )
-
-
-def _gate(reg: Registry, version: str) -> None:
-    reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with="1",
-    )
 
 
 def test_shadow_run_is_stored_audited_and_changes_no_state(reg: Registry, advance: Advance) -> None:
@@ -108,8 +79,8 @@ def test_failed_and_inconclusive_runs_reject_nothing(reg: Registry, advance: Adv
     staged = advance("fraud", State.STAGED)
     gated = advance("fraud", State.GATED)
     for verdict in ("fail", "inconclusive", "pass"):
-        _shadow(reg, staged, verdict)
-    _shadow(reg, gated, "fail")
+        shadow(reg, staged, verdict)
+    shadow(reg, gated, "fail")
     assert reg.get_version("fraud", staged).state == State.STAGED
     assert reg.get_version("fraud", gated).state == State.GATED
     assert [r.verdict for r in reg.shadow_runs("fraud", staged)] == ["fail", "inconclusive", "pass"]
@@ -126,7 +97,7 @@ def test_shadow_refused_outside_staged_and_gated(
     advance("fraud", State.PRODUCTION)
     version = "1" if state == State.PRODUCTION else advance("fraud", state)
     with pytest.raises(IllegalTransition) as caught:
-        _shadow(reg, version)
+        shadow(reg, version)
     assert str(caught.value) == (
         f"refused: shadow fraud:{version} — fraud:{version} is {state}; "
         "shadow needs gated or staged (lifecycle)"
@@ -147,22 +118,13 @@ def test_shadow_refused_outside_staged_and_gated(
 def test_shadow_refused_for_rejected_and_retired(reg: Registry, advance: Advance) -> None:
     advance("fraud", State.PRODUCTION)
     rejected = advance("fraud", State.STAGED)
-    reg.record_gate(
-        "fraud",
-        rejected,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="fail",
-        report_path="r",
-        compared_with="1",
-    )
+    gate(reg, rejected, "fail", compared_with="1")
     retired = advance("fraud", State.GATED)
     reg.retire("fraud", retired, actor="boss", reason="old")
     with pytest.raises(IllegalTransition, match="fraud:2 is rejected; shadow needs gated or"):
-        _shadow(reg, rejected)
+        shadow(reg, rejected)
     with pytest.raises(IllegalTransition, match="fraud:3 is retired; shadow needs gated or"):
-        _shadow(reg, retired)
+        shadow(reg, retired)
 
 
 @pytest.mark.parametrize(
@@ -195,16 +157,7 @@ def test_bad_shadow_runs_are_refused_and_audited(
     advance("fraud", State.PRODUCTION)
     version = advance("fraud", State.GATED)
     with pytest.raises(GovernanceError, match=rf"^refused: shadow fraud:2 — {why}$"):
-        reg.record_shadow(
-            "fraud",
-            version,
-            actor="ci",
-            policy={},
-            results=results,
-            verdict=verdict,
-            report_path="s.json",
-            compared_with=compared_with,
-        )
+        shadow(reg, version, verdict, compared_with=compared_with, results=results)
     assert reg.shadow_runs("fraud", version) == []
     last = reg.audit()[-1]
     assert (last.action, last.outcome) == ("shadow", "refused")
@@ -215,9 +168,9 @@ def test_bad_shadow_runs_are_refused_and_audited(
 def test_shadow_needs_a_live_version(reg: Registry, advance: Advance) -> None:
     version = advance("fraud", State.GATED)
     with pytest.raises(GovernanceError, match="but the production version is none"):
-        _shadow(reg, version, compared_with="0")
+        shadow(reg, version, compared_with="0")
     with pytest.raises(NotFoundError, match=r"unknown version fraud:9"):
-        _shadow(reg, "9")
+        shadow(reg, "9")
     assert [(e.action, e.outcome) for e in reg.audit()[-2:]] == [("shadow", "refused")] * 2
 
 
@@ -240,8 +193,8 @@ def test_require_shadow_blocks_promotion_until_a_pass(reg: Registry, advance: Ad
     with pytest.raises(IllegalTransition) as caught:
         reg.promote("fraud", version, actor="rel", sha256=SHA)
     assert str(caught.value) == message
-    _shadow(reg, version, "fail")  # a failed run does not count ...
-    _shadow(reg, version, "inconclusive")  # ... nor an inconclusive one
+    shadow(reg, version, "fail")  # a failed run does not count ...
+    shadow(reg, version, "inconclusive")  # ... nor an inconclusive one
     with pytest.raises(IllegalTransition) as caught:
         reg.promote("fraud", version, actor="rel", sha256=SHA)
     assert str(caught.value) == message
@@ -252,13 +205,13 @@ def test_require_shadow_blocks_promotion_until_a_pass(reg: Registry, advance: Ad
     assert refused[-1].payload["error"] == "IllegalTransition"
     assert reg.get_version("fraud", version).state == State.GATED
     assert reg.production_version("fraud").version == "1"  # type: ignore[union-attr]
-    passed = _shadow(reg, version)
+    passed = shadow(reg, version)
     assert reg.promote("fraud", version, actor="rel", sha256=SHA).state == State.PRODUCTION
     promoted = reg.audit("fraud", version)[-1]
-    (gate,) = reg.gate_runs("fraud", version)
+    (gate_run,) = reg.gate_runs("fraud", version)
     assert (promoted.action, promoted.outcome) == ("promote", "ok")
     assert promoted.payload["shadow_run_id"] == passed.id
-    assert promoted.payload["gate_run_id"] == gate.id
+    assert promoted.payload["gate_run_id"] == gate_run.id
     assert "shadow_waived" not in promoted.payload
     assert reg.verify_audit()[0]
 
@@ -267,9 +220,9 @@ def test_a_pass_older_than_the_build_does_not_count(reg: Registry, advance: Adva
     advance("fraud", State.PRODUCTION)
     version = advance("fraud", State.GATED)
     reg.set_gate_policy("fraud", REQUIRE, actor="lead")
-    old = _shadow(reg, version)
+    old = shadow(reg, version)
     reg.record_build("fraud", version, actor="ci", bento_tag="fraud:2b")
-    _gate(reg, version)  # the gate rule is met again; the shadow rule is not
+    gate(reg, version, compared_with="1")  # the gate rule is met again; the shadow rule is not
     built = reg.get_version("fraud", version).built_at
     assert built is not None and old.created_at < built
     with pytest.raises(IllegalTransition) as caught:
@@ -279,7 +232,7 @@ def test_a_pass_older_than_the_build_does_not_count(reg: Registry, advance: Adva
         f"last pass {old.created_at.isoformat()}, build {built.isoformat()} "
         "(policy require_shadow)"
     )
-    new = _shadow(reg, version)
+    new = shadow(reg, version)
     assert reg.promote("fraud", version, actor="rel", sha256=SHA).state == State.PRODUCTION
     assert reg.audit("fraud", version)[-1].payload["shadow_run_id"] == new.id
 
@@ -292,7 +245,7 @@ def test_rollback_and_first_release_need_no_shadow_run(reg: Registry, advance: A
     assert (promoted.action, promoted.payload["shadow_run_id"]) == ("promote", None)
     assert promoted.payload["shadow_waived"] == "first release: no live version to compare with"
     second = advance("fraud", State.GATED)
-    run = _shadow(reg, second)
+    run = shadow(reg, second)
     reg.promote("fraud", second, actor="rel", sha256=SHA)
     back = reg.rollback("fraud", actor="rel")  # fraud:1 has no shadow run: none is needed
     assert (back.version, back.state) == (first, State.PRODUCTION)
@@ -321,7 +274,7 @@ def test_fleet_rollout_is_held_to_require_shadow(reg: Registry, advance: Advance
     with pytest.raises(IllegalTransition, match=re.escape(f"fraud:2 {NO_PASS}")):
         reg.start_rollout("fraud", version, actor="rel", sha256=SHA, hosts=["h1"], deadline_s=60)
     assert reg.rollouts("fraud") == []
-    _shadow(reg, version)
+    shadow(reg, version)
     rollout = reg.start_rollout(
         "fraud", version, actor="rel", sha256=SHA, hosts=["h1"], deadline_s=60
     )

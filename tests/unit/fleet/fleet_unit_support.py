@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from governance_support import register
+
 from bentogate.context import Context
 from bentogate.settings import Settings
 from bentos import Handle
@@ -22,15 +24,7 @@ def context(tmp_path: Path, **settings: object) -> Context:
 def gated(reg: Registry, model: str = "fraud", *, image_tag: str | None = None) -> str:
     """Register a version of ``model`` (created if needed) and drive it to gated."""
     reg.ensure_model(model, owner="risk", production_port=10000, actor="admin")
-    version = reg.register_version(
-        model,
-        sha256=SHA,
-        feature_names=["f1"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="/nowhere",
-    ).version
+    version = register(reg, model, sha256=SHA, feature_names=["f1"], artifact_uri="/nowhere")
     reg.validate(model, version, actor="val", results={}, passed=True)
     reg.approve(model, version, actor="boss")
     reg.record_build(

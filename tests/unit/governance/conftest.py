@@ -1,4 +1,5 @@
-"""Fast governance fixtures: a migrated SQLite registry under ``tmp_path``."""
+"""Fast governance fixtures: a migrated SQLite registry under ``tmp_path``, on the real clock
+(``reg``) or on a clock the test moves (``timed``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from governance_support import Clock
 
 from governance import Registry
 
@@ -19,7 +21,22 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def reg(sqlite_url: str) -> Iterator[Registry]:
     """A migrated registry on a fresh SQLite file."""
-    registry = Registry(sqlite_url)
+    yield from _migrated(Registry(sqlite_url))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The clock of ``timed``: it stands still until the test moves it."""
+    return Clock()
+
+
+@pytest.fixture
+def timed(sqlite_url: str, clock: Clock) -> Iterator[Registry]:
+    """A migrated SQLite registry on the test's clock."""
+    yield from _migrated(Registry(sqlite_url, clock=clock))
+
+
+def _migrated(registry: Registry) -> Iterator[Registry]:
     registry.upgrade()
     yield registry
     registry.close()

@@ -3,86 +3,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
+from governance_support import SHA, Clock, gate, gated_later
 
 from bentogate.errors import IllegalTransition
 from governance import Action, Registry, State
 
-SHA = "a" * 64
 WATCHER = "bake-watcher"
-
-
-class Clock:
-    """The registry's clock: stands still until the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self) -> None:
-        self.now += timedelta(seconds=1)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(sqlite_url: str, clock: Clock) -> Iterator[Registry]:
-    """A migrated SQLite registry on the test's clock."""
-    registry = Registry(sqlite_url, clock=clock)
-    registry.upgrade()
-    yield registry
-    registry.close()
-
-
-def _gate(reg: Registry, version: str) -> int:
-    return reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with=None,
-    ).id
-
-
-def _gated(reg: Registry, clock: Clock) -> str:
-    """Register a new version of ``fraud`` and take it to gated (built, then gated a second
-    later); returns the version."""
-    reg.ensure_model("fraud", owner="risk", production_port=10000, actor="admin")
-    version = reg.register_version(
-        "fraud",
-        sha256=SHA,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    ).version
-    reg.validate("fraud", version, actor="val", results={}, passed=True)
-    reg.approve("fraud", version, actor="boss")
-    reg.record_build("fraud", version, actor="ci", bento_tag=f"fraud:{version}")
-    reg.stage("fraud", version, actor="ci")
-    clock.tick()
-    _gate(reg, version)
-    return version
 
 
 @pytest.fixture
 def failed(timed: Registry, clock: Clock) -> datetime:
     """fraud:1 promoted, then fraud:2; a second later fraud:2's bake fails and the watcher
     rolls production back to fraud:1 (at 00:00:03). Returns the instant of the failure."""
-    timed.promote("fraud", _gated(timed, clock), actor="rel", sha256=SHA)
-    timed.promote("fraud", _gated(timed, clock), actor="rel", sha256=SHA)
+    timed.promote("fraud", gated_later(timed, clock), actor="rel", sha256=SHA)
+    timed.promote("fraud", gated_later(timed, clock), actor="rel", sha256=SHA)
     clock.tick()
     timed.rollback(
         "fraud",
@@ -108,7 +45,7 @@ def test_the_mark_is_the_instant_of_the_automatic_rollback(
 def test_a_gate_at_the_instant_of_the_failure_is_not_newer(
     timed: Registry, clock: Clock, failed: datetime
 ) -> None:
-    _gate(timed, "2")  # the same instant as the failure: not newer
+    gate(timed, "2")  # the same instant as the failure: not newer
     with pytest.raises(IllegalTransition) as caught:
         timed.promote("fraud", "2", actor="rel", sha256=SHA)
     assert str(caught.value) == (
@@ -122,7 +59,7 @@ def test_a_gate_at_the_instant_of_the_failure_is_not_newer(
         str(caught.value),
     )
     clock.tick()
-    newer = _gate(timed, "2")
+    newer = gate(timed, "2").id
     assert timed.promote("fraud", "2", actor="rel", sha256=SHA).state == State.PRODUCTION
     promoted = timed.audit("fraud", "2")[-1]
     assert (promoted.payload["gate_run_id"], promoted.payload["bake_failed_at"]) == (
@@ -139,7 +76,7 @@ def test_a_rebuild_after_the_failure_needs_a_gate_newer_than_both(
     with pytest.raises(IllegalTransition, match=r"last pass .*; build .* \(a passed gate newer"):
         timed.promote("fraud", "2", actor="rel", sha256=SHA)
     clock.tick()
-    _gate(timed, "2")
+    gate(timed, "2")
     assert timed.promote("fraud", "2", actor="rel", sha256=SHA).state == State.PRODUCTION
 
 
@@ -154,7 +91,7 @@ def test_the_rule_names_the_rollback_it_refuses(timed: Registry, failed: datetim
 
 
 def test_versions_that_never_failed_a_bake_carry_no_mark(timed: Registry, clock: Clock) -> None:
-    version = _gated(timed, clock)
+    version = gated_later(timed, clock)
     assert timed.get_version("fraud", version).bake_failed_at is None
     timed.promote("fraud", version, actor="rel", sha256=SHA)
     assert "bake_failed_at" not in timed.audit("fraud", version)[-1].payload

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from governance_support import register
 
 from bentogate.errors import ConfigError, DatabaseUnavailable, GovernanceError, NotFoundError
 from governance import Registry
@@ -53,15 +54,7 @@ def test_constraint_violation_becomes_concurrent_change(reg: Registry) -> None:
 
 def test_naive_datetimes_are_refused(reg: Registry) -> None:
     reg.ensure_model("fraud", owner="o", production_port=10000, actor="a")
-    reg.register_version(
-        "fraud",
-        sha256="a" * 64,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    )
+    register(reg)
     reg.validate("fraud", "1", actor="val", results={}, passed=True)
     with pytest.raises(GovernanceError, match=r"has no time zone \(timestamps are UTC\)"):
         reg.approve("fraud", "1", actor="boss", valid_until=datetime(2999, 1, 1))
@@ -73,15 +66,7 @@ def test_versions_are_immutable(reg: Registry) -> None:
     from governance.schema import Version
 
     reg.ensure_model("fraud", owner="o", production_port=10000, actor="a")
-    reg.register_version(
-        "fraud",
-        sha256="a" * 64,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    )
+    register(reg)
     with Session(reg._db.engine) as session:
         row = session.execute(sa.select(Version)).scalar_one()
         row.sha256 = "b" * 64
@@ -101,16 +86,8 @@ def test_versions_are_immutable(reg: Registry) -> None:
 )
 def test_register_checks_its_input(reg: Registry, kwargs: dict[str, object], message: str) -> None:
     reg.ensure_model("fraud", owner="o", production_port=10000, actor="a")
-    fields: dict[str, object] = dict(
-        sha256="a" * 64,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    )
     with pytest.raises(GovernanceError) as caught:
-        reg.register_version("fraud", **{**fields, **kwargs})  # type: ignore[arg-type]
+        register(reg, **kwargs)
     assert str(caught.value).endswith(message)
     assert reg.versions("fraud") == []
     assert reg.audit()[-1].outcome == "refused"
@@ -118,15 +95,7 @@ def test_register_checks_its_input(reg: Registry, kwargs: dict[str, object], mes
 
 def test_unknown_model_refusal_is_audited(reg: Registry) -> None:
     with pytest.raises(NotFoundError):
-        reg.register_version(
-            "ghost",
-            sha256="a" * 64,
-            feature_names=["f"],
-            threshold=0.5,
-            metrics={},
-            developer="dev",
-            artifact_uri="x",
-        )
+        register(reg, "ghost")
     last = reg.audit()[-1]
     assert (last.action, last.model, last.outcome) == ("register", "ghost", "refused")
 

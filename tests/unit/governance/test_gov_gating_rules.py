@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from governance_support import register
 
 from bentogate.errors import GovernanceError, NotFoundError
 from governance import Action, Registry
@@ -16,15 +17,7 @@ POLICY = {"rate": 200, "p99_ms": 25.0}
 
 def _version(reg: Registry) -> str:
     reg.ensure_model("fraud", owner="o", production_port=10000, actor="a")
-    return reg.register_version(
-        "fraud",
-        sha256="a" * 64,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    ).version
+    return register(reg)
 
 
 def test_policy_round_trip_and_audit(reg: Registry) -> None:

@@ -4,94 +4,22 @@ what "newer than the build" means to the second, what is refused and what is aud
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from governance_support import SHA, Clock, gate, gated_later, shadow
 
 from bentogate.errors import GovernanceError, IllegalTransition
-from governance import Action, Registry, ShadowRunInfo, State
+from governance import Action, Registry, State
 
-SHA = "a" * 64
 RULE = "has no passed shadow run newer than its build (policy require_shadow)"
-
-
-class Clock:
-    """The registry's clock: stands still until the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self) -> None:
-        self.now += timedelta(seconds=1)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed(sqlite_url: str, clock: Clock) -> Iterator[Registry]:
-    """A migrated SQLite registry on the test's clock."""
-    registry = Registry(sqlite_url, clock=clock)
-    registry.upgrade()
-    yield registry
-    registry.close()
-
-
-def _gated(reg: Registry, clock: Clock) -> str:
-    """Register a new version of ``fraud`` and take it to gated (built, then gated a second
-    later); returns the version."""
-    reg.ensure_model("fraud", owner="risk", production_port=10000, actor="admin")
-    version = reg.register_version(
-        "fraud",
-        sha256=SHA,
-        feature_names=["f"],
-        threshold=0.5,
-        metrics={},
-        developer="dev",
-        artifact_uri="x",
-    ).version
-    reg.validate("fraud", version, actor="val", results={}, passed=True)
-    reg.approve("fraud", version, actor="boss")
-    reg.record_build("fraud", version, actor="ci", bento_tag=f"fraud:{version}")
-    reg.stage("fraud", version, actor="ci")
-    clock.tick()
-    reg.record_gate(
-        "fraud",
-        version,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with=None,
-    )
-    return version
-
-
-def _shadow(reg: Registry, version: str, verdict: str = "pass") -> ShadowRunInfo:
-    return reg.record_shadow(
-        "fraud",
-        version,
-        actor="ci",
-        policy={"shadow_max_psi": 0.25},
-        results={"psi": 0.01},
-        verdict=verdict,
-        report_path="s.json",
-        compared_with="1",
-    )
 
 
 @pytest.fixture
 def candidate(timed: Registry, clock: Clock) -> str:
     """fraud:1 in production, fraud:2 gated, the policy requiring a shadow run."""
-    timed.promote("fraud", _gated(timed, clock), actor="rel", sha256=SHA)
-    version = _gated(timed, clock)
+    timed.promote("fraud", gated_later(timed, clock), actor="rel", sha256=SHA)
+    version = gated_later(timed, clock)
     timed.set_gate_policy("fraud", {"require_shadow": True}, actor="lead")
     return version
 
@@ -101,18 +29,9 @@ def test_a_shadow_run_at_the_build_instant_is_not_newer(
 ) -> None:
     clock.tick()
     timed.record_build("fraud", candidate, actor="ci", bento_tag="fraud:2b")
-    at_build = _shadow(timed, candidate)  # same instant as the build: not newer
+    at_build = shadow(timed, candidate)  # same instant as the build: not newer
     clock.tick()
-    timed.record_gate(
-        "fraud",
-        candidate,
-        actor="ci",
-        policy={},
-        results={},
-        verdict="pass",
-        report_path="r",
-        compared_with="1",
-    )
+    gate(timed, candidate, compared_with="1")
     with pytest.raises(IllegalTransition) as caught:
         timed.promote("fraud", candidate, actor="rel", sha256=SHA)
     build = timed.get_version("fraud", candidate).built_at
@@ -121,7 +40,7 @@ def test_a_shadow_run_at_the_build_instant_is_not_newer(
         f"refused: promote fraud:2 — fraud:2 has no passed shadow run newer than its build; "
         f"last pass {build.isoformat()}, build {build.isoformat()} (policy require_shadow)"
     )
-    later = _shadow(timed, candidate)
+    later = shadow(timed, candidate)
     assert timed.promote("fraud", candidate, actor="rel", sha256=SHA).state == State.PRODUCTION
     promoted = timed.audit("fraud", candidate)[-1]
     assert (promoted.action, promoted.payload["shadow_run_id"]) == ("promote", later.id)
@@ -131,7 +50,7 @@ def test_a_failed_shadow_run_blocks_without_rejecting(
     timed: Registry, clock: Clock, candidate: str
 ) -> None:
     clock.tick()
-    failed = _shadow(timed, candidate, "fail")
+    failed = shadow(timed, candidate, "fail")
     assert timed.get_version("fraud", candidate).state == State.GATED
     with pytest.raises(IllegalTransition, match=re.escape(f"fraud:2 {RULE}")):
         timed.promote("fraud", candidate, actor="rel", sha256=SHA)
