@@ -84,7 +84,7 @@ def compare(
         rank_correlation=_spearman(cand, base),
         flips=flips,
         flip_ratio=flips / n if n else math.nan,
-        flip_interval=_wilson(flips, n, confidence),
+        flip_interval=wilson(flips, n, confidence),
         psi=_psi(base, cand),
         candidate_errors=candidate.errors,
         live_errors=live.errors,
@@ -206,6 +206,7 @@ def run_shadow(
     plots) into ``out_dir``. LoadTestError if a target cannot be reached."""
     from .shadow_report import write_reports  # matplotlib only when a report is written
 
+    rows = distinct(rows)
     scored = {"candidate": score_rows(candidate, rows), "live": score_rows(live, rows)}
     comparison = compare(scored["candidate"], scored["live"], threshold, policy.confidence)
     verdict, reasons = judge(comparison, policy)
@@ -217,6 +218,14 @@ def run_shadow(
     )  # fmt: skip
     write_reports(result, scored, threshold)
     return result
+
+
+def distinct(rows: list[list[float]]) -> list[list[float]]:
+    """``rows`` without repeats, first occurrence kept, in order. A row is one piece of
+    evidence however often clients sent it: a client repeating one transaction (a retry
+    loop, a probe) would otherwise fill the sample with one input, whose single flip or
+    score difference would read as a distribution-wide one."""
+    return list({tuple(row): row for row in rows}.values())
 
 
 def _json_ready(value: Any) -> Any:
@@ -258,7 +267,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
     """Two-sided Wilson score interval of the proportion k/n at ``confidence``."""
     if n == 0:
         return (0.0, 1.0)

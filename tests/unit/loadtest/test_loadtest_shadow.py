@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy
-from loadtest.shadow import Scored, compare, judge
+from loadtest.shadow import Scored, compare, distinct, judge
 
 POLICY = GatePolicy(
     rate=100, duration_s=10, warmup_s=1, users=4, p50_ms=5, p95_ms=10, p99_ms=20,
@@ -105,3 +105,12 @@ def test_figures_that_cannot_be_computed_are_null_in_the_record() -> None:
     assert record["psi"] is None and record["rows"] == 0
     json_text = json.dumps(record, allow_nan=False)
     assert "NaN" not in json_text
+
+
+def test_a_repeated_row_counts_once() -> None:
+    """One transaction sent 500 times is one row of evidence, not 500 (a client's retry
+    loop must not turn one flipped decision into a 100 % flip ratio); order is kept."""
+    row, other = [0.1, 2.0, 3.0], [0.2, 2.0, 3.0]
+    assert distinct([row] * 500 + [other, row]) == [row, other]
+    one_input = compare(scored(np.full(1, 0.51)), scored(np.full(1, 0.49)), 0.5)
+    assert judge(one_input, POLICY)[0] == INCONCLUSIVE  # too few rows, not a failure
