@@ -22,6 +22,7 @@ version when its time is over.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import deque
@@ -37,10 +38,11 @@ from bentogate.context import Context, Progress, Ref
 from bentogate.errors import BentogateError
 from governance import Action, Outcome, State, Verdict
 from loadtest import GatePolicy, Target
-from loadtest.shadow import Scored, compare, judge, score_rows
+from loadtest.shadow import Scored, compare, distinct, judge, score_rows
 
 WATCHER = "bake-watcher"  # the actor of an automatic rollback
 COMPARED_ROWS = 5000  # the newest rows the score comparison judges (a bounded cost per look)
+SEEN_ROWS = 4 * COMPARED_ROWS  # remembered to recognise repeats (bounded memory)
 
 
 @dataclass
@@ -75,6 +77,9 @@ class _Watch:
     # client's (health checks, gate and shadow requests are not kept), also those that
     # came before the watcher started.
     compared_until_ns: int = 0
+    # Hashes of the rows compared lately (oldest first, at most SEEN_ROWS): a row clients
+    # send again is no new evidence (loadtest.shadow.distinct).
+    seen: dict[int, None] = field(default_factory=dict)
 
 
 def error_breach(
@@ -111,7 +116,11 @@ def _scores_breach(ctx: Context, watch: _Watch) -> tuple[str | None, int, str]:
     version (and on the new one again, the same way); judge everything compared so far."""
     until_ns = time.monotonic_ns()
     kept = host.recent_rows(ctx, watch.live, since_ns=watch.compared_until_ns)
-    rows = [row for found in kept.values() for row in found]
+    rows = [row for row in distinct([row for found in kept.values() for row in found])
+            if hash(tuple(row)) not in watch.seen]  # fmt: skip
+    watch.seen.update((hash(tuple(row)), None) for row in rows)
+    for old in list(itertools.islice(watch.seen, max(0, len(watch.seen) - SEEN_ROWS))):
+        del watch.seen[old]
     watch.compared_until_ns = until_ns
     urls = {
         "live": host.backend_urls(ctx, watch.live),
