@@ -130,9 +130,12 @@ class _Prediction(Generic[_Checked]):
         except NotAProbability as exc:
             # 500, never retried by the sidecar: the same input would fail on every replica.
             return await _respond(send, 500, orjson.dumps({"error": str(exc)}))
+        # A client's row (only /predict keeps; marked requests are not clients'), taken
+        # before the next await lets another request refill the scorer's input.
+        kept = scorer.last_row() if self._keep is not None and not scope["query_string"] else None
         await _respond(send, 200, orjson.dumps(answer))
-        if self._keep is not None and not scope["query_string"]:  # a client's request
-            self._keep(orjson.dumps(checked))
+        if kept is not None and self._keep is not None:
+            self._keep(kept)
 
 
 def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:

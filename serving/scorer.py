@@ -64,6 +64,10 @@ class Scorer(FeatureSchema):
         self._one[0] = row
         return float(self._session.run(self._outputs, self._one_feed)[0][0, 1])
 
+    def last_row(self) -> bytes:
+        """The row :meth:`score_one` scored last, as the float32 bytes the model read."""
+        return self._one.tobytes()
+
     def identity(self) -> dict[str, Any]:
         """``model`` and ``model_version`` of every answer (one dict, spread into each)."""
         return self._identity

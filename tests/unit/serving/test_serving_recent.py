@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -16,11 +17,25 @@ from serving import recent as recent_module
 Message = MutableMapping[str, Any]
 
 
+def _row(*values: float) -> bytes:
+    return np.asarray(values, dtype=np.float32).tobytes()
+
+
 def test_only_the_last_rows_are_kept() -> None:
     kept = RecentRequests(rows=3, max_age_s=60)
     for i in range(5):
-        kept.keep(orjson.dumps([i]))
-    assert orjson.loads(kept.recent()) == [[2], [3], [4]] and len(kept) == 3
+        kept.keep(_row(i, 0.1))
+    assert orjson.loads(kept.recent()) == [[2, 0.1], [3, 0.1], [4, 0.1]] and len(kept) == 3
+
+
+def test_a_kept_row_reads_back_as_the_same_float32_values() -> None:
+    """What shadow scoring replays is exactly what the model saw: each float32 value's JSON
+    text parses (as float64, as JSON clients send it) back to the same float32."""
+    values = np.random.default_rng(3).normal(0, 1e4, 220).astype(np.float32)
+    kept = RecentRequests(rows=1, max_age_s=60)
+    kept.keep(values.tobytes())
+    [back] = orjson.loads(kept.recent())
+    assert np.array_equal(np.asarray(back, dtype=np.float32), values)
 
 
 def test_rows_older_than_the_age_limit_are_not_handed_out(
@@ -29,9 +44,9 @@ def test_rows_older_than_the_age_limit_are_not_handed_out(
     clock = [0]
     monkeypatch.setattr(recent_module, "monotonic_ns", lambda: clock[0])
     kept = RecentRequests(rows=10, max_age_s=2)
-    kept.keep(b"[1]")
+    kept.keep(_row(1))
     clock[0] = 1_500_000_000
-    kept.keep(b"[2]")
+    kept.keep(_row(2))
     clock[0] = 2_500_000_000  # [1] is 2.5 s old, [2] 1 s
     assert orjson.loads(kept.recent()) == [[2]]
     assert orjson.loads(kept.recent(since_ns=1_600_000_000)) == []  # kept before that
@@ -80,4 +95,5 @@ def test_a_client_row_is_kept_in_schema_order_marked_or_batch_requests_are_not(
     assert _call(app, "POST", "/predict_batch", orjson.dumps({"features": [row]}))[0] == 200
     assert _call(app, "POST", "/predict", b'{"features": [1]}')[0] == 400  # refused: not kept
     status, rows = _call(app, "GET", "/_recent")
-    assert status == 200 and rows == [row]  # once, in schema order, nothing but the features
+    assert status == 200 and len(rows) == 1  # once, in schema order, nothing but the features
+    assert np.array_equal(np.float32(rows[0]), np.float32(row))  # as the model read it
