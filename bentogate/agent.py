@@ -13,6 +13,11 @@ One pass (:func:`reconcile_once`) per interval:
 3. the report (what is live and healthy, what failed) goes to the DB as a heartbeat, and
    rollouts in progress are judged (:func:`bentogate.fleet.settle`).
 
+Between two passes, with ``bento.expire_warm = "agent"``, the agent bakes the version it cut
+over to while the previous one is warm (:func:`bake_until`, the rules of
+:mod:`bentogate.bake`): a breach rolls the fleet back in the DB, and the next pass, at once,
+cuts this host back; another host's rollback ends the wait too.
+
 The agent is not in the data path: HAProxy and the Bentos keep serving while it is stopped,
 killed or cut off from the DB. Any error (the DB unreachable, above all) leaves what runs
 alone; the loop logs it and retries with exponential backoff.
@@ -23,11 +28,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bentogate import fleet, host, warm
+from bentogate import bake, fleet, host, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError, DatabaseUnavailable
 from governance import ModelInfo, Role
@@ -160,6 +167,7 @@ def run(ctx: Context, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     settings = ctx.settings.agent
     adopt, delay = True, settings.interval_s
+    watches: dict[str, bake.Watch] = {}
     log.info("agent %s: reconciling every %g s", ctx.settings.host, settings.interval_s)
     while not stop.is_set():
         try:
@@ -180,4 +188,45 @@ def run(ctx: Context, stop: threading.Event | None = None) -> None:
             stop.wait(delay)
             delay = min(delay * 2, settings.max_backoff_s)
             continue
-        stop.wait(delay)
+        if ctx.settings.bento.expire_warm == "agent":
+            serving = {name: entry.live for name, entry in report.models.items()}
+            watches = bake_until(ctx, watches, stop, delay, serving=serving)
+        else:
+            stop.wait(delay)
+
+
+def bake_until(
+    ctx: Context,
+    watches: dict[str, bake.Watch],
+    stop: threading.Event,
+    seconds: float,
+    *,
+    serving: Mapping[str, str | None],
+) -> dict[str, bake.Watch]:
+    """Between two reconciliations (``seconds``): bake this host's new live versions while
+    their previous version is warm (:func:`bentogate.bake.look` every ``bake.POLL_S``; models
+    whose port ``serving`` routes their production version). Returns early, for a
+    reconciliation at once, when ``stop`` is set or a bake ended: a breach here rolled the
+    fleet back in the DB, another host's did (production moved), or the warm time is over.
+    Returns the bakes for the next call; an error is logged and ends the wait plainly."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        before = {model: watch.live for model, watch in watches.items() if not watch.ended}
+        try:
+            watches = bake.look(
+                ctx, watches, roll=bake.roll_back_fleet, progress=log.info, serving=serving
+            )
+        except Exception as err:  # the agent outlives any error of its watcher
+            log.warning("bake: look failed: %s", (str(err) or repr(err)).splitlines()[0])
+            watches = {}
+        now = {model: watch.live for model, watch in watches.items() if not watch.ended}
+        if any(now.get(model) != live for model, live in before.items()):
+            return watches  # a bake ended: reconcile at once
+        left = deadline - time.monotonic()
+        if not now:  # nothing to bake until a reconciliation cuts over
+            stop.wait(max(0.0, left))
+            return watches
+        if left <= 0:
+            return watches
+        stop.wait(min(bake.POLL_S, left))
+    return watches

@@ -2,47 +2,77 @@
 (``bento.keep_previous_s``, while the previous version still runs); a breach of the model's
 bake policy rolls production back at once to that warm version.
 
-What is watched, every ``poll_s``:
+What is watched, every :data:`POLL_S`, over the last ``bake_window_s`` (once at least
+``bake_min_requests`` answers came), in this order (the first breach decides):
 - the production port's answers (HAProxy's frontend counters): more than
-  ``bake_max_error_ratio`` of its requests answered 5xx over the last ``bake_window_s``
-  (errors of the Bento, a score that is not a probability, no server up) once at least
-  ``bake_min_requests`` came;
+  ``bake_max_error_ratio`` of them 5xx (errors of the Bento, a score that is not a
+  probability, no server up) — :func:`error_breach`;
+- the Bento's own time (BentoML's request-duration histogram on each replica's
+  ``/metrics``, :mod:`bentogate.latency`; one GET per replica every other look): the policy's
+  ``p99_ms`` is broken when more than 1 % of the window's successful ``/predict`` answers
+  certainly took longer than it *inside the Bento* — judged, like the shadow's flip share,
+  on a ``confidence`` Wilson interval whose whole range is over 1 %
+  (:func:`bentogate.latency.latency_breach`). The server's time is a part of every client's
+  latency, so this never blames a version for the proxy's or the network's share; a
+  histogram only brackets a quantile, so the rule counts answers over the lowest bucket
+  bound at or above the limit (exact when the limit is a bound, as the default 25 ms is),
+  and the reading shows the window's server p99 as its bucket's *upper* bound;
 - the new version's scores on the rows its clients sent since the cutover (kept by its
   Bentos, ``serving/recent.py``), scored again by the warm previous version on its own
   port: the shadow limits of the policy (loadtest/shadow.py) failing on them.
-On a breach: an automatic rollback (one ``set map`` to the warm version), audited with the
-figures that caused it; the governance DB marks the version so that it needs a new passed
-gate before it can take production again. The last reading of each model is kept in
-``run/bake/<model>.json`` for ``bentogate status``.
+The limits are the model's gate policy as stored now (``bentogate policy``), the one its
+gate judged it by unless it was changed since.
 
-The detached ``bentogate expire --wait`` that every cutover schedules (:mod:`bentogate.warm`)
-runs :func:`watch_then_expire`: it bakes while a previous version is warm and stops that
-version when its time is over.
+On a breach: an automatic rollback to the warm version, audited with the figures that caused
+it (the :class:`Reading`); the governance DB marks the version so that it needs a new passed
+gate before it can take production again, and it stops (no warm time: nothing may return to
+it). The rollback names the version it judged (``replacing``): if production already moved
+(another watcher, anyone), the DB refuses it, audited, and nothing changes. The last reading
+of each model is kept in ``run/bake/<model>.json`` for ``bentogate status``.
+
+Who watches (each calls :func:`look` every :data:`POLL_S`):
+- on a single host, the detached ``bentogate expire --wait`` that every cutover schedules
+  (:mod:`bentogate.warm`) runs :func:`watch_then_expire`: it bakes while a previous version
+  is warm, rolls back with :func:`roll_back` (one ``set map`` to the warm version), and stops
+  each warm version when its time is over;
+- on a fleet host (``bento.expire_warm = "agent"``), the agent between two reconciliations
+  (:mod:`bentogate.agent`), with :func:`roll_back_fleet`: production goes back in the shared
+  DB and every agent, this one first, cuts its host back.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
+import urllib.request
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
-from bentogate import gating, host, release, warm
+from bentogate import fleet, gating, host, latency, release, warm
 from bentogate.context import Context, Progress, Ref
 from bentogate.errors import BentogateError
+from bentogate.latency import Histogram, latency_breach
 from governance import Action, Outcome, State, Verdict
 from loadtest import GatePolicy, Target
 from loadtest.shadow import Scored, compare, distinct, judge, score_rows
 
 WATCHER = "bake-watcher"  # the actor of an automatic rollback
+POLL_S = 0.25  # between two looks
 COMPARED_ROWS = 5000  # the newest rows the score comparison judges (a bounded cost per look)
 SEEN_ROWS = 4 * COMPARED_ROWS  # remembered to recognise repeats (bounded memory)
+METRICS_TIMEOUT_S = 0.5  # a replica's /metrics slower than this is left out of the look
+# A GET /metrics costs the Bento ~6 ms (BentoML merges its workers' files; measured p50 on
+# 2 cores): read every 0.5 s, that is ~1 % of a core per replica, and a window still has 5.
+METRICS_EVERY_S = 0.5
 
 
 @dataclass
@@ -60,10 +90,14 @@ class Reading:
     compared_rows: int = 0
     score_verdict: str = ""
     breach: str | None = None
+    host: str = ""
+    server_answers: int = 0  # successful /predict answers the Bentos timed over the window
+    server_p99_le_ms: float | None = None  # the server p99 is at most this (its bucket's top)
+    server_over_limit: int = 0  # of them, certainly slower than the policy's p99_ms
 
 
 @dataclass
-class _Watch:
+class Watch:
     """The state of one model's bake (one new live version against its warm previous)."""
 
     live: Ref
@@ -71,6 +105,8 @@ class _Watch:
     until: datetime
     policy: GatePolicy
     counts: deque[tuple[float, int, int]] = field(default_factory=deque)
+    # (time, replica URL → its histogram): the Bentos' own latency figures.
+    histograms: deque[tuple[float, dict[str, Histogram]]] = field(default_factory=deque)
     live_scores: list[np.ndarray] = field(default_factory=list)
     previous_scores: list[np.ndarray] = field(default_factory=list)
     # Rows kept up to here are compared. From 0: every row the new version kept is a
@@ -80,6 +116,11 @@ class _Watch:
     # Hashes of the rows compared lately (oldest first, at most SEEN_ROWS): a row clients
     # send again is no new evidence (loadtest.shadow.distinct).
     seen: dict[int, None] = field(default_factory=dict)
+    ended: bool = False  # a breach was acted on: no more looks, whatever the rollback did
+
+
+Rollback = Callable[[Context, Watch, Reading], object]
+_Sample = TypeVar("_Sample", bound=tuple[Any, ...])
 
 
 def error_breach(
@@ -101,17 +142,48 @@ def error_breach(
     return breach, requests, errors, t1 - t0
 
 
-def _count(ctx: Context, watch: _Watch, now: float) -> None:
+def _trim(samples: deque[_Sample], now: float, window_s: float) -> None:
+    """Keep the samples of the last ``window_s``: the newest at least that old starts it."""
+    while len(samples) > 2 and now - samples[1][0] >= window_s:
+        samples.popleft()
+
+
+def _count(ctx: Context, watch: Watch, now: float) -> None:
     """Add the production port's counters; keep the last ``bake_window_s`` of them."""
     counts = ctx.sidecar.port_counts(watch.live.model)
     if watch.counts and counts.requests < watch.counts[-1][1]:
         watch.counts.clear()  # a reload started a new worker: its counters start at 0
     watch.counts.append((now, counts.requests, counts.errors))
-    while len(watch.counts) > 2 and now - watch.counts[1][0] >= watch.policy.bake_window_s:
-        watch.counts.popleft()
+    _trim(watch.counts, now, watch.policy.bake_window_s)
 
 
-def _scores_breach(ctx: Context, watch: _Watch) -> tuple[str | None, int, str]:
+def _time(ctx: Context, watch: Watch, now: float) -> None:
+    """Add each replica's latency histogram (its own ``/metrics``, never through HAProxy),
+    at most every :data:`METRICS_EVERY_S`; keep the last ``bake_window_s`` of them. A replica
+    that does not answer within :data:`METRICS_TIMEOUT_S` is left out of this reading (and
+    so of the windows it bounds)."""
+    if watch.histograms and now - watch.histograms[-1][0] < METRICS_EVERY_S:
+        return
+    found: dict[str, Histogram] = {}
+    for url in host.backend_urls(ctx, watch.live):
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=METRICS_TIMEOUT_S) as response:
+                found[url] = latency.parse(response.read().decode())
+        except (OSError, UnicodeDecodeError, ValueError, KeyError):
+            continue
+    watch.histograms.append((now, found))
+    _trim(watch.histograms, now, watch.policy.bake_window_s)
+
+
+def _server_window(watch: Watch) -> tuple[Histogram, float]:
+    """The answers the Bentos timed over the window held, and its length in seconds."""
+    if len(watch.histograms) < 2:
+        return Histogram(), 0.0
+    (t0, first), (t1, last) = watch.histograms[0], watch.histograms[-1]
+    return latency.window(first, last), t1 - t0
+
+
+def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     """Score the rows clients sent the new version since the last look on the warm previous
     version (and on the new one again, the same way); judge everything compared so far."""
     until_ns = time.monotonic_ns()
@@ -157,13 +229,17 @@ def _threshold(ctx: Context, ref: Ref) -> float:
     return ctx.registry.get_version(ref.model, ref.version).threshold
 
 
-def poll(ctx: Context, watch: _Watch) -> Reading:
+def poll(ctx: Context, watch: Watch) -> Reading:
     """One look at ``watch``'s new live version; a reading with ``breach`` set when its
     policy is broken."""
     now = time.monotonic()
     _count(ctx, watch, now)
+    _time(ctx, watch, now)
     breach, requests, errors, seconds = error_breach(watch.counts, watch.policy)
+    slow, tail = latency_breach(*_server_window(watch), watch.policy)
+    breach = breach or slow
     scores_breach, compared, verdict = (None, 0, "") if breach else _scores_breach(ctx, watch)
+    p99_le = tail.p99_bucket_ms[1] if tail.p99_bucket_ms is not None else math.inf
     return Reading(
         model=watch.live.model,
         version=watch.live.version,
@@ -176,23 +252,45 @@ def poll(ctx: Context, watch: _Watch) -> Reading:
         compared_rows=compared,
         score_verdict=verdict,
         breach=breach or scores_breach,
+        host=ctx.settings.host,
+        server_answers=tail.answers,
+        server_p99_le_ms=round(p99_le, 4) if math.isfinite(p99_le) else None,
+        server_over_limit=tail.over,
     )
 
 
-def roll_back(ctx: Context, watch: _Watch, reading: Reading) -> None:
-    """The automatic rollback: production back to the warm previous version at once,
-    audited with the reading that caused it; the failed version then stops (it is no
-    rollback target, and a watcher must not bake the restored version against it)."""
+def roll_back(ctx: Context, watch: Watch, reading: Reading) -> None:
+    """The automatic rollback of a single host: production back to the warm previous version
+    at once (``release.rollback``, one ``set map``), audited with the reading that caused
+    it; the failed version then stops (it is no rollback target, and a watcher must not
+    bake the restored version against it). Raises what ``release.rollback`` raises
+    (ConcurrentChange when production already moved: nothing changed)."""
     release.rollback(
         ctx,
         watch.live.model,
         actor=WATCHER,
         reason=f"automatic rollback of {watch.live}: {reading.breach}",
         evidence=asdict(reading),
+        replacing=watch.live.version,
     )
     with ctx.host_lock():
         if host.stop(ctx, watch.live, actor=WATCHER):
             host.apply_routes(ctx)
+
+
+def roll_back_fleet(ctx: Context, watch: Watch, reading: Reading) -> None:
+    """The automatic rollback of a fleet host: production back in the shared governance DB
+    (:func:`bentogate.fleet.roll_back`, audited with the reading); the agents, this host's
+    first, then cut over and stop the failed version. Raises ConcurrentChange when another
+    host's watcher (or anyone) moved production first: nothing changed."""
+    fleet.roll_back(
+        ctx,
+        watch.live,
+        actor=WATCHER,
+        reason=f"automatic rollback of {watch.live} (bake breach on {reading.host}): "
+        f"{reading.breach}",
+        evidence=asdict(reading),
+    )
 
 
 def reading_path(ctx: Context, model: str) -> Path:
@@ -217,56 +315,93 @@ def _keep(ctx: Context, reading: Reading) -> None:
     os.replace(partial, path)
 
 
-def _watches(ctx: Context, current: dict[str, _Watch]) -> dict[str, _Watch]:
+def _watches(
+    ctx: Context, current: dict[str, Watch], serving: Mapping[str, str | None] | None = None
+) -> dict[str, Watch]:
     """One watch per model whose production version was *promoted* over a version still
-    warm on this host (kept where it already runs, new ones started, ended ones dropped).
-    A version rolled back to is not baked against the one it replaced: a comparison says
-    the two differ, not which one is right."""
-    wanted: dict[str, _Watch] = {}
+    warm on this host (kept where it already runs, new ones started, ended ones dropped);
+    with ``serving`` (model → the version its port routes), only models whose port routes
+    their production version. A version rolled back to is not baked against the one it
+    replaced: a comparison says the two differ, not which one is right."""
+    wanted: dict[str, Watch] = {}
     latest = {entry.ref.model: entry for entry in warm.warm_versions(ctx)}  # soonest first
     for entry in latest.values():  # per model, the version demoted last
         live = ctx.registry.production_version(entry.ref.model)
         if live is None or live.version == entry.ref.version:
             continue
+        if serving is not None and serving.get(entry.ref.model) != live.version:
+            continue  # not cut over here (yet): the port's figures are another version's
         ref = Ref(entry.ref.model, live.version)
         known = current.get(ref.model)
         if known is not None and known.live == ref and known.previous == entry.ref:
             wanted[ref.model] = known
         elif ref.model not in wanted and _promoted(ctx, ref):
             policy = gating.gate_policy(ctx, ref.model)
-            wanted[ref.model] = _Watch(ref, entry.ref, entry.until, policy)
+            wanted[ref.model] = Watch(ref, entry.ref, entry.until, policy)
     return wanted
 
 
 def _promoted(ctx: Context, ref: Ref) -> bool:
-    """True if ``ref`` took production by a promotion (its latest audited way there)."""
+    """True if ``ref`` took production by a promotion (its latest audited way there). Only
+    promotions and rollbacks count: a replica started for it in production (an agent's, a
+    ``deploy --replicas``) is audited in that state too, but moves nothing."""
     moves = [
         e.action
         for e in ctx.registry.audit(ref.model, ref.version)
         if e.to_state == State.PRODUCTION and e.outcome == Outcome.OK
-    ]
+        and e.action in (Action.PROMOTE, Action.ROLLBACK)
+    ]  # fmt: skip
     return bool(moves) and moves[-1] == Action.PROMOTE
 
 
-def watch_then_expire(ctx: Context, progress: Progress, *, poll_s: float = 0.25) -> list[Ref]:
+def look(
+    ctx: Context,
+    watches: dict[str, Watch],
+    *,
+    roll: Rollback,
+    progress: Progress,
+    serving: Mapping[str, str | None] | None = None,
+) -> dict[str, Watch]:
+    """One look at every bake of this host (``serving`` as in :func:`_watches`): each new
+    live version is polled and its reading kept for ``bentogate status``; a breach is
+    rolled back by ``roll`` (once per bake: a refused or failed rollback is reported, kept
+    in the reading, and not retried). Returns the bakes for the next look. Raises what
+    reading the governance DB raises."""
+    known = {id(watch) for watch in watches.values()}
+    watches = _watches(ctx, watches, serving)
+    for watch in watches.values():
+        if id(watch) not in known:
+            until = watch.until.isoformat(timespec="seconds")
+            progress(f"{watch.live}: baking against the warm {watch.previous} until {until}")
+        if watch.ended:
+            continue
+        try:
+            reading = poll(ctx, watch)
+        except BentogateError as err:  # HAProxy or a Bento busy: the next look decides
+            progress(f"{watch.live}: bake reading failed: {err}")
+            continue
+        _keep(ctx, reading)
+        if reading.breach is None:
+            continue
+        watch.ended = True
+        progress(f"{watch.live}: {reading.breach}: rolling back to {watch.previous}")
+        try:
+            roll(ctx, watch, reading)
+        except BentogateError as err:
+            first = str(err).splitlines()[0]
+            progress(f"{watch.live}: automatic rollback not done: {first}")
+            _keep(ctx, replace(reading, breach=f"{reading.breach} (rollback not done: {first})"))
+    return watches
+
+
+def watch_then_expire(ctx: Context, progress: Progress, *, poll_s: float = POLL_S) -> list[Ref]:
     """Bake every new live version of this host while its previous version is warm, rolling
     back on a breach; stop each warm version when its time is over. Returns once nothing is
     warm; what was stopped."""
     stopped: list[Ref] = []
-    watches: dict[str, _Watch] = {}
+    watches: dict[str, Watch] = {}
     while warm.warm_versions(ctx):
-        watches = _watches(ctx, watches)
-        for model, watch in list(watches.items()):
-            try:
-                reading = poll(ctx, watch)
-            except BentogateError as err:  # HAProxy or a Bento busy: the next look decides
-                progress(f"{watch.live}: bake reading failed: {err}")
-                continue
-            _keep(ctx, reading)
-            if reading.breach is not None:
-                progress(f"{watch.live}: {reading.breach}: rolling back to {watch.previous}")
-                roll_back(ctx, watch, reading)
-                del watches[model]
+        watches = look(ctx, watches, roll=roll_back, progress=progress)
         for ref in warm.stop_expired(ctx):
             progress(f"{ref}: warm time over, stopped")
             stopped.append(ref)

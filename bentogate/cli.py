@@ -1,27 +1,47 @@
 """``bentogate``: a thin shell over :mod:`bentogate.release`. Parse, call, print, exit.
 
-Exit codes: 0 success; 1 a refusal or failure (including a failed gate); 2 an inconclusive
-gate or a usage error. Errors are printed as one line on stderr, never as a traceback.
+Exit codes: :class:`bentogate.errors.ExitCode` (0 ok, 1 error, 2 usage, 3 refused by
+governance, 4 validation/gate/shadow failed, 5 inconclusive). Errors are printed as one line
+on stderr, never as a traceback; ``--json`` output goes through :mod:`bentogate.output`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from bentogate import bake, gating, release, warm
+from bentogate import bake, gating, output, release, warm
 from bentogate.context import Context, Ref
-from bentogate.errors import AuditChainBroken, BentogateError, FleetDiverged, RolloutFailed
-from bentogate.inventory import audit_rows, inventory_rows, table, version_story
+from bentogate.errors import (
+    AuditChainBroken,
+    BentogateError,
+    ExitCode,
+    FleetDiverged,
+    HAProxyError,
+    RolloutFailed,
+)
+from bentogate.inventory import audit_rows, inventory_rows, version_story
+from bentogate.progress import progress_view
 from bentogate.settings import Settings
-from bentogate.status import status_rows, status_table
+from bentogate.status import host_status, status_table
+from bentogate.tables import (
+    audit_text,
+    inventory_text,
+    status_renderable,
+    story_text,
+    to_text,
+    watch,
+)
 from governance import RolloutStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _context(obj: dict[str, Any]) -> Context:
@@ -39,14 +59,47 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _say_warm(ctx: Context) -> None:
-    """Name the versions a cutover left warm and when their scheduled expiry stops them."""
+def _say_warm(ctx: Context) -> list[dict[str, Any]]:
+    """Name the versions a cutover left warm and when their scheduled expiry stops them;
+    return them as ``warm`` rows of the JSON output."""
     log_path = ctx.settings.logs_dir / "expire.log"
-    for entry in warm.warm_versions(ctx):
+    rows = _warm_rows(ctx)
+    for row in rows:
         _echo(
-            f"{entry.ref} stays warm for an instant rollback until {entry.until:%H:%M:%S} UTC,"
-            f" then stops (log: {log_path})"
+            f"{row['model']}:{row['version']} stays warm for an instant rollback until "
+            f"{row['until']:%H:%M:%S} UTC, then stops (log: {log_path})"
         )
+    return rows
+
+
+def _warm_rows(ctx: Context) -> list[dict[str, Any]]:
+    return [
+        {"model": e.ref.model, "version": e.ref.version, "until": e.until}
+        for e in warm.warm_versions(ctx)
+    ]
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        raise click.UsageError(
+            "no --actor given, no BENTOGATE_ACTOR set and no OS user name found"
+        ) from None
+
+
+def _actor(text: str = "Who does it (audited).", *, flag: str = "--actor") -> Callable[[F], F]:
+    """An actor option: given, else ``$BENTOGATE_ACTOR``, else the OS user. Governance
+    compares these names (a validator or approver must differ from the developer), so the
+    steps that name *other* people (release's --validator and --approver) have no default."""
+    return click.option(
+        flag,
+        envvar="BENTOGATE_ACTOR",
+        show_envvar=True,
+        default=_os_user,
+        show_default="your OS user",
+        help=text,
+    )
 
 
 def _ref(_: click.Context, __: click.Parameter, value: str) -> Ref:
@@ -58,6 +111,9 @@ def _ref(_: click.Context, __: click.Parameter, value: str) -> Ref:
 
 @click.group()
 @click.option("--home", type=click.Path(path_type=Path), help="State directory (BENTOGATE_HOME).")
+@click.version_option(
+    package_name="bentogate", prog_name="bentogate", message="%(prog)s %(version)s"
+)
 @click.pass_context
 def cli(click_ctx: click.Context, home: Path | None) -> None:
     """Governed, load-gated, zero-downtime releases of BentoML models."""
@@ -69,12 +125,17 @@ def cli(click_ctx: click.Context, home: Path | None) -> None:
 
 
 @cli.command()
+@output.json_option
 @click.pass_obj
 def init(obj: dict[str, Any]) -> None:
     """Create the state directory and the governance DB schema."""
     ctx = _context(obj)
     release.init(ctx)
-    click.echo(f"initialised {ctx.settings.home} ({ctx.settings.database_url.split('://')[0]})")
+    database = ctx.settings.database_url.split("://")[0]
+    output.emit(
+        {"home": ctx.settings.home, "database": database, "schema": ctx.registry.schema_revision()},
+        f"initialised {ctx.settings.home} ({database})",
+    )
 
 
 @cli.command()
@@ -87,11 +148,12 @@ def init(obj: dict[str, Any]) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with the feature columns (and is_fraud): schema and reference rows.",
 )
-@click.option("--developer", required=True, help="Who developed the model (the registrant).")
+@_actor("Who developed the model (the registrant).", flag="--developer")
 @click.option("--owner", help="Accountable owner (default: the developer).")
 @click.option("--purpose", default="", help="What the model is for.")
 @click.option("--threshold", default=0.5, show_default=True, type=float)
 @click.option("--version", help="Version label (default: the next integer).")
+@output.json_option
 @click.pass_obj
 def register(
     obj: dict[str, Any],
@@ -105,8 +167,9 @@ def register(
     version: str | None,
 ) -> None:
     """Import an XGBoost model file (ONNX + parity) as a new version of MODEL."""
+    ctx = _context(obj)
     info = release.register(
-        _context(obj),
+        ctx,
         model,
         model_file,
         reference_csv,
@@ -116,34 +179,48 @@ def register(
         threshold=threshold,
         version=version,
     )
-    click.echo(f"registered {info.model}:{info.version} sha256 {info.sha256[:12]}")
+    output.emit(
+        {**output.version_fields(info), **_ports(ctx, info.model)},
+        f"registered {info.model}:{info.version} sha256 {info.sha256[:12]}",
+    )
+
+
+def _ports(ctx: Context, model: str) -> dict[str, int]:
+    """Where this host serves ``model``: its production and candidate ports."""
+    port = ctx.registry.get_model(model).production_port
+    return {
+        "production_port": ctx.production_port(port),
+        "candidate_port": ctx.candidate_port(port),
+    }
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
 @click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--actor", required=True, help="The validator (not the developer).")
+@_actor("The validator (not the developer).")
+@output.json_option
 @click.pass_obj
 def validate(obj: dict[str, Any], ref: Ref, holdout: Path, actor: str) -> None:
     """Check parity and quality of REF (model:version) and record the validation."""
     info = release.validate(_context(obj), ref, holdout, actor=actor)
-    click.echo(f"{ref}: {info.state}")
+    output.emit({**output.version_fields(info), "metrics": info.metrics}, f"{ref}: {info.state}")
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True, help="The approver (neither developer nor validator).")
+@_actor("The approver (neither developer nor validator).")
 @click.option("--comment", default="")
+@output.json_option
 @click.pass_obj
 def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
     """Sign off REF for release."""
     info = release.approve(_context(obj), ref, actor=actor, comment=comment)
-    click.echo(f"{ref}: {info.state} by {info.approver}")
+    output.emit(output.version_fields(info), f"{ref}: {info.state} by {info.approver}")
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
 @click.option(
     "--containerize",
     "image_tag",
@@ -151,49 +228,69 @@ def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
     default=None,
     help="Also build a container image (needs a Docker engine).",
 )
+@output.json_option
 @click.pass_obj
 def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> None:
     """bentoml build REF into a versioned Bento (and export its .bento archive)."""
     tag = f"{ref.model}:{ref.version}" if image_tag else None
-    info, archive = release.build(_context(obj), ref, actor=actor, image_tag=tag)
-    click.echo(f"built Bento {info.bento_tag}; archive {archive}")
+    with progress_view() as progress:
+        info, archive = release.build(
+            _context(obj), ref, actor=actor, image_tag=tag, progress=progress
+        )
+    output.emit(
+        {**output.version_fields(info), "archive": archive},
+        f"built Bento {info.bento_tag}; archive {archive}",
+    )
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 16))
+@output.json_option
 @click.pass_obj
 def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int) -> None:
     """Serve REF on its own port(s) behind HAProxy as the candidate."""
     ctx = _context(obj)
-    release.deploy(ctx, ref, actor=actor, replicas=replicas)
-    model = ctx.registry.get_model(ref.model)
-    click.echo(f"{ref} staged; candidate port {ctx.candidate_port(model.production_port)}")
+    with progress_view() as progress:
+        info = release.deploy(ctx, ref, actor=actor, replicas=replicas, progress=progress)
+    ports = _ports(ctx, ref.model)
+    mine = ctx.registry.deployments(host=ctx.settings.host, model=ref.model)
+    backends = sorted(d.port for d in mine if d.version == ref.version)
+    output.emit(
+        {**output.version_fields(info), **ports, "backend_ports": backends},
+        f"{ref} staged; candidate port {ports['candidate_port']}",
+    )
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
+@output.json_option
 @click.pass_obj
 def gate(obj: dict[str, Any], ref: Ref, actor: str) -> None:
-    """Load-test REF through HAProxy with Locust; exit 0 pass, 1 fail, 2 inconclusive."""
-    result = gating.gate(_context(obj), ref, actor=actor, progress=_echo)
-    click.echo(f"gate {result.verdict}: report {result.report_html}")
+    """Load-test REF through HAProxy with Locust; exit 0 pass, 4 fail, 5 inconclusive."""
+    with progress_view() as progress:
+        result = gating.gate(_context(obj), ref, actor=actor, progress=progress)
+    output.emit(
+        gating.run_fields(ref, result), f"gate {result.verdict}: report {result.report_html}"
+    )
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
+@output.json_option
 @click.pass_obj
 def shadow(obj: dict[str, Any], ref: Ref, actor: str) -> None:
-    """Score live clients' recent rows on REF and on production; exit 0 pass, 1 fail, 2
+    """Score live clients' recent rows on REF and on production; exit 0 pass, 4 fail, 5
     inconclusive."""
     result = gating.shadow(_context(obj), ref, actor=actor)
     c = result.comparison
-    click.echo(
+    output.emit(
+        gating.run_fields(ref, result),
         f"shadow {result.verdict}: {c.rows} rows, {c.flips} flipped decisions, "
-        f"p99 |delta| {c.p99_abs_delta:.4f}; report {result.report_html}"
+        f"p99 |delta| {c.p99_abs_delta:.4f}; report {result.report_html}",
     )
 
 
@@ -206,16 +303,17 @@ def shadow(obj: dict[str, Any], ref: Ref, actor: str) -> None:
     metavar="FIELD=VALUE",
     help="Change one field (rate, duration_s, p99_ms, max_error_ratio, ...).",
 )
-@click.option("--actor", help="Who changes the policy (required with --set).")
+@_actor("Who changes the policy (with --set).")
+@output.json_option
 @click.pass_obj
-def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str | None) -> None:
-    """Show MODEL's gate policy, or change fields of it (stored in the governance DB)."""
+def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str) -> None:
+    """Show MODEL's gate policy, or change fields of it (stored in the governance DB).
+    Printed as JSON either way: the policy's fields."""
     ctx = _context(obj)
     if not changes:
-        _print(gating.gate_policy(ctx, model).to_dict(), True)
+        shown = gating.gate_policy(ctx, model).to_dict()
+        output.emit(shown, output.dumps(shown))
         return
-    if actor is None:
-        raise click.UsageError("--set needs --actor")
     parsed: dict[str, float] = {}
     for change in changes:
         key, _, value = change.partition("=")
@@ -224,26 +322,34 @@ def policy(obj: dict[str, Any], model: str, changes: tuple[str, ...], actor: str
         except ValueError:
             raise click.BadParameter(f"{change!r}: expected FIELD=NUMBER") from None
         parsed[key] = int(number) if number.is_integer() else number
-    _print(gating.set_gate_policy(ctx, model, parsed, actor=actor).to_dict(), True)
+    stored = gating.set_gate_policy(ctx, model, parsed, actor=actor).to_dict()
+    output.emit(stored, output.dumps(stored))
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
 @click.option("--max-rate", default=5000.0, show_default=True, type=float)
+@output.json_option
 @click.pass_obj
 def capacity(obj: dict[str, Any], ref: Ref, actor: str, max_rate: float) -> None:
     """Find the highest rate at which REF meets its policy's p99; record it in the inventory."""
-    result = gating.capacity(_context(obj), ref, actor=actor, max_rate=max_rate, progress=_echo)
-    click.echo(f"{ref}: {result.rate:g} req/s (limited by {result.limited_by})")
+    ctx = _context(obj)
+    with progress_view() as progress:
+        result = gating.capacity(ctx, ref, actor=actor, max_rate=max_rate, progress=progress)
+    runs = [{"rate": r, "verdict": v, "p99_ms": p99} for r, v, p99 in result.runs]
+    found = {"model": ref.model, "version": ref.version, "rate": result.rate,
+             "limited_by": result.limited_by, "runs": runs}  # fmt: skip
+    output.emit(found, f"{ref}: {result.rate:g} req/s (limited by {result.limited_by})")
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
 @click.option("--fleet", "on_fleet", is_flag=True, help="Every host's agent cuts over.")
 @click.option("--deadline", type=float, help="Fleet: roll back unless live everywhere by then (s).")
 @click.option("--no-wait", is_flag=True, help="Fleet: record the rollout and return.")
+@output.json_option
 @click.pass_obj
 def promote(
     obj: dict[str, Any],
@@ -256,43 +362,64 @@ def promote(
     """Cut production traffic over to the gated REF (blue-green), here or on every host."""
     ctx = _context(obj)
     if not on_fleet:
-        info = release.promote(ctx, ref, actor=actor)
-        click.echo(f"{info.model}:{info.version} is live")
-        _say_warm(ctx)
+        with progress_view() as progress:
+            info = release.promote(ctx, ref, actor=actor, progress=progress)
+        click.echo(f"{info.model}:{info.version} is live")  # prose: on stderr under --json
+        warm_rows = _say_warm(ctx)
+        output.emit({**_live_fields(ctx, ref), "warm": warm_rows, "rollout": None})
         return
     from bentogate import fleet
 
     rollout = fleet.promote(ctx, ref, actor=actor, deadline_s=deadline)
-    click.echo(f"rollout {rollout.id}: {ref} on {', '.join(rollout.hosts)}")
+    started = f"rollout {rollout.id}: {ref} on {', '.join(rollout.hosts)}"
     if no_wait:
+        output.emit({**_live_fields(ctx, ref), "warm": [], "rollout": rollout}, started)
         return
-    done = fleet.wait_rollout(ctx, rollout, actor=actor, progress=_echo)
+    click.echo(started)
+    with progress_view() as progress:
+        done = fleet.wait_rollout(ctx, rollout, actor=actor, progress=progress)
     outcome = f"rollout {done.id}: {done.status} ({done.outcome.get('reason', '')})"
+    fields = {**_live_fields(ctx, ref), "warm": [], "rollout": done}
     if done.status != RolloutStatus.COMPLETE:
-        raise RolloutFailed(outcome)
-    click.echo(outcome)
+        raise RolloutFailed(outcome, details=fields)
+    output.emit(fields, outcome)
+
+
+def _live_fields(ctx: Context, ref: Ref) -> dict[str, Any]:
+    """A version's fields after a cutover (promote, rollback, release): its record (the
+    state says whether it is production) and the ports of its model on this host."""
+    info = ctx.registry.get_version(ref.model, ref.version)
+    return {**output.version_fields(info), **_ports(ctx, ref.model)}
 
 
 @cli.command()
 @click.argument("model")
-@click.option("--actor", required=True)
+@_actor()
+@output.json_option
 @click.pass_obj
 def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
     """Give MODEL's production port back to its previous version."""
     ctx = _context(obj)
-    info = release.rollback(ctx, model, actor=actor)
+    with progress_view() as progress:
+        info = release.rollback(ctx, model, actor=actor, progress=progress)
     click.echo(f"{info.model}:{info.version} is live again")
-    _say_warm(ctx)
+    warm_rows = _say_warm(ctx)
+    output.emit({**_live_fields(ctx, Ref(info.model, info.version)), "warm": warm_rows})
 
 
 @cli.command()
+@output.json_option
 @click.pass_obj
 def shutdown(obj: dict[str, Any]) -> None:
     """Stop every Bento of this host and its HAProxy (the DB records them as stopped)."""
     ctx = _context(obj)
-    for deployment in release.shutdown(ctx, actor=ctx.settings.host):
-        click.echo(f"stopped {deployment.model}:{deployment.version} on port {deployment.port}")
-    click.echo(f"{ctx.settings.host}: nothing runs any more")
+    stopped = release.shutdown(ctx, actor=ctx.settings.host)
+    lines = [f"stopped {d.model}:{d.version} on port {d.port}" for d in stopped]
+    output.emit(
+        {"host": ctx.settings.host,
+         "stopped": [{"model": d.model, "version": d.version, "port": d.port} for d in stopped]},
+        "\n".join([*lines, f"{ctx.settings.host}: nothing runs any more"]),
+    )  # fmt: skip
 
 
 @cli.command()
@@ -302,34 +429,43 @@ def shutdown(obj: dict[str, Any]) -> None:
     help="Stay until every warm version has reached its time, watching the bake of the "
     "versions that replaced them meanwhile (automatic rollback on a breach).",
 )
+@output.json_option
 @click.pass_obj
 def expire(obj: dict[str, Any], wait: bool) -> None:
     """Stop the previous production versions whose warm time (bento.keep_previous_s) is over."""
     ctx = _context(obj)
-    stopped = bake.watch_then_expire(ctx, progress=_echo) if wait else warm.stop_expired(ctx)
-    for ref in stopped:
-        click.echo(f"{ref} stopped")
-    for entry in warm.warm_versions(ctx):
-        click.echo(f"{entry.ref} warm until {entry.until.isoformat(timespec='seconds')}")
+    with progress_view() as progress:
+        stopped = bake.watch_then_expire(ctx, progress) if wait else warm.stop_expired(ctx)
+    still = _warm_rows(ctx)
+    lines = [f"{ref} stopped" for ref in stopped] + [
+        f"{r['model']}:{r['version']} warm until {r['until'].isoformat(timespec='seconds')}"
+        for r in still
+    ]
+    output.emit(
+        {"stopped": [{"model": r.model, "version": r.version} for r in stopped], "warm": still},
+        "\n".join(lines),
+    )
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--actor", required=True)
+@_actor()
 @click.option("--reason", required=True)
+@output.json_option
 @click.pass_obj
 def retire(obj: dict[str, Any], ref: Ref, actor: str, reason: str) -> None:
     """Stop REF and mark it retired (it stays in the inventory)."""
     info = release.retire(_context(obj), ref, actor=actor, reason=reason)
-    click.echo(f"{ref}: {info.state}")
+    output.emit(output.version_fields(info), f"{ref}: {info.state}")
 
 
 @cli.command(name="release")
 @click.argument("ref", callback=_ref)
 @click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--validator", required=True)
-@click.option("--approver", required=True)
-@click.option("--actor", required=True, help="The release engineer.")
+@click.option("--validator", required=True, help="Who validates (not the developer).")
+@click.option("--approver", required=True, help="Who approves (neither developer nor validator).")
+@_actor("The release engineer.")
+@output.json_option
 @click.pass_obj
 def release_command(
     obj: dict[str, Any], ref: Ref, holdout: Path, validator: str, approver: str, actor: str
@@ -337,9 +473,11 @@ def release_command(
     """validate → approve → build → deploy → gate → promote REF, resuming where it stopped."""
     ctx = _context(obj)
     actors = release.Actors(validator=validator, approver=approver, release=actor)
-    info = release.release(ctx, ref, holdout, actors=actors, progress=_echo)
+    with progress_view() as progress:
+        info = release.release(ctx, ref, holdout, actors=actors, progress=progress)
     click.echo(f"{info.model}:{info.version}: {info.state}")
-    _say_warm(ctx)
+    warm_rows = _say_warm(ctx)
+    output.emit({**_live_fields(ctx, ref), "warm": warm_rows})
 
 
 @cli.command()
@@ -356,120 +494,100 @@ def release_command(
 )
 @click.pass_obj
 def status(obj: dict[str, Any], as_json: bool, on_fleet: bool, interval: float | None) -> None:
-    """Per port: model, version, role, state, and HAProxy's live view of each server.
+    """Per port: model, version, role, state, and HAProxy's live view of each server (check
+    and its reason, sessions, request rate, 5xx, response time). Exits 1 while a server
+    HAProxy routes a port's traffic to is not UP (or HAProxy is not running), naming it.
 
     With --fleet: per model and host, the version served, health and heartbeat age; rows
-    breaking "one port, one version across the fleet" are flagged (exit 1 if any)."""
+    breaking "one port, one version across the fleet" are flagged (exit 1 if any).
+    With --watch: refreshed in place until Ctrl-C, then the exit code of the last look."""
     ctx = _context(obj)
-    rows_of, table_of = status_rows, status_table
-    if on_fleet:
-        from bentogate import fleet
 
-        rows_of, table_of = fleet.fleet_rows, fleet.fleet_table
-    while True:
-        rows = rows_of(ctx)
-        if interval is None:
-            click.echo(json.dumps(rows, indent=2) if as_json else table_of(rows))
-            flagged = sorted({f for r in rows for f in r["flags"]}) if on_fleet else []
-            if flagged:
-                raise FleetDiverged(f"the fleet is not consistent: {', '.join(flagged)}")
-            return
-        click.clear()
-        click.echo(f"bentogate status (every {interval:g} s, Ctrl-C to stop)\n")
-        click.echo(table_of(rows))
-        time.sleep(interval)
+    def look() -> tuple[Any, list[dict[str, Any]], BentogateError | None]:
+        if on_fleet:
+            from bentogate import fleet
 
+            rows = fleet.fleet_rows(ctx)
+            flagged = sorted({f for r in rows for f in r["flags"]})
+            why = f"the fleet is not consistent: {', '.join(flagged)}"
+            return fleet.fleet_table(rows), rows, FleetDiverged(why) if flagged else None
+        seen = host_status(ctx)
+        why = "; ".join(p.text for p in seen.problems)
+        error = HAProxyError(why) if seen.problems else None
+        return status_renderable(seen.rows, seen.problems), seen.rows, error
 
-def _print(rows: Any, as_json: bool, columns: tuple[str, ...] | None = None) -> None:
-    if as_json or columns is None:
-        click.echo(json.dumps(rows, indent=2, default=str))
+    if interval is not None:
+        error = watch(lambda: look()[::2], interval)
     else:
-        click.echo(table(rows, columns))
+        view, rows, error = look()
+        click.echo(json.dumps(rows, indent=2) if as_json else to_text(view))
+    if error is not None:
+        raise error
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
 @click.pass_obj
-def inventory(obj: dict[str, Any], as_json: bool) -> None:
+def inventory(obj: dict[str, Any]) -> None:
     """Every model: in use / in development / retired, owner, validator, review, live port."""
-    _print(inventory_rows(_context(obj)), as_json, _INVENTORY_COLUMNS)
-
-
-_INVENTORY_COLUMNS = (
-    "model", "use", "owner", "live_version", "live_port", "versions", "validator",
-    "last_validation", "next_review_due",
-)  # fmt: skip
+    rows = inventory_rows(_context(obj))
+    output.emit({"models": rows}, inventory_text(rows))
 
 
 @cli.command()
 @click.argument("ref", callback=_ref)
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
 @click.pass_obj
-def show(obj: dict[str, Any], ref: Ref, as_json: bool) -> None:
+def show(obj: dict[str, Any], ref: Ref) -> None:
     """The whole story of one version: facts, gate runs, deployments, audit trail."""
     story = version_story(_context(obj), ref)
-    if as_json:
-        _print(story, True)
-        return
-    version = story["version"]
-    for key in (
-        "model",
-        "version",
-        "state",
-        "sha256",
-        "developer",
-        "validator",
-        "approver",
-        "bento_tag",
-        "built_at",
-        "registered_at",
-    ):
-        click.echo(f"{key:>14}: {version[key]}")
-    for kind in ("gate_runs", "shadow_runs"):
-        click.echo(f"\n{kind.replace('_', ' ')}:")
-        click.echo(table(story[kind], ("created_at", "verdict", "compared_with", "report_path")))
-    click.echo("\ndeployments:")
-    click.echo(table(story["deployments"], ("host", "port", "role", "started_at", "stopped_at")))
-    click.echo("\naudit:")
-    click.echo(table(story["audit"], _AUDIT_COLUMNS))
-
-
-_AUDIT_COLUMNS = (
-    "id",
-    "at",
-    "actor",
-    "action",
-    "model",
-    "version",
-    "from_state",
-    "to_state",
-    "outcome",
-    "reason",
-)
+    output.emit(story, story_text(story))
 
 
 @cli.command()
 @click.argument("target", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
 @click.pass_obj
-def audit(obj: dict[str, Any], target: str | None, as_json: bool) -> None:
+def audit(obj: dict[str, Any], target: str | None) -> None:
     """The audit trail (all, MODEL or MODEL:VERSION); `audit verify` checks its hash chain."""
     ctx = _context(obj)
     if target == "verify":
         ok, row, message = ctx.registry.verify_audit()
-        if as_json:
-            _print({"ok": ok, "first_broken_row": row, "message": message}, True)
+        verdict = {"ok": ok, "first_broken_row": row, "message": message}
         if not ok:
-            raise AuditChainBroken(message)
-        if not as_json:
-            click.echo(message)
+            raise AuditChainBroken(message, details=verdict)
+        output.emit(verdict, message)
         return
-    _print(audit_rows(ctx, target), as_json, _AUDIT_COLUMNS)
+    rows = audit_rows(ctx, target)
+    output.emit({"entries": rows}, audit_text(rows))
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("-n", "--lines", "count", default=50, show_default=True, type=click.IntRange(0))
+@click.option("-f", "--follow", is_flag=True, help="Then print new lines as they come, to Ctrl-C.")
+@click.pass_obj
+def logs(obj: dict[str, Any], model: str | None, count: int, follow: bool) -> None:
+    """HAProxy's request log, one line per request (frontend, backend/server, timers
+    TR/Tw/Tc/Tr/Ta in ms, status, bytes, termination state), of MODEL's ports and versions
+    if given; on stderr first, where each Bento's own log is, per version and port."""
+    from bentogate import logs as host_logs
+
+    ctx = _context(obj)
+    for note in host_logs.notes(ctx, model):
+        _echo(note)
+    for line in host_logs.last_lines(ctx, model, count):
+        click.echo(line)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            for line in host_logs.follow(ctx, model):
+                click.echo(line)
 
 
 @cli.command()
 @click.option("--host", help="This host's name in the governance DB (BENTOGATE_HOST).")
-@click.option("--once", is_flag=True, help="Reconcile once, print the report, exit.")
+@click.option("--once", is_flag=True, help="Reconcile once, print the report (JSON), exit.")
+@output.json_option
 @click.pass_obj
 def agent(obj: dict[str, Any], host: str | None, once: bool) -> None:
     """Run this API host's fleet agent: serve what the governance DB says, report back."""
@@ -485,8 +603,10 @@ def agent(obj: dict[str, Any], host: str | None, once: bool) -> None:
     if once:
         report = fleet_agent.reconcile_once(ctx, adopt=True)
         ctx.registry.heartbeat(ctx.settings.host, report.to_json())
-        _print(report.to_json(), True)
+        output.emit(report.to_json(), output.dumps(report.to_json()))
         return
+    if output.wants_json():
+        raise click.UsageError("--json reports a pass: it needs --once")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -500,12 +620,14 @@ def db() -> None:
 
 
 @db.command()
+@output.json_option
 @click.pass_obj
 def upgrade(obj: dict[str, Any]) -> None:
     """Run the migrations up to the newest schema (idempotent)."""
     ctx = _context(obj)
     ctx.registry.upgrade()
-    click.echo(f"schema at {ctx.registry.schema_revision()}")
+    revision = ctx.registry.schema_revision()
+    output.emit({"schema": revision}, f"schema at {revision}")
 
 
 @cli.command()
@@ -517,31 +639,41 @@ def upgrade(obj: dict[str, Any]) -> None:
     show_default=True,
     help="Where the demo writes its models and data.",
 )
+@output.json_option
 @click.pass_obj
 def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
     """The whole story: train v1 and v2, v1 to production, then v2 through gate and cutover."""
-    from bentogate.demo import run_demo
+    from bentogate.demo import example_path, run_demo
 
     ctx = _context(obj)
-    run_demo(ctx, workdir, keep_running=keep_running, progress=_echo)
-    if keep_running:
-        _say_warm(ctx)
+    with progress_view() as progress:
+        rows = run_demo(ctx, workdir, keep_running=keep_running, progress=progress)
+    warm_rows = _say_warm(ctx) if keep_running else []
+    output.emit(
+        {"status": rows, "example": example_path(workdir).resolve(), "warm": warm_rows},
+        status_table(rows),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI, turn bentogate errors into a message and exit code."""
+    """Console entry point: run the CLI, turn bentogate errors into a message and exit code
+    (:class:`bentogate.errors.ExitCode`; with ``--json`` also a JSON object on stdout)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    state: dict[str, Any] = {}  # the root context's obj: what --json sets is seen here
     run: Callable[..., Any] = cli.main
     try:
-        run(args=argv, prog_name="bentogate", standalone_mode=False)
+        run(args=args, prog_name="bentogate", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
         _echo("aborted")
-        sys.exit(1)
+        output.fail(state, args, "aborted", kind="Abort", exit_code=ExitCode.ERROR)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        kind = type(exc).__name__
+        output.fail(state, args, exc.format_message(), kind=kind, exit_code=exc.exit_code)
     except BentogateError as exc:
         _echo(f"error: {exc}")
-        sys.exit(exc.exit_code)
+        kind = type(exc).__name__
+        output.fail(state, args, str(exc), kind=kind, exit_code=exc.exit_code, details=exc.details)
 
 
 if __name__ == "__main__":

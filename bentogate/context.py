@@ -18,11 +18,21 @@ from haproxy import ProxyPaths, Sidecar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
 
-Progress = Callable[[str], None]  # where a long step reports what it is doing, one line each
+Progress = Callable[[str], None]
+"""Where a long step reports what it is doing, one line each: a line names what starts now
+("waiting for fraud:2 on :3005 to be ready"), and lasts until the next one; a line that
+starts with a space is a *detail* of the step before it (the gate's figures of each second),
+which a live view shows beside that step rather than as a step of its own
+(:mod:`bentogate.progress`). Parts that take such a callback follow the same two rules."""
 
 
 def no_progress(_: str) -> None:
     """The default :data:`Progress`: reports nothing."""
+
+
+def detail(progress: Progress) -> Progress:
+    """``progress`` for the details of the current step: each line indented."""
+    return lambda line: progress("  " + line)
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,8 @@ class Context:
 
     @cached_property
     def sidecar(self) -> Sidecar:
-        return Sidecar(ProxyPaths(self.settings.haproxy_dir), self.settings.haproxy)
+        paths = ProxyPaths(self.settings.haproxy_dir, self.settings.logs_dir / "haproxy.log")
+        return Sidecar(paths, self.settings.haproxy)
 
     def host_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held by every step that moves this host's traffic or stops its versions (promote,

@@ -10,7 +10,7 @@ from bentogate import release
 from bentogate.context import Context, Progress, Ref, artifact_dir
 from bentogate.data import make_demo_files
 from bentogate.modelimport import load_artifact
-from bentogate.status import status_rows, status_table
+from bentogate.status import status_rows
 
 MODEL = "fraud"
 
@@ -20,8 +20,9 @@ def run_demo(
 ) -> list[dict[str, object]]:
     """Train v1 and v2, take v1 to production, then v2 through gate and cutover.
 
-    Returns the final status rows (also printed). Without ``keep_running`` everything started
-    is stopped at the end; with it, HAProxy and the live Bento stay up for ``curl``.
+    Returns the status rows of the end of the story (before anything is stopped). Without
+    ``keep_running`` everything started is stopped at the end; with it, HAProxy and the live
+    Bento stay up for ``curl`` (``workdir/example.json``, :func:`example_path`).
     """
     release.init(ctx)
     progress("training the reference models v1 and v2 on synthetic transactions")
@@ -44,8 +45,7 @@ def run_demo(
             release.release(ctx, ref, files["holdout"], actors=actors, progress=progress)
             progress(f"{ref} is live on port {ctx.registry.get_model(MODEL).production_port}")
         rows = status_rows(ctx)
-        print(status_table(rows))
-        example = workdir / "example.json"
+        example = example_path(workdir)
         canary = load_artifact(artifact_dir(info.artifact_uri)).canary_row  # the live v2
         example.write_text(orjson.dumps({"features": canary}).decode())
         port = ctx.registry.get_model(MODEL).production_port
@@ -54,3 +54,8 @@ def run_demo(
     finally:
         if not keep_running:
             release.shutdown(ctx, actor=actors.release)
+
+
+def example_path(workdir: Path) -> Path:
+    """The request body the demo leaves for ``curl``: the live version's canary row."""
+    return workdir / "example.json"

@@ -1,16 +1,16 @@
-"""Every error bentogate raises, one tree, one root.
+"""Every error bentogate raises, one tree, one root, and the exit code of each.
 
-    BentogateError                 exit 1 unless stated
+    BentogateError                 1 ERROR unless stated
     ├── ConfigError                settings or input files are unusable
     ├── ModelImportError           a model file cannot be imported (format, parity)
     ├── NotFoundError              unknown model, version, deployment or backend
     ├── DatabaseUnavailable        the governance database cannot be reached or used
-    ├── GovernanceError            a rule of the lifecycle refused an action
+    ├── GovernanceError            3 REFUSED: a rule of the lifecycle refused an action
     │   ├── IllegalTransition      the state machine does not allow it
     │   ├── SeparationOfDuties     the same person may not do both steps
     │   ├── IntegrityError         artifact bytes differ from the approved ones
     │   │   └── AuditChainBroken   the audit trail's hash chain does not verify
-    │   ├── ValidationFailed       parity or quality rejected the version (recorded)
+    │   ├── ValidationFailed       4 FAILED: parity or quality rejected the version (recorded)
     │   └── ConcurrentChange       someone else changed the same thing first
     ├── BuildError                 bentoml build / containerize failed
     ├── RuntimeBackendError        a Bento process or container would not start or stop
@@ -19,22 +19,45 @@
     ├── LoadTestError              Locust could not be run or its output not read
     ├── RolloutFailed              a fleet rollout ended without the version live everywhere
     ├── FleetDiverged              a host serves another version than production, or is stale
-    ├── GateFailed                 exit 1: a limit was violated
-    ├── GateInconclusive           exit 2: the measurement cannot be trusted
-    ├── ShadowFailed               exit 1: the candidate scores live rows unlike production
-    └── ShadowInconclusive         exit 2: too few rows, or the evidence cannot decide
+    ├── GateFailed                 4 FAILED: a limit was violated
+    ├── GateInconclusive           5 INCONCLUSIVE: the measurement cannot be trusted
+    ├── ShadowFailed               4 FAILED: the candidate scores live rows unlike production
+    └── ShadowInconclusive         5 INCONCLUSIVE: too few rows, or the evidence cannot decide
 
-Foreign errors (sqlalchemy, subprocess, socket) are translated where they enter a part.
-Only the CLI turns these into output and an exit code.
+:class:`ExitCode` is the one table of exit codes (the README repeats it); a usage error (a
+wrong command line) is click's 2. Foreign errors (sqlalchemy, subprocess, socket) are
+translated where they enter a part. Only the CLI turns these into output and an exit code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """What ``bentogate`` exits with: a script can tell these outcomes apart."""
+
+    OK = 0  # done
+    ERROR = 1  # something did not work: a process, HAProxy, the DB, a file, an unknown name
+    USAGE = 2  # the command line is wrong (click's convention: its UsageError exits 2)
+    REFUSED = 3  # governance refused: a lifecycle, duty, integrity or concurrency rule
+    FAILED = 4  # the version failed a check of its own: validation, gate or shadow
+    INCONCLUSIVE = 5  # the gate or shadow could not decide: measure again (never a pass)
+
 
 class BentogateError(Exception):
-    """Root of every bentogate error; ``exit_code`` is what the CLI exits with."""
+    """Root of every bentogate error; ``exit_code`` is what the CLI exits with.
 
-    exit_code = 1
+    ``details``: JSON-ready facts beside the message (e.g. a failed gate's verdict, figures
+    and report path), which ``--json`` prints with the error."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, *args: object, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class ConfigError(BentogateError):
@@ -55,7 +78,7 @@ class DatabaseUnavailable(BentogateError):
 
 
 class GovernanceError(BentogateError):
-    pass
+    exit_code = ExitCode.REFUSED
 
 
 class IllegalTransition(GovernanceError):
@@ -75,7 +98,7 @@ class AuditChainBroken(IntegrityError):
 
 
 class ValidationFailed(GovernanceError):
-    pass
+    exit_code = ExitCode.FAILED
 
 
 class ConcurrentChange(GovernanceError):
@@ -111,16 +134,16 @@ class FleetDiverged(BentogateError):
 
 
 class GateFailed(BentogateError):
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class GateInconclusive(BentogateError):
-    exit_code = 2
+    exit_code = ExitCode.INCONCLUSIVE
 
 
 class ShadowFailed(BentogateError):
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class ShadowInconclusive(BentogateError):
-    exit_code = 2
+    exit_code = ExitCode.INCONCLUSIVE

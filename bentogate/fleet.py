@@ -6,11 +6,14 @@ promotion only *records* the new desired state (a promotion plus a rollout namin
 and a deadline); each agent performs its local blue-green cutover. Whoever looks next (an
 agent after its heartbeat, or ``promote --fleet`` while it waits) judges the rollout from the
 hosts' reports: complete once every host serves the version live and healthy, rolled back on
-every host as soon as one reports that it failed, or when the deadline passes.
+every host as soon as one reports that it failed, or when the deadline passes. After a
+cutover, while the previous version is warm, each agent also bakes the new one
+(:mod:`bentogate.bake`): a breach on any host rolls the whole fleet back (:func:`roll_back`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Iterable
@@ -20,9 +23,9 @@ from typing import Any
 
 from bentogate import host as this_host
 from bentogate.context import Context, Progress, Ref
-from bentogate.errors import GovernanceError
+from bentogate.errors import GovernanceError, IntegrityError
 from bentogate.inventory import table
-from governance import HostInfo, RolloutInfo, RolloutStatus
+from governance import HostInfo, RolloutInfo, RolloutStatus, VersionInfo
 
 
 class Judged(enum.StrEnum):
@@ -134,6 +137,37 @@ def settle(ctx: Context, *, actor: str, now: datetime | None = None) -> list[Rol
             )
         )
     return settled
+
+
+def roll_back(
+    ctx: Context, ref: Ref, *, actor: str, reason: str, evidence: dict[str, Any]
+) -> VersionInfo:
+    """The fleet's automatic rollback, by a host whose bake watcher saw ``ref`` fail: in the
+    governance DB, ``ref.model``'s production goes back to the version ``ref`` replaced
+    (audited with ``reason`` and ``evidence``; ``ref`` then needs a new passed gate), and a
+    rollout of ``ref`` still in progress is settled as failed with ``reason``. Every agent,
+    this host's first, then cuts its host back. Returns the restored version.
+
+    Raises :class:`ConcurrentChange` when ``ref`` is no longer production (another host's
+    watcher, or anyone, moved it first: nothing is changed, the refusal is audited), the
+    errors of ``Registry.rollback`` otherwise.
+    """
+    previous = ctx.registry.previous_version(ref.model)
+    sha256 = None
+    if previous is not None:  # the bytes this host is about to serve again, when it has them
+        with contextlib.suppress(IntegrityError):
+            sha256 = this_host.served_sha256(ctx, Ref(ref.model, previous.version))
+    restored = ctx.registry.rollback(
+        ref.model, actor=actor, sha256=sha256, reason=reason, evidence=evidence,
+        replacing=ref.version,
+    )  # fmt: skip
+    for rollout in ctx.registry.rollouts(ref.model, active_only=True):
+        if rollout.version == ref.version:
+            ctx.registry.settle_rollout(
+                ref.model, rollout.id, actor=actor, complete=False, reason=reason,
+                results={ctx.settings.host: "bake breach"},
+            )  # fmt: skip
+    return restored
 
 
 def wait_rollout(

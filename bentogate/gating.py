@@ -53,7 +53,7 @@ def capacity(
     """Search the highest rate at which the staged version still meets its policy's p99;
     record it in the inventory."""
     rows = _reference_rows(ctx, ref)
-    host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+    host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor, progress=progress)
     host.route_candidate(ctx, ref)
     candidate, _ = gate_targets(ctx, ref)
     policy = gate_policy(ctx, ref.model)
@@ -72,13 +72,15 @@ def capacity(
 def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = no_progress) -> GateResult:
     """Load-test the candidate through HAProxy (and live in the same run); record the verdict.
 
-    Raises GateFailed (exit 1) or GateInconclusive (exit 2) after recording the run.
+    Raises GateFailed or GateInconclusive after recording the run; its ``details`` are
+    :func:`run_fields`.
     """
     rows = _reference_rows(ctx, ref)
-    host.wait_healthy(ctx, ref)
+    host.wait_healthy(ctx, ref, progress=progress)
     candidate, live_target = gate_targets(ctx, ref)
     policy = gate_policy(ctx, ref.model)
     out_dir = _report_dir(ctx, "gate", ref)
+    progress(_gate_line(ref, policy, candidate, live_target))
     result = run_gate(candidate, rows, policy, out_dir, live=live_target, progress=progress)
     ctx.registry.record_gate(
         ref.model,
@@ -95,8 +97,8 @@ def shadow(ctx: Context, ref: Ref, *, actor: str) -> ShadowResult:
     """Score the recent rows of live clients (kept by the live Bentos of this host) on the
     candidate and on live, compare, judge with the model's policy; record the run.
 
-    Raises NotFoundError without a live version or without kept rows, ShadowFailed (exit 1)
-    or ShadowInconclusive (exit 2) after recording the run.
+    Raises NotFoundError without a live version or without kept rows, ShadowFailed or
+    ShadowInconclusive after recording the run; its ``details`` are :func:`run_fields`.
     """
     info = ctx.registry.get_version(ref.model, ref.version)
     live = ctx.registry.production_version(ref.model)
@@ -144,6 +146,16 @@ def needs_shadow(ctx: Context, ref: Ref) -> bool:
     )
 
 
+def _gate_line(ref: Ref, policy: GatePolicy, candidate: Target, live: Target | None) -> str:
+    """What the gate does now, e.g. "gate fraud:2: 200 req/s for 20 s (+3 s warm-up) on
+    the candidate port :10001 and on live 1's :10000"."""
+    load = f"{policy.rate:g} req/s for {policy.duration_s:g} s (+{policy.warmup_s:g} s warm-up)"
+    where = f"the candidate port :{candidate.url.rsplit(':', 1)[-1]}"
+    if live is not None:
+        where += f" and on live {live.expected_version}'s :{live.url.rsplit(':', 1)[-1]}"
+    return f"gate {ref}: {load} on {where}"
+
+
 def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
     """What the gate drives for ``ref``: the candidate through HAProxy's candidate port, and
     the production version (if another) through the production port, as clients reach it."""
@@ -175,6 +187,13 @@ def _stored(policy: GatePolicy, result: GateResult | ShadowResult) -> dict[str, 
     }
 
 
+def run_fields(ref: Ref, result: GateResult | ShadowResult) -> dict[str, Any]:
+    """What a gate or shadow run of ``ref`` reports (``--json``, and the ``details`` of its
+    refusal): model, version and the run's ``to_dict()`` (verdict, reasons, figures or
+    comparison, policy, report paths)."""
+    return {"model": ref.model, "version": ref.version, **result.to_dict()}
+
+
 def _refuse_unless_passed(
     what: str,
     ref: Ref,
@@ -187,9 +206,9 @@ def _refuse_unless_passed(
     measured and the allowed values, and where the whole report is."""
     why = f"for {ref}: {'; '.join(result.reasons)} (report: {result.report_html})"
     if result.verdict == Verdict.FAIL:
-        raise failed(f"{what} failed {why}")
+        raise failed(f"{what} failed {why}", details=run_fields(ref, result))
     if result.verdict == Verdict.INCONCLUSIVE:
-        raise inconclusive(f"{what} inconclusive {why}")
+        raise inconclusive(f"{what} inconclusive {why}", details=run_fields(ref, result))
 
 
 def _report_dir(ctx: Context, kind: str, ref: Ref) -> Path:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, MutableMapping
 
 import orjson
 
-from bentogate.context import Context, Ref
+from bentogate.context import Context, Progress, Ref, no_progress
 from bentogate.errors import BentogateError, IntegrityError, NotFoundError
 from bentogate.routing import desired_spec
 from bentos import Handle, archive_path, bento_path, http_status, import_bento
@@ -75,9 +75,18 @@ def _stop_process(ctx: Context, handle: Handle) -> None:
     ctx.runtime.stop(handle, ctx.settings.bento.stop_timeout_s)
 
 
-def start(ctx: Context, ref: Ref, *, replicas: int, role: Role, actor: str) -> list[DeploymentInfo]:
+def start(
+    ctx: Context,
+    ref: Ref,
+    *,
+    replicas: int,
+    role: Role,
+    actor: str,
+    progress: Progress = no_progress,
+) -> list[DeploymentInfo]:
     """Start ``replicas`` Bentos of ``ref`` on free backend ports and wait until each is
-    ready; returns their deployments.
+    ready (up to ``bento.ready_timeout_s``, reported to ``progress``); returns their
+    deployments.
 
     The bytes about to be served are checked against the approved sha256 first (audited
     either way). Each deployment is recorded as soon as its process exists. Raises what
@@ -91,7 +100,9 @@ def start(ctx: Context, ref: Ref, *, replicas: int, role: Role, actor: str) -> l
     started: list[DeploymentInfo] = []
     try:
         for _ in range(replicas):
-            handles.append(ctx.runtime.start(str(ref), ctx.free_backend_port()))
+            port = ctx.free_backend_port()
+            progress(f"starting {ref} on :{port}")
+            handles.append(ctx.runtime.start(str(ref), port))
             started.append(
                 ctx.registry.record_deployment(
                     ref.model,
@@ -104,6 +115,7 @@ def start(ctx: Context, ref: Ref, *, replicas: int, role: Role, actor: str) -> l
                 )
             )
         for handle in handles:  # the start's own handles: they know the logs to read
+            progress(f"waiting for {ref} on :{handle.port} to be ready")
             ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
     except BentogateError:
         for handle in handles:
@@ -135,24 +147,34 @@ def end_dead(ctx: Context, ref: Ref, *, actor: str) -> list[Handle]:
     return alive
 
 
-def ensure_running(ctx: Context, ref: Ref, role: Role, *, actor: str) -> None:
+def ensure_running(
+    ctx: Context, ref: Ref, role: Role, *, actor: str, progress: Progress = no_progress
+) -> None:
     """Start one replica of ``ref`` if this host runs none alive (its backend joins HAProxy,
     routes unchanged); return once every server of it passes its health check."""
     if not end_dead(ctx, ref, actor=actor):
-        start(ctx, ref, replicas=1, role=role, actor=actor)
-        apply_routes(ctx)
-    wait_healthy(ctx, ref)
+        start(ctx, ref, replicas=1, role=role, actor=actor, progress=progress)
+        apply_routes(ctx, progress=progress)
+    wait_healthy(ctx, ref, progress=progress)
 
 
-def apply_routes(ctx: Context, live: Mapping[str, str | None] | None = None) -> None:
+def apply_routes(
+    ctx: Context,
+    live: Mapping[str, str | None] | None = None,
+    *,
+    progress: Progress = no_progress,
+) -> None:
     """Render the sidecar from the DB and apply it (start or seamless reload); ``live``
     overrides the live route of the models it names (see :func:`routing.desired_spec`)."""
+    running = ctx.sidecar.is_running()
+    progress(f"HAProxy: {'reloading' if running else 'starting'} with the config from the DB")
     ctx.sidecar.apply(desired_spec(ctx, live))
 
 
-def wait_healthy(ctx: Context, ref: Ref) -> None:
+def wait_healthy(ctx: Context, ref: Ref, *, progress: Progress = no_progress) -> None:
     """Return once every server of ``ref`` is UP with L7OK in HAProxy (within
     ``haproxy.healthy_timeout_s``); HAProxyError naming each failing check otherwise."""
+    progress(f"waiting for HAProxy's canary health check to pass {ref}")
     ctx.sidecar.wait_healthy(ref.model, ref.version, timeout=ctx.settings.haproxy.healthy_timeout_s)
 
 
@@ -162,7 +184,13 @@ def route_candidate(ctx: Context, ref: Ref) -> None:
 
 
 def cut_over(
-    ctx: Context, ref: Ref, *, leaving: str | None, actor: str, live: Routed | None = None
+    ctx: Context,
+    ref: Ref,
+    *,
+    leaving: str | None,
+    actor: str,
+    live: Routed | None = None,
+    progress: Progress = no_progress,
 ) -> None:
     """Switch ``ref.model``'s production port to ``ref``: every server of it passes its
     canary check, then one ``set map`` that HAProxy confirms. The version it leaves
@@ -171,24 +199,30 @@ def cut_over(
     :func:`apply_routes`, updated to ``ref``). Raises CutoverError/HAProxyError if HAProxy
     refuses or does not confirm (the route is then unchanged).
     """
-    wait_healthy(ctx, ref)
+    wait_healthy(ctx, ref, progress=progress)
+    progress(f"switching {ref.model}'s production port to {ref}")
     ctx.sidecar.switch(ref.model, ref.version, role="live")
     if live is not None:
         live[ref.model] = ref.version
     if leaving not in (None, ref.version) and ctx.settings.bento.keep_previous_s <= 0:
-        stop(ctx, Ref(ref.model, leaving), actor=actor)
-    apply_routes(ctx, live)
+        stop(ctx, Ref(ref.model, leaving), actor=actor, progress=progress)
+    apply_routes(ctx, live, progress=progress)
 
 
-def stop(ctx: Context, ref: Ref, *, actor: str) -> list[DeploymentInfo]:
+def stop(
+    ctx: Context, ref: Ref, *, actor: str, progress: Progress = no_progress
+) -> list[DeploymentInfo]:
     """Drain ``ref`` in HAProxy (in-flight requests finish; skipped where HAProxy does not
     have it), stop its Bentos on this host, end their records; returns them. The caller
     re-renders the sidecar (:func:`apply_routes`) once it has stopped what it stops."""
     deployments = _deployments(ctx, ref)
     if deployments and ctx.sidecar.is_running():
+        progress(f"draining {ref}: its requests in flight finish")
         # Not in HAProxy: started by an agent or a deploy interrupted before it was routed.
         with contextlib.suppress(NotFoundError):
             ctx.sidecar.drain(ref.model, ref.version)
+    if deployments:
+        progress(f"stopping {ref}")
     stop_deployments(ctx, deployments, actor=actor)
     return deployments
 

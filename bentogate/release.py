@@ -92,7 +92,11 @@ def validate(ctx: Context, ref: Ref, holdout_csv: Path, *, actor: str) -> Versio
         ref.model, ref.version, actor=actor, results=results, passed=not failures
     )
     if failures:
-        raise ValidationFailed(f"{ref} rejected by validation: {'; '.join(failures)}")
+        facts = {"model": ref.model, "version": ref.version, "state": recorded.state}
+        raise ValidationFailed(
+            f"{ref} rejected by validation: {'; '.join(failures)}",
+            details={**facts, "metrics": results},
+        )
     return recorded
 
 
@@ -101,7 +105,12 @@ def approve(ctx: Context, ref: Ref, *, actor: str, comment: str = "") -> Version
 
 
 def build(
-    ctx: Context, ref: Ref, *, actor: str, image_tag: str | None = None
+    ctx: Context,
+    ref: Ref,
+    *,
+    actor: str,
+    image_tag: str | None = None,
+    progress: Progress = no_progress,
 ) -> tuple[VersionInfo, Path]:
     """Build the version's Bento (model inside, labels), export its archive, record the build.
 
@@ -128,9 +137,12 @@ def build(
         ctx.settings.bentoml_home,
         spec,
         args=ctx.settings.bento.build_args(),
+        progress=progress,
     )
+    progress(f"exporting {tag} to {ctx.settings.bentos_dir}")
     archive = export_bento(ctx.settings.bentoml_home, tag, ctx.settings.bentos_dir)
     if image_tag is not None:
+        progress(f"bentoml containerize {tag} as {image_tag}")
         containerize(ctx.settings.bentoml_home, tag, image_tag)
     recorded = ctx.registry.record_build(
         ref.model, ref.version, actor=actor, bento_tag=tag, image_tag=image_tag
@@ -138,7 +150,9 @@ def build(
     return recorded, archive
 
 
-def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionInfo:
+def deploy(
+    ctx: Context, ref: Ref, *, actor: str, replicas: int = 1, progress: Progress = no_progress
+) -> VersionInfo:
     """Serve the built version on its own port(s), add it to HAProxy as the candidate.
 
     Replicas of it recorded on this host whose process is gone are ended first: deploying
@@ -150,10 +164,10 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     host.end_dead(ctx, ref, actor=actor)
     # A replica of the production version serves it: live, so the next cutover demotes it.
     role = Role.LIVE if info.state == State.PRODUCTION else Role.CANDIDATE
-    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor)
+    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
     try:
-        host.apply_routes(ctx)
-        host.wait_healthy(ctx, ref)
+        host.apply_routes(ctx, progress=progress)
+        host.wait_healthy(ctx, ref, progress=progress)
         host.route_candidate(ctx, ref)
     except BentogateError:
         # HAProxy refused the new servers: they stop, and the DB keeps saying what serves.
@@ -163,7 +177,7 @@ def deploy(ctx: Context, ref: Ref, *, actor: str, replicas: int = 1) -> VersionI
     return ctx.registry.stage(ref.model, ref.version, actor=actor)
 
 
-def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
+def promote(ctx: Context, ref: Ref, *, actor: str, progress: Progress = no_progress) -> VersionInfo:
     """Blue-green: the gated candidate takes the production port; the old live drains and
     stays warm (``bento.keep_previous_s``; its expiry is scheduled, :func:`warm.schedule_expiry`).
 
@@ -175,12 +189,12 @@ def promote(ctx: Context, ref: Ref, *, actor: str) -> VersionInfo:
         previous = ctx.registry.production_version(ref.model)
         if ctx.registry.get_version(ref.model, ref.version).state == State.GATED:
             # Warm and healthy before the DB records anything (governance still decides).
-            host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor)
+            host.ensure_running(ctx, ref, Role.CANDIDATE, actor=actor, progress=progress)
         promoted = ctx.registry.promote(
             ref.model, ref.version, actor=actor, sha256=host.served_sha256(ctx, ref)
         )
         leaving = previous.version if previous is not None else None
-        _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+        _cut_over_or_restore(ctx, ref, leaving, actor=actor, progress=progress)
     warm.schedule_expiry(ctx)
     return promoted
 
@@ -192,19 +206,22 @@ def rollback(
     actor: str,
     reason: str | None = None,
     evidence: dict[str, object] | None = None,
+    replacing: str | None = None,
+    progress: Progress = no_progress,
 ) -> VersionInfo:
     """The previous production version takes the production port back: at once while it is
     still warm (``bento.keep_previous_s``), else restarted first. If HAProxy refuses, the DB
     is put back to what HAProxy routes and the error is raised. With ``evidence`` it is an
     automatic rollback (the bake watcher's): audited with ``reason`` and those figures, and
-    the version it replaces needs a new passed gate before it can take production again."""
+    the version it replaces needs a new passed gate before it can take production again.
+    With ``replacing``, only while that version is production (ConcurrentChange otherwise)."""
     with ctx.host_lock():
         current = ctx.registry.production_version(model)
         previous = ctx.registry.previous_version(model)
         if previous is None:
             raise NotFoundError(f"{model} has no previous production version to roll back to")
         ref = Ref(model, previous.version)
-        host.ensure_running(ctx, ref, Role.PREVIOUS, actor=actor)
+        host.ensure_running(ctx, ref, Role.PREVIOUS, actor=actor, progress=progress)
         # Checked like a promotion: the bytes about to take traffic are the approved ones.
         restored = ctx.registry.rollback(
             model,
@@ -212,22 +229,25 @@ def rollback(
             sha256=host.served_sha256(ctx, ref),
             reason=reason,
             evidence=evidence,
+            replacing=replacing,
         )
         leaving = current.version if current is not None else None
         if evidence is None:
-            _cut_over_or_restore(ctx, ref, leaving, actor=actor)
+            _cut_over_or_restore(ctx, ref, leaving, actor=actor, progress=progress)
         else:
             _cut_over_insisting(ctx, ref, leaving, actor=actor)
     warm.schedule_expiry(ctx)
     return restored
 
 
-def _cut_over_or_restore(ctx: Context, ref: Ref, leaving: str | None, *, actor: str) -> None:
+def _cut_over_or_restore(
+    ctx: Context, ref: Ref, leaving: str | None, *, actor: str, progress: Progress
+) -> None:
     """Cut over to ``ref`` (just made production in the DB). If that fails and HAProxy still
     routes ``leaving``, the DB takes ``leaving`` back (a rollback, audited), so the record
     always names what clients are served; then the error is raised."""
     try:
-        host.cut_over(ctx, ref, leaving=leaving, actor=actor)
+        host.cut_over(ctx, ref, leaving=leaving, actor=actor, progress=progress)
     except BentogateError:
         if leaving is not None and host.routed(ctx).get(ref.model) == leaving:
             ctx.registry.rollback(ref.model, actor=actor)
@@ -289,10 +309,10 @@ def release(
     run: dict[Action, Callable[[], object]] = {
         Action.VALIDATE: lambda: validate(ctx, ref, holdout_csv, actor=actors.validator),
         Action.APPROVE: lambda: approve(ctx, ref, actor=actors.approver),
-        Action.BUILD: lambda: build(ctx, ref, actor=actors.release),
-        Action.STAGE: lambda: deploy(ctx, ref, actor=actors.release),
+        Action.BUILD: lambda: build(ctx, ref, actor=actors.release, progress=progress),
+        Action.STAGE: lambda: deploy(ctx, ref, actor=actors.release, progress=progress),
         Action.GATE: lambda: gate(ctx, ref, actor=actors.release, progress=progress),
-        Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release),
+        Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release, progress=progress),
     }
     while (step := next_step(ctx.registry.get_version(ref.model, ref.version))) is not None:
         if step == Action.PROMOTE and needs_shadow(ctx, ref):

@@ -8,11 +8,16 @@ then the defaults below. Nothing below the CLI reads ``os.environ``.
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
+import textwrap
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -62,6 +67,21 @@ class HAProxySettings(BaseModel):
         10.0,
         description="A version already ready must pass its canary health check on every "
         "server within this long before traffic is switched to it.",
+    )
+    access_log: bool = Field(
+        True,
+        description="HAProxy logs one line per request (frontend, backend/server, status, "
+        "timers, bytes) to logs/haproxy.log (through a FIFO and a small writer process that "
+        "rotates the file); `bentogate logs` shows it.",
+    )
+    access_log_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=4096,
+        description="The request log is rotated (renamed to haproxy.log.1 …) once larger "
+        "than this.",
+    )
+    access_log_keep: int = Field(
+        3, ge=0, description="Rotated copies of the request log kept (haproxy.log.1 …)."
     )
 
 
@@ -170,13 +190,16 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".bentogate"), description="State: DB, Bento store, config, logs.")
     db_url: str | None = Field(
-        None, description="SQLAlchemy URL of the governance DB; default SQLite under home."
+        None,
+        description="SQLAlchemy URL of the governance DB; default SQLite under home.",
+        examples=["postgresql+psycopg://bentogate@db.internal:5432/bentogate"],
     )
     host: str = Field("local", description="This host's name in the governance DB.")
     shared_bentos_dir: Path | None = Field(
         None,
         description="Shared artifact store: `build` exports .bento archives here and fleet "
         "agents import them from here (a shared mount). Default: home/bentos.",
+        examples=["/mnt/shared/bentos"],
     )
     environment: str = Field("prod", description="Environment name in the governance DB.")
     ports: PortSettings = PortSettings()
@@ -239,3 +262,67 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+
+# -- the commented example file (bentogate.toml.example), generated from the fields above --
+
+_EXAMPLE_HEAD = """\
+# bentogate.toml: every setting bentogate reads, each with its description and default.
+#
+# Generated from bentogate/settings.py by bentogate.settings.example_toml() (a test checks
+# that they agree). Copy it to ./bentogate.toml, or name a copy in BENTOGATE_CONFIG, and keep
+# only the lines you change. Environment variables win over this file: each setting's is
+# named above it (nested groups with "__", e.g. BENTOGATE_GATE__RATE=300).\
+"""
+
+
+def example_toml() -> str:
+    """The text of ``bentogate.toml.example``: every field of :class:`Settings` with its
+    description, environment variable and default (a field without a default, commented
+    out, with an example value). Parsed, it gives the defaults."""
+    parts = [_EXAMPLE_HEAD]
+    groups: list[tuple[str, type[BaseModel]]] = []
+    for name, info in Settings.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            groups.append((name, kind))
+        else:
+            parts.append(_example_field(name, info, f"BENTOGATE_{name.upper()}"))
+    for group, model in groups:
+        doc = inspect.cleandoc(model.__doc__ or "")
+        parts.append(f"{_comment(doc)}\n[{group}]")
+        for name, info in model.model_fields.items():
+            env = f"BENTOGATE_{group.upper()}__{name.upper()}"
+            parts.append(_example_field(name, info, env))
+    return "\n\n".join(parts) + "\n"
+
+
+def _example_field(name: str, info: FieldInfo, env: str) -> str:
+    text = info.description or ""
+    choices = (
+        typing.get_args(info.annotation) if typing.get_origin(info.annotation) is Literal else ()
+    )
+    if choices:
+        text += f" One of: {', '.join(json.dumps(c) for c in choices)}."
+    lines = [_comment(f"{text} ({env})")]
+    if info.default is None:
+        example = info.examples[0] if info.examples else ""
+        lines.append(f"# {name} = {_toml_value(example)}")
+    else:
+        lines.append(f"{name} = {_toml_value(info.default)}")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+
+
+def _comment(text: str) -> str:
+    lines = textwrap.wrap(
+        text, 94, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False
+    )
+    return "\n".join(lines)

@@ -2,14 +2,95 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bentogate.bake import Reading, last_reading
 from bentogate.context import Context
+from bentogate.errors import NotFoundError
 from bentogate.inventory import table
 from bentogate.warm import warm_versions
-from haproxy import backend_name, server_name
+from haproxy import backend_name, route_key, server_name
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What makes ``bentogate status`` exit non-zero: a server HAProxy routes a port's
+    traffic to that is not UP, or no HAProxy running where the DB routes versions."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """This host's servers (:func:`status_rows`) and its :class:`Problem` s."""
+
+    rows: list[dict[str, Any]]
+    problems: list[Problem]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def host_status(ctx: Context) -> Status:
+    """This host's servers and what is wrong with the ones taking traffic."""
+    rows = status_rows(ctx)
+    return Status(rows, find_problems(rows, _routes(ctx)))
+
+
+def _routes(ctx: Context) -> dict[str, str] | None:
+    """What the running HAProxy routes (route key → backend); None if none runs."""
+    if not ctx.sidecar.is_running():
+        return None
+    try:
+        return ctx.sidecar.routes()
+    except NotFoundError:  # no model routed yet: no map
+        return {}
+
+
+def find_problems(
+    rows: Sequence[dict[str, Any]], routes: Mapping[str, str] | None
+) -> list[Problem]:
+    """The servers of ``rows`` whose backend a port routes to (``routes``, HAProxy's map:
+    route key → backend) that are not UP, each with HAProxy's check and reason. With no
+    HAProxy running (``routes`` None), one problem if the DB routes any deployed version
+    (a live or candidate role): nothing reaches it."""
+    if routes is None:
+        expected = sorted({f"{r['model']}:{r['version']}" for r in rows if _routable(r)})
+        if not expected:
+            return []
+        return [Problem(f"HAProxy is not running: no request reaches {', '.join(expected)}")]
+    ports_of: dict[str, list[str]] = {}
+    for key, backend in routes.items():
+        ports_of.setdefault(backend, []).append(key)
+    problems = []
+    for row in rows:
+        keys = ports_of.get(backend_name(row["model"], row["version"]))
+        if not keys or row["health"] == "UP":
+            continue
+        ports = ", ".join(_port_label(row, key) for key in sorted(keys))
+        check = " ".join(str(x) for x in (row["check"], row["last_check"]) if x)
+        health = "not in HAProxy" if row["health"] == "unknown" else row["health"]
+        problems.append(
+            Problem(
+                f"{row['model']}:{row['version']} on :{row['backend_port']} takes the traffic "
+                f"of {ports} but is {health}: {check or 'no check result yet'}"
+            )
+        )
+    return problems
+
+
+def _routable(row: dict[str, Any]) -> bool:
+    return row["role"] in ("live", "candidate")
+
+
+def _port_label(row: dict[str, Any], key: str) -> str:
+    if key == route_key(row["model"], "live"):
+        return f"production :{row['production_port']}"
+    return f"candidate :{row['candidate_port']}"
 
 
 def status_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -75,17 +156,23 @@ _COLUMNS = (
 
 
 def _bake_text(reading: Reading | None) -> str | None:
-    """ "baking until 12:05:00 UTC: 0 of 412 5xx over 2.0 s; 380 rows compared: pass" (or
-    the breach that rolled it back)."""
+    """ "baking until 12:05:00 UTC: 0 of 412 5xx over 2.0 s; server p99 <= 1.5 ms (of 405
+    answers); 380 rows compared: pass" (or the breach that rolled it back). The server p99
+    is its histogram bucket's upper bound."""
     if reading is None:
         return None
     if reading.breach is not None:
         return f"rolled back at {reading.at}: {reading.breach}"
     done = _past(reading.until)
+    answers = reading.server_answers
+    if reading.server_p99_le_ms is not None:
+        tail = f"server p99 <= {reading.server_p99_le_ms:g} ms (of {answers} answers)"
+    else:
+        tail = "server p99 over the last bucket" if answers else "no server p99 yet"
     return (
         f"{'baked' if done else 'baking'} until {reading.until}: {reading.errors} of "
         f"{reading.requests} 5xx over "
-        f"{reading.window_s:g} s; {reading.compared_rows} rows compared: "
+        f"{reading.window_s:g} s; {tail}; {reading.compared_rows} rows compared: "
         f"{reading.score_verdict or 'none yet'} (at {reading.at})"
     )
 

@@ -4,13 +4,16 @@ After a cutover the version that left production keeps running on this host, unr
 still health-checked by HAProxy, for ``bento.keep_previous_s`` from the moment it was
 demoted (the governance DB's ``demoted_at``): a rollback in that time is one ``set map``
 to servers already passing their canary check. When the time is over it is drained and
-stopped like any other version. Whatever changes this host (promote, rollback, expiry)
-holds the host lock, so an expiry never stops a version a rollback is taking back.
+stopped like any other version. A version taken out of production by an automatic rollback
+(it failed its bake) has no warm time: nothing may return to it without a new gate. Whatever
+changes this host (promote, rollback, expiry) holds the host lock, so an expiry never stops a
+version a rollback is taking back.
 
 Who stops it: on a fleet host its agent; elsewhere a detached ``bentogate expire --wait``
 that every cutover schedules (:func:`schedule_expiry`, called by the release workflow, so
 any caller of ``release.promote`` gets it) and ``bentogate shutdown`` cancels; while it
-waits it watches the bake of the version that replaced it (:mod:`bentogate.bake`).
+waits it watches the bake of the version that replaced it (:mod:`bentogate.bake`), as the
+agent does between its reconciliations.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ def warm_versions(ctx: Context) -> list[Warm]:
             continue
         info = ctx.registry.get_version(ref.model, ref.version)
         if info.state != State.PRODUCTION and info.demoted_at is not None:
-            found[ref] = Warm(ref, info.demoted_at + keep)
+            # Taken out by an automatic rollback: no rollback may return to it (the bake
+            # rule), so it has no warm time left and stops with the next expiry.
+            failed = info.bake_failed_at is not None and info.bake_failed_at >= info.demoted_at
+            found[ref] = Warm(ref, info.demoted_at if failed else info.demoted_at + keep)
     return sorted(found.values(), key=lambda warm: warm.until)
 
 

@@ -31,6 +31,7 @@ from .runtime import (
     container_name,
     docker_engine_available,
     http_status,
+    log_path,
     pid_alive,
     process_tree,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "export_bento",
     "http_status",
     "import_bento",
+    "log_path",
     "max_body_bytes",
     "model_path",
     "pid_alive",

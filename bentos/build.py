@@ -14,7 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,17 +122,23 @@ def build_bento(
     spec: VersionSpec,
     *,
     args: Mapping[str, object],
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """``bentoml build`` the version's Bento from ``project_dir``; returns its tag.
 
     ``args`` are the service's build arguments besides the model (``service.BentoArgs``:
     body limit, batch rows, recent-request retention), fixed in the Bento from then on.
     Idempotent: a Bento that already exists for the tag is kept (versions are immutable).
+    ``progress`` is told each slow step (one ``bentoml`` process each, seconds to minutes).
     Raises BuildError with bentoml's output if the build fails.
     """
+    say = progress or (lambda _: None)
+    if not _model_exists(bentoml_home, spec.tag):
+        say(f"saving the model of {spec.tag} into the BentoML store")
     save_model(bentoml_home, spec)
     if _bento_exists(bentoml_home, spec.tag):
         return spec.tag
+    say(f"bentoml build {spec.tag}")
     options = [
         "--name", spec.model,
         "--version", spec.version,

@@ -71,6 +71,12 @@ def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         connection.close()
 
 
+def log_path(logs_dir: Path, tag: str, port: int) -> Path:
+    """The log of ``tag`` served on ``port`` by the process backend: its output, every start
+    of it appended (one file per version and port)."""
+    return logs_dir / f"{tag.replace(':', '-')}-{port}.log"
+
+
 def _log_tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -141,8 +147,8 @@ class ProcessBackend:
         if http_status(port, "/livez") is not None:
             raise RuntimeBackendError(f"port {port} is already in use")
         self._logs.mkdir(parents=True, exist_ok=True)
-        log_path = self._logs / f"{tag.replace(':', '-')}-{port}.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path(self._logs, tag, port)
+        offset = log.stat().st_size if log.exists() else 0
         command = [
             *bentoml_command(),
             "serve",
@@ -155,17 +161,17 @@ class ProcessBackend:
         env = bentoml_env(self._home)
         env["BENTOML_HOME"] = str(self._instance_home(tag, port))
         env["BENTOML_CONFIG_OPTIONS"] = f"services.{SERVICE_NAME}.workers={self._workers}"
-        with log_path.open("ab") as log:
+        with log.open("ab") as output:
             process = subprocess.Popen(
                 command,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self._children[process.pid] = process
-        return Handle(tag=tag, port=port, pid=process.pid, log_path=log_path, log_offset=offset)
+        return Handle(tag=tag, port=port, pid=process.pid, log_path=log, log_offset=offset)
 
     def _instance_home(self, tag: str, port: int) -> Path:
         """A BENTOML_HOME of this server's own that shares the store's Bentos and models.

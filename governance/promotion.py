@@ -13,6 +13,9 @@ a passed gate newer than the mark to take production again, by promotion *or rol
 bake rule): right after an automatic rollback it is the most recently demoted version, so a
 reflex ``rollback`` would otherwise put the failing version back. Unlike the shadow rule's, the
 rollback waiver does not apply: the failure is newer than the version's time in production.
+A watcher names the version it judged (``replacing``): when several hosts' watchers see it
+fail at once, the first rolls back and the others are refused (ConcurrentChange, audited
+with their figures), never a second rollback.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bentogate.errors import IllegalTransition, IntegrityError, NotFoundError
+from bentogate.errors import ConcurrentChange, IllegalTransition, IntegrityError, NotFoundError
 from governance import deployments, queries, records, shadow
 from governance.attempt import Attempt
 from governance.documents import json_copy
@@ -51,6 +54,7 @@ def rollback(
     sha256: str | None,
     reason: str | None = None,
     evidence: dict[str, Any] | None = None,
+    replacing: str | None = None,
 ) -> VersionInfo:
     """The most recently demoted (still gated) version → production; production → gated.
 
@@ -59,11 +63,16 @@ def rollback(
     into the audit payload as ``"evidence"`` (a refusal's too) and the version leaving
     production is marked ``bake_failed_at`` (its demotion's audit row says so). Refuses
     ``evidence`` that is not a strict JSON object (:func:`governance.documents.json_copy`).
+    With ``replacing`` (the version the caller judged in production), refuses with
+    :class:`ConcurrentChange` unless that version is still production when the model row is
+    locked: of two watchers that saw the same version fail, the second changes nothing.
     """
     assert attempt.model is not None
     if evidence is not None:
         attempt.payload["evidence"] = json_copy(attempt, evidence, "evidence")
     model = queries.model_row(session, attempt.environment, attempt.model, lock=True)
+    if replacing is not None:
+        _check_still_production(session, attempt, model, replacing)
     row = queries.previous_row(session, model)
     attempt.to_state = State.PRODUCTION
     if row is None:
@@ -79,6 +88,18 @@ def rollback(
     why = reason or ("automatic rollback" if automatic else None)
     _switch(session, attempt, model, row, proof, reason=why, bake_failed=automatic)
     return records.version_info(row, model.name)
+
+
+def _check_still_production(session: Session, attempt: Attempt, model: Model, version: str) -> None:
+    current = queries.production_row(session, model)
+    if current is None or current.version != version:
+        now = f"{model.name}:{current.version}" if current is not None else "no version"
+        attempt.payload["replacing"] = version
+        attempt.refuse(
+            ConcurrentChange,
+            f"{model.name}:{version} is no longer production ({now} is)",
+            "roll back only the version the caller saw in production",
+        )
 
 
 def check_release_rules(

@@ -172,15 +172,18 @@ class Registry:
         sha256: str | None = None,
         reason: str | None = None,
         evidence: dict[str, Any] | None = None,
+        replacing: str | None = None,
     ) -> records.VersionInfo:
-        """Return the most recently demoted version to production under promote's rules but the
-        shadow rule (``sha256``, if given, is checked too); returns it. ``reason`` is the audit
-        row's; ``evidence`` (the bake watcher's figures, JSON, audited as ``"evidence"``) makes
-        it automatic: the version leaving production failed its bake (the bake rule, in
-        :mod:`governance.promotion`). Raises :class:`NotFoundError` (no previous version),
-        :class:`GovernanceError` (evidence not JSON), the errors of :meth:`promote`."""
+        """The most recently demoted version back to production under promote's rules but the
+        shadow rule (``sha256``, if given, checked too); returns it. ``reason``: the audit row's;
+        ``evidence`` (the bake watcher's figures, audited) makes it automatic: the version leaving
+        production failed its bake (:mod:`governance.promotion`); ``replacing``: only while it is
+        production. Raises NotFoundError (no previous version), GovernanceError (evidence not
+        JSON; ConcurrentChange: ``replacing`` not production), the errors of :meth:`promote`."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
-            return promotion.rollback(s, a, sha256=sha256, reason=reason, evidence=evidence)
+            return promotion.rollback(
+                s, a, sha256=sha256, reason=reason, evidence=evidence, replacing=replacing
+            )
 
     def retire(self, model: str, version: str, *, actor: str, reason: str) -> records.VersionInfo:
         """Any state except production → retired; returns the version. Raises

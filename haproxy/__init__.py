@@ -11,10 +11,12 @@ reads no database.
     sidecar.wait_healthy("fraud", "4")  # drain → passed canary check → ready
     sidecar.switch("fraud", "4")        # one `set map`, confirmed by `show map`
     sidecar.drain("fraud", "3")         # in-flight requests finish, then maint
+    tail_log(paths.access_log, 20, lines_about(["fe_fraud"], ["be_fraud_4"]))  # requests
 """
 
 from __future__ import annotations
 
+from .accesslog import LOG_FD, RequestLine, follow_log, lines_about, tail_log
 from .config import quote, render, render_map
 from .runtime import RuntimeAPI
 from .sidecar import Sidecar
@@ -25,25 +27,32 @@ from .spec import (
     Server,
     VersionBackend,
     backend_name,
+    frontend_name,
     route_key,
     server_name,
 )
 from .stats import PortCounts, ServerStatus
 
 __all__ = [
+    "LOG_FD",
     "ModelRoute",
     "PortCounts",
     "ProxyPaths",
     "ProxySpec",
+    "RequestLine",
     "RuntimeAPI",
     "Server",
     "ServerStatus",
     "Sidecar",
     "VersionBackend",
     "backend_name",
+    "follow_log",
+    "frontend_name",
+    "lines_about",
     "quote",
     "render",
     "render_map",
     "route_key",
     "server_name",
+    "tail_log",
 ]

@@ -10,6 +10,10 @@ Choices verified against the real haproxy 2.6.12 (see tests/integration/haproxy)
 - servers HAProxy does not run yet are rendered ``disabled``: 2.6 has no ``init-state`` and
   a new server counts as UP before its first check; the sidecar moves them to ``drain``
   (checked, no traffic) and to ``ready`` after L7OK;
+- one log line per request (``option httplog``: frontend, backend/server, timers, status,
+  bytes, termination state), sent by HAProxy to the log FIFO it was started with, drained
+  into the request log by its writer (:mod:`haproxy.accesslog`); the stats frontend logs
+  nothing;
 - config words are single-quoted (literal in HAProxy, ``'`` spelled ``'\\''``), so JSON bodies
   and regexes need no other escaping.
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 from bentogate.errors import HAProxyError
 from bentogate.settings import HAProxySettings
 
+from .accesslog import LOG_FD
 from .spec import (
     UNAVAILABLE_BACKEND,
     ModelRoute,
@@ -70,17 +75,22 @@ def render(
     paths: ProxyPaths,
     *,
     start_disabled: Collection[tuple[str, str]] = (),
+    access_log: bool | None = None,
 ) -> str:
     """The complete haproxy.cfg for ``spec``.
 
     ``start_disabled`` holds ``(backend, server)`` pairs rendered ``disabled`` (new servers,
-    see the module docstring). Raises ``HAProxyError`` if the spec is invalid.
+    see the module docstring). ``access_log`` (default ``settings.access_log``): log each
+    request to the FIFO haproxy was started with (``log fd@9``); only true for a haproxy
+    that has it (:meth:`Sidecar.logs_requests`). Raises ``HAProxyError`` if the spec is
+    invalid.
     """
     validate(spec)
+    logging = settings.access_log if access_log is None else access_log
     sections = [
-        _global(settings, paths),
-        _defaults(settings),
-        _stats(spec.stats_port),
+        _global(settings, paths, logging),
+        _defaults(settings, logging),
+        _stats(spec.stats_port, logging),
         *(_frontends(route, paths.map_file) for route in spec.routes),
         _unavailable(),
         *(_backend(b, settings, start_disabled) for b in spec.backends()),
@@ -92,7 +102,10 @@ def _section(title: str, lines: Iterable[str]) -> str:
     return title + "\n" + "".join(f"    {line}\n" for line in lines)
 
 
-def _global(settings: HAProxySettings, paths: ProxyPaths) -> str:
+def _global(settings: HAProxySettings, paths: ProxyPaths, logging: bool) -> str:
+    # The time each line was written, then the message: server state changes have no
+    # other time of their own.
+    log = [f"log fd@{LOG_FD} format iso local0"] if logging else []
     return _section(
         "global",
         [
@@ -102,15 +115,19 @@ def _global(settings: HAProxySettings, paths: ProxyPaths) -> str:
             f"server-state-file {paths.state_file}",
             f"hard-stop-after {settings.hard_stop_after_s}s",
             f"maxconn {_MAXCONN}",
+            *log,
         ],
     )
 
 
-def _defaults(settings: HAProxySettings) -> str:
+def _defaults(settings: HAProxySettings, logging: bool) -> str:
+    # Connections that never sent a request (port probes) are not requests: not logged.
+    log = ["log global", "option httplog", "option dontlognull"] if logging else []
     return _section(
         "defaults",
         [
             "mode http",
+            *log,
             "load-server-state-from-file global",
             # A body that fits the buffer (HAProxy's default 16 KiB: a one-row body is ~4 KiB)
             # is read before the server is chosen, so a POST can be retried. No larger buffer:
@@ -135,11 +152,14 @@ def _defaults(settings: HAProxySettings) -> str:
     )
 
 
-def _stats(port: int) -> str:
+def _stats(port: int, logging: bool) -> str:
+    # Scrapes and the stats page are no model's requests.
+    silent = ["http-request set-log-level silent"] if logging else []
     return _section(
         "frontend stats",
         [
             f"bind 127.0.0.1:{port}",
+            *silent,
             "http-request use-service prometheus-exporter if { path /metrics }",
             "stats enable",
             "stats uri /stats",

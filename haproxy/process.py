@@ -2,9 +2,13 @@
 
 HAProxy runs in master-worker mode (``-W``), daemonized (``-D``) so it outlives the command
 that started it; the master's pid is in ``paths.pid_file`` and its CLI on
-``paths.master_socket``. A reload is ``SIGUSR2`` to the master: the new worker takes over the
-listening sockets (``expose-fd listeners``) while old workers finish their requests (bounded
-by ``hard-stop-after``). A reload is confirmed when the admin socket answers from a new pid.
+``paths.master_socket``. It is started with the request log's FIFO (``paths.log_fifo``)
+open as descriptor :data:`~haproxy.accesslog.LOG_FD` (a daemon closes its standard output),
+which the master keeps across reloads and hands to every worker; the FIFO's writer
+(:mod:`haproxy._logwriter`) runs beside it and exits with it (:mod:`haproxy.accesslog`). A
+reload is ``SIGUSR2`` to the master: the new worker takes over the listening sockets
+(``expose-fd listeners``) while old workers finish their requests (bounded by
+``hard-stop-after``). A reload is confirmed when the admin socket answers from a new pid.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from bentogate.errors import HAProxyError
 
+from .accesslog import LOG_FD
 from .runtime import RuntimeAPI
 from .spec import ProxyPaths
 
 _POLL_S = 0.05
+_LOG_WRITER = Path(__file__).with_name("_logwriter.py")
+_MIB = 1 << 20
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -58,17 +66,53 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         raise HAProxyError(f"cannot run {argv[0]}: {exc}") from exc
 
 
+def _running(pid: int) -> bool:
+    """True if ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_log_writer(pid: int, timeout: float = 3.0) -> None:
+    """Wait for the log writer ``pid`` to drain the FIFO and exit (it does once no haproxy
+    holds the FIFO); SIGTERM, then SIGKILL it if it outlives ``timeout``."""
+    deadline = time.monotonic() + timeout
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + 1.0
+        while _running(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(_POLL_S)
+        else:
+            return
+
+
 def _alerts(output: str) -> str:
     lines = [ln for ln in output.splitlines() if "[NOTICE]" not in ln]
     return "\n".join(lines[-20:])
 
 
 class HAProxyProcess:
-    """The daemonized master-worker haproxy of one sidecar directory."""
+    """The daemonized master-worker haproxy of one sidecar directory (and its request log's
+    writer, which keeps ``paths.access_log`` under ``log_max_bytes``, ``log_keep`` copies)."""
 
-    def __init__(self, paths: ProxyPaths, binary: str = "haproxy", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        paths: ProxyPaths,
+        binary: str = "haproxy",
+        timeout: float = 5.0,
+        *,
+        log_max_bytes: int = 20 * _MIB,
+        log_keep: int = 3,
+    ) -> None:
         self.paths = paths
         self.binary = binary
+        self.log_max_bytes = log_max_bytes
+        self.log_keep = log_keep
         self.admin = RuntimeAPI(paths.admin_socket, timeout)
         self.master = RuntimeAPI(paths.master_socket, timeout)
         self._last_master: int | None = None
@@ -107,6 +151,59 @@ class HAProxyProcess:
         """True if this directory's master process is alive."""
         return self.master_pid() is not None
 
+    def logs_to(self) -> Path | None:
+        """What the running master's :data:`LOG_FD` is open on (where its workers write the
+        request log's lines), or None if none runs or it has no such descriptor (started
+        before bentogate logged requests: a restart gives it one)."""
+        pid = self.master_pid()
+        if pid is None:
+            return None
+        try:
+            return Path(os.readlink(f"/proc/{pid}/fd/{LOG_FD}"))
+        except OSError:
+            return None
+
+    def log_writer_pid(self) -> int | None:
+        """The pid of this sidecar's request-log writer, or None if none runs."""
+        pid = _read_pid(self.paths.log_writer_pid_file)
+        if pid is None:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        ours = str(self.paths.log_fifo).encode() in cmdline
+        return pid if ours and _running(pid) else None
+
+    def ensure_log_writer(self, timeout: float = 5.0) -> int | None:
+        """Start the request log's writer unless one runs; returns its pid, or None if the
+        running haproxy holds no log FIFO (then nothing is logged). A writer that does not
+        come up within ``timeout`` leaves lines in the FIFO (and then drops them, never a
+        request): the next call tries again."""
+        if self.logs_to() != self.paths.log_fifo.resolve():
+            return None
+        pid = self.log_writer_pid()
+        if pid is not None:
+            return pid
+        self.paths.access_log.parent.mkdir(parents=True, exist_ok=True)
+        writer = [
+            sys.executable, "-I", str(_LOG_WRITER), str(self.paths.log_fifo),
+            str(self.paths.access_log), str(self.log_max_bytes), str(self.log_keep),
+            str(self.paths.log_writer_pid_file),
+        ]  # fmt: skip
+        with open(self.paths.log, "a") as log:
+            # Through a shell that exits at once: the writer is nobody's child (no zombie,
+            # no Popen left running) and, in a session of its own, gets no terminal's Ctrl-C.
+            subprocess.run(
+                ["/bin/sh", "-c", '"$@" &', "sh", *writer],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True, timeout=timeout, check=False,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while (pid := self.log_writer_pid()) is None and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
+        return pid
+
     def worker_pid(self) -> int | None:
         """The pid of the worker now answering on the admin socket, or None."""
         try:
@@ -121,7 +218,14 @@ class HAProxyProcess:
         """
         if self.is_running():
             raise HAProxyError(f"haproxy already runs for {self.paths.directory}")
+        fifo = self.paths.log_fifo
+        if not fifo.is_fifo():
+            fifo.unlink(missing_ok=True)
+            os.mkfifo(fifo, 0o600)
         argv = [
+            # The shell opens the FIFO as LOG_FD, then becomes haproxy. Read-write: the open
+            # never waits for a reader, and a write never fails for want of one.
+            "/bin/sh", "-c", f'fifo=$1; shift; exec "$@" {LOG_FD}<>"$fifo"', "sh", str(fifo),
             self.binary, "-W", "-D",
             "-S", f"{self.paths.master_socket},mode,600",
             "-p", str(self.paths.pid_file),
@@ -208,10 +312,16 @@ class HAProxyProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Soft-stop (``SIGUSR1``: in-flight requests finish), ``SIGTERM`` then ``SIGKILL``
-        if it outlives ``timeout``. Does nothing if not running."""
+        if it outlives ``timeout``; then wait for the request log's writer to drain the
+        FIFO and exit. Does nothing if neither runs."""
+        writer = self.log_writer_pid()
         pid = self.master_pid()
-        if pid is None:
-            return
+        if pid is not None:
+            self._stop_master(pid, timeout)
+        if writer is not None:
+            _stop_log_writer(writer)
+
+    def _stop_master(self, pid: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for sig, share in ((signal.SIGUSR1, 0.7), (signal.SIGTERM, 0.3), (signal.SIGKILL, 0.0)):
             with contextlib.suppress(ProcessLookupError):

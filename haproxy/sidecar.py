@@ -30,7 +30,13 @@ class Sidecar:
     def __init__(self, paths: ProxyPaths, settings: HAProxySettings) -> None:
         self.paths = paths
         self.settings = settings
-        self.process = HAProxyProcess(paths, settings.binary, settings.command_timeout_s)
+        self.process = HAProxyProcess(
+            paths,
+            settings.binary,
+            settings.command_timeout_s,
+            log_max_bytes=settings.access_log_max_bytes,
+            log_keep=settings.access_log_keep,
+        )
 
     def runtime(self) -> RuntimeAPI:
         """The Runtime API on the admin socket (default timeout from settings)."""
@@ -63,16 +69,18 @@ class Sidecar:
             wanted = {(b.backend_name, s.name): s.port for b in spec.backends() for s in b.servers}
             kept = _kept_servers(state, wanted)
             new = set(wanted) - kept
-            self._check(spec, new)
+            logging = self.settings.access_log and (not running or self.logs_requests())
+            self._check(spec, new, logging)
             atomic_write(self.paths.state_file, _carry_state(state, kept))
             atomic_write(self.paths.map_file, render_map(spec.routing()))
-            atomic_write(
-                self.paths.config, render(spec, self.settings, self.paths, start_disabled=new)
-            )
+            config = render(spec, self.settings, self.paths, start_disabled=new, access_log=logging)
+            atomic_write(self.paths.config, config)
             if running:
                 self.process.reload(_left(deadline))
             else:
                 self.process.start(_left(deadline))
+            if logging:  # started with haproxy; one that died comes back with the next change
+                self.process.ensure_log_writer()
             self._confirm(spec, deadline)
             runtime = self.runtime()
             for backend, server in sorted(new):
@@ -81,14 +89,15 @@ class Sidecar:
             for backend in sorted(routed & {b for b, _ in new}):
                 cutover.bring_up(runtime, backend, _left(deadline))
 
-    def _check(self, spec: ProxySpec, new: set[tuple[str, str]]) -> None:
+    def _check(self, spec: ProxySpec, new: set[tuple[str, str]], logging: bool) -> None:
         """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)."""
         staged = ProxyPaths(self.paths.directory / ".c")
         staged.directory.mkdir(exist_ok=True)
         try:
             atomic_write(staged.state_file, _EMPTY_STATE)
             atomic_write(staged.map_file, render_map(spec.routing()))
-            atomic_write(staged.config, render(spec, self.settings, staged, start_disabled=new))
+            config = render(spec, self.settings, staged, start_disabled=new, access_log=logging)
+            atomic_write(staged.config, config)
             check_config(self.settings.binary, staged.config)
         finally:
             shutil.rmtree(staged.directory, ignore_errors=True)
@@ -144,6 +153,21 @@ class Sidecar:
         """
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
+
+    def logs_requests(self) -> bool:
+        """True if the running haproxy holds this sidecar's log FIFO (it writes one line per
+        request there while the config says so); False if none runs or it was started
+        without it (then a restart, e.g. ``bentogate shutdown`` and a deploy, gives it one:
+        a reload cannot)."""
+        return self.process.logs_to() == self.paths.log_fifo.resolve()
+
+    def ensure_log_writer(self, timeout: float = 10.0) -> bool:
+        """Make sure the request log's writer runs (it drains the FIFO into
+        ``paths.access_log`` and rotates it); True if it does, False if haproxy logs no
+        requests (not running, or started without the FIFO). Under the sidecar's lock (one
+        writer, even beside an apply); ``HAProxyError`` if another holds it past ``timeout``."""
+        with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
+            return self.process.ensure_log_writer() is not None
 
     def server_status(self) -> list[ServerStatus]:
         """Every server's status and counters, from ``show stat``.

@@ -118,9 +118,11 @@ class ProxySpec:
 
 @dataclass(frozen=True)
 class ProxyPaths:
-    """All files of one sidecar, in one directory."""
+    """All files of one sidecar, in one directory; the request log where the caller says
+    (``access_log_path``; default ``<directory>/access.log``)."""
 
     directory: Path
+    access_log_path: Path | None = None
 
     def __post_init__(self) -> None:
         for sock in (self.admin_socket, self.master_socket):
@@ -157,6 +159,20 @@ class ProxyPaths:
     @property
     def log(self) -> Path:
         return self.directory / "haproxy.log"
+
+    @property
+    def access_log(self) -> Path:
+        """HAProxy's request log, one line per request (:mod:`haproxy.accesslog`)."""
+        return self.access_log_path or self.directory / "access.log"
+
+    @property
+    def log_fifo(self) -> Path:
+        """Where haproxy writes the request log's lines for its writer to drain."""
+        return self.directory / "requests.fifo"
+
+    @property
+    def log_writer_pid_file(self) -> Path:
+        return self.directory / "logwriter.pid"
 
     @property
     def lock_file(self) -> Path:

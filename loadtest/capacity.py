@@ -51,11 +51,14 @@ def find_capacity(
     runs: list[tuple[float, str, float]] = []
 
     def verdict_at(rate: float) -> str:
+        if progress is not None:  # a step while it runs, its verdict a detail of it
+            progress(f"capacity: {rate:g} req/s for {policy.duration_s:g} s")
         result = gate(target, rows, dataclasses.replace(policy, rate=rate),
                       out_dir / f"rate-{rate:g}")  # fmt: skip
-        runs.append((rate, result.verdict, result.figures["candidate"].p99_ms))
+        p99 = result.figures["candidate"].p99_ms
+        runs.append((rate, result.verdict, p99))
         if progress is not None:
-            progress(f"capacity: {rate:g} req/s -> {result.verdict}")
+            progress(f"  {rate:g} req/s -> {result.verdict} (p99 {p99:.1f} ms)")
         return result.verdict
 
     rate, limited_by = highest_passing_rate(

@@ -59,9 +59,11 @@ class GatePolicy:
 
     The watched bake (bentogate/bake.py) follows a new live version through its warm
     window: more than ``bake_max_error_ratio`` of the production port's requests answered
-    5xx over the last ``bake_window_s`` (once at least ``bake_min_requests`` came), or its
-    scores on clients' rows failing the shadow limits against the warm previous version,
-    rolls production back at once.
+    5xx over the last ``bake_window_s`` (once at least ``bake_min_requests`` came), more
+    than 1 % of its successful answers certainly slower than ``p99_ms`` inside the Bento
+    (its own latency histogram; on a ``confidence`` Wilson interval, with at least
+    ``bake_min_requests`` answers), or its scores on clients' rows failing the shadow limits
+    against the warm previous version, rolls production back at once.
     """
 
     rate: float

@@ -50,7 +50,8 @@ def run_gate(
     """Load-test ``candidate`` (side by side with ``live`` when given) and return the verdict.
 
     Requests POST ``rows`` (cycled) to ``<url>/predict`` at ``policy.rate`` per target;
-    ``progress`` gets a line about once a second. A run whose only doubt is an interval that
+    ``progress`` gets the figures of each second as an indented line (a detail of the run),
+    and a line of its own when the run is extended. A run whose only doubt is an interval that
     straddles its limit is extended by ``policy.extend_s`` measured seconds (a new Locust run
     under ``out_dir/round-<n>``, its short warm-up discarded, its window laid after the
     last) until it is decided or ``policy.max_duration_s`` are measured. Figures are keyed
@@ -239,7 +240,8 @@ class _ProgressTail:
         complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
         for line in complete.splitlines():
-            self.progress(format_progress(json.loads(line)))
+            # Indented: a detail of the run (a live view shows it beside the step).
+            self.progress("  " + format_progress(json.loads(line)))
 
 
 def format_progress(p: dict[str, object]) -> str:

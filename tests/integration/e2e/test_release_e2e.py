@@ -275,7 +275,7 @@ def test_a_model_file_changed_after_approval_cannot_be_served(story: Story) -> N
 
 def test_two_promote_commands_racing_on_one_host_serialize(released: Context) -> None:
     """Two `bentogate promote` processes for the same gated version at once: the host lock
-    and the DB serialize them; one cuts over, the other is refused with the rule (exit 1,
+    and the DB serialize them; one cuts over, the other is refused with the rule (exit 3,
     audited), and the record and the routing agree afterwards."""
     ctx = released
     live = ctx.registry.production_version("fraud")
@@ -290,8 +290,8 @@ def test_two_promote_commands_racing_on_one_host_serialize(released: Context) ->
     ]
     results = [(p.wait(timeout=180), *(s.decode() for s in p.communicate())) for p in racers]
     codes = sorted(code for code, _, _ in results)
-    assert codes == [0, 1], results
-    [(_, _, refusal)] = [r for r in results if r[0] == 1]
+    assert codes == [0, 3], results  # 3: refused by governance (ExitCode.REFUSED)
+    [(_, _, refusal)] = [r for r in results if r[0] == 3]
     assert f"refused: promote {target}" in refusal and "production" in refusal, refusal
     assert ctx.registry.production_version("fraud").version == target.version  # type: ignore[union-attr]
     assert ctx.sidecar.routes()["fraud"] == f"be_fraud_{target.version}"

@@ -117,6 +117,13 @@ class Host:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return f"--- agent {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
 
+    def set_bento(self, **bento: Any) -> None:
+        """Change these ``bento`` settings (e.g. ``keep_previous_s``); the agent takes them
+        at its next start."""
+        changed = self.settings.bento.model_copy(update=bento)
+        self.settings = self.settings.model_copy(update={"bento": changed})
+        self.env = settings_env(self.settings) | {"PYTHONUNBUFFERED": "1"}
+
 
 def make_host(
     name: str, index: int, base: int, home: Path, db_url: str, shared: Path, **agent: Any

@@ -1,6 +1,8 @@
 """Three API hosts, one PostgreSQL: agents converge, promote under load, survive a kill and
 a database outage.
 
+A version that breaches its bake on a host is rolled back on every host (the agents bake).
+
 One module-scoped fleet: a release workstation builds v1 and v2 into the shared archive
 directory; three hosts (own BENTOGATE_HOME, ports, HAProxy; the model's port + a per-host
 offset; ``tests/hosts.py``) each run ``python -m bentogate.cli agent`` as a real subprocess.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +39,7 @@ from fleet_support import (
 )
 from hosts import ACTORS, Models, host_lifetime, host_settings, register
 
-from bentogate import fleet, release
+from bentogate import bake, fleet, gating, release
 from bentogate.cli import main
 from bentogate.context import Context, Ref
 from bentos import pid_alive, process_tree
@@ -383,6 +386,100 @@ def test_fleet_agent_repairs_a_dead_live_bento(
     )
     wait_for(lambda: _all_serve(hosts, ctx, versions["v1"]), 90, "the repaired host serving")
     wait_for(lambda: fleet.consistent(fleet.fleet_rows(ctx)), 30, "a consistent fleet")
+
+
+@contextlib.contextmanager
+def _baking_agents(hosts: list[Host], keep_previous_s: float) -> Iterator[None]:
+    """Every agent restarted with a warm window (a previous version stays, so the agent bakes
+    the new one); at the end, restarted without one again."""
+
+    def restart(keep: float) -> None:
+        for host in hosts:
+            host.stop_agent()
+            host.set_bento(keep_previous_s=keep)
+            host.start_agent()
+
+    restart(keep_previous_s)
+    try:
+        yield
+    finally:
+        restart(0)
+
+
+@pytest.mark.usefixtures("on_v1")
+def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> None:
+    """v2 is promoted to the fleet and every agent bakes it while v1 stays warm. The model's
+    policy asks of the Bento a p99 of 0.1 ms, which no real answer meets (its own time is
+    about a millisecond): v2 breaches the latency rule wherever enough clients come (a
+    version slow on a class of rows is the sidecar test's; here the fleet is under test).
+    The rollout completes without clients (health checks alone are under
+    bake_min_requests); then clients come to h1 and h2 at once: one automatic rollback in
+    the DB, the other host's refused or never needed, and every host, h3 too, serves v1."""
+    ctx, versions = workstation
+    current, target = versions["v1"], versions["v2"]
+    before = gating.gate_policy(ctx, MODEL).p99_ms
+    ports = _ports(hosts, ctx)
+    try:
+        with _baking_agents(hosts, 120):
+            gating.set_gate_policy(ctx, MODEL, {"p99_ms": 0.1}, actor=ACTORS.release)
+            done = _settled(ctx, _promote(ctx, target))
+            assert done.status == "complete", (done.outcome, _dump(hosts))
+            assert _serving(hosts, ctx) == [target] * 3
+            with Load(ports[:2]) as load:
+                started = time.monotonic()
+                wait_for(lambda: _production(ctx) == current, 30, "the automatic rollback", 0.05)
+                rolled = time.monotonic()
+                wait_for(lambda: _all_serve(hosts, ctx, current), 30, "every host on v1", 0.05)
+                back = time.monotonic()
+            wait_for(lambda: all(_single_deployment(ctx, h) for h in hosts), 30, "v2 stopped")
+        rollbacks = [e for e in ctx.registry.audit(MODEL) if e.action == "rollback"
+                     and e.actor == bake.WATCHER and e.payload.get("evidence")]  # fmt: skip
+        attempts = [(e.outcome, e.payload["evidence"]["host"]) for e in rollbacks]
+        print(f"\nfleet bake: rolled back {rolled - started:.2f} s after clients came, every "
+              f"host on {current} {back - rolled:.2f} s later; {load.total} requests; "
+              f"automatic rollbacks (outcome, host): {attempts}")  # fmt: skip
+        assert load.errors == [], load.errors[:10]
+        [done_once] = [e for e in rollbacks if e.outcome == "ok"]
+        evidence = done_once.payload["evidence"]
+        assert evidence["host"] in ("h1", "h2") and evidence["version"] == target, evidence
+        assert evidence["breach"].startswith("server p99 > 0.1 ms (p99_ms): "), evidence
+        assert evidence["server_answers"] >= 20 and evidence["server_over_limit"] >= 20
+        assert done_once.reason.startswith(
+            f"automatic rollback of {MODEL}:{target} (bake breach on {evidence['host']}): "
+        )
+        refused = [e for e in rollbacks if e.outcome != "ok"]
+        assert all(e.payload["error"] == "ConcurrentChange" for e in refused), refused
+        breached = next(h for h in hosts if h.name == evidence["host"])
+        assert "rolling back to" in breached.log_path.read_text()
+        assert ctx.registry.get_version(MODEL, target).bake_failed_at is not None
+    finally:
+        gating.set_gate_policy(ctx, MODEL, {"p99_ms": before}, actor=ACTORS.release)
+        _regate(ctx, target)  # a failed bake needs a newer passed gate (for the next tests)
+
+
+def _production(ctx: Context) -> str | None:
+    live = ctx.registry.production_version(MODEL)
+    return live.version if live is not None else None
+
+
+def _regate(ctx: Context, version: str) -> None:
+    """Record a newer passed gate for ``version`` if it failed its bake (the gate itself is
+    tested elsewhere)."""
+    info = ctx.registry.get_version(MODEL, version)
+    if info.bake_failed_at is None or info.state != "gated":
+        return
+    ctx.registry.record_gate(
+        MODEL,
+        version,
+        actor=ACTORS.release,
+        policy={"rate": 100},
+        results={"note": "fleet test: gated again after its failed bake"},
+        verdict="pass",
+        report_path="-",
+        compared_with=None,
+    )
 
 
 def _all_serve(hosts: list[Host], ctx: Context, version: str) -> bool:

@@ -2,9 +2,9 @@
 detached ``bentogate expire --wait`` every cutover leaves (issue "Live-traffic safety", 3).
 
 A version that breaks under clients' traffic after its cutover (its Bento dies; it scores a
-class of clients' rows differently from the version it replaced) is rolled back to the warm
-previous version automatically, with the figures in the audit trail; an identical version
-bakes through its warm window untouched.
+class of clients' rows differently from the version it replaced; it is slow on a class of
+clients' rows) is rolled back to the warm previous version automatically, with the figures
+in the audit trail; an identical version bakes through its warm window untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,10 +24,11 @@ import numpy as np
 import pytest
 from hosts import ACTORS, Models, host_settings, register, running_host, settings_env
 from sidecar_load import PacedLoad
+from slow_serving import slow_project
 
 from bench.slowcopy import add_chains, append_trees, class_tree
-from bentogate import gating, release
-from bentogate.context import Context, Ref
+from bentogate import bake, gating, release
+from bentogate.context import PROJECT_DIR, Context, Ref
 from bentogate.data import read_csv
 from bentogate.errors import IllegalTransition
 from bentos import process_tree
@@ -37,6 +39,7 @@ MODEL = "fraud"
 RATE = 100.0  # clients' req/s: a watcher's window of 2 s holds 200 answers
 WARM_S = 6.0  # the warm window (and so the bake) of these tests
 CLASS_FEATURE = 4
+SLOW_S = 0.06  # the slow version's extra time on the class: over the 25 ms p99 of its test
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Baking:
     v1: Ref
     same: tuple[Ref, Ref]  # score every row as v1 does
     changed: Ref  # scores a class of clients' rows differently
+    slow: Ref  # scores every row as v1 does, SLOW_S late on the class (its Bento's code)
     bodies: list[bytes]  # clients' rows, every tenth of the class
 
 
@@ -65,7 +69,9 @@ def baking(
         add_chains(trained_models.v1, root / "same-b.json", 1, depth=3),
         append_trees(trained_models.v1, root / "changed.json",
                      lambda first, n: [class_tree(first, n, CLASS_FEATURE, at, 6.0)]),
+        add_chains(trained_models.v1, root / "slow.json", 1, depth=4),
     ]  # fmt: skip
+    slow_dir = slow_project(root / "slow-build", feature=CLASS_FEATURE, above=at, delay_s=SLOW_S)
     bodies = []
     for i in range(200):
         row = rows[i % len(rows)].copy()
@@ -79,10 +85,12 @@ def baking(
         for ref in refs:
             release.validate(ctx, ref, trained_models.holdout, actor=ACTORS.validator)
             release.approve(ctx, ref, actor=ACTORS.approver)
+            ctx.project_dir = slow_dir if ref == refs[3] else PROJECT_DIR  # its Bento's code
             release.build(ctx, ref, actor=ACTORS.release)
+            ctx.project_dir = PROJECT_DIR
             release.deploy(ctx, ref, actor=ACTORS.release)
-            gating.gate(ctx, ref, actor=ACTORS.release)
-        yield Baking(ctx, v1, (refs[0], refs[1]), refs[2], bodies)
+            gating.gate(ctx, ref, actor=ACTORS.release)  # reference rows: none of the class
+        yield Baking(ctx, v1, (refs[0], refs[1]), refs[2], refs[3], bodies)
 
 
 def _port(ctx: Context) -> int:
@@ -121,6 +129,15 @@ def _wait_production(ctx: Context, version: str, timeout: float) -> float:
     while _production(ctx) != version:
         assert time.monotonic() < deadline, f"production is still {_production(ctx)}"
         time.sleep(0.05)
+    return time.monotonic()
+
+
+def _first_reading(ctx: Context, version: str, timeout: float) -> float:
+    """Monotonic time when the watcher's reading of ``version`` is first seen (polled)."""
+    deadline = time.monotonic() + timeout
+    while (reading := bake.last_reading(ctx, MODEL)) is None or reading.version != version:
+        assert time.monotonic() < deadline, f"no bake reading of {MODEL}:{version}"
+        time.sleep(0.02)
     return time.monotonic()
 
 
@@ -192,6 +209,54 @@ def test_a_version_scoring_a_class_of_clients_differently_is_rolled_back(
         payload = _automatic_rollback(ctx, baking.changed.version)
         assert "decisions flipped at the threshold" in str(payload["evidence"])
     finally:
+        if watcher is not None:
+            watcher.kill()
+            watcher.communicate(timeout=10)
+
+
+def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_latency(
+    baking: Baking,
+) -> None:
+    """The gate passed it (its reference rows are fast); a tenth of the clients' rows take
+    it 60 ms inside the Bento, over the model's p99 of 25 ms: the Bento's own histogram
+    (``/metrics``) shows it within a window, and the watcher rolls back on it."""
+    ctx = baking.ctx
+    before = gating.gate_policy(ctx, MODEL).p99_ms
+    gating.set_gate_policy(ctx, MODEL, {"p99_ms": 25}, actor=ACTORS.release)
+    watcher: subprocess.Popen[str] | None = None
+    try:
+        with PacedLoad(_port(ctx), baking.bodies, rate=RATE) as load:
+            load.wait_for(50)
+            _promote_from(baking, baking.v1, baking.slow)
+            promoted = time.monotonic()
+            watcher = _watcher(ctx)  # what the cutover leaves (expire_warm "manual" here)
+            looked = _first_reading(ctx, baking.slow.version, timeout=WARM_S)
+            restored = _wait_production(ctx, baking.v1.version, timeout=WARM_S)
+            load.wait_for(150)
+        evidence = _automatic_rollback(ctx, baking.slow.version)["evidence"]
+        assert isinstance(evidence, dict)
+        print(f"\nbake: slow on a class, the watcher's first look {looked - promoted:.2f} s "
+              f"after the cutover, rolled back {restored - looked:.2f} s later: "
+              f"{evidence['breach']}; {load.summary()}")  # fmt: skip
+        # From its first look: bake_min_requests (20) answers in its window (0.25 s at
+        # 100 req/s, a tenth of them slow), a look, the rollback (a set map): well inside 2 s.
+        # (Before it, the watcher's own start: a Python process, 1-4 s on a busy machine.)
+        assert restored - looked < 2.0
+        assert load.failures() == []  # slow, not failing: the latency rule caught it
+        assert set(load.versions(restored + 0.5)) == {baking.v1.version}
+        breach = str(evidence["breach"])
+        assert breach.startswith("server p99 > 25 ms (p99_ms): "), breach
+        rule = r"took over 25 ms in the Bento over \d\.\d s, where at most 1% may; server p99 "
+        assert re.search(rule + r"<= \d+ ms \(bucket \d+-\d+ ms\)$", breach), breach
+        answers, over = evidence["server_answers"], evidence["server_over_limit"]
+        assert isinstance(answers, int) and isinstance(over, int)
+        assert answers >= 20 and 0.02 < over / answers < 0.3, evidence  # a tenth, give or take
+        p99_le_ms = evidence["server_p99_le_ms"]  # the top of the p99's bucket: 100 ms, or more
+        assert isinstance(p99_le_ms, float) and p99_le_ms >= 100.0 and evidence["errors"] == 0
+        with pytest.raises(IllegalTransition, match="bake"):
+            release.promote(ctx, baking.slow, actor=ACTORS.release)  # needs a new passed gate
+    finally:
+        gating.set_gate_policy(ctx, MODEL, {"p99_ms": before}, actor=ACTORS.release)
         if watcher is not None:
             watcher.kill()
             watcher.communicate(timeout=10)

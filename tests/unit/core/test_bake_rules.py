@@ -50,8 +50,8 @@ def test_status_says_what_the_watcher_saw() -> None:
                       requests=412, errors=0, window_s=2.0, compared_rows=380,
                       score_verdict="pass")  # fmt: skip
     assert _bake_text(reading) == (
-        "baking until 2999-12-05T12:05:00+00:00: 0 of 412 5xx over 2 s; 380 rows compared: "
-        "pass (at 12:00:01)"
+        "baking until 2999-12-05T12:05:00+00:00: 0 of 412 5xx over 2 s; no server p99 yet; "
+        "380 rows compared: pass (at 12:00:01)"
     )
     over = replace(reading, until="2000-01-01T00:00:00+00:00")
     assert _bake_text(over).startswith("baked until 2000-01-01T00:00:00+00:00: 0 of 412")  # type: ignore[union-attr]

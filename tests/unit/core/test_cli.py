@@ -38,7 +38,7 @@ def test_a_bad_reference_is_a_usage_error(
     assert "expected <model>:<version>" in err
 
 
-def test_governance_refusals_are_one_line_errors_with_exit_1(
+def test_governance_refusals_are_one_line_errors_with_exit_3(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, model_files: tuple[Path, Path]
 ) -> None:
     model, data = model_files
@@ -49,7 +49,7 @@ def test_governance_refusals_are_one_line_errors_with_exit_1(
     assert code == 0 and "registered fraud:1" in out
     code, _, err = run(capsys, *home, "validate", "fraud:1", "--holdout", str(data),
                        "--actor", "dana")  # fmt: skip
-    assert code == 1
+    assert code == 3  # ExitCode.REFUSED
     assert err.startswith("error: refused") and "Traceback" not in err
     code, _, err = run(capsys, *home, "promote", "fraud:7", "--actor", "rel")
     assert code == 1 and "fraud:7" in err

@@ -93,6 +93,21 @@ def test_render_has_the_verified_building_blocks() -> None:
     assert "shutdown-sessions" not in cfg
 
 
+def test_each_request_is_logged_to_the_descriptor_haproxy_starts_with() -> None:
+    cfg = render(spec(), HAProxySettings(), PATHS)
+    glob, defaults = cfg.split("\ndefaults\n")[0], cfg.split("\ndefaults\n")[1].split("\n\n")[0]
+    assert "log fd@9 format iso local0" in glob
+    for line in ("log global", "option httplog", "option dontlognull"):
+        assert line in defaults
+    stats = cfg.split("frontend stats\n")[1].split("\n\n")[0]
+    assert "http-request set-log-level silent" in stats  # scrapes are no model's requests
+    for off in (
+        render(spec(), HAProxySettings(access_log=False), PATHS),
+        render(spec(), HAProxySettings(), PATHS, access_log=False),  # haproxy without the fd
+    ):
+        assert "log fd@" not in off and "httplog" not in off and "log-level" not in off
+
+
 def test_settings_flow_into_the_config() -> None:
     settings = HAProxySettings(check_inter_ms=700, check_fall=4, server_maxconn=9)
     cfg = render(spec(), settings, PATHS)

@@ -78,7 +78,7 @@ def test_progress_lines_are_forwarded_whole(tmp_path: Path) -> None:
     line = {"t": 1.0, "done": 200, "rate": 200, "errors": 1, "cpu": 0.2, "p99_ms": 3.25}
     path.write_text(json.dumps(line) + "\n" + '{"t": 2.0, "do')
     tail.poll()
-    assert got == ["t=   1.0s rate=   200/s p99=  3.2 ms errors=1 done=200 cpu=20%"]
+    assert got == ["  t=   1.0s rate=   200/s p99=  3.2 ms errors=1 done=200 cpu=20%"]
     with path.open("a") as f:
         f.write('ne": 400, "rate": 200, "errors": 1, "cpu": null, "p99_ms": null}\n')
     tail.poll()
