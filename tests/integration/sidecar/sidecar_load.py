@@ -34,13 +34,24 @@ class Answer:
 
 
 class PacedLoad:
-    """``threads`` threads POSTing /predict to ``port`` at ``rate`` req/s in total."""
+    """``threads`` threads POSTing /predict to ``port`` at ``rate`` req/s in total. Each
+    thread walks ``bodies`` from its own start; with ``spread`` they take turns instead
+    (thread i sends bodies i, i + threads, …): the load walks the list once, in order, so
+    every request carries another body while the list lasts (the bake's score comparison
+    counts each distinct row once)."""
 
     def __init__(
-        self, port: int, bodies: list[bytes], *, rate: float = 240.0, threads: int = 4
+        self,
+        port: int,
+        bodies: list[bytes],
+        *,
+        rate: float = 240.0,
+        threads: int = 4,
+        spread: bool = False,
     ) -> None:
         self.port = port
         self.bodies = bodies
+        self.step = threads if spread else 1
         self.period = threads / rate
         self.answers: list[Answer] = []  # list.append is atomic: no lock needed to add
         self.started = 0.0
@@ -117,7 +128,7 @@ class PacedLoad:
         while not self._stop.wait(max(0.0, due - time.monotonic())):
             due = max(due + self.period, time.monotonic())  # late: no burst to catch up
             body = self.bodies[n % len(self.bodies)]
-            n += 1
+            n += self.step
             fresh = conn is None
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

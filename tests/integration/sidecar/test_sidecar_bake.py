@@ -49,7 +49,7 @@ class Baking:
     same: tuple[Ref, Ref]  # score every row as v1 does
     changed: Ref  # scores a class of clients' rows differently
     slow: Ref  # scores every row as v1 does, SLOW_S late on the class (its Bento's code)
-    bodies: list[bytes]  # clients' rows, every tenth of the class
+    bodies: list[bytes]  # clients' rows, every tenth of the class (sent spread: distinct)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
                  if d.version == same.version]  # fmt: skip
     watcher = _watcher(ctx)
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE) as load:
+        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(150)
             assert replica.pid is not None
             for pid in process_tree(replica.pid):  # the new version crashes
@@ -195,7 +195,7 @@ def test_a_version_scoring_a_class_of_clients_differently_is_rolled_back(
     ctx = baking.ctx
     watcher: subprocess.Popen[str] | None = None
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE) as load:
+        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(50)
             _promote_from(baking, baking.v1, baking.changed)
             promoted = time.monotonic()
@@ -225,7 +225,7 @@ def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_lat
     gating.set_gate_policy(ctx, MODEL, {"p99_ms": 25}, actor=ACTORS.release)
     watcher: subprocess.Popen[str] | None = None
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE) as load:
+        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(50)
             _promote_from(baking, baking.v1, baking.slow)
             promoted = time.monotonic()
@@ -238,10 +238,11 @@ def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_lat
         print(f"\nbake: slow on a class, the watcher's first look {looked - promoted:.2f} s "
               f"after the cutover, rolled back {restored - looked:.2f} s later: "
               f"{evidence['breach']}; {load.summary()}")  # fmt: skip
-        # From its first look: bake_min_requests (20) answers in its window (0.25 s at
-        # 100 req/s, a tenth of them slow), a look, the rollback (a set map): well inside 2 s.
+        # From its first look: a second reading of the histograms (0.5 s later: at 100 req/s
+        # a window of ~50 answers, a tenth of them slow), looks that also score the clients'
+        # rows, the rollback (a set map): about 1 s (0.35-1.3 s measured on 2 busy cores).
         # (Before it, the watcher's own start: a Python process, 1-4 s on a busy machine.)
-        assert restored - looked < 2.0
+        assert restored - looked < 3.0
         assert load.failures() == []  # slow, not failing: the latency rule caught it
         assert set(load.versions(restored + 0.5)) == {baking.v1.version}
         breach = str(evidence["breach"])
@@ -266,7 +267,7 @@ def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_lat
 def test_an_identical_version_bakes_through_its_warm_window(baking: Baking, run: int) -> None:
     ctx = baking.ctx
     start, new = baking.same if run % 2 == 0 else baking.same[::-1]
-    with PacedLoad(_port(ctx), baking.bodies, rate=RATE) as load:
+    with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
         load.wait_for(30)
         _promote_from(baking, start, new)
         watcher = _watcher(ctx)
