@@ -5,29 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_support import run
 
-from bentogate.cli import main
-from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.settings import Settings
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("cli")
-    data = make_transactions(1500, seed=2)
-    model = root / "m.json"
-    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
-    return model, write_csv(data, root / "data.csv")
 
 
 def test_a_bad_reference_is_a_usage_error(

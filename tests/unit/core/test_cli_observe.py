@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run
 
 from bentogate import cli, tables
-from bentogate.cli import main
 from bentogate.context import Context
 from bentogate.errors import ExitCode
 from bentogate.settings import Settings
@@ -21,16 +21,6 @@ REQUEST = (
     "2026-12-06T02:22:12.993181+00:00 127.0.0.1:37250 [06/Dec/2026:02:22:12.992] {fe} "
     '{be}/v1_3001 0/0/0/1/1 200 187 - - ---- 2/1/0/0/0 0/0 "POST /predict HTTP/1.1"'
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def down_row() -> dict[str, Any]:

@@ -18,25 +18,15 @@ import click
 import numpy as np
 import pytest
 from cli_docs import command_table, exit_codes, json_fields, version_fields
+from cli_support import run
 from click.testing import CliRunner
 
 import bentogate
 from bentogate import errors, gating, output
-from bentogate.cli import cli, main
+from bentogate.cli import cli
 from bentogate.context import Ref
-from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.errors import ExitCode, GateFailed, GateInconclusive
 from governance import State
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
@@ -45,15 +35,6 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[
     loaded = json.loads(out)
     assert isinstance(loaded, dict), out
     return code, loaded, err
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("cli-json")
-    data = make_transactions(1500, seed=3)
-    model = root / "m.json"
-    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
-    return model, write_csv(data, root / "data.csv")
 
 
 # -- the README and --help -----------------------------------------------------------------

@@ -14,7 +14,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "bentogate.toml.example"
 
 REGENERATE = (
     ".venv/bin/python -c 'from bentogate.settings import example_toml; "
-    "print(example_toml(), end=\"\")' > bentogate.toml.example"
+    'print(example_toml(), end="")\' > bentogate.toml.example'
 )
 
 
