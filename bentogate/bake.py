@@ -63,7 +63,7 @@ from bentogate.errors import BentogateError
 from bentogate.latency import Histogram, latency_breach
 from governance import Action, Outcome, State, Verdict
 from loadtest import GatePolicy, Target
-from loadtest.shadow import Scored, compare, distinct, judge, score_rows
+from loadtest.shadow import Scored, compare, judge, score_rows
 
 WATCHER = "bake-watcher"  # the actor of an automatic rollback
 POLL_S = 0.25  # between two looks
@@ -114,7 +114,7 @@ class Watch:
     # came before the watcher started.
     compared_until_ns: int = 0
     # Hashes of the rows compared lately (oldest first, at most SEEN_ROWS): a row clients
-    # send again is no new evidence (loadtest.shadow.distinct).
+    # send again is no new evidence (as in loadtest.shadow.distinct).
     seen: dict[int, None] = field(default_factory=dict)
     ended: bool = False  # a breach was acted on: no more looks, whatever the rollback did
 
@@ -188,9 +188,12 @@ def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     version (and on the new one again, the same way); judge everything compared so far."""
     until_ns = time.monotonic_ns()
     kept = host.recent_rows(ctx, watch.live, since_ns=watch.compared_until_ns)
-    rows = [row for row in distinct([row for found in kept.values() for row in found])
-            if hash(tuple(row)) not in watch.seen]  # fmt: skip
-    watch.seen.update((hash(tuple(row)), None) for row in rows)
+    rows = []
+    for row in (row for found in kept.values() for row in found):
+        key = hash(tuple(row))  # a repeat, here or since an earlier look, is no new row
+        if key not in watch.seen:
+            watch.seen[key] = None
+            rows.append(row)
     for old in list(itertools.islice(watch.seen, max(0, len(watch.seen) - SEEN_ROWS))):
         del watch.seen[old]
     watch.compared_until_ns = until_ns

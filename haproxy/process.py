@@ -77,18 +77,22 @@ def _running(pid: int) -> bool:
 def _stop_log_writer(pid: int, timeout: float = 3.0) -> None:
     """Wait for the log writer ``pid`` to drain the FIFO and exit (it does once no haproxy
     holds the FIFO); SIGTERM, then SIGKILL it if it outlives ``timeout``."""
-    deadline = time.monotonic() + timeout
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+    for sig, seconds in ((None, timeout), (signal.SIGTERM, 1.0), (signal.SIGKILL, 1.0)):
         if sig is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            deadline = time.monotonic() + 1.0
-        while _running(pid):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(_POLL_S)
-        else:
+        if _exits_within(pid, seconds):
             return
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``pid`` to exit; True if it did."""
+    deadline = time.monotonic() + seconds
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
 
 
 def _alerts(output: str) -> str:

@@ -132,10 +132,11 @@ class _Prediction(Generic[_Checked]):
             return await _respond(send, 500, orjson.dumps({"error": str(exc)}))
         # A client's row (only /predict keeps; marked requests are not clients'), taken
         # before the next await lets another request refill the scorer's input.
-        kept = scorer.last_row() if self._keep is not None and not scope["query_string"] else None
+        keep = None if scope["query_string"] else self._keep
+        row = scorer.last_row() if keep is not None else b""
         await _respond(send, 200, orjson.dumps(answer))
-        if kept is not None and self._keep is not None:
-            self._keep(kept)
+        if keep is not None:
+            keep(row)
 
 
 def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:
