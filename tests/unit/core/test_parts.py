@@ -34,7 +34,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _ours(name: str) -> str | None:
-    top = name.split(".")[0]
+    """The part (or bentogate, serving, service) ``name`` belongs to; None if not ours."""
+    top, _, rest = name.partition(".")
+    below = rest.split(".")[0]
+    if top == "bentogate" and below in PARTS:  # bentogate.<part>: the part's installed name
+        return below
     return top if top in OURS else None
 
 
