@@ -176,10 +176,10 @@ class Registry:
     ) -> records.VersionInfo:
         """The most recently demoted version back to production under promote's rules but the
         shadow rule (``sha256``, if given, checked too); returns it. ``reason``: the audit row's;
-        ``evidence`` (the bake watcher's figures, audited) makes it automatic: the version leaving
-        production failed its bake (:mod:`governance.promotion`); ``replacing``: only while it is
+        ``evidence`` (the bake watcher's figures, audited) makes it automatic: the outgoing
+        version failed its bake (:mod:`governance.promotion`); ``replacing``: only while it is
         production. Raises NotFoundError (no previous version), GovernanceError (evidence not
-        JSON; ConcurrentChange: ``replacing`` not production), the errors of :meth:`promote`."""
+        JSON; ConcurrentChange: ``replacing`` not production), and what :meth:`promote` raises."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(
                 s, a, sha256=sha256, reason=reason, evidence=evidence, replacing=replacing
