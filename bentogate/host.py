@@ -26,13 +26,13 @@ from collections.abc import Mapping, MutableMapping
 
 import orjson
 
+from bentogate.bentos import Handle, archive_path, bento_path, http_status, import_bento
+from bentogate.bentos import served_sha256 as store_sha256
 from bentogate.context import Context, Progress, Ref, no_progress
 from bentogate.errors import BentogateError, IntegrityError, NotFoundError
+from bentogate.governance import DeploymentInfo, Role
+from bentogate.haproxy import backend_name, route_key
 from bentogate.routing import desired_spec
-from bentos import Handle, archive_path, bento_path, http_status, import_bento
-from bentos import served_sha256 as store_sha256
-from governance import DeploymentInfo, Role
-from haproxy import backend_name, route_key
 
 Routed = MutableMapping[str, str | None]
 

@@ -10,9 +10,9 @@ from typing import Any
 from bentogate.bake import Reading, last_reading
 from bentogate.context import Context
 from bentogate.errors import NotFoundError
+from bentogate.haproxy import backend_name, route_key, server_name
 from bentogate.inventory import table
 from bentogate.warm import warm_versions
-from haproxy import backend_name, route_key, server_name
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bentogate import host
+from bentogate.bentos import pid_alive
 from bentogate.context import Context, Ref
-from bentos import pid_alive
-from governance import SYSTEM_ACTOR, Role, State
+from bentogate.governance import SYSTEM_ACTOR, Role, State
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bentogate.bentos._cli import bentoml_command, bentoml_env
 from bentogate.errors import RuntimeBackendError
-from bentos._cli import bentoml_command, bentoml_env
 
 _POLL_S = 0.1
 SERVICE_NAME = "bentogate_model"  # the name in service.py's @bentoml.service

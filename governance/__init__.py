@@ -31,7 +31,7 @@ Where each thing is::
     db.py         engines, sessions; SQLAlchemy errors become bentogate errors
 """
 
-from governance.records import (
+from bentogate.governance.records import (
     AuditEntry,
     DeploymentInfo,
     GateRunInfo,
@@ -41,8 +41,8 @@ from governance.records import (
     ShadowRunInfo,
     VersionInfo,
 )
-from governance.registry import SYSTEM_ACTOR, Registry
-from governance.states import (
+from bentogate.governance.registry import SYSTEM_ACTOR, Registry
+from bentogate.governance.states import (
     TRANSITIONS,
     Action,
     Outcome,

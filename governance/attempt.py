@@ -1,10 +1,10 @@
 """One audited attempt: who tries what on which version, the one transaction it runs in, and
 how it is recorded either way.
 
-Every write of :class:`governance.Registry` runs in :func:`transaction`: one write transaction
-(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the model row, see
-:func:`governance.queries.locked_version`) in which it checks its rules and appends its audit
-rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
+Every write of :class:`bentogate.governance.Registry` runs in :func:`transaction`: one write
+transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the model row, see
+:func:`bentogate.governance.queries.locked_version`) in which it checks its rules and appends its
+audit rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
 transaction of its own. SQLAlchemy errors of a write are translated here, once.
 """
 
@@ -20,9 +20,9 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from bentogate.errors import BentogateError, GovernanceError, NotFoundError
-from governance import audit
-from governance.db import Database, translate
-from governance.states import Action, Outcome, State, refusal_message
+from bentogate.governance import audit
+from bentogate.governance.db import Database, translate
+from bentogate.governance.states import Action, Outcome, State, refusal_message
 
 
 def utcnow() -> datetime:
@@ -111,7 +111,7 @@ def transaction(db: Database, attempt: Attempt) -> Iterator[tuple[Session, Attem
     """Yield a session in a write transaction for ``attempt`` (and the attempt), committed when
     the block ends. A :class:`GovernanceError` or :class:`NotFoundError` raised in the block
     rolls it back and is audited as ``refused``; a SQLAlchemy error is translated first
-    (:func:`governance.db.translate`), and audited if it is a refusal."""
+    (:func:`bentogate.governance.db.translate`), and audited if it is a refusal."""
     try:
         with db.write() as session:
             yield session, attempt

@@ -3,7 +3,7 @@
 SQLite: WAL journal, ``foreign_keys=ON``, a generous busy timeout, and the driver's implicit
 transaction handling turned off so that write transactions start with ``BEGIN IMMEDIATE``
 (writers serialize up front instead of failing at commit). PostgreSQL: READ COMMITTED plus
-``SELECT … FOR UPDATE`` on the model row (see :func:`governance.queries.locked_version`).
+``SELECT … FOR UPDATE`` on the model row (see :func:`bentogate.governance.queries.locked_version`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The scripts live in ``governance/migrations/versions``; the version table is
 Migrations run on the caller's connection inside one transaction that first takes a lock
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two processes upgrading
 at once serialize instead of racing. SQLAlchemy errors are translated here, where Alembic is
-entered (:meth:`governance.db.Database.translated`).
+entered (:meth:`bentogate.governance.db.Database.translated`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from governance.db import Database
+from bentogate.governance.db import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "governance_alembic_version"

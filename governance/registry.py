@@ -1,7 +1,7 @@
 """The public face of the governance database: :class:`Registry`, the one class. Each method
 opens a transaction and calls one function of the module that holds its concept: a write runs
-as one audited attempt (:func:`governance.attempt.transaction`; a refusal is rolled back and
-audited), a read in a read session (:mod:`governance.queries`)."""
+as one audited attempt (:func:`bentogate.governance.attempt.transaction`; a refusal is rolled back
+and audited), a read in a read session (:mod:`bentogate.governance.queries`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
-from governance import (
+from bentogate.governance import (
     audit,
     deployments,
     gates,
@@ -26,10 +26,10 @@ from governance import (
     rollouts,
     shadow,
 )
-from governance.attempt import Attempt, transaction, utcnow
-from governance.db import Database
-from governance.documents import RunReport
-from governance.states import Action, Role
+from bentogate.governance.attempt import Attempt, transaction, utcnow
+from bentogate.governance.db import Database
+from bentogate.governance.documents import RunReport
+from bentogate.governance.states import Action, Role
 
 SYSTEM_ACTOR = "bentogate"
 P = ParamSpec("P")
@@ -177,8 +177,8 @@ class Registry:
         """The most recently demoted version back to production under promote's rules but the
         shadow rule (``sha256``, if given, checked too); returns it. ``reason``: the audit row's;
         ``evidence`` (the bake watcher's figures, audited) makes it automatic: the outgoing
-        version failed its bake (:mod:`governance.promotion`); ``replacing``: only while it is
-        production. Raises NotFoundError (no previous version), GovernanceError (evidence not
+        version failed its bake (:mod:`bentogate.governance.promotion`); ``replacing``: only while
+        it is production. Raises NotFoundError (no previous version), GovernanceError (evidence not
         JSON; ConcurrentChange: ``replacing`` not production), and what :meth:`promote` raises."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(

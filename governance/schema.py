@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
-from governance.states import Outcome, Role, State, Verdict
+from bentogate.governance.states import Outcome, Role, State, Verdict
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -212,7 +212,7 @@ class GateRun(Base):
 class ShadowRun(Base):
     """A shadow run: the version scored recent live requests beside the production version
     (``compared_with``); the policy it was judged against is frozen into it. Its verdict
-    changes no state (promotion reads it: :mod:`governance.shadow`)."""
+    changes no state (promotion reads it: :mod:`bentogate.governance.shadow`)."""
 
     __tablename__ = "shadow_runs"
 
@@ -321,7 +321,7 @@ class PolicyException(Base):
 
 
 class AuditRow(Base):
-    """Append-only; ``id`` is assigned by :mod:`governance.audit` under the head lock."""
+    """Append-only; ``id`` is assigned by :mod:`bentogate.governance.audit` under the head lock."""
 
     __tablename__ = "audit_log"
 

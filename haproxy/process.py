@@ -3,12 +3,13 @@
 HAProxy runs in master-worker mode (``-W``), daemonized (``-D``) so it outlives the command
 that started it; the master's pid is in ``paths.pid_file`` and its CLI on
 ``paths.master_socket``. It is started with the request log's FIFO (``paths.log_fifo``)
-open as descriptor :data:`~haproxy.accesslog.LOG_FD` (a daemon closes its standard output),
-which the master keeps across reloads and hands to every worker; the FIFO's writer
-(:mod:`haproxy._logwriter`) runs beside it and exits with it (:mod:`haproxy.accesslog`). A
-reload is ``SIGUSR2`` to the master: the new worker takes over the listening sockets
-(``expose-fd listeners``) while old workers finish their requests (bounded by
-``hard-stop-after``). A reload is confirmed when the admin socket answers from a new pid.
+open as descriptor :data:`~bentogate.haproxy.accesslog.LOG_FD` (a daemon closes its standard
+output), which the master keeps across reloads and hands to every worker; the FIFO's writer
+(:mod:`bentogate.haproxy._logwriter`) runs beside it and exits with it
+(:mod:`bentogate.haproxy.accesslog`). A reload is ``SIGUSR2`` to the master: the new worker takes
+over the listening sockets (``expose-fd listeners``) while old workers finish their requests
+(bounded by ``hard-stop-after``). A reload is confirmed when the admin socket answers from a new
+pid.
 """
 
 from __future__ import annotations

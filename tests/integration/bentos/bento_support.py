@@ -16,8 +16,8 @@ from typing import Any
 
 from free_ports import free_port
 
+from bentogate.bentos.runtime import Handle, ProcessBackend, http_status
 from bentogate.modelimport import Artifact
-from bentos.runtime import Handle, ProcessBackend, http_status
 
 
 @dataclass(frozen=True)

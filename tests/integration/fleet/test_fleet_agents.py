@@ -40,10 +40,10 @@ from fleet_support import (
 from hosts import ACTORS, Models, host_lifetime, host_settings, register
 
 from bentogate import bake, fleet, gating, release
+from bentogate.bentos import pid_alive, process_tree
 from bentogate.cli import main
 from bentogate.context import Context, Ref
-from bentos import pid_alive, process_tree
-from governance import RolloutInfo
+from bentogate.governance import RolloutInfo
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from bentogate.errors import (
     NotFoundError,
     SeparationOfDuties,
 )
-from governance import Registry, Role, State
+from bentogate.governance import Registry, Role, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]

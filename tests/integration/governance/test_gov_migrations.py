@@ -9,9 +9,9 @@ from alembic.runtime.migration import MigrationContext
 from governance_support import register, shadow
 
 from bentogate.errors import ConfigError
-from governance import Registry, State
-from governance.migrate import VERSION_TABLE, head_revision
-from governance.schema import Base
+from bentogate.governance import Registry, State
+from bentogate.governance.migrate import VERSION_TABLE, head_revision
+from bentogate.governance.schema import Base
 
 pytestmark = pytest.mark.integration
 TABLES = {

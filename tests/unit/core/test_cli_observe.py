@@ -10,12 +10,12 @@ import pytest
 from cli_support import run
 
 from bentogate import cli, tables
+from bentogate.bentos import log_path
 from bentogate.context import Context
 from bentogate.errors import ExitCode
+from bentogate.governance import Role
 from bentogate.settings import Settings
 from bentogate.status import Problem, Status
-from bentos import log_path
-from governance import Role
 
 REQUEST = (
     "2026-12-06T02:22:12.993181+00:00 127.0.0.1:37250 [06/Dec/2026:02:22:12.992] {fe} "

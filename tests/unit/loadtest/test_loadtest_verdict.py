@@ -7,9 +7,17 @@ import dataclasses
 
 import pytest
 
+from bentogate.loadtest import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    GatePolicy,
+    TargetFigures,
+    Verdict,
+    evaluate,
+)
+from bentogate.loadtest.evidence import BEYOND, UNSURE, WITHIN, Comparison, Evidence, Interval
 from bentogate.settings import GateSettings
-from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, TargetFigures, Verdict, evaluate
-from loadtest.evidence import BEYOND, UNSURE, WITHIN, Comparison, Evidence, Interval
 
 NAN = float("nan")
 POLICY = GatePolicy.from_settings(

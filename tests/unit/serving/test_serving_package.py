@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 import serving
-from bentos.build import BUILD_FILES
+from bentogate.bentos.build import BUILD_FILES
 
 PACKAGE = Path(serving.__file__).parent
 PROJECT = PACKAGE.parent
@@ -59,7 +59,7 @@ def test_modules_are_small() -> None:
 
 
 def test_every_bento_carries_every_module() -> None:
-    """``bentos.build`` copies the build context from BUILD_FILES, ``bentoml build`` takes
+    """``bentogate.bentos.build`` copies the build context from BUILD_FILES, ``bentoml build`` takes
     what bentofile.yaml includes: both name each module (and service.py)."""
     include = yaml.safe_load((PROJECT / "bentofile.yaml").read_text())["include"]
     for path in [*PACKAGE.glob("*.py"), PROJECT / "service.py"]:
