@@ -10,6 +10,7 @@ entered (:meth:`bentogate.governance.db.Database.translated`).
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from alembic.script import ScriptDirectory
 
 from bentogate.governance.db import Database
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("bentogate.governance") / "migrations"))
 VERSION_TABLE = "governance_alembic_version"
 _LOCK_KEY = 0x6276_6761  # arbitrary, constant: "bvga"
 

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from bentogate.errors import HAProxyError
@@ -29,7 +30,7 @@ from .runtime import RuntimeAPI
 from .spec import ProxyPaths
 
 _POLL_S = 0.05
-_LOG_WRITER = Path(__file__).with_name("_logwriter.py")
+_LOG_WRITER = Path(str(resources.files("bentogate.haproxy") / "_logwriter.py"))
 _MIB = 1 << 20
 
 

@@ -37,9 +37,6 @@ class Built:
         return self.tag.split(":", 1)[1]
 
 
-PROJECT_DIR = Path(__file__).resolve().parents[3]  # service.py, bentofile.yaml
-
-
 def request(
     port: int,
     method: str,
