@@ -151,6 +151,11 @@ class GateSettings(BaseModel):
     max_tail_regression: float = Field(
         1.5, description="Candidate server-side p99 may be at most this x live's."
     )
+    block_s: float = Field(
+        1.0,
+        description="Seconds per block of the gate's bootstrap intervals (candidate and live "
+        "resampled as pairs of blocks); the measured time must hold at least 4.",
+    )
     max_auc_drop: float = Field(
         0.005,
         description="Validation: the candidate's holdout AUC may be at most this much below "

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 _SETTINGS_FIELDS = (
     "rate", "duration_s", "warmup_s", "users", "p50_ms", "p95_ms", "p99_ms",
     "max_error_ratio", "min_samples", "max_regression", "max_tail_regression", "max_auc_drop",
+    "block_s",
 )  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """The gate's reports: ``gate-report.json`` and ``gate-report.html`` (plots inline, base64 PNG).
 
-Plots are drawn on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend).
+Plots are drawn on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend);
+matplotlib is imported only when a figure is drawn, so the processes that import the gate
+without reporting (the bake watcher that a cutover leaves running) do not carry it.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .evidence import STALL_BIN_S, Comparison
 from .figures import time_series
 from .result import GateResult
 from .samples import Samples
 from .verdict import MAX_GENERATOR_CPU, MIN_RATE_FRACTION
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 COLORS = {"candidate": "tab:blue", "live": "tab:orange"}
 
@@ -151,7 +154,7 @@ def _comparison_row(c: Comparison) -> str:
 def _evidence_plot(result: GateResult) -> str:
     """Each limit's interval (as a fraction of what is allowed) against the allowed band."""
     comps = result.evidence.regressions + result.evidence.limits
-    fig = Figure(figsize=(10, 0.6 * max(2, len(comps)) + 1), layout="constrained")
+    fig = figure(10, 0.6 * max(2, len(comps)) + 1, left=1.9)
     ax = fig.add_subplot()
     colors = {"within": "tab:green", "beyond": "tab:red", "unsure": "tab:orange"}
     for i, c in enumerate(comps):
@@ -167,8 +170,21 @@ def _evidence_plot(result: GateResult) -> str:
     return png(fig)
 
 
+def figure(width: float, height: float, *, left: float = 0.8) -> Figure:
+    """A ``width`` x ``height`` inch figure with fixed margins (``left`` inches for the y
+    labels): a layout engine would cost a gate about a second per report in text layout."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=0.75 / height,
+                        top=1 - 0.35 / height, wspace=0.2)  # fmt: skip
+    return fig
+
+
 def png(fig: Figure) -> str:
     """``fig`` as base64 PNG, for an inline ``<img>``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -181,7 +197,7 @@ def _shade_warmup(ax: Axes, samples: Samples) -> None:
 
 
 def _latency_plot(samples: Samples, result: GateResult) -> str:
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = figure(10, 4)
     ax = fig.add_subplot()
     _shade_warmup(ax, samples)
     for start, end in result.evidence.stalls:
@@ -201,7 +217,7 @@ def _latency_plot(samples: Samples, result: GateResult) -> str:
 
 def _histograms(samples: Samples) -> str:
     names = samples.targets
-    fig = Figure(figsize=(5 * len(names), 3.5), layout="constrained")
+    fig = figure(5 * len(names), 3.5)
     axes = fig.subplots(1, len(names), sharex=True, squeeze=False)[0]
     ok = samples.measured & (samples.kind == 0)
     lat_ms = samples.latency[ok].astype(np.float64) * 1e3
@@ -215,7 +231,7 @@ def _histograms(samples: Samples) -> str:
 
 
 def _rate_plot(samples: Samples) -> str:
-    fig = Figure(figsize=(10, 3.5), layout="constrained")
+    fig = figure(10, 3.5)
     ax = fig.add_subplot()
     _shade_warmup(ax, samples)
     series = [time_series(samples, name) for name in samples.targets]
@@ -235,7 +251,7 @@ def _rate_plot(samples: Samples) -> str:
 
 
 def _cpu_plot(samples: Samples) -> str:
-    fig = Figure(figsize=(10, 2.5), layout="constrained")
+    fig = figure(10, 2.5)
     ax = fig.add_subplot()
     _shade_warmup(ax, samples)
     for i, series in enumerate(samples.cpu_series):

@@ -7,9 +7,8 @@ import json
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from .report import png, write_json
+from .report import figure, png, write_json
 
 if TYPE_CHECKING:
     from .shadow import Scored, ShadowResult
@@ -58,7 +57,7 @@ def write_reports(result: ShadowResult, scored: dict[str, Scored], threshold: fl
 
 
 def _scatter(live: np.ndarray, cand: np.ndarray, threshold: float) -> str:
-    fig = Figure(figsize=(6, 6))
+    fig = figure(6, 6)
     ax = fig.add_subplot()
     ax.scatter(live, cand, s=4, alpha=0.5)
     ax.plot([0, 1], [0, 1], color="0.5", lw=1, label="equal")
@@ -70,7 +69,7 @@ def _scatter(live: np.ndarray, cand: np.ndarray, threshold: float) -> str:
 
 
 def _deltas(delta: np.ndarray) -> str:
-    fig = Figure(figsize=(8, 3.5))
+    fig = figure(8, 3.5)
     ax = fig.add_subplot()
     if delta.size:
         ax.hist(delta, bins=50, log=True)
@@ -80,7 +79,7 @@ def _deltas(delta: np.ndarray) -> str:
 
 def _bands(result: ShadowResult) -> str:
     bands = result.comparison.flips_by_band
-    fig = Figure(figsize=(8, 3.5))
+    fig = figure(8, 3.5)
     ax = fig.add_subplot()
     names = list(bands)
     ax.bar(names, [rows for rows, _ in bands.values()], color="0.8", label="rows")

@@ -29,7 +29,7 @@ def down_row() -> dict[str, Any]:
         "warm_until": None, "bake": None, "production_port": 10000, "candidate_port": 10001,
         "backend_port": 3002, "health": "DOWN", "check": "L7RSP", "check_ms": 1,
         "last_check": "wrong model or version", "sessions": 0, "req_per_s": 3, "5xx": 0,
-        "rtime_ms": 1, "ttime_ms": 1,
+        "rtime_ms": 1, "ttime_ms": 1, "memory_mb": 250.0,
     }  # fmt: skip
 
 
