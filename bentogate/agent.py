@@ -9,9 +9,18 @@ One pass (:func:`reconcile_once`) per interval:
 2. for every model with a production version: bring that version up on this host (import
    its Bento from the shared store, start it, wait until ready) and cut the model's port
    over to it the way :mod:`bentogate.release` does (HAProxy health check passed → one
-   ``set map`` → drain and stop the old version, once its warm time is over);
-3. the report (what is live and healthy, what failed) goes to the DB as a heartbeat, and
-   rollouts in progress are judged (:func:`bentogate.fleet.settle`).
+   ``set map`` → drain and stop the old version, once its warm time is over). A failed
+   start is retried up to ``agent.start_attempts`` times, after ``agent.start_retry_s``,
+   doubling (:func:`retry_delays`); every failed start is audited (``start_failed``: the
+   host, the try, the error, the rollout it was for); a refusal of the governance DB is
+   not retried (it would be refused again);
+3. the report (what is live and healthy, what failed after its retries) goes to the DB as
+   a heartbeat, and rollouts in progress are judged (:func:`bentogate.fleet.settle`) by
+   the DB's clock.
+
+While a pass waits (a Bento starting, a cutover, a retry's wait), keep-alive heartbeats go
+on every ``agent.interval_s`` (:mod:`bentogate.heartbeat`): a slow start never makes the host
+look stale.
 
 Between two passes, with ``bento.expire_warm = "agent"``, the agent bakes the version it cut
 over to while the previous one is warm (:func:`bake_until`, the rules of
@@ -31,14 +40,20 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from bentogate import bake, fleet, host, warm
 from bentogate.context import Context, Ref
-from bentogate.errors import BentogateError, DatabaseUnavailable
+from bentogate.errors import (
+    BentogateError,
+    ConcurrentChange,
+    DatabaseUnavailable,
+    GovernanceError,
+)
 from bentogate.governance import ModelInfo, Role
 from bentogate.haproxy import backend_name
+from bentogate.heartbeat import Heartbeat
+from bentogate.settings import AgentSettings
 
 log = logging.getLogger("bentogate.agent")
 
@@ -73,13 +88,17 @@ class Report:
         }
 
 
-def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
+def reconcile_once(ctx: Context, *, adopt: bool = False, beat: Heartbeat | None = None) -> Report:
     """Converge this host on the DB's desired state once; returns what it found and did.
+    ``beat``: the agent's heartbeat (told what the pass waits for; its :meth:`Heartbeat.wait`
+    spaces the retries), by default one without keep-alives.
 
-    Errors of one model are caught into its report (the version it failed to bring up is
-    named in ``failed``, unless the DB was the problem); reading the DB's desired state
-    raises (nothing is changed then).
+    Errors of one model are caught into its report (the version it failed to bring up, after
+    its retries, is named in ``failed``, unless the DB was the problem); reading the DB's
+    desired state raises (nothing is changed then).
     """
+    beat = beat or Heartbeat(ctx, threading.Event())
+    beat.doing("reconciling")
     report = Report(ctx.settings.host)
     models = ctx.registry.models()
     # Every model named: the agent routes what it has switched to, never the DB's word.
@@ -98,7 +117,7 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
         if entry.desired is None:
             continue
         try:
-            changed |= _converge(ctx, model, entry.desired, routed, report)
+            changed |= _converge(ctx, model, entry.desired, routed, report, beat)
         except BentogateError as err:
             log.warning("%s: could not serve %s:%s: %s", ctx.settings.host, model.name,
                         entry.desired, err)  # fmt: skip
@@ -112,7 +131,12 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
 
 
 def _converge(
-    ctx: Context, model: ModelInfo, desired: str, routed: dict[str, str | None], report: Report
+    ctx: Context,
+    model: ModelInfo,
+    desired: str,
+    routed: dict[str, str | None],
+    report: Report,
+    beat: Heartbeat,
 ) -> bool:
     """Serve ``desired`` live for ``model``; stop its other versions once they are neither a
     candidate nor still warm. True if HAProxy's config must be re-rendered."""
@@ -121,17 +145,18 @@ def _converge(
     changed = False
     if not any(d.version == desired for d in deployments):
         host.ensure_bento(ctx, ref)
-        host.start(ctx, ref, replicas=1, role=Role.LIVE, actor=actor)
-        report.actions.append(f"started {ref}")
+        tries = _start(ctx, ref, beat)
+        report.actions.append(f"started {ref}" + (f" (try {tries})" if tries > 1 else ""))
     if routed.get(model.name) != desired:
         # Its backend joins HAProxy (also one adopted after a restart); the live route
         # stays where it is until the switch.
+        beat.doing(f"cutting {model.name} over to {desired}")
         host.apply_routes(ctx, live=routed)
         host.cut_over(ctx, ref, leaving=routed.get(model.name), actor=actor, live=routed)
         report.actions.append(f"switched {model.name} to {desired}")
     others = {d.version for d in deployments if d.version != desired and d.role != Role.CANDIDATE}
     # A previous production version stays until its warm time is over (instant rollback).
-    now = datetime.now(UTC)
+    now = ctx.registry.db_now()
     others -= {
         w.ref.version
         for w in warm.warm_versions(ctx)
@@ -142,6 +167,41 @@ def _converge(
         report.actions.append(f"stopped {model.name}:{version}")
         changed = True
     return changed
+
+
+def retry_delays(settings: AgentSettings) -> list[float]:
+    """The waits before each retry of a failed start: ``start_retry_s``, doubling, at most
+    ``max_backoff_s``; one fewer than ``start_attempts``."""
+    first, ceiling = settings.start_retry_s, settings.max_backoff_s
+    return [min(first * 2**i, ceiling) for i in range(settings.start_attempts - 1)]
+
+
+def _start(ctx: Context, ref: Ref, beat: Heartbeat) -> int:
+    """Start one live replica of ``ref``, retrying a failed start after each of
+    :func:`retry_delays`; returns the try that succeeded. Every failed try is audited.
+    Raises the last try's error when every try failed or the agent is stopping; a refusal of
+    the DB (but a lost race: :class:`ConcurrentChange`) and :class:`DatabaseUnavailable` at
+    once."""
+    delays, tries = retry_delays(ctx.settings.agent), 0
+    while True:
+        tries += 1
+        beat.doing(f"starting {ref} (try {tries} of {len(delays) + 1})")
+        try:
+            host.start(ctx, ref, replicas=1, role=Role.LIVE, actor=ctx.settings.host)
+            return tries
+        except BentogateError as err:
+            refused = isinstance(err, GovernanceError) and not isinstance(err, ConcurrentChange)
+            if refused or isinstance(err, DatabaseUnavailable):
+                raise
+            delay = delays[tries - 1] if tries <= len(delays) else None
+            error = (str(err) or repr(err)).splitlines()[0]
+            log.warning("start %d of %s failed: %s", tries, ref, error)
+            ctx.registry.record_start_failure(
+                ref.model, ref.version, host=ctx.settings.host, tries=tries,
+                of=len(delays) + 1, error=error, retry_in_s=delay,
+            )  # fmt: skip
+            if delay is None or beat.wait(delay):
+                raise
 
 
 def _describe(ctx: Context, report: Report, routed: dict[str, str | None]) -> None:
@@ -165,14 +225,21 @@ def run(ctx: Context, stop: threading.Event | None = None) -> None:
     unreachable, HAProxy refusing, …) changes nothing more, is logged, and is retried after
     a doubling backoff up to ``agent.max_backoff_s``."""
     stop = stop or threading.Event()
+    log.info("agent %s: reconciling every %g s", ctx.settings.host, ctx.settings.agent.interval_s)
+    with Heartbeat(ctx, stop) as beat:
+        _loop(ctx, stop, beat)
+
+
+def _loop(ctx: Context, stop: threading.Event, beat: Heartbeat) -> None:
     settings = ctx.settings.agent
     adopt, delay = True, settings.interval_s
     watches: dict[str, bake.Watch] = {}
-    log.info("agent %s: reconciling every %g s", ctx.settings.host, settings.interval_s)
     while not stop.is_set():
         try:
-            report = reconcile_once(ctx, adopt=adopt)
-            ctx.registry.heartbeat(ctx.settings.host, report.to_json())
+            report = reconcile_once(ctx, adopt=adopt, beat=beat)
+            if stop.is_set():  # cut short (a retry's wait): the next agent starts over
+                return
+            beat.send(report.to_json())
             for rollout in fleet.settle(ctx, actor=ctx.settings.host):
                 log.info("rollout %d of %s:%s %s", rollout.id, rollout.model, rollout.version,
                          rollout.status)  # fmt: skip

@@ -6,7 +6,10 @@ promotion only *records* the new desired state (a promotion plus a rollout namin
 and a deadline); each agent performs its local blue-green cutover. Whoever looks next (an
 agent after its heartbeat, or ``promote --fleet`` while it waits) judges the rollout from the
 hosts' reports: complete once every host serves the version live and healthy, rolled back on
-every host as soon as one reports that it failed, or when the deadline passes. After a
+every host as soon as one reports that it failed (after its bounded retries), or when the
+deadline passes. Every age and deadline is judged by the database's clock
+(``Registry.db_now``), which also stamps heartbeats and rollouts: a host or workstation whose
+clock is off changes no verdict. After a
 cutover, while the previous version is warm, each agent also bakes the new one
 (:mod:`bentogate.bake`): a breach on any host rolls the whole fleet back (:func:`roll_back`).
 """
@@ -18,7 +21,7 @@ import enum
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bentogate import host as this_host
@@ -37,8 +40,9 @@ class Judged(enum.StrEnum):
 
 
 def live_hosts(ctx: Context, now: datetime | None = None) -> list[HostInfo]:
-    """The fleet: hosts whose last heartbeat is younger than ``agent.stale_after_s``."""
-    now = now or datetime.now(UTC)
+    """The fleet: hosts whose last heartbeat is younger than ``agent.stale_after_s`` (at
+    ``now``, by default the DB's clock)."""
+    now = now or ctx.registry.db_now()
     limit = ctx.settings.agent.stale_after_s
     return [h for h in ctx.registry.hosts() if (now - h.last_heartbeat).total_seconds() < limit]
 
@@ -115,15 +119,17 @@ def _model_report(host: HostInfo | None, model: str) -> dict[str, Any]:
 
 
 def settle(ctx: Context, *, actor: str, now: datetime | None = None) -> list[RolloutInfo]:
-    """Judge every rollout in progress and settle those that are decided (idempotent: the
-    first settler wins, the DB serializes). Returns the rollouts settled now."""
+    """Judge every rollout in progress at ``now`` (by default the DB's clock) and settle those
+    that are decided (idempotent: the first settler wins, the DB serializes). Returns the
+    rollouts settled now."""
     settled = []
     rollouts = ctx.registry.rollouts(active_only=True)
     if not rollouts:
         return []
     hosts = ctx.registry.hosts()
+    now = now or ctx.registry.db_now()
     for rollout in rollouts:
-        judgement = judge(rollout, hosts, now or datetime.now(UTC))
+        judgement = judge(rollout, hosts, now)
         if judgement.verdict == Judged.PENDING:
             continue
         settled.append(
@@ -187,7 +193,7 @@ def wait_rollout(
         if current.status != RolloutStatus.IN_PROGRESS:
             return current
         if progress is not None:
-            state = judge(current, ctx.registry.hosts(), datetime.now(UTC)).hosts
+            state = judge(current, ctx.registry.hosts(), ctx.registry.db_now()).hosts
             line = ", ".join(f"{h}: {s}" for h, s in sorted(state.items()))
             if line != last:
                 progress(line)
@@ -197,8 +203,9 @@ def wait_rollout(
 
 def fleet_rows(ctx: Context, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per model and host: the version the host serves on the model's port, its
-    health and heartbeat age, and flags where the fleet breaks "one port, one version"."""
-    now = now or datetime.now(UTC)
+    health and heartbeat age (at ``now``, by default the DB's clock), and flags where the
+    fleet breaks "one port, one version"."""
+    now = now or ctx.registry.db_now()
     hosts = ctx.registry.hosts()
     stale_s = ctx.settings.agent.stale_after_s
     active = {r.model: r for r in ctx.registry.rollouts(active_only=True)}

@@ -166,7 +166,12 @@ class GateSettings(BaseModel):
 class AgentSettings(BaseModel):
     """The fleet agent (`bentogate agent`): how often it reconciles and how it backs off."""
 
-    interval_s: float = Field(2.0, description="Seconds between two reconciliations.")
+    interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between two reconciliations; also the longest the agent goes "
+        "without a heartbeat while it waits (for a Bento, a cutover, a retry).",
+    )
     max_backoff_s: float = Field(
         30.0, description="Longest wait between retries while the governance DB is unreachable."
     )
@@ -175,6 +180,18 @@ class AgentSettings(BaseModel):
     )
     rollout_deadline_s: float = Field(
         300.0, description="A fleet promotion not live on every host by then is rolled back."
+    )
+    start_attempts: int = Field(
+        3,
+        ge=1,
+        description="Starts of a version the agent tries before it reports that its host "
+        "failed it (which fails the rollout); each failed start is audited.",
+    )
+    start_retry_s: float = Field(
+        2.0,
+        ge=0,
+        description="Wait before the first retry of a failed start; it doubles for each "
+        "further one, up to max_backoff_s.",
     )
     runtime: Literal["process", "docker"] = Field(
         "process",

@@ -2,7 +2,9 @@
 reported (a JSON object: what the host serves, health, errors).
 
 A heartbeat is one attempt like every write, but only its refusals are audited (one per host
-per interval would drown the log).
+per interval would drown the log). It is stamped by the database's clock
+(:func:`~bentogate.governance.queries.db_now`), never the agent's: heartbeat ages and rollout
+deadlines are judged by that one clock.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bentogate.governance import records
+from bentogate.governance import queries, records
 from bentogate.governance.attempt import Attempt
 from bentogate.governance.documents import check_json_object
 from bentogate.governance.records import HostInfo
@@ -20,10 +22,10 @@ from bentogate.governance.schema import Host
 
 
 def heartbeat(session: Session, attempt: Attempt, *, host: str, report: dict[str, Any]) -> HostInfo:
-    """Insert or update ``host``'s row: heartbeat now, ``report`` as sent. Raises
-    :class:`GovernanceError` if the report is not a JSON object."""
+    """Insert or update ``host``'s row: heartbeat now (the DB's clock), ``report`` as sent.
+    Raises :class:`GovernanceError` if the report is not a JSON object."""
     check_json_object(attempt, report, "report")
-    now = attempt.now()
+    now = queries.db_now(session)
     row = session.execute(
         sa.select(Host).where(Host.environment == attempt.environment, Host.name == host)
     ).scalar_one_or_none()

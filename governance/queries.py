@@ -8,6 +8,7 @@ Lookups raise :class:`NotFoundError` naming what is unknown.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -30,6 +31,21 @@ from bentogate.governance.states import RolloutStatus, State, Verdict
 
 #: a table of runs judged against a policy: gate runs, shadow runs
 RunRow = TypeVar("RunRow", GateRun, ShadowRun)
+
+# -- the database's clock ---------------------------------------------------------------------
+
+
+def db_now(session: Session) -> datetime:
+    """The database's current time, aware UTC: the one clock the fleet's times are stamped
+    and judged by (heartbeats, rollout starts and deadlines), whatever the clocks of the
+    agents and workstations say. PostgreSQL: ``now()`` (the transaction's start). SQLite:
+    ``'now'`` as naive UTC text with milliseconds (``CURRENT_TIMESTAMP`` keeps only seconds)."""
+    if session.get_bind().dialect.name == "sqlite":
+        query = sa.select(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+        return datetime.fromisoformat(session.execute(query).scalar_one()).replace(tzinfo=UTC)
+    moment: datetime = session.execute(sa.select(sa.func.now())).scalar_one()
+    return moment.astimezone(UTC)
+
 
 # -- row lookups -----------------------------------------------------------------------------
 

@@ -296,16 +296,9 @@ class Registry:
             deployments.verify_artifact(s, a, sha256=sha256)
 
     def record_deployment(
-        self,
-        model: str,
-        version: str,
-        *,
-        host: str,
-        port: int,
-        pid: int | None,
-        role: Role,
+        self, model: str, version: str, *, host: str, port: int, pid: int | None, role: Role,
         actor: str = SYSTEM_ACTOR,
-    ) -> records.DeploymentInfo:
+    ) -> records.DeploymentInfo:  # fmt: skip
         """Record that ``model:version`` runs on ``host:port``; returns the deployment.
         Raises :class:`IllegalTransition` (unapproved version; live but not production),
         :class:`GovernanceError` (port held by another active deployment)."""
@@ -335,15 +328,9 @@ class Registry:
         return self._read(queries.hosts)
 
     def start_rollout(
-        self,
-        model: str,
-        version: str,
-        *,
-        actor: str,
-        sha256: str,
-        hosts: list[str],
+        self, model: str, version: str, *, actor: str, sha256: str, hosts: list[str],
         deadline_s: float,
-    ) -> records.RolloutInfo:
+    ) -> records.RolloutInfo:  # fmt: skip
         """Promote ``model:version`` (every rule of :meth:`promote`) and record a fleet
         rollout that ``hosts`` must carry out within ``deadline_s``; one audited promotion
         naming the rollout and its hosts. Raises :class:`ConcurrentChange` while another
@@ -352,15 +339,9 @@ class Registry:
             return rollouts.start(s, a, sha256=sha256, hosts=hosts, deadline_s=deadline_s)
 
     def settle_rollout(
-        self,
-        model: str,
-        rollout_id: int,
-        *,
-        actor: str,
-        complete: bool,
-        reason: str,
+        self, model: str, rollout_id: int, *, actor: str, complete: bool, reason: str,
         results: dict[str, Any],
-    ) -> records.RolloutInfo:
+    ) -> records.RolloutInfo:  # fmt: skip
         """Finish an in-progress rollout: complete, or roll ``model`` back to the version it
         replaced (audited as a rollback and a rollout row with ``results`` per host).
         Idempotent: a settled rollout is returned unchanged. Raises :class:`NotFoundError`."""
@@ -368,6 +349,20 @@ class Registry:
             return rollouts.settle(
                 s, a, rollout_id=rollout_id, complete=complete, reason=reason, results=results
             )
+
+    def record_start_failure(
+        self, model: str, version: str, *, host: str, tries: int, of: int, error: str,
+        retry_in_s: float | None,
+    ) -> None:  # fmt: skip
+        """Audit ``host``'s failed start ``tries`` of ``of`` of ``model:version`` (and the
+        rollout of it in progress); ``retry_in_s``: None if the host gives up. NotFoundError."""
+        with self._write(Action.START_FAILED, host, model, version) as (s, a):
+            rollouts.start_failed(s, a, host, tries, of, error, retry_in_s)
+
+    def db_now(self) -> datetime:
+        """Return the DB's clock (aware UTC), which judges heartbeats' ages and deadlines."""
+        with self._db.read() as s:
+            return queries.db_now(s)
 
     def rollouts(
         self, model: str | None = None, *, active_only: bool = False

@@ -2,9 +2,11 @@
 
 A rollout is recorded in the transaction of the promotion it carries out (the model row is
 locked), so "production" and "a rollout in progress" never disagree, and the partial unique
-index ``uq_rollouts_one_in_progress`` lets one rollout per model run at a time. Settling a
-rollout is idempotent: the first settler completes it or rolls it back; later ones change
-nothing. Both are audited.
+index ``uq_rollouts_one_in_progress`` lets one rollout per model run at a time. Its start and
+deadline are stamped by the database's clock (:func:`~bentogate.governance.queries.db_now`),
+like the heartbeats it is judged by. Settling a rollout is idempotent: the first settler
+completes it or rolls it back; later ones change nothing. Both are audited, and so is every
+failed start of a version on a host (:func:`start_failed`), the retries included.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def start(
     if not (math.isfinite(deadline_s) and deadline_s > 0):
         attempt.refuse(GovernanceError, f"deadline {deadline_s!r} s", "a positive deadline")
     previous = queries.production_row(session, model)
-    now = attempt.now()
+    now = queries.db_now(session)
     rollout = Rollout(
         model_id=model.id,
         version=row.version,
@@ -105,6 +107,36 @@ def settle(
     session.flush()
     attempt.record(session, reason=summary)
     return records.rollout_info(rollout, model.name)
+
+
+def start_failed(
+    session: Session,
+    attempt: Attempt,
+    host: str,
+    tries: int,
+    of: int,
+    error: str,
+    retry_in_s: float | None,
+) -> None:
+    """Audit that ``host`` failed to start the attempt's version (try ``tries`` of ``of``),
+    naming the rollout in progress of that version, if any, and whether the host retries
+    (in ``retry_in_s``) or gives up (``None``: its next heartbeat reports the failure)."""
+    assert attempt.model is not None and attempt.version is not None
+    model = queries.model_row(session, attempt.environment, attempt.model)
+    queries.version_row(session, model, attempt.version)  # NotFoundError for an unknown one
+    running = _in_progress(session, model)
+    carried = running is not None and running.version == attempt.version
+    attempt.payload.update(
+        host=host,
+        tries=tries,
+        of=of,
+        error=error,
+        retry_in_s=retry_in_s,
+        rollout_id=running.id if carried and running is not None else None,
+    )
+    then = "giving up" if retry_in_s is None else f"retrying in {retry_in_s:g} s"
+    what = f"{host}: start {tries} of {of} of {attempt.subject} failed"
+    attempt.record(session, reason=f"{what}, {then}: {error}")
 
 
 def _roll_back(

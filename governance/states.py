@@ -57,6 +57,7 @@ class Action(enum.StrEnum):
     VERIFY_ARTIFACT = "verify_artifact"
     HEARTBEAT = "heartbeat"  # never audited (one per host per second); only its refusals
     ROLLOUT = "rollout"  # a fleet rollout settled (complete or failed)
+    START_FAILED = "start_failed"  # a host could not start a version (retried, or given up)
 
 
 class Verdict(enum.StrEnum):

@@ -17,6 +17,7 @@ from bentogate import agent, bake, fleet, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import ConcurrentChange
 from bentogate.governance import Action, Role, RolloutStatus
+from bentogate.heartbeat import Heartbeat
 from bentogate.loadtest import GatePolicy
 
 EVIDENCE = {"breach": "server p99 > 25 ms (p99_ms): 20 of 200 answers …", "host": "h2"}
@@ -82,7 +83,7 @@ def test_the_version_that_failed_its_bake_has_no_warm_time_and_the_agent_stops_i
     assert [(w.ref, w.until) for w in warm.warm_versions(ctx)] == [(Ref("fraud", "2"), demoted_at)]
     report = agent.Report("local")
     [model] = ctx.registry.models()
-    agent._converge(ctx, model, "1", {"fraud": "1"}, report)
+    agent._converge(ctx, model, "1", {"fraud": "1"}, report, Heartbeat(ctx, threading.Event()))
     assert report.actions == ["stopped fraud:2"]
     assert {d.version for d in ctx.registry.deployments(host="local")} == {"1"}
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from fleet_unit_support import SHA, RecordingRuntime, context, gated
 from bentogate import agent, warm
 from bentogate.context import Context, Ref
 from bentogate.governance import Role
+from bentogate.heartbeat import Heartbeat
 
 
 def _promoted_twice(tmp_path: Path, keep_previous_s: float) -> tuple[Context, RecordingRuntime]:
@@ -52,7 +54,7 @@ def test_a_candidate_that_never_served_production_is_not_warm(tmp_path: Path) ->
 def _converge(ctx: Context) -> agent.Report:
     report = agent.Report("local")
     [model] = ctx.registry.models()
-    agent._converge(ctx, model, "2", {"fraud": "2"}, report)
+    agent._converge(ctx, model, "2", {"fraud": "2"}, report, Heartbeat(ctx, threading.Event()))
     return report
 
 
