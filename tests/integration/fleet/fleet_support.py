@@ -166,11 +166,13 @@ def predict(port: int, timeout: float = 5.0) -> str:
 
 @dataclass
 class Load:
-    """Steady client traffic on several ports (keep-alive), counting answers per version."""
+    """Steady client traffic on several ports (keep-alive), counting answers per version;
+    ``first``: when (``time.monotonic()``) each port first answered with each version."""
 
     ports: list[int]
     pause_s: float = 0.01
     versions: Counter[tuple[int, str]] = field(default_factory=Counter)
+    first: dict[tuple[int, str], float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -203,7 +205,9 @@ class Load:
                 if response.status != 200:
                     self.errors.append(f"{port}: {response.status} {payload[:120]!r}")
                 else:
-                    self.versions[(port, str(json.loads(payload)["model_version"]))] += 1
+                    key = (port, str(json.loads(payload)["model_version"]))
+                    self.first.setdefault(key, time.monotonic())
+                    self.versions[key] += 1
                 if response.getheader("Connection", "").lower() == "close":
                     connection.close()
             except (OSError, http.client.HTTPException, ValueError) as err:
