@@ -221,9 +221,11 @@ def _describe(ctx: Context, report: Report, routed: dict[str, str | None]) -> No
 
 
 def run(ctx: Context, stop: threading.Event | None = None) -> None:
-    """Reconcile every ``agent.interval_s`` until ``stop`` is set. A failed pass (DB
+    """Reconcile every ``agent.interval_s`` until ``stop`` is set, each pass's report sent as
+    the heartbeat, keep-alives in between while a pass waits. A failed pass (DB
     unreachable, HAProxy refusing, …) changes nothing more, is logged, and is retried after
-    a doubling backoff up to ``agent.max_backoff_s``."""
+    a doubling backoff up to ``agent.max_backoff_s``. A pass cut short by ``stop`` (in a
+    retry's wait) reports nothing: its failure is not the version's."""
     stop = stop or threading.Event()
     log.info("agent %s: reconciling every %g s", ctx.settings.host, ctx.settings.agent.interval_s)
     with Heartbeat(ctx, stop) as beat:
@@ -237,7 +239,7 @@ def _loop(ctx: Context, stop: threading.Event, beat: Heartbeat) -> None:
     while not stop.is_set():
         try:
             report = reconcile_once(ctx, adopt=adopt, beat=beat)
-            if stop.is_set():  # cut short (a retry's wait): the next agent starts over
+            if stop.is_set():  # cut short: the next agent starts over
                 return
             beat.send(report.to_json())
             for rollout in fleet.settle(ctx, actor=ctx.settings.host):
