@@ -232,3 +232,29 @@ def test_fleet_a_deadline_passes_by_the_databases_clock(tmp_path: Path, skew: ti
     assert done.status == "failed" and done.outcome["reason"] == "deadline passed; not live on h1"
     for each in (ctx, workstation, agent_host):
         each.close()
+
+
+def test_fleet_an_agent_stopped_while_it_waits_to_retry_reports_no_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, ref, _ = _in_rollout(tmp_path)
+    ctx.settings.agent.interval_s, ctx.settings.agent.start_retry_s = 0.1, 30.0
+    monkeypatch.setattr(host, "ensure_bento", lambda _ctx, ref: str(ref))
+    _starts(monkeypatch, StartFailed("crashed"))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(ctx, stop))
+    thread.start()
+    try:
+        wait = time.monotonic() + 10
+        while not _failures(ctx) and time.monotonic() < wait:
+            time.sleep(0.05)
+        time.sleep(0.3)  # keep-alives while it waits to retry
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert [(f["tries"], f["retry_in_s"]) for f in _failures(ctx)] == [(1, 30.0)]
+    [h1] = ctx.registry.hosts()
+    assert h1.report["busy"] == f"starting {ref} (try 1 of 3)"  # a keep-alive, the last word
+    assert fleet.settle(ctx, actor="test") == []  # nothing says the start failed for good
+    ctx.close()
