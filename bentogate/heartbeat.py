@@ -2,8 +2,9 @@
 
 The agent sends the report of each pass (:meth:`Heartbeat.send`). A pass can take long: a
 Bento starting, a cutover waiting for HAProxy's checks, the wait before a retry. Meanwhile a
-thread of the heartbeat's own sends a keep-alive whenever the agent is busy and no heartbeat
-went out for ``agent.interval_s``, so a slow start never makes the host look stale. A
+thread of the heartbeat's own sends a keep-alive whenever the pass has run and no heartbeat
+went out for ``agent.interval_s``, so a slow start never makes the host look stale (a quick
+pass sends none: its report follows). A
 keep-alive repeats the last report with ``busy`` (what the agent is doing) and without its
 ``failed`` versions: those were judged when they were sent, and a later rollout of the same
 version must not read them again. The thread writes through a registry of its own (its own
@@ -36,13 +37,15 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._report: dict[str, Any] = {"host": ctx.settings.host, "pid": os.getpid(), "models": {}}
         self._busy: str | None = "starting"
-        self._sent_at = -math.inf  # time.monotonic() of the last heartbeat
+        self._busy_since = self._sent_at = -math.inf  # time.monotonic() of each
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._keep_alive, name="heartbeat", daemon=True)
 
     def doing(self, what: str) -> None:
         """Say what the agent is busy with (shown in keep-alives until the next report)."""
         with self._lock:
+            if self._busy is None:
+                self._busy_since = time.monotonic()
             self._busy = what
 
     def wait(self, seconds: float) -> bool:
@@ -57,12 +60,12 @@ class Heartbeat:
             self._report, self._busy, self._sent_at = report, None, time.monotonic()
 
     def keep_alive(self, registry: Registry) -> bool:
-        """Send a keep-alive through ``registry`` if the agent is busy and the last heartbeat
-        is ``agent.interval_s`` old; True if one was sent. Raises what ``Registry.heartbeat``
-        raises."""
+        """Send a keep-alive through ``registry`` if the agent has been busy and without a
+        heartbeat for ``agent.interval_s``; True if one was sent. Raises what
+        ``Registry.heartbeat`` raises."""
         with self._lock:
-            due = time.monotonic() - self._sent_at >= self._ctx.settings.agent.interval_s
-            if self._busy is None or not due:
+            since = time.monotonic() - max(self._sent_at, self._busy_since)
+            if self._busy is None or since < self._ctx.settings.agent.interval_s:
                 return False
             models = {
                 name: {**entry, "failed": None} for name, entry in self._report["models"].items()

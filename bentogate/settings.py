@@ -169,8 +169,8 @@ class AgentSettings(BaseModel):
     interval_s: float = Field(
         2.0,
         gt=0,
-        description="Seconds between two reconciliations; also the longest the agent goes "
-        "without a heartbeat while it waits (for a Bento, a cutover, a retry).",
+        description="Seconds between two reconciliations; a pass that runs longer (a Bento "
+        "starting, a cutover, a retry's wait) sends a keep-alive heartbeat this often.",
     )
     max_backoff_s: float = Field(
         30.0, description="Longest wait between retries while the governance DB is unreachable."

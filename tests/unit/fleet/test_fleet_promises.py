@@ -143,7 +143,7 @@ def test_fleet_an_agent_told_to_stop_does_not_retry(
 # -- keep-alive heartbeats -------------------------------------------------------------------
 
 
-def test_fleet_keep_alives_only_while_busy_and_without_judged_failures(tmp_path: Path) -> None:
+def test_fleet_keep_alives_only_in_a_long_pass_and_without_judged_failures(tmp_path: Path) -> None:
     ctx = context(tmp_path, host="h1", agent={"interval_s": 0.2})
     beat = Heartbeat(ctx, threading.Event())
     beat.send(report("fraud", "1", failed="2", error="boom"))
@@ -151,7 +151,9 @@ def test_fleet_keep_alives_only_while_busy_and_without_judged_failures(tmp_path:
     time.sleep(0.25)
     assert not beat.keep_alive(ctx.registry)  # idle: the next pass reports
     beat.doing("starting fraud:2 (try 1 of 3)")
-    assert beat.keep_alive(ctx.registry)
+    assert not beat.keep_alive(ctx.registry)  # a quick pass sends none: its report follows
+    time.sleep(0.25)
+    assert beat.keep_alive(ctx.registry)  # a pass that runs long does
     assert not beat.keep_alive(ctx.registry)  # one per interval
     [alive] = ctx.registry.hosts()
     assert alive.last_heartbeat > sent.last_heartbeat
