@@ -13,7 +13,7 @@ from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
 from bentogate.locks import file_lock
 from bentogate.settings import Settings
 from bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
-from governance import Registry
+from governance import Anchor, Registry
 from haproxy import ProxyPaths, Sidecar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
@@ -75,7 +75,13 @@ class Context:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            registry = Registry(self.settings.database_url, environment=self.settings.environment)
+            settings = self.settings
+            anchor = Anchor(
+                settings.checkpoint_key, settings.checkpoint_log, settings.audit.checkpoint_every
+            )
+            registry = Registry(
+                settings.database_url, environment=settings.environment, anchor=anchor
+            )
             if self.settings.db_url is None:
                 # The embedded SQLite DB belongs to this host alone: keep it migrated. A shared
                 # DB is migrated on purpose, with `bentogate db upgrade`.

@@ -183,6 +183,30 @@ class AgentSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """The audit trail's anchor outside the database: signed checkpoints of the chain's head."""
+
+    checkpoint_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, mode 600) that signs the checkpoints; created "
+        "on first use. Keep it outside the database (every writer of a shared DB needs the "
+        "same key). Default: home/keys/audit-checkpoint.pem.",
+        examples=["/etc/bentogate/audit-checkpoint.pem"],
+    )
+    checkpoint_log: Path | None = Field(
+        None,
+        description="File every checkpoint is appended to (a WORM store or another host's "
+        "mount). Default: home/audit-checkpoints.jsonl.",
+        examples=["/mnt/worm/bentogate/audit-checkpoints.jsonl"],
+    )
+    checkpoint_every: int = Field(
+        100,
+        ge=1,
+        description="A checkpoint at least every this many audit rows (and at every "
+        "promotion, rollback and retirement).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything bentogate can be told. ``home`` holds all state of one host."""
 
@@ -212,6 +236,7 @@ class Settings(BaseSettings):
     bento: BentoSettings = BentoSettings()
     gate: GateSettings = GateSettings()
     agent: AgentSettings = AgentSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("home")
     @classmethod
@@ -237,6 +262,18 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The governance DB URL: ``db_url`` or SQLite in ``home``."""
         return self.db_url or f"sqlite:///{(self.home / 'governance.db').resolve()}"
+
+    @property
+    def checkpoint_key(self) -> Path:
+        """The audit checkpoints' signing key: ``audit.checkpoint_key`` or under home."""
+        key = self.audit.checkpoint_key
+        return key.expanduser().resolve() if key else self.home / "keys" / "audit-checkpoint.pem"
+
+    @property
+    def checkpoint_log(self) -> Path:
+        """Where checkpoints are appended: ``audit.checkpoint_log`` or under home."""
+        log = self.audit.checkpoint_log
+        return log.expanduser().resolve() if log else self.home / "audit-checkpoints.jsonl"
 
     @property
     def bentos_dir(self) -> Path:

@@ -19,8 +19,9 @@ from typing import Any, NoReturn
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
-from bentogate.errors import BentogateError, GovernanceError, NotFoundError
-from governance import audit
+from bentogate.errors import BentogateError, ConfigError, GovernanceError, NotFoundError
+from governance import audit, checkpoints
+from governance.checkpoints import Anchor
 from governance.db import Database, translate
 from governance.states import Action, Outcome, State, refusal_message
 
@@ -43,6 +44,8 @@ class Attempt:
     from_state: State | None = None
     to_state: State | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    #: whether this attempt appended an audit row (a checkpoint may then be due)
+    appended: bool = False
 
     def now(self) -> datetime:
         """Return the current UTC time (the registry's clock)."""
@@ -72,6 +75,7 @@ class Attempt:
     ) -> None:
         """Append an ``ok`` audit row for this attempt (or a side effect of it, e.g. the demotion
         a promotion causes, via ``action``/``version``) in the caller's transaction."""
+        self.appended = True
         audit.append(
             session,
             audit.Record(
@@ -107,28 +111,43 @@ class Attempt:
 
 
 @contextmanager
-def transaction(db: Database, attempt: Attempt) -> Iterator[tuple[Session, Attempt]]:
+def transaction(
+    db: Database, attempt: Attempt, anchor: Anchor | None = None
+) -> Iterator[tuple[Session, Attempt]]:
     """Yield a session in a write transaction for ``attempt`` (and the attempt), committed when
     the block ends. A :class:`GovernanceError` or :class:`NotFoundError` raised in the block
     rolls it back and is audited as ``refused``; a SQLAlchemy error is translated first
-    (:func:`governance.db.translate`), and audited if it is a refusal."""
+    (:func:`governance.db.translate`), and audited if it is a refusal. With ``anchor``, a
+    checkpoint that falls due is signed in the transaction and appended to the log after it."""
+    sealed = None
     try:
         with db.write() as session:
             yield session, attempt
+            if anchor is not None and attempt.appended:
+                sealed = checkpoints.seal(session, anchor, attempt.now())
     except exc.SQLAlchemyError as err:
         prefix = f"refused: {attempt.action} {attempt.subject} — "
         translated = translate(err, db.url, prefix)
         if isinstance(translated, GovernanceError):
-            _audit_refusal(db, attempt, translated)
+            _audit_refusal(db, attempt, translated, anchor)
         raise translated from err
     except (GovernanceError, NotFoundError) as err:
-        _audit_refusal(db, attempt, err)
+        _audit_refusal(db, attempt, err, anchor)
         raise
+    if anchor is not None and sealed is not None:
+        checkpoints.publish(anchor, sealed)
 
 
-def _audit_refusal(db: Database, attempt: Attempt, error: Exception) -> None:
+def _audit_refusal(db: Database, attempt: Attempt, error: Exception, anchor: Anchor | None) -> None:
+    sealed = None
     try:
         with db.write() as session:
             audit.append(session, attempt.refusal_record(error))
+            if anchor is not None:
+                sealed = checkpoints.seal(session, anchor, attempt.now())
+        if anchor is not None and sealed is not None:
+            checkpoints.publish(anchor, sealed)
     except exc.SQLAlchemyError as err:  # the refusal stands; say it was not audited
         error.add_note(f"the refusal could not be audited: {translate(err, db.url)}")
+    except ConfigError as err:  # the key or the checkpoint log is unusable
+        error.add_note(f"the refusal could not be audited and checkpointed: {err}")
