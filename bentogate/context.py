@@ -80,7 +80,10 @@ class Context:
                 settings.checkpoint_key, settings.checkpoint_log, settings.audit.checkpoint_every
             )
             registry = Registry(
-                settings.database_url, environment=settings.environment, anchor=anchor
+                settings.database_url,
+                environment=settings.environment,
+                anchor=anchor,
+                require_authenticated=settings.require_authenticated,
             )
             if self.settings.db_url is None:
                 # The embedded SQLite DB belongs to this host alone: keep it migrated. A shared

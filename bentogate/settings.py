@@ -231,6 +231,12 @@ class Settings(BaseSettings):
         examples=["/mnt/shared/bentos"],
     )
     environment: str = Field("prod", description="Environment name in the governance DB.")
+    require_authenticated: bool = Field(
+        True,
+        description="PostgreSQL: refuse an actor named (--actor, --validator, ...) who is not "
+        "the database role that connects. SQLite always lets the one-machine demo name people, "
+        "and records their rows as unauthenticated.",
+    )
     ports: PortSettings = PortSettings()
     haproxy: HAProxySettings = HAProxySettings()
     bento: BentoSettings = BentoSettings()

@@ -24,6 +24,8 @@ Where each thing is::
     store.py      what Registry stands on: the database, its schema, audited writes, reads,
                   the audit trail (rows, rejections, verification)
     attempt.py    one audited write: its transaction; a refusal is rolled back, then audited
+    identity.py   who acts: the identity the database authenticated (PostgreSQL role, OS user
+                  on SQLite); a named actor is unauthenticated (refused on PostgreSQL if required)
     audit.py      the append-only, hash-chained log: append, verify
     checkpoints.py signed checkpoints of the chain's head (key and log outside the DB): seal,
                   publish, verify

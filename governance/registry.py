@@ -273,7 +273,7 @@ class Registry(Store):
         port: int,
         pid: int | None,
         role: Role,
-        actor: str = SYSTEM_ACTOR,
+        actor: str | None = None,
     ) -> records.DeploymentInfo:
         """Record that ``model:version`` runs on ``host:port``; returns the deployment.
         Raises :class:`IllegalTransition` (unapproved version; live but not production),
@@ -281,8 +281,9 @@ class Registry(Store):
         with self._write(Action.DEPLOY, actor, model, version) as (s, a):
             return deployments.record(s, a, host=host, port=port, pid=pid, role=role)
 
-    def end_deployment(self, deployment_id: int, *, actor: str = SYSTEM_ACTOR) -> None:
-        """Mark a deployment stopped (no-op if it already is). Raises :class:`NotFoundError`."""
+    def end_deployment(self, deployment_id: int, *, actor: str | None = None) -> None:
+        """Mark a deployment stopped (no-op if it already is; ``actor`` None: the
+        authenticated identity). Raises :class:`NotFoundError`."""
         with self._write(Action.UNDEPLOY, actor) as (s, a):
             deployments.end(s, a, deployment_id)
 
@@ -296,7 +297,7 @@ class Registry(Store):
         """Record that ``host``'s agent is alive now and what it reports (a JSON object:
         what it serves, health, errors). Not audited. Returns the host. Raises
         :class:`GovernanceError` (not a JSON object), :class:`ConfigError` (DB unreachable)."""
-        with self._write(Action.HEARTBEAT, host) as (s, a):
+        with self._write(Action.HEARTBEAT, None) as (s, a):
             return heartbeats.heartbeat(s, a, host=host, report=report)
 
     def hosts(self) -> list[records.HostInfo]:

@@ -5,6 +5,7 @@ chain against its signed checkpoints)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy.orm import Session
 
-from governance import audit, checkpoints, migrate, queries, records
+from governance import audit, checkpoints, identity, migrate, queries, records
 from governance.attempt import Attempt, transaction, utcnow
 from governance.checkpoints import Anchor
 from governance.db import Database
@@ -25,7 +26,9 @@ T = TypeVar("T")
 class Store:
     """The database at ``url`` for one environment. ``anchor``: where the audit checkpoints'
     key and log are (:mod:`governance.checkpoints`); without it no checkpoint is written or
-    checked."""
+    checked. Every write is done by the identity the database authenticated
+    (:mod:`governance.identity`) unless an actor is named; ``require_authenticated`` refuses
+    named actors on PostgreSQL."""
 
     def __init__(
         self,
@@ -34,11 +37,19 @@ class Store:
         environment: str = "prod",
         clock: Callable[[], datetime] = utcnow,
         anchor: Anchor | None = None,
+        require_authenticated: bool = False,
     ) -> None:
         self.environment = environment
         self._db = Database(url)
         self._clock = clock
         self._anchor = anchor
+        self._identify = functools.partial(identity.identify, require=require_authenticated)
+
+    def whoami(self) -> str:
+        """Return the identity the database authenticates this registry's writes as
+        (PostgreSQL: the connection's role; SQLite: the operating-system user)."""
+        with self._db.read() as s:
+            return identity.authenticated_user(s)
 
     @property
     def dialect(self) -> str:
@@ -102,7 +113,12 @@ class Store:
             return query(s, self.environment, *args, **kwargs)
 
     def _write(
-        self, action: Action, actor: str, model: str | None = None, version: str | None = None
+        self,
+        action: Action,
+        actor: str | None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> AbstractContextManager[tuple[Session, Attempt]]:
-        attempt = Attempt(action, self.environment, actor, self._clock, model, version)
-        return transaction(self._db, attempt, self._anchor)
+        """An audited write by ``actor`` (None: the authenticated identity)."""
+        attempt = Attempt(action, self.environment, actor or "", self._clock, model, version)
+        return transaction(self._db, attempt, self._anchor, self._identify)
