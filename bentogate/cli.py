@@ -636,6 +636,17 @@ def upgrade(obj: dict[str, Any]) -> None:
     output.emit({"schema": revision}, f"schema at {revision}")
 
 
+@db.command()
+@click.option("--prefix", default="bentogate", show_default=True, help="Group role names' prefix.")
+@output.json_option
+@click.pass_obj
+def roles(obj: dict[str, Any], prefix: str) -> None:
+    """PostgreSQL: create the group roles (developer, validator, approver, release, agent,
+    admin), their GRANTs and the duties trigger; then GRANT a group to each person's role."""
+    names = _context(obj).registry.create_roles(prefix)
+    output.emit({"roles": names}, "group roles: " + ", ".join(names))
+
+
 @cli.command()
 @click.option("--keep-running", is_flag=True, help="Leave HAProxy and the live Bento up.")
 @click.option(

@@ -24,6 +24,7 @@ Where each thing is::
     store.py      what Registry stands on: the database, its schema, audited writes, reads,
                   the audit trail (rows, rejections, verification)
     attempt.py    one audited write: its transaction; a refusal is rolled back, then audited
+    roles.py      PostgreSQL group roles, GRANTs and the duties trigger (``db roles``)
     identity.py   who acts: the identity the database authenticated (PostgreSQL role, OS user
                   on SQLite); a named actor is unauthenticated (refused on PostgreSQL if required)
     audit.py      the append-only, hash-chained log: append, verify

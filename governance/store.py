@@ -13,7 +13,7 @@ from typing import Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy.orm import Session
 
-from governance import audit, checkpoints, identity, migrate, queries, records
+from governance import audit, checkpoints, identity, migrate, queries, records, roles
 from governance.attempt import Attempt, transaction, utcnow
 from governance.checkpoints import Anchor
 from governance.db import Database
@@ -67,6 +67,12 @@ class Store:
     def schema_revision(self) -> str | None:
         """Return the database's Alembic revision (``None``: never migrated)."""
         return migrate.current_revision(self._db)
+
+    def create_roles(self, prefix: str = "bentogate") -> list[str]:
+        """PostgreSQL: create the group roles, their GRANTs and the duties trigger
+        (:mod:`governance.roles`; idempotent, run by the schema's owner after :meth:`upgrade`);
+        return the group roles' names. Raises ConfigError on SQLite."""
+        return roles.create_roles(self._db, prefix)
 
     def close(self) -> None:
         """Release every pooled connection. The registry may not be used afterwards."""
