@@ -85,7 +85,8 @@ def reconcile_once(ctx: Context, *, adopt: bool = False) -> Report:
     # Every model named: the agent routes what it has switched to, never the DB's word.
     routed: dict[str, str | None] = {m.name: None for m in models}
     routed.update(host.routed(ctx))
-    report.actions += host.adopt(ctx, routed, actor=ctx.settings.host, check_ready=adopt)
+    me = ctx.registry.acting_as(ctx.settings.host)
+    report.actions += host.adopt(ctx, routed, actor=me, check_ready=adopt)
     # After a restart, render once what the DB records (HAProxy refuses an empty spec).
     changed = adopt and bool(ctx.registry.deployments(host=ctx.settings.host))
     for model in models:
@@ -173,7 +174,7 @@ def run(ctx: Context, stop: threading.Event | None = None) -> None:
         try:
             report = reconcile_once(ctx, adopt=adopt)
             ctx.registry.heartbeat(ctx.settings.host, report.to_json())
-            for rollout in fleet.settle(ctx, actor=ctx.settings.host):
+            for rollout in fleet.settle(ctx, actor=ctx.registry.acting_as(ctx.settings.host)):
                 log.info("rollout %d of %s:%s %s", rollout.id, rollout.model, rollout.version,
                          rollout.status)  # fmt: skip
             for action in report.actions:

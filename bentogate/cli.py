@@ -413,7 +413,7 @@ def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
 def shutdown(obj: dict[str, Any]) -> None:
     """Stop every Bento of this host and its HAProxy (the DB records them as stopped)."""
     ctx = _context(obj)
-    stopped = release.shutdown(ctx, actor=ctx.settings.host)
+    stopped = release.shutdown(ctx, actor=ctx.registry.acting_as(ctx.settings.host))
     lines = [f"stopped {d.model}:{d.version} on port {d.port}" for d in stopped]
     output.emit(
         {"host": ctx.settings.host,

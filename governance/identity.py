@@ -30,6 +30,12 @@ def authenticated_user(session: Session) -> str:
         return f"uid {os.getuid()}"
 
 
+def accepts_named(dialect: str, *, require: bool) -> bool:
+    """Whether a named actor (not the authenticated identity) may act: always on SQLite; on
+    PostgreSQL only while authenticated actors are not required."""
+    return dialect != "postgresql" or not require
+
+
 def identify(session: Session, attempt: Attempt, *, require: bool) -> None:
     """Settle ``attempt``'s actor: the authenticated identity unless another name was given.
     A named actor is recorded as unauthenticated; on PostgreSQL with ``require`` it is refused
@@ -39,7 +45,7 @@ def identify(session: Session, attempt: Attempt, *, require: bool) -> None:
         attempt.actor, attempt.authenticated = who, True
         return
     attempt.authenticated = False
-    if require and session.get_bind().dialect.name == "postgresql":
+    if not accepts_named(session.get_bind().dialect.name, require=require):
         named = attempt.actor
         attempt.actor, attempt.authenticated = who, True
         attempt.payload["named_actor"] = named

@@ -43,6 +43,7 @@ class Store:
         self._db = Database(url)
         self._clock = clock
         self._anchor = anchor
+        self._require = require_authenticated
         self._identify = functools.partial(identity.identify, require=require_authenticated)
 
     def whoami(self) -> str:
@@ -50,6 +51,14 @@ class Store:
         (PostgreSQL: the connection's role; SQLite: the operating-system user)."""
         with self._db.read() as s:
             return identity.authenticated_user(s)
+
+    def acting_as(self, label: str) -> str:
+        """The actor a process records for itself (a host's agent, the bake watcher):
+        ``label`` where named actors are accepted (SQLite; PostgreSQL without
+        ``require_authenticated``), else the authenticated identity (e.g. the agent's role)."""
+        if identity.accepts_named(self.dialect, require=self._require):
+            return label
+        return self.whoami()
 
     @property
     def dialect(self) -> str:

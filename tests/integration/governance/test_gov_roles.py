@@ -233,3 +233,10 @@ def test_naming_someone_else_is_refused_and_audited(
         org.roles["ana"],
     )
     assert last["payload"] == {"named_actor": "boss", "error": "Unauthenticated"}
+
+
+def test_a_process_records_its_role_where_names_are_refused(org: Org) -> None:
+    with Registry(org.urls["rel"], require_authenticated=True) as reg:
+        assert reg.acting_as("h1") == org.roles["rel"]  # e.g. a host's agent
+    with Registry(org.urls["rel"]) as reg:
+        assert reg.acting_as("h1") == "h1"
