@@ -52,6 +52,12 @@ def test_the_demo_takes_v2_live_through_the_gate_and_leaves_nothing_running(
         assert [r.verdict for r in ctx.registry.gate_runs("fraud", "2")] == ["pass"]
         assert ctx.registry.deployments(host=ctx.settings.host) == []  # shut down
         assert not ctx.sidecar.is_running()
+        # one machine named four people: their sign-offs are recorded as unauthenticated
+        assert "named, not authenticated" in done.stderr
+        sign_offs = [e for e in ctx.registry.audit("fraud", "2") if e.action == "approve"]
+        assert [(e.actor, e.authenticated) for e in sign_offs] == [("ana.approver", False)]
+        ok, _, message = ctx.registry.verify_audit()  # and anchored by signed checkpoints
+        assert ok and "signed checkpoints verified" in message, message
     finally:
         ctx.close()
     # Nothing of it runs: no Bento, no haproxy, no warm-version expirer.

@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cli_support import run
+from sqlalchemy.orm import Session
 
 from bentogate.context import Context
 from bentogate.settings import Settings
+from governance.audit import row_hash
+from governance.schema import GENESIS_HASH, AuditHead, AuditRow
 
 
 @pytest.fixture
@@ -69,3 +73,32 @@ def test_a_model_file_swapped_after_approval_is_refused_and_audited_at_build(
     last = _audit(capsys, home)[-1]
     assert (last["action"], last["outcome"], last["actor"]) == ("verify_artifact", "refused", "rel")
     assert str(onnx) in str(last["reason"])
+
+
+def test_audit_verify_names_a_history_rewritten_and_rechained(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, registered: list[str]
+) -> None:
+    """A retirement is checkpointed (signed, in the DB and in the log outside it); then row 1
+    is edited and every hash after it recomputed with the project's own code."""
+    home = registered
+    assert run(capsys, *home, "retire", "fraud:1", "--reason", "superseded")[0] == 0
+    code, out, err = run(capsys, *home, "audit", "verify")
+    assert code == 0 and "1 signed checkpoints verified" in out, err
+    assert (tmp_path / "audit-checkpoints.jsonl").read_text().count("\n") == 1
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'governance.db'}")
+    with Session(engine) as session, session.begin():
+        session.execute(sa.text("DROP TRIGGER audit_log_no_update"))
+        rows = list(session.scalars(sa.select(AuditRow).order_by(AuditRow.id)))
+        rows[0].reason = "nothing was added"
+        previous = GENESIS_HASH
+        for row in rows:
+            row.prev_hash = previous
+            row.hash = previous = row_hash(row)
+            session.flush()
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.last_hash = previous
+    engine.dispose()
+    code, _, err = run(capsys, *home, "audit", "verify")
+    assert code == 3
+    assert f"the history up to audit row {len(rows)} was rewritten and re-chained" in err
