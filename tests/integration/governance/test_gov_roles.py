@@ -240,3 +240,13 @@ def test_a_process_records_its_role_where_names_are_refused(org: Org) -> None:
         assert reg.acting_as("h1") == org.roles["rel"]  # e.g. a host's agent
     with Registry(org.urls["rel"]) as reg:
         assert reg.acting_as("h1") == "h1"
+
+
+def test_no_role_edits_audit_rows_checkpoints_or_a_version_identity(validated: Org) -> None:
+    for statement, refused in (
+        ("UPDATE versions SET sha256 = 'b'", psycopg.errors.RestrictViolation),  # 0002's guard
+        ("UPDATE audit_log SET reason = 'x'", psycopg.errors.InsufficientPrivilege),
+        ("DELETE FROM audit_checkpoints", psycopg.errors.InsufficientPrivilege),
+    ):
+        with pytest.raises(refused):
+            validated.sql("rel", statement)
