@@ -213,17 +213,23 @@ def _against_chain(session: Session, valid: dict[int, Checkpoint], last_row: int
     query = sa.select(AuditRow.id, AuditRow.hash).where(AuditRow.id.in_(valid))
     hashes = {row.id: row.hash for row in session.execute(query)}
     found: list[Finding] = []
+    beyond = [row for row in valid if row > last_row]
+    if beyond:
+        found.append(
+            (last_row + 1, f"the audit log was truncated: it ends at row {last_row}, but a "
+             f"signed checkpoint names row {max(beyond)} (rows {last_row + 1}..{max(beyond)} "
+             "were deleted)")
+        )  # fmt: skip
     for row, checkpoint in valid.items():
         if row > last_row:
-            found.append(
-                (last_row + 1, f"the audit log was truncated: it ends at row {last_row}, but a "
-                 f"signed checkpoint names row {row} (rows {last_row + 1}..{row} were deleted)")
-            )  # fmt: skip
-        elif hashes.get(row) != checkpoint.hash:
+            continue
+        if row not in hashes:
+            found.append((row, f"audit row {row}, signed by a checkpoint, was deleted"))
+        elif hashes[row] != checkpoint.hash:
             found.append(
                 (row, f"the history up to audit row {row} was rewritten and re-chained: the "
                  f"checkpoint signed hash {checkpoint.hash[:12]}…, the row now has "
-                 f"{str(hashes.get(row))[:12]}…")
+                 f"{hashes[row][:12]}…")
             )  # fmt: skip
     return found
 
