@@ -37,8 +37,8 @@ from typing import Any
 from bentogate import bake, fleet, host, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError, DatabaseUnavailable
-from governance import ModelInfo, Role
-from haproxy import backend_name
+from bentogate.governance import ModelInfo, Role
+from bentogate.haproxy import backend_name
 
 log = logging.getLogger("bentogate.agent")
 

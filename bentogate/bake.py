@@ -60,10 +60,10 @@ import orjson
 from bentogate import fleet, gating, host, latency, release, warm
 from bentogate.context import Context, Progress, Ref
 from bentogate.errors import BentogateError
+from bentogate.governance import Action, Outcome, State, Verdict
 from bentogate.latency import Histogram, latency_breach
-from governance import Action, Outcome, State, Verdict
-from loadtest import GatePolicy, Target
-from loadtest.shadow import Scored, compare, judge, score_rows
+from bentogate.loadtest import GatePolicy, Target
+from bentogate.loadtest.shadow import Scored, compare, judge, score_rows
 
 WATCHER = "bake-watcher"  # the actor of an automatic rollback
 POLL_S = 0.25  # between two looks
@@ -114,7 +114,7 @@ class Watch:
     # came before the watcher started.
     compared_until_ns: int = 0
     # Hashes of the rows compared lately (oldest first, at most SEEN_ROWS): a row clients
-    # send again is no new evidence (as in loadtest.shadow.distinct).
+    # send again is no new evidence (as in bentogate.loadtest.shadow.distinct).
     seen: dict[int, None] = field(default_factory=dict)
     ended: bool = False  # a breach was acted on: no more looks, whatever the rollback did
 

@@ -26,6 +26,7 @@ from bentogate.errors import (
     HAProxyError,
     RolloutFailed,
 )
+from bentogate.governance import RolloutStatus
 from bentogate.inventory import audit_rows, inventory_rows, version_story
 from bentogate.progress import progress_view
 from bentogate.settings import Settings
@@ -38,7 +39,6 @@ from bentogate.tables import (
     to_text,
     watch,
 )
-from governance import RolloutStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from bentogate.bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
 from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
+from bentogate.governance import Anchor, Registry
+from bentogate.haproxy import ProxyPaths, Sidecar
 from bentogate.locks import file_lock
 from bentogate.settings import Settings
-from bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
-from governance import Anchor, Registry
-from haproxy import ProxyPaths, Sidecar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
 

@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any
 
 from bentogate.context import Context, Ref
-from governance import Action, AuditEntry, Outcome, State
+from bentogate.governance import Action, AuditEntry, Outcome, State
 
 _IN_USE = {State.PRODUCTION}
 _IN_DEVELOPMENT = {State.REGISTERED, State.VALIDATED, State.APPROVED, State.STAGED, State.GATED}

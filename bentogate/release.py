@@ -15,10 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bentogate import host, warm
+from bentogate.bentos import VersionSpec, build_bento, containerize, export_bento
 from bentogate.context import Context, Progress, Ref, artifact_dir, no_progress
 from bentogate.data import read_csv
 from bentogate.errors import BentogateError, IllegalTransition, NotFoundError, ValidationFailed
 from bentogate.gating import gate, gate_policy, needs_shadow, shadow
+from bentogate.governance import (
+    Action,
+    DeploymentInfo,
+    Role,
+    State,
+    VersionInfo,
+    next_release_action,
+)
 from bentogate.modelimport import (
     check_parity,
     import_xgboost,
@@ -26,8 +35,6 @@ from bentogate.modelimport import (
     quality,
     sha256_file,
 )
-from bentos import VersionSpec, build_bento, containerize, export_bento
-from governance import Action, DeploymentInfo, Role, State, VersionInfo, next_release_action
 
 
 def init(ctx: Context) -> None:
@@ -309,7 +316,7 @@ class Actors:
 
 def next_step(ctx: Context, info: VersionInfo) -> Action | None:
     """The release step a version in this state needs next (read off the lifecycle table,
-    :func:`governance.next_release_action`); None once it is in production. Raises
+    :func:`bentogate.governance.next_release_action`); None once it is in production. Raises
     IllegalTransition for a version off the release path (retired; rejected, naming the
     measured reason its rejection was recorded with)."""
     try:

@@ -146,7 +146,7 @@ class GateSettings(BaseModel):
     max_regression: float = Field(
         1.25,
         description="Candidate server-side p50 may be at most this x live's, measured in "
-        "the same run (the statistical rules: loadtest.GatePolicy).",
+        "the same run (the statistical rules: bentogate.loadtest.GatePolicy).",
     )
     max_tail_regression: float = Field(
         1.5, description="Candidate server-side p99 may be at most this x live's."

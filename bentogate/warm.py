@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bentogate import host
+from bentogate.bentos import pid_alive
 from bentogate.context import Context, Ref
-from bentos import pid_alive
-from governance import SYSTEM_ACTOR, Role, State
+from bentogate.governance import SYSTEM_ACTOR, Role, State
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ def stop_expired(
 ) -> list[Ref]:
     """Drain and stop every warm version whose time is over (at ``now``, default the
     current time); returns them. ``actor``: default bentogate's own (as the registry accepts
-    it, :meth:`governance.Registry.acting_as`). Holds the host lock (ConcurrentChange if it is
-    held longer than the lock's timeout)."""
+    it, :meth:`bentogate.governance.Registry.acting_as`). Holds the host lock (ConcurrentChange if
+    it is held longer than the lock's timeout)."""
     actor = actor or ctx.registry.acting_as(SYSTEM_ACTOR)
     with ctx.host_lock():
         moment = now or datetime.now(UTC)

@@ -38,8 +38,8 @@ Where each thing is::
     db.py         engines, sessions; SQLAlchemy errors become bentogate errors
 """
 
-from governance.checkpoints import Anchor
-from governance.records import (
+from bentogate.governance.checkpoints import Anchor
+from bentogate.governance.records import (
     AuditEntry,
     DeploymentInfo,
     GateRunInfo,
@@ -49,8 +49,8 @@ from governance.records import (
     ShadowRunInfo,
     VersionInfo,
 )
-from governance.registry import SYSTEM_ACTOR, Registry
-from governance.states import (
+from bentogate.governance.registry import SYSTEM_ACTOR, Registry
+from bentogate.governance.states import (
     TRANSITIONS,
     Action,
     Outcome,

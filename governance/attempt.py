@@ -1,10 +1,10 @@
 """One audited attempt: who tries what on which version, the one transaction it runs in, and
 how it is recorded either way.
 
-Every write of :class:`governance.Registry` runs in :func:`transaction`: one write transaction
-(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the model row, see
-:func:`governance.queries.locked_version`) in which it checks its rules and appends its audit
-rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
+Every write of :class:`bentogate.governance.Registry` runs in :func:`transaction`: one write
+transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the model row, see
+:func:`bentogate.governance.queries.locked_version`) in which it checks its rules and appends its
+audit rows. A refused attempt is rolled back completely and then audited as ``refused`` in a
 transaction of its own. SQLAlchemy errors of a write are translated here, once.
 """
 
@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from bentogate.governance import audit, checkpoints
+from bentogate.governance.checkpoints import Anchor
+from bentogate.governance.db import Database, translate
+from bentogate.governance.states import Action, Outcome, State, refusal_message
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from bentogate.errors import BentogateError, ConfigError, GovernanceError, NotFoundError
-from governance import audit, checkpoints
-from governance.checkpoints import Anchor
-from governance.db import Database, translate
-from governance.states import Action, Outcome, State, refusal_message
 
 #: the audit payload key saying whether the row's actor was the authenticated identity
 AUTHENTICATED = "authenticated"
@@ -49,7 +49,7 @@ class Attempt:
     payload: dict[str, Any] = field(default_factory=dict)
     #: whether this attempt appended an audit row (a checkpoint may then be due)
     appended: bool = False
-    #: whether ``actor`` is the identity the database authenticated (governance.identity);
+    #: whether ``actor`` is the identity the database authenticated (bentogate.governance.identity);
     #: ``actor`` is empty until then when nobody was named
     authenticated: bool | None = None
 
@@ -133,9 +133,10 @@ def transaction(
     """Yield a session in a write transaction for ``attempt`` (and the attempt), committed when
     the block ends. A :class:`GovernanceError` or :class:`NotFoundError` raised in the block
     rolls it back and is audited as ``refused``; a SQLAlchemy error is translated first
-    (:func:`governance.db.translate`), and audited if it is a refusal. With ``anchor``, a
+    (:func:`bentogate.governance.db.translate`), and audited if it is a refusal. With ``anchor``, a
     checkpoint that falls due is signed in the transaction and appended to the log after it.
-    ``identify`` settles who acts first (:func:`governance.identity.identify`; it may refuse)."""
+    ``identify`` settles who acts first (:func:`bentogate.governance.identity.identify`; it may
+    refuse)."""
     sealed = None
     try:
         with db.write() as session:

@@ -3,7 +3,7 @@
 SQLite: WAL journal, ``foreign_keys=ON``, a generous busy timeout, and the driver's implicit
 transaction handling turned off so that write transactions start with ``BEGIN IMMEDIATE``
 (writers serialize up front instead of failing at commit). PostgreSQL: READ COMMITTED plus
-``SELECT … FOR UPDATE`` on the model row (see :func:`governance.queries.locked_version`).
+``SELECT … FOR UPDATE`` on the model row (see :func:`bentogate.governance.queries.locked_version`).
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ class Database:
 def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> BentogateError:
     """Return the bentogate error for a SQLAlchemy error.
 
-    A privilege PostgreSQL refuses (a GRANT, the duties trigger of :mod:`governance.roles`) →
-    :class:`SeparationOfDuties`; constraint violations and lock conflicts →
-    :class:`ConcurrentChange` naming the rule;
+    A privilege PostgreSQL refuses (a GRANT, the duties trigger of
+    :mod:`bentogate.governance.roles`) → :class:`SeparationOfDuties`; constraint violations and lock
+    conflicts → :class:`ConcurrentChange` naming the rule;
     a missing schema, or one older than the code (a missing column) → :class:`ConfigError`
     saying to upgrade; an unreachable database →
     :class:`DatabaseUnavailable`; anything else →

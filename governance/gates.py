@@ -4,8 +4,9 @@ verdict makes), and their measured capacity.
 Every write is an audited attempt: it runs inside the caller's write transaction (model row
 locked), checks its input, changes the rows and appends its ``ok`` audit row; a refusal raises
 (the registry rolls back and audits it). The policy, the run's figures and the capacity details
-are opaque JSON to governance (:mod:`governance.documents`): the load-test part owns their keys,
-but for the policy's ``require_shadow``, which promotion reads (:mod:`governance.shadow`).
+are opaque JSON to governance (:mod:`bentogate.governance.documents`): the load-test part owns their
+keys, but for the policy's ``require_shadow``, which promotion reads
+(:mod:`bentogate.governance.shadow`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bentogate.governance import queries, records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import RunReport, json_copy
+from bentogate.governance.lifecycle import move
+from bentogate.governance.records import GateRunInfo, ModelInfo
+from bentogate.governance.schema import CapacityMeasurement, GatePolicy, GateRun
+from bentogate.governance.shadow import REQUIRE_SHADOW, SHADOW_RULE
+from bentogate.governance.states import GATE_TARGET, Action, State, Verdict, check_transition
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError
-from governance import queries, records
-from governance.attempt import Attempt
-from governance.documents import RunReport, json_copy
-from governance.lifecycle import move
-from governance.records import GateRunInfo, ModelInfo
-from governance.schema import CapacityMeasurement, GatePolicy, GateRun
-from governance.shadow import REQUIRE_SHADOW, SHADOW_RULE
-from governance.states import GATE_TARGET, Action, State, Verdict, check_transition
 
 
 def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any]) -> ModelInfo:

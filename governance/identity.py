@@ -2,8 +2,8 @@
 
 PostgreSQL: the session's role (``current_user``), authenticated by the server (password,
 client certificate or peer, as the DBA configures it); the roles and the database-side duty
-checks are in :mod:`governance.roles`. SQLite has no users: the operating-system user running
-the command stands in. Naming someone else is recorded as *unauthenticated*, and refused on
+checks are in :mod:`bentogate.governance.roles`. SQLite has no users: the operating-system user
+running the command stands in. Naming someone else is recorded as *unauthenticated*, and refused on
 PostgreSQL while the registry requires authenticated actors (``require_authenticated``).
 """
 
@@ -13,10 +13,10 @@ import getpass
 import os
 
 import sqlalchemy as sa
+from bentogate.governance.attempt import Attempt
 from sqlalchemy.orm import Session
 
 from bentogate.errors import Unauthenticated
-from governance.attempt import Attempt
 
 
 def authenticated_user(session: Session) -> str:

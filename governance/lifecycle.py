@@ -3,7 +3,8 @@ any point but production. :func:`move` is the one way these steps change a state
 
 Each step runs inside the caller's write transaction, checks its rules, changes the rows and
 appends its ``ok`` audit row; a refusal raises (the registry rolls back and audits it). The
-gate's step is in :mod:`governance.gates`, promotion and rollback in :mod:`governance.promotion`.
+gate's step is in :mod:`bentogate.governance.gates`, promotion and rollback in
+:mod:`bentogate.governance.promotion`.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bentogate.governance import queries, records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.records import VersionInfo
+from bentogate.governance.schema import Approval, Validation, Version
+from bentogate.governance.states import Action, State, check_transition
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, IllegalTransition, SeparationOfDuties
-from governance import queries, records
-from governance.attempt import Attempt
-from governance.records import VersionInfo
-from governance.schema import Approval, Validation, Version
-from governance.states import Action, State, check_transition
 
 
 def move(

@@ -1,6 +1,7 @@
 """Every SELECT that more than one module needs: the row lookups each write starts from
 (:func:`locked_version` takes the model row lock first) and the read-only views behind the
-:class:`~governance.Registry`'s queries, each returning :mod:`~governance.records`.
+:class:`~bentogate.governance.Registry`'s queries, each returning
+:mod:`~bentogate.governance.records`.
 
 Lookups raise :class:`NotFoundError` naming what is unknown.
 """
@@ -10,12 +11,9 @@ from __future__ import annotations
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
-
-from bentogate.errors import NotFoundError
-from governance import records
-from governance.attempt import Attempt
-from governance.schema import (
+from bentogate.governance import records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.schema import (
     AuditRow,
     Deployment,
     GateRun,
@@ -25,7 +23,10 @@ from governance.schema import (
     ShadowRun,
     Version,
 )
-from governance.states import Outcome, RolloutStatus, State, Verdict
+from bentogate.governance.states import Outcome, RolloutStatus, State, Verdict
+from sqlalchemy.orm import Session, selectinload
+
+from bentogate.errors import NotFoundError
 
 #: a table of runs judged against a policy: gate runs, shadow runs
 RunRow = TypeVar("RunRow", GateRun, ShadowRun)

@@ -1,6 +1,6 @@
-"""What callers get back: plain, frozen records (no ORM object ever leaves :mod:`governance`),
-and the one function per record that makes it from its row (JSON fields deep-copied, so a
-caller can never alias a row)."""
+"""What callers get back: plain, frozen records (no ORM object ever leaves
+:mod:`bentogate.governance`), and the one function per record that makes it from its row (JSON
+fields deep-copied, so a caller can never alias a row)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from governance import schema
-from governance.states import Role, State
+from bentogate.governance import schema
+from bentogate.governance.states import Role, State
 
 
 @dataclass(frozen=True)

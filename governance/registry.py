@@ -1,14 +1,14 @@
 """The public face of the governance database: :class:`Registry`, the one class. Each method
 opens a transaction and calls one function of the module that holds its concept: a write runs
-as one audited attempt (:func:`governance.attempt.transaction`; a refusal is rolled back and
-audited), a read in a read session (:mod:`governance.queries`)."""
+as one audited attempt (:func:`bentogate.governance.attempt.transaction`; a refusal is rolled back
+and audited), a read in a read session (:mod:`bentogate.governance.queries`)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
-from governance import (
+from bentogate.governance import (
     deployments,
     gates,
     heartbeats,
@@ -20,9 +20,9 @@ from governance import (
     rollouts,
     shadow,
 )
-from governance.documents import RunReport
-from governance.states import Action, Role
-from governance.store import Store
+from bentogate.governance.documents import RunReport
+from bentogate.governance.states import Action, Role
+from bentogate.governance.store import Store
 
 SYSTEM_ACTOR = "bentogate"
 
@@ -33,7 +33,7 @@ class Registry(Store):
     first call; call :meth:`upgrade` once before use, it is idempotent). Failures:
     :class:`NotFoundError` for unknown names, :class:`GovernanceError` subclasses for refused
     actions, :class:`ConfigError` for an unusable or un-migrated database. The database, the
-    audited writes and the audit trail: :class:`governance.store.Store`."""
+    audited writes and the audit trail: :class:`bentogate.governance.store.Store`."""
 
     # -- models & versions (registration, lifecycle, promotion) ------------------------------
     def ensure_model(
@@ -143,9 +143,10 @@ class Registry(Store):
         """The most recently demoted version back to production under promote's rules but the
         shadow rule (``sha256``, if given, checked too); returns it. ``reason``: the audit row's;
         ``evidence`` (the bake watcher's figures, audited) makes it automatic: the version leaving
-        production failed its bake (:mod:`governance.promotion`); ``replacing``: only while it is
-        production. Raises NotFoundError (no previous version), GovernanceError (evidence not
-        JSON; ConcurrentChange: ``replacing`` not production), the errors of :meth:`promote`."""
+        production failed its bake (:mod:`bentogate.governance.promotion`); ``replacing``: only
+        while it is production. Raises NotFoundError (no previous version), GovernanceError
+        (evidence not JSON; ConcurrentChange: ``replacing`` not production), the errors of
+        :meth:`promote`."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(
                 s, a, sha256=sha256, reason=reason, evidence=evidence, replacing=replacing

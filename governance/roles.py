@@ -17,7 +17,8 @@ them their group (``GRANT bentogate_validator TO vic``). Then, whatever client t
   migration 0002's guards). A superuser is exempt from all of this, as PostgreSQL's is anyway.
 
 What a trigger refuses raises SQLSTATE 42501 (insufficient privilege) naming the rule:
-:func:`governance.db.translate` makes it a :class:`SeparationOfDuties`, audited as refused.
+:func:`bentogate.governance.db.translate` makes it a :class:`SeparationOfDuties`, audited as
+refused.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
+from bentogate.governance.db import Database
 
 from bentogate.errors import ConfigError
-from governance.db import Database
 
 GROUPS = ("developer", "validator", "approver", "release", "agent", "admin")
 #: tables a release engineer, an agent and an admin write besides the audit trail

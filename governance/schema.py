@@ -12,10 +12,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from bentogate.governance.states import Outcome, Role, State, Verdict
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
-
-from governance.states import Outcome, Role, State, Verdict
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -212,7 +211,7 @@ class GateRun(Base):
 class ShadowRun(Base):
     """A shadow run: the version scored recent live requests beside the production version
     (``compared_with``); the policy it was judged against is frozen into it. Its verdict
-    changes no state (promotion reads it: :mod:`governance.shadow`)."""
+    changes no state (promotion reads it: :mod:`bentogate.governance.shadow`)."""
 
     __tablename__ = "shadow_runs"
 
@@ -321,7 +320,7 @@ class PolicyException(Base):
 
 
 class AuditRow(Base):
-    """Append-only; ``id`` is assigned by :mod:`governance.audit` under the head lock."""
+    """Append-only; ``id`` is assigned by :mod:`bentogate.governance.audit` under the head lock."""
 
     __tablename__ = "audit_log"
 
@@ -354,8 +353,8 @@ class AuditHead(Base):
 
 
 class AuditCheckpoint(Base):
-    """A signed checkpoint of the chain's head (:mod:`governance.checkpoints`); append-only.
-    The same checkpoint is appended to the checkpoint log outside the database."""
+    """A signed checkpoint of the chain's head (:mod:`bentogate.governance.checkpoints`);
+    append-only. The same checkpoint is appended to the checkpoint log outside the database."""
 
     __tablename__ = "audit_checkpoints"
 

@@ -1,7 +1,7 @@
-"""What every :class:`~governance.Registry` method stands on: the database of one environment
-(its schema, migrated by Alembic), a write as one audited attempt, a read in a read session,
-and the audit trail itself (its rows, why a version was rejected, and the verification of the
-chain against its signed checkpoints)."""
+"""What every :class:`~bentogate.governance.Registry` method stands on: the database of one
+environment (its schema, migrated by Alembic), a write as one audited attempt, a read in a read
+session, and the audit trail itself (its rows, why a version was rejected, and the verification of
+the chain against its signed checkpoints)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Concatenate, ParamSpec, Self, TypeVar
 
+from bentogate.governance import audit, checkpoints, identity, migrate, queries, records, roles
+from bentogate.governance.attempt import Attempt, transaction, utcnow
+from bentogate.governance.checkpoints import Anchor
+from bentogate.governance.db import Database
+from bentogate.governance.states import Action
 from sqlalchemy.orm import Session
-
-from governance import audit, checkpoints, identity, migrate, queries, records, roles
-from governance.attempt import Attempt, transaction, utcnow
-from governance.checkpoints import Anchor
-from governance.db import Database
-from governance.states import Action
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,10 +24,10 @@ T = TypeVar("T")
 
 class Store:
     """The database at ``url`` for one environment. ``anchor``: where the audit checkpoints'
-    key and log are (:mod:`governance.checkpoints`); without it no checkpoint is written or
-    checked. Every write is done by the identity the database authenticated
-    (:mod:`governance.identity`) unless an actor is named; ``require_authenticated`` refuses
-    named actors on PostgreSQL."""
+    key and log are (:mod:`bentogate.governance.checkpoints`); without it no checkpoint is written
+    or checked. Every write is done by the identity the database authenticated
+    (:mod:`bentogate.governance.identity`) unless an actor is named; ``require_authenticated``
+    refuses named actors on PostgreSQL."""
 
     def __init__(
         self,
@@ -79,8 +78,8 @@ class Store:
 
     def create_roles(self, prefix: str = "bentogate") -> list[str]:
         """PostgreSQL: create the group roles, their GRANTs and the duties trigger
-        (:mod:`governance.roles`; idempotent, run by the schema's owner after :meth:`upgrade`);
-        return the group roles' names. Raises ConfigError on SQLite."""
+        (:mod:`bentogate.governance.roles`; idempotent, run by the schema's owner after
+        :meth:`upgrade`); return the group roles' names. Raises ConfigError on SQLite."""
         return roles.create_roles(self._db, prefix)
 
     def close(self) -> None:

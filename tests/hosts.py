@@ -30,13 +30,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from bentogate.bentos import pid_alive
+from bentogate.governance import DeploymentInfo, Role, State
+from bentogate.haproxy import Sidecar, backend_name
+
 from bentogate import host, release, warm
 from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.settings import Settings
-from bentos import pid_alive
-from governance import DeploymentInfo, Role, State
-from haproxy import Sidecar, backend_name
 
 ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
 

@@ -4,11 +4,11 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2025-01-07 00:00:00
 
-Each row is what :mod:`governance.checkpoints` signed with the key kept outside the database:
-an audit row's id and hash, and when. The same checkpoints are appended to a log file outside
-the database; ``verify_audit`` compares the chain with both. The table is append-only like
+Each row is what :mod:`bentogate.governance.checkpoints` signed with the key kept outside the
+database: an audit row's id and hash, and when. The same checkpoints are appended to a log file
+outside the database; ``verify_audit`` compares the chain with both. The table is append-only like
 ``audit_log`` (the 0002 guards, repeated for it). A frozen snapshot: it does not import
-``governance.schema``.
+``bentogate.governance.schema``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from bentogate.governance import Registry, Role, State
 from governance_support import SHA, gate, register
 
 from bentogate.errors import (
@@ -15,7 +16,6 @@ from bentogate.errors import (
     NotFoundError,
     SeparationOfDuties,
 )
-from governance import Registry, Role, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]
