@@ -57,9 +57,11 @@ CI_GATE: dict[str, float] = {
     "max_regression": 50,
     "max_tail_regression": 50,
 }
-#: How Bentos run on a test host: tests stop warm versions themselves (``warm.stop_expired``
-#: or ``bentogate expire``); no detached expirer outlives a test.
-TEST_BENTO: dict[str, Any] = {"expire_warm": "manual"}
+#: How Bentos run on a test host: one replica per version unless a test asks for more (three
+#: hosts of a fleet test on two cores; the default, one per core, is the demo's and the
+#: bench's); tests stop warm versions themselves (``warm.stop_expired`` or ``bentogate
+#: expire``), so no detached expirer outlives a test.
+TEST_BENTO: dict[str, Any] = {"replicas": 1, "expire_warm": "manual"}
 
 HOST_PORTS = 16  # the size of one host's port block: 2 models, stats, 11 backends
 
