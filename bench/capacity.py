@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.stats import percentiles_ms
-from loadtest import FAIL, INCONCLUSIVE, MAX_GENERATOR_CPU, PASS, highest_passing_rate
+from bentogate.loadtest import FAIL, INCONCLUSIVE, MAX_GENERATOR_CPU, PASS, highest_passing_rate
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def find_capacity(
     progress: Callable[[str], None] = lambda _: None,
     step_runner: Callable[[int, float, LoadSpec], Step] = run_step,
 ) -> Capacity:
-    """The highest rate ``port`` holds (:func:`loadtest.highest_passing_rate`: double from
+    """The highest rate ``port`` holds (:func:`bentogate.loadtest.highest_passing_rate`: double from
     ``start_rate``, halving to ``min_rate`` first on a busy machine, then bisect to
     ``resolution``), each step a ``bench.openloop`` run judged against ``spec``."""
     steps: list[Step] = []

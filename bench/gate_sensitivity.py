@@ -10,8 +10,8 @@ timed at several copy sizes (a chain costs more in a copy that no longer fits th
 then corrected by a probe gate of each copy (:func:`settle`: served, a chain costs more
 still).
 Each copy is registered, validated, approved, built and deployed as any candidate, gated
-``--runs`` times against live (``loadtest.run_gate`` directly, as ``gating.gate`` does, but
-without recording a verdict: a rejected version could not be gated again), quiet and noisy
+``--runs`` times against live (``bentogate.loadtest.run_gate`` directly, as ``gating.gate`` does,
+but without recording a verdict: a rejected version could not be gated again), quiet and noisy
 runs interleaved, and retired once the next copy is deployed (``release.retire`` refuses
 to drain a version HAProxy's candidate route still points at). Noisy: another process
 burns one core in bursts (:mod:`bench.noise`) for the whole gate.
@@ -43,9 +43,9 @@ from bentogate import gating, release
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.data import make_demo_files, read_csv
 from bentogate.errors import LoadTestError
+from bentogate.loadtest import GatePolicy, GateResult, run_gate
 from bentogate.modelimport import load_artifact
 from bentogate.settings import GateSettings
-from loadtest import GatePolicy, GateResult, run_gate
 
 FACTORS = (1.0, 1.25, 1.5, 2.0)
 QUIET, NOISY = "quiet", "noisy"

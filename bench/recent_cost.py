@@ -115,15 +115,18 @@ def in_process(models: ModelFiles, rounds: int, block: int) -> dict[str, Any]:
         raise RuntimeError(f"in-process predictions answered {sorted(set(statuses))}, not 200")
     keeps, none = (np.asarray(times[rows]) * 1e6 for rows in apps)
     added = keeps - none
-    low, high = np.percentile(added, [5, 95])
+    # The median paired difference, and its 95 % bootstrap interval (resampled pairs).
+    resampled = np.random.default_rng(0).choice(added, size=(4000, added.size))
+    ci_low, ci_high = np.percentile(np.median(resampled, axis=1), [2.5, 97.5])
+    spread_low, spread_high = np.percentile(added, [5, 95])
     return {
         "rounds": rounds,
         "block": block,
         "keeps_us": float(np.median(keeps)),
         "none_us": float(np.median(none)),
         "added_us": float(np.median(added)),
-        "added_p5_us": float(low),
-        "added_p95_us": float(high),
+        "added_ci95_us": [float(ci_low), float(ci_high)],
+        "added_p5_p95_us": [float(spread_low), float(spread_high)],
     }
 
 
@@ -176,6 +179,8 @@ def write(results: dict[str, Any], out: Path) -> None:
     (out / "recent_cost.json").write_text(json.dumps(results, indent=1) + "\n")
     inproc, haproxy = results["in_process"], results["haproxy"]
     goal = goal_us(results)
+    ci_low, ci_high = inproc["added_ci95_us"]
+    spread_low, spread_high = inproc["added_p5_p95_us"]
     lines = [
         "# What keeping recent rows costs the prediction path",
         "",
@@ -188,9 +193,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"**In-process** (the prediction app, {inproc['rounds']} interleaved pairs of blocks "
         f"of {inproc['block']} requests): {inproc['keeps_us']:.1f} µs per request keeping "
         f"{DEFAULT.recent_rows:,} rows, {inproc['none_us']:.1f} µs keeping none; added "
-        f"**{inproc['added_us']:+.2f} µs** (blocks' paired differences, 5-95 %: "
-        f"{inproc['added_p5_us']:+.2f} to {inproc['added_p95_us']:+.2f} µs). Goal "
-        f"{'met' if inproc['added_p95_us'] <= goal else 'NOT met'}.",
+        f"**{inproc['added_us']:+.2f} µs**, the median of the pairs' differences (95 % "
+        f"bootstrap interval {ci_low:+.2f} to {ci_high:+.2f} µs; single pairs, 5-95 %: "
+        f"{spread_low:+.1f} to {spread_high:+.1f} µs, the machine's noise). Goal "
+        f"{'met: the whole interval is below it' if ci_high <= goal else 'NOT met'}.",
         "",
         "**Through HAProxy** (serial requests, interleaved rounds):",
         "",
@@ -224,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bentogate-recent-") as temp:
         work = Path(temp)
         options = Options(
-            workers=1, replicas=1, project_dir=Path.cwd(), serial_count=args.serial_count,
+            workers=1, replicas=None, project_dir=Path.cwd(), serial_count=args.serial_count,
             serial_warmup=500, load=LoadSpec(bodies=work / "bodies.json"), quick=False,
         )  # fmt: skip
         started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -32,10 +32,10 @@ from bench.release_timing import Probe, first_promotion, release_to_gate
 from bench.run import RESULTS_DIR, Progress
 from bench.stack import ACTORS, MODEL, bentogate_host, production_port
 from bentogate import release
+from bentogate.bentos import process_tree
 from bentogate.context import PROJECT_DIR, Context, Ref, artifact_dir
 from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.modelimport import load_artifact
-from bentos import process_tree
 
 
 def _model(directory: Path) -> tuple[Path, Path]:

@@ -164,7 +164,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['background_cpu']['end']:.0%} after.",
         "",
         "Copies of the live version (same scores, more trees of zeros to walk) whose server "
-        "time is the factor x live's, each gated against live (`loadtest.run_gate`, the "
+        "time is the factor x live's, each gated against live (`bentogate.loadtest.run_gate`, the "
         f"release gate) several times; quiet: nothing else on purpose; {noisy}. One Bento "
         "(1 worker) per version.",
         "",

@@ -122,7 +122,8 @@ def _converge(
     changed = False
     if not any(d.version == desired for d in deployments):
         host.ensure_bento(ctx, ref)
-        host.start(ctx, ref, replicas=1, role=Role.LIVE, actor=actor)
+        replicas = ctx.settings.bento.replica_count()
+        host.start(ctx, ref, replicas=replicas, role=Role.LIVE, actor=actor)
         report.actions.append(f"started {ref}")
     if routed.get(model.name) != desired:
         # Its backend joins HAProxy (also one adopted after a restart); the live route

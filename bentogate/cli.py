@@ -246,10 +246,14 @@ def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> N
 @cli.command()
 @click.argument("ref", callback=_ref)
 @_actor()
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 16),
+    help="Replicas to start (default: bento.replicas, one per core of this host).",
+)
 @output.json_option
 @click.pass_obj
-def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int) -> None:
+def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int | None) -> None:
     """Serve REF on its own port(s) behind HAProxy as the candidate."""
     ctx = _context(obj)
     with progress_view() as progress:

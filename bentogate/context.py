@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 
 from bentogate.bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
@@ -16,7 +17,10 @@ from bentogate.haproxy import ProxyPaths, Sidecar
 from bentogate.locks import file_lock
 from bentogate.settings import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent  # where service.py and bentofile.yaml are
+# What a Bento is built from (service.py, bentofile.yaml, serving/, the serving requirements):
+# the package's _bento, links to the checkout's top level there, the files themselves in an
+# installed wheel. pip installs unpacked, so it is a directory (str: a Traversable's path).
+PROJECT_DIR = Path(str(resources.files("bentogate") / "_bento"))
 
 Progress = Callable[[str], None]
 """Where a long step reports what it is doing, one line each: a line names what starts now

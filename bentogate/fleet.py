@@ -24,8 +24,8 @@ from typing import Any
 from bentogate import host as this_host
 from bentogate.context import Context, Progress, Ref
 from bentogate.errors import GovernanceError, IntegrityError
+from bentogate.governance import HostInfo, RolloutInfo, RolloutStatus, VersionInfo
 from bentogate.inventory import table
-from governance import HostInfo, RolloutInfo, RolloutStatus, VersionInfo
 
 
 class Judged(enum.StrEnum):

@@ -18,9 +18,8 @@ from bentogate.errors import (
     ShadowFailed,
     ShadowInconclusive,
 )
-from bentogate.modelimport import load_artifact
-from governance import Role, Verdict
-from loadtest import (
+from bentogate.governance import Role, Verdict
+from bentogate.loadtest import (
     CapacityResult,
     GatePolicy,
     GateResult,
@@ -30,6 +29,7 @@ from loadtest import (
     run_gate,
     run_shadow,
 )
+from bentogate.modelimport import load_artifact
 
 
 def gate_policy(ctx: Context, model: str) -> GatePolicy:

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loadtest import GatePolicy
-from loadtest.shadow import wilson
+from bentogate.loadtest import GatePolicy
+from bentogate.loadtest.shadow import wilson
 
 #: BentoML's request-duration histogram, as service.py names it (``metrics.namespace``
 #: "bentoml_service"): one series per endpoint and response code, summed over workers.

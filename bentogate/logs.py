@@ -2,7 +2,7 @@
 per request, and where each Bento's own log is, per version.
 
 The request log's lines are HAProxy's own, drained into the file by the sidecar's log writer
-(:mod:`haproxy.accesslog`); this module finds the file and picks the lines of one model:
+(:mod:`bentogate.haproxy.accesslog`); this module finds the file and picks the lines of one model:
 those of its two ports' frontends and of its versions' backends (a 503 of an unrouted port
 has no backend of a version, a server going DOWN has no frontend).
 """
@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bentogate.bentos import container_name, log_path
 from bentogate.context import Context
 from bentogate.errors import HAProxyError
-from bentos import container_name, log_path
-from haproxy import backend_name, follow_log, frontend_name, lines_about, tail_log
+from bentogate.haproxy import backend_name, follow_log, frontend_name, lines_about, tail_log
 
 
 @dataclass(frozen=True)

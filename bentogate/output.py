@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from governance import VersionInfo
+from bentogate.governance import VersionInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -176,9 +176,15 @@ def build(
 
 
 def deploy(
-    ctx: Context, ref: Ref, *, actor: str, replicas: int = 1, progress: Progress = no_progress
+    ctx: Context,
+    ref: Ref,
+    *,
+    actor: str,
+    replicas: int | None = None,
+    progress: Progress = no_progress,
 ) -> VersionInfo:
-    """Serve the built version on its own port(s), add it to HAProxy as the candidate.
+    """Serve the built version on its own port(s), add it to HAProxy as the candidate:
+    ``replicas`` more of it (default ``bento.replicas``: one per core of the host).
 
     Replicas of it recorded on this host whose process is gone are ended first: deploying
     a running version replaces its dead replicas (its routes stay as they are).
@@ -189,7 +195,8 @@ def deploy(
     host.end_dead(ctx, ref, actor=actor)
     # A replica of the production version serves it: live, so the next cutover demotes it.
     role = Role.LIVE if info.state == State.PRODUCTION else Role.CANDIDATE
-    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
+    count = replicas or ctx.settings.bento.replica_count()
+    started = host.start(ctx, ref, replicas=count, role=role, actor=actor, progress=progress)
     try:
         host.apply_routes(ctx, progress=progress)
         host.wait_healthy(ctx, ref, progress=progress)

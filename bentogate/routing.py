@@ -8,11 +8,11 @@ from pathlib import Path
 
 import orjson
 
+from bentogate.bentos import max_body_bytes, model_path
 from bentogate.context import Context, artifact_dir
+from bentogate.governance import DeploymentInfo, Role
+from bentogate.haproxy import ModelRoute, ProxySpec, Server, VersionBackend, server_name
 from bentogate.modelimport import load_artifact
-from bentos import max_body_bytes, model_path
-from governance import DeploymentInfo, Role
-from haproxy import ModelRoute, ProxySpec, Server, VersionBackend, server_name
 
 
 def version_backend(ctx: Context, model: str, version: str, ports: list[int]) -> VersionBackend:

@@ -88,7 +88,14 @@ class HAProxySettings(BaseModel):
 class BentoSettings(BaseModel):
     """How Bentos are served."""
 
-    workers: int = Field(1, description="BentoML worker processes per deployed version.")
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Bentos (BentoML servers, each on its own port) per deployed version, "
+        "balanced by HAProxy; default: one per CPU core this host lets bentogate use.",
+        examples=[2],
+    )
+    workers: int = Field(1, description="BentoML worker processes per replica.")
     ready_timeout_s: float = Field(90.0, description="Wait this long for /readyz after start.")
     stop_timeout_s: float = Field(15.0, description="Graceful stop deadline before SIGKILL.")
     max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
@@ -120,6 +127,10 @@ class BentoSettings(BaseModel):
         "`bentogate expire --wait` that each cutover leaves running, this host's fleet agent, "
         "or nobody until `bentogate expire` is run.",
     )
+
+    def replica_count(self) -> int:
+        """``replicas``, or the CPU cores this process may run on when it is not set."""
+        return self.replicas or len(os.sched_getaffinity(0))
 
     def build_args(self) -> dict[str, object]:
         """The values built into each Bento (service.BentoArgs besides the model tag)."""

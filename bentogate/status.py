@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bentogate.bake import Reading, last_reading
+from bentogate.bentos import resident_bytes
 from bentogate.context import Context
 from bentogate.errors import NotFoundError
+from bentogate.haproxy import backend_name, route_key, server_name
 from bentogate.inventory import table
 from bentogate.warm import warm_versions
-from haproxy import backend_name, route_key, server_name
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
                     "5xx": server.hrsp_5xx if server else None,
                     "rtime_ms": server.rtime_ms if server else None,
                     "ttime_ms": server.ttime_ms if server else None,
+                    "memory_mb": _memory_mb(deployment.pid),
                 }
             )
     return rows
@@ -152,7 +154,15 @@ _COLUMNS = (
     "backend_port",
     "health",
     "check",
+    "memory_mb",
 )
+
+
+def _memory_mb(pid: int | None) -> float | None:
+    """The replica's resident memory (its process tree's RSS) in MB; None if it is not
+    running here."""
+    size = resident_bytes(pid) if pid is not None else None
+    return round(size / 1e6, 1) if size is not None else None
 
 
 def _bake_text(reading: Reading | None) -> str | None:

@@ -102,7 +102,7 @@ def _status_table(model: str, first: dict[str, Any], rows: list[dict[str, Any]])
         table.add_column(name, no_wrap=True)
     # The check's reason (HAProxy's last_chk) is the long one: it and the notes wrap.
     table.add_column("check", overflow="fold", min_width=14)
-    for name in ("req/s", "5xx", "resp"):
+    for name in ("req/s", "5xx", "resp", "memory"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("notes", overflow="fold", min_width=10)
     for row in rows:
@@ -122,6 +122,7 @@ def _status_table(model: str, first: dict[str, Any], rows: list[dict[str, Any]])
             _cell(row["req_per_s"]),
             Text(_cell(row["5xx"]), style="red" if row["5xx"] else ""),
             _cell(row["rtime_ms"], " ms"),
+            _cell(row["memory_mb"], " MB"),
             _notes(row),
         )
     return table

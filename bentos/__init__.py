@@ -34,6 +34,7 @@ from .runtime import (
     log_path,
     pid_alive,
     process_tree,
+    resident_bytes,
 )
 
 __all__ = [
@@ -56,5 +57,6 @@ __all__ = [
     "model_path",
     "pid_alive",
     "process_tree",
+    "resident_bytes",
     "served_sha256",
 ]

@@ -1,4 +1,4 @@
-"""``python -m bentos._save_model SPEC.json``: put one model into a BentoML model store.
+"""``python -m bentogate.bentos._save_model SPEC.json``: put one model into a BentoML model store.
 
 Runs in its own process so that ``BENTOML_HOME`` (set by the parent) selects the store:
 BentoML binds its store when it is first imported. Exits non-zero, naming the problem and

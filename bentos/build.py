@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from bentogate.bentos._cli import run_bentoml, run_python
+from bentogate.bentos.runtime import docker_engine_available
 from bentogate.errors import BuildError, NotFoundError
-from bentos._cli import run_bentoml, run_python
-from bentos.runtime import docker_engine_available
 
 # What a model store entry holds: the served ONNX model and its schema/reference data.
 MODEL_FILES = ("model.onnx", "meta.json")
@@ -111,7 +111,7 @@ def save_model(bentoml_home: Path, spec: VersionSpec) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(payload, handle)
     try:
-        run_python(["-m", "bentos._save_model", handle.name], bentoml_home, timeout=180)
+        run_python(["-m", "bentogate.bentos._save_model", handle.name], bentoml_home, timeout=180)
     finally:
         Path(handle.name).unlink(missing_ok=True)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bentogate.bentos._cli import bentoml_command, bentoml_env
 from bentogate.errors import RuntimeBackendError
-from bentos._cli import bentoml_command, bentoml_env
 
 _POLL_S = 0.1
 SERVICE_NAME = "bentogate_model"  # the name in service.py's @bentoml.service
@@ -239,6 +239,21 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current)
         queue.extend(children.get(current, []))
     return tree
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident memory of ``pid`` and its descendants (a Bento: BentoML's arbiter and
+    its workers), summed over their ``VmRSS``; None if ``pid`` is gone. Pages two of them
+    share count twice: what ``ps`` shows for each, added up."""
+    total, found = 0, False
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    found = True
+                    break
+    return total if found else None
 
 
 def docker_engine_available(timeout: float = 5.0) -> bool:

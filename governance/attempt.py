@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from bentogate.governance import audit, checkpoints
-from bentogate.governance.checkpoints import Anchor
-from bentogate.governance.db import Database, translate
-from bentogate.governance.states import Action, Outcome, State, refusal_message
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from bentogate.errors import BentogateError, ConfigError, GovernanceError, NotFoundError
+from bentogate.governance import audit, checkpoints
+from bentogate.governance.checkpoints import Anchor
+from bentogate.governance.db import Database, translate
+from bentogate.governance.states import Action, Outcome, State, refusal_message
 
 #: the audit payload key saying whether the row's actor was the authenticated identity
 AUTHENTICATED = "authenticated"

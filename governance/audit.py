@@ -22,8 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from governance.schema import GENESIS_HASH, AuditHead, AuditRow
-from governance.states import Outcome
+from bentogate.governance.schema import GENESIS_HASH, AuditHead, AuditRow
+from bentogate.governance.states import Outcome
 
 
 @dataclass

@@ -26,15 +26,15 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from bentogate.governance.audit import canonical_json
-from bentogate.governance.schema import AuditCheckpoint, AuditHead, AuditRow
-from bentogate.governance.states import Action, Outcome
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.orm import Session
 
 from bentogate.errors import ConfigError
+from bentogate.governance.audit import canonical_json
+from bentogate.governance.schema import AuditCheckpoint, AuditHead, AuditRow
+from bentogate.governance.states import Action, Outcome
 
 #: the actions that are checkpointed in their own transaction
 ANCHORED = frozenset({Action.PROMOTE, Action.ROLLBACK, Action.RETIRE})

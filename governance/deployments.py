@@ -5,14 +5,14 @@ approved-or-later version; only production runs as live."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bentogate.errors import GovernanceError, IllegalTransition, IntegrityError, NotFoundError
 from bentogate.governance import queries, records
 from bentogate.governance.attempt import Attempt
 from bentogate.governance.records import DeploymentInfo
 from bentogate.governance.schema import Deployment, Model, Version
 from bentogate.governance.states import Action, Role, State, check_transition
-from sqlalchemy.orm import Session
-
-from bentogate.errors import GovernanceError, IllegalTransition, IntegrityError, NotFoundError
 
 
 def record(

@@ -1,8 +1,8 @@
 """The JSON documents governance stores without reading them: gate policies and capacity
 details (the load-test part owns their keys), host reports and rollout results (the fleet
 agent's). Each is refused unless it is a JSON object. The one key governance reads is the gate
-policy's ``require_shadow`` (:mod:`governance.shadow`). :class:`RunReport` carries what a gate
-or shadow run reports, from the registry to the module that stores it.
+policy's ``require_shadow`` (:mod:`bentogate.governance.shadow`). :class:`RunReport` carries what a
+gate or shadow run reports, from the registry to the module that stores it.
 
 Two checks, of two strictnesses: :func:`json_copy` (policies, capacity) refuses anything that
 is not strict JSON, NaN and infinity included, and returns the copy to store;
@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from bentogate.errors import GovernanceError
-from governance.attempt import Attempt
+from bentogate.governance.attempt import Attempt
 
 
 @dataclass(frozen=True)

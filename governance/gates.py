@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from bentogate.errors import GovernanceError
 from bentogate.governance import queries, records
 from bentogate.governance.attempt import Attempt
 from bentogate.governance.documents import RunReport, json_copy
@@ -22,9 +25,6 @@ from bentogate.governance.records import GateRunInfo, ModelInfo
 from bentogate.governance.schema import CapacityMeasurement, GatePolicy, GateRun
 from bentogate.governance.shadow import REQUIRE_SHADOW, SHADOW_RULE
 from bentogate.governance.states import GATE_TARGET, Action, State, Verdict, check_transition
-from sqlalchemy.orm import Session
-
-from bentogate.errors import GovernanceError
 
 
 def set_gate_policy(session: Session, attempt: Attempt, *, policy: dict[str, Any]) -> ModelInfo:

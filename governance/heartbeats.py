@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from governance import records
-from governance.attempt import Attempt
-from governance.documents import check_json_object
-from governance.records import HostInfo
-from governance.schema import Host
+from bentogate.governance import records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import check_json_object
+from bentogate.governance.records import HostInfo
+from bentogate.governance.schema import Host
 
 
 def heartbeat(session: Session, attempt: Attempt, *, host: str, report: dict[str, Any]) -> HostInfo:

@@ -13,10 +13,10 @@ import getpass
 import os
 
 import sqlalchemy as sa
-from bentogate.governance.attempt import Attempt
 from sqlalchemy.orm import Session
 
 from bentogate.errors import Unauthenticated
+from bentogate.governance.attempt import Attempt
 
 
 def authenticated_user(session: Session) -> str:

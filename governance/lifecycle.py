@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from bentogate.errors import GovernanceError, IllegalTransition, SeparationOfDuties
 from bentogate.governance import queries, records
 from bentogate.governance.attempt import Attempt
 from bentogate.governance.records import VersionInfo
 from bentogate.governance.schema import Approval, Validation, Version
 from bentogate.governance.states import Action, State, check_transition
-from sqlalchemy.orm import Session
-
-from bentogate.errors import GovernanceError, IllegalTransition, SeparationOfDuties
 
 
 def move(

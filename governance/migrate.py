@@ -5,11 +5,12 @@ The scripts live in ``governance/migrations/versions``; the version table is
 Migrations run on the caller's connection inside one transaction that first takes a lock
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so two processes upgrading
 at once serialize instead of racing. SQLAlchemy errors are translated here, where Alembic is
-entered (:meth:`governance.db.Database.translated`).
+entered (:meth:`bentogate.governance.db.Database.translated`).
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -18,9 +19,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from governance.db import Database
+from bentogate.governance.db import Database
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("bentogate.governance") / "migrations"))
 VERSION_TABLE = "governance_alembic_version"
 _LOCK_KEY = 0x6276_6761  # arbitrary, constant: "bvga"
 

@@ -3,8 +3,8 @@
 Rules (both for promote and rollback): the version is gated; the sha256 the caller measured on
 the artifact equals the registered one and carries a valid approval; a build is recorded and a
 passed gate is newer than it. When the model's gate policy has ``"require_shadow": true``, a
-promotion also needs a passed shadow run newer than the build (:mod:`governance.shadow`; not a
-rollback, nor a first release). The switch demotes the old production version (→ gated,
+promotion also needs a passed shadow run newer than the build (:mod:`bentogate.governance.shadow`;
+not a rollback, nor a first release). The switch demotes the old production version (→ gated,
 "superseded") and flushes before promoting, so the partial unique index never sees two.
 
 The bake: a rollback given the watcher's ``evidence`` is *automatic*, and marks the version it
@@ -27,12 +27,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import ConcurrentChange, IllegalTransition, IntegrityError, NotFoundError
-from governance import deployments, queries, records, shadow
-from governance.attempt import Attempt
-from governance.documents import json_copy
-from governance.records import VersionInfo
-from governance.schema import Approval, Deployment, GateRun, Model, Version
-from governance.states import Action, Role, State, check_transition
+from bentogate.governance import deployments, queries, records, shadow
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import json_copy
+from bentogate.governance.records import VersionInfo
+from bentogate.governance.schema import Approval, Deployment, GateRun, Model, Version
+from bentogate.governance.states import Action, Role, State, check_transition
 
 BAKE_RULE = "bake"
 
@@ -62,10 +62,11 @@ def rollback(
     figures) the rollback is automatic (reason by default "automatic rollback"): the figures go
     into the audit payload as ``"evidence"`` (a refusal's too) and the version leaving
     production is marked ``bake_failed_at`` (its demotion's audit row says so). Refuses
-    ``evidence`` that is not a strict JSON object (:func:`governance.documents.json_copy`).
-    With ``replacing`` (the version the caller judged in production), refuses with
-    :class:`ConcurrentChange` unless that version is still production when the model row is
-    locked: of two watchers that saw the same version fail, the second changes nothing.
+    ``evidence`` that is not a strict JSON object
+    (:func:`bentogate.governance.documents.json_copy`). With ``replacing`` (the version the caller
+    judged in production), refuses with :class:`ConcurrentChange` unless that version is still
+    production when the model row is locked: of two watchers that saw the same version fail, the
+    second changes nothing.
     """
     assert attempt.model is not None
     if evidence is not None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from bentogate.errors import NotFoundError
 from bentogate.governance import records
 from bentogate.governance.attempt import Attempt
 from bentogate.governance.schema import (
@@ -24,9 +27,6 @@ from bentogate.governance.schema import (
     Version,
 )
 from bentogate.governance.states import Outcome, RolloutStatus, State, Verdict
-from sqlalchemy.orm import Session, selectinload
-
-from bentogate.errors import NotFoundError
 
 #: a table of runs judged against a policy: gate runs, shadow runs
 RunRow = TypeVar("RunRow", GateRun, ShadowRun)

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError
-from governance import queries, records
-from governance.attempt import Attempt
-from governance.records import ModelInfo, VersionInfo
-from governance.schema import AuditHead, Model, Version
-from governance.states import State
+from bentogate.governance import queries, records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.records import ModelInfo, VersionInfo
+from bentogate.governance.schema import AuditHead, Model, Version
+from bentogate.governance.states import State
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from bentogate.governance.db import Database
 
 from bentogate.errors import ConfigError
+from bentogate.governance.db import Database
 
 GROUPS = ("developer", "validator", "approver", "release", "agent", "admin")
 #: tables a release engineer, an agent and an admin write besides the audit trail

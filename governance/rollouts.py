@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bentogate.errors import ConcurrentChange, GovernanceError, NotFoundError
-from governance import promotion, queries, records
-from governance.attempt import Attempt
-from governance.documents import check_json_object
-from governance.records import RolloutInfo
-from governance.schema import Model, Rollout
-from governance.states import Action, RolloutStatus
+from bentogate.governance import promotion, queries, records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import check_json_object
+from bentogate.governance.records import RolloutInfo
+from bentogate.governance.schema import Model, Rollout
+from bentogate.governance.states import Action, RolloutStatus
 
 
 def start(

@@ -12,9 +12,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from bentogate.governance.states import Outcome, Role, State, Verdict
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+
+from bentogate.governance.states import Outcome, Role, State, Verdict
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -3,9 +3,9 @@ version's on the same live requests) and the release rule they feed.
 
 A shadow run changes no state: a failed one does not reject the version. When the model's gate
 policy says ``"require_shadow": true``, a promotion needs a *passed* run newer than the
-version's build (:func:`release_evidence`, called by :mod:`governance.promotion`). Recording a
-run is an audited attempt like a gate run's; its policy and figures are strict JSON, opaque to
-governance (the shadow part owns their keys).
+version's build (:func:`release_evidence`, called by :mod:`bentogate.governance.promotion`).
+Recording a run is an audited attempt like a gate run's; its policy and figures are strict JSON,
+opaque to governance (the shadow part owns their keys).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from bentogate.errors import GovernanceError, IllegalTransition
-from governance import queries, records
-from governance.attempt import Attempt
-from governance.documents import RunReport, json_copy
-from governance.lifecycle import move
-from governance.records import ShadowRunInfo
-from governance.schema import Model, ShadowRun, Version
-from governance.states import Action, State, Verdict, check_transition
+from bentogate.governance import queries, records
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import RunReport, json_copy
+from bentogate.governance.lifecycle import move
+from bentogate.governance.records import ShadowRunInfo
+from bentogate.governance.schema import Model, ShadowRun, Version
+from bentogate.governance.states import Action, State, Verdict, check_transition
 
 #: the gate policy's key that makes a passed shadow run a condition of promotion
 REQUIRE_SHADOW = "require_shadow"
@@ -81,7 +81,7 @@ def release_evidence(session: Session, attempt: Attempt, row: Version) -> dict[s
     production before, to the warm copy; a new shadow run would compare it with the version
     being rolled back) and for a model's first release (no live version to compare with).
     Raises :class:`IllegalTransition` naming the rule otherwise. The build is checked first
-    (:func:`governance.promotion.check_release_rules`).
+    (:func:`bentogate.governance.promotion.check_release_rules`).
     """
     model: Model = row.model
     policy = model.gate_policy.policy if model.gate_policy is not None else {}

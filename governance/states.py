@@ -1,9 +1,9 @@
 """The vocabulary (states, roles, actions, verdicts, outcomes, rollout statuses), the one
 transition table of the lifecycle and the one function checking it.
 
-Every state change in :mod:`governance` goes through :func:`check_transition`; the database
-repeats the state vocabulary as CHECK constraints and the "one production version per model"
-rule as a partial unique index.
+Every state change in :mod:`bentogate.governance` goes through :func:`check_transition`; the
+database repeats the state vocabulary as CHECK constraints and the "one production version per
+model" rule as a partial unique index.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ TRANSITIONS: Mapping[Action, Mapping[State, frozenset[State]]] = {
         S.GATED: frozenset({S.GATED, S.REJECTED}),
     },
     # a shadow run's verdict changes no state: under the policy's require_shadow, promotion
-    # needs a passed one (governance.shadow); a failed one does not reject the version
+    # needs a passed one (bentogate.governance.shadow); a failed one does not reject the version
     Action.SHADOW: {S.STAGED: frozenset({S.STAGED}), S.GATED: frozenset({S.GATED})},
     Action.PROMOTE: {S.GATED: frozenset({S.PRODUCTION})},
     Action.ROLLBACK: {S.GATED: frozenset({S.PRODUCTION})},

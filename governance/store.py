@@ -11,12 +11,13 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Concatenate, ParamSpec, Self, TypeVar
 
+from sqlalchemy.orm import Session
+
 from bentogate.governance import audit, checkpoints, identity, migrate, queries, records, roles
 from bentogate.governance.attempt import Attempt, transaction, utcnow
 from bentogate.governance.checkpoints import Anchor
 from bentogate.governance.db import Database
 from bentogate.governance.states import Action
-from sqlalchemy.orm import Session
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -4,8 +4,8 @@ HAProxy formats every line itself and writes it, one non-blocking ``writev`` per
 after the response went out, to descriptor :data:`LOG_FD` (``log fd@9``): a FIFO the master
 is started with (opened read-write, so neither opening nor writing ever waits for a reader),
 inherited by each worker and across seamless reloads. A small writer process
-(:mod:`haproxy._logwriter`) drains the FIFO into the file every 0.1 s at most and rotates it
-by size (``haproxy.log`` → ``haproxy.log.1`` … ``.<keep>``); it exits with HAProxy. Why a
+(:mod:`bentogate.haproxy._logwriter`) drains the FIFO into the file every 0.1 s at most and rotates
+it by size (``haproxy.log`` → ``haproxy.log.1`` … ``.<keep>``); it exits with HAProxy. Why a
 writer: HAProxy 2.6 makes the descriptor non-blocking with ``F_SETFL``, which clears
 ``O_APPEND``, and never reopens it, so a file HAProxy wrote itself could not be rotated (after
 a truncate it writes on at its old offset, behind a hole of NULs: measured). Nothing on the

@@ -12,7 +12,7 @@ Choices verified against the real haproxy 2.6.12 (see tests/integration/haproxy)
   (checked, no traffic) and to ``ready`` after L7OK;
 - one log line per request (``option httplog``: frontend, backend/server, timers, status,
   bytes, termination state), sent by HAProxy to the log FIFO it was started with, drained
-  into the request log by its writer (:mod:`haproxy.accesslog`); the stats frontend logs
+  into the request log by its writer (:mod:`bentogate.haproxy.accesslog`); the stats frontend logs
   nothing;
 - config words are single-quoted (literal in HAProxy, ``'`` spelled ``'\\''``), so JSON bodies
   and regexes need no other escaping.

@@ -3,12 +3,13 @@
 HAProxy runs in master-worker mode (``-W``), daemonized (``-D``) so it outlives the command
 that started it; the master's pid is in ``paths.pid_file`` and its CLI on
 ``paths.master_socket``. It is started with the request log's FIFO (``paths.log_fifo``)
-open as descriptor :data:`~haproxy.accesslog.LOG_FD` (a daemon closes its standard output),
-which the master keeps across reloads and hands to every worker; the FIFO's writer
-(:mod:`haproxy._logwriter`) runs beside it and exits with it (:mod:`haproxy.accesslog`). A
-reload is ``SIGUSR2`` to the master: the new worker takes over the listening sockets
-(``expose-fd listeners``) while old workers finish their requests (bounded by
-``hard-stop-after``). A reload is confirmed when the admin socket answers from a new pid.
+open as descriptor :data:`~bentogate.haproxy.accesslog.LOG_FD` (a daemon closes its standard
+output), which the master keeps across reloads and hands to every worker; the FIFO's writer
+(:mod:`bentogate.haproxy._logwriter`) runs beside it and exits with it
+(:mod:`bentogate.haproxy.accesslog`). A reload is ``SIGUSR2`` to the master: the new worker takes
+over the listening sockets (``expose-fd listeners``) while old workers finish their requests
+(bounded by ``hard-stop-after``). A reload is confirmed when the admin socket answers from a new
+pid.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from bentogate.errors import HAProxyError
@@ -28,7 +30,7 @@ from .runtime import RuntimeAPI
 from .spec import ProxyPaths
 
 _POLL_S = 0.05
-_LOG_WRITER = Path(__file__).with_name("_logwriter.py")
+_LOG_WRITER = Path(str(resources.files("bentogate.haproxy") / "_logwriter.py"))
 _MIB = 1 << 20
 
 

@@ -162,7 +162,7 @@ class ProxyPaths:
 
     @property
     def access_log(self) -> Path:
-        """HAProxy's request log, one line per request (:mod:`haproxy.accesslog`)."""
+        """HAProxy's request log, one line per request (:mod:`bentogate.haproxy.accesslog`)."""
         return self.access_log_path or self.directory / "access.log"
 
     @property

@@ -1,7 +1,7 @@
 """The evidence a verdict stands on: block-bootstrap intervals, paired in time, and host stalls.
 
-Pure numpy over :class:`~loadtest.samples.Samples`; no timing, so it is tested on synthetic
-samples of known distributions.
+Pure numpy over :class:`~bentogate.loadtest.samples.Samples`; no timing, so it is tested on
+synthetic samples of known distributions.
 
 Why this shape (the anchors: Kayenta compares canary with baseline per metric with a
 statistical test; Iter8 and Argo Rollouts repeat measurements before they decide):

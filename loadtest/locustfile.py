@@ -3,7 +3,7 @@
 Run in Locust's own process only (importing locust monkey-patches the interpreter with
 gevent); nothing in bentogate imports this module. Three ways to use it:
 
-* from ``loadtest.run_gate`` (headless subprocess, ``--gate-config cfg.json``);
+* from ``bentogate.loadtest.run_gate`` (headless subprocess, ``--gate-config cfg.json``);
 * by hand with the web UI: ``locust -f loadtest/locustfile.py --host http://127.0.0.1:3003
   --gate-rows rows.json --gate-version 3 --gate-rate 200 --gate-out out/``;
 * master/worker: the same arguments on the master; workers get them from the master.

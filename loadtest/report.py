@@ -1,6 +1,8 @@
 """The gate's reports: ``gate-report.json`` and ``gate-report.html`` (plots inline, base64 PNG).
 
-Plots are drawn on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend).
+Plots are drawn on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend);
+matplotlib is imported only when a figure is drawn, so the processes that import the gate
+without reporting (the bake watcher that a cutover leaves running) do not carry it.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .evidence import STALL_BIN_S, Comparison
 from .figures import time_series
 from .result import GateResult
 from .samples import Samples
 from .verdict import MAX_GENERATOR_CPU, MIN_RATE_FRACTION
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 COLORS = {"candidate": "tab:blue", "live": "tab:orange"}
 
@@ -170,6 +173,8 @@ def _evidence_plot(result: GateResult) -> str:
 def figure(width: float, height: float, *, left: float = 0.8) -> Figure:
     """A ``width`` x ``height`` inch figure with fixed margins (``left`` inches for the y
     labels): a layout engine would cost a gate about a second per report in text layout."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=0.75 / height,
                         top=1 - 0.35 / height, wspace=0.2)  # fmt: skip
@@ -178,6 +183,8 @@ def figure(width: float, height: float, *, left: float = 0.8) -> Figure:
 
 def png(fig: Figure) -> str:
     """``fig`` as base64 PNG, for an inline ``<img>``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

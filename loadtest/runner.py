@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from bentogate.errors import ConfigError, LoadTestError
@@ -29,7 +30,7 @@ from .result import GateResult
 from .samples import Samples, generator_cpu, load_samples
 from .verdict import Verdict, evaluate
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(str(resources.files("bentogate.loadtest") / "locustfile.py"))
 SLACK_S = 60.0  # Locust start-up, spawning, drain and reports, on a loaded 2-core machine
 DRAIN_S = 3.0  # how long in-flight requests may finish after the schedule ends
 POLL_S = 0.25

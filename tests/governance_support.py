@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from governance import GateRunInfo, Registry, ShadowRunInfo, State
-from governance.states import RELEASE_ORDER
+from bentogate.governance import GateRunInfo, Registry, ShadowRunInfo, State
+from bentogate.governance.states import RELEASE_ORDER
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SHA = "a" * 64  # the sha256 ``register`` and ``drive`` register

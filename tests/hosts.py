@@ -30,13 +30,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from bentogate.bentos import pid_alive
-from bentogate.governance import DeploymentInfo, Role, State
-from bentogate.haproxy import Sidecar, backend_name
-
 from bentogate import host, release, warm
+from bentogate.bentos import pid_alive
 from bentogate.context import Context, Ref
 from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.governance import DeploymentInfo, Role, State
+from bentogate.haproxy import Sidecar, backend_name
 from bentogate.settings import Settings
 
 ACTORS = release.Actors(developer="dana", validator="vic", approver="ana", release="rel")
@@ -58,9 +57,11 @@ CI_GATE: dict[str, float] = {
     "max_regression": 50,
     "max_tail_regression": 50,
 }
-#: How Bentos run on a test host: tests stop warm versions themselves (``warm.stop_expired``
-#: or ``bentogate expire``); no detached expirer outlives a test.
-TEST_BENTO: dict[str, Any] = {"expire_warm": "manual"}
+#: How Bentos run on a test host: one replica per version unless a test asks for more (three
+#: hosts of a fleet test on two cores; the default, one per core, is the demo's and the
+#: bench's); tests stop warm versions themselves (``warm.stop_expired`` or ``bentogate
+#: expire``), so no detached expirer outlives a test.
+TEST_BENTO: dict[str, Any] = {"replicas": 1, "expire_warm": "manual"}
 
 HOST_PORTS = 16  # the size of one host's port block: 2 models, stats, 11 backends
 

@@ -1,15 +1,18 @@
-"""Alembic environment: runs on the connection handed over by :mod:`governance.migrate`."""
+"""Alembic environment: runs on the connection handed over by
+:mod:`bentogate.governance.migrate`."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from governance.schema import Base
+from bentogate.governance.schema import Base
 
 config = context.config
 connection = config.attributes.get("connection")
-if connection is None:  # pragma: no cover - only governance.migrate drives Alembic
-    raise RuntimeError("governance migrations run through governance.migrate (Registry.upgrade)")
+if connection is None:  # pragma: no cover - only bentogate.governance.migrate drives Alembic
+    raise RuntimeError(
+        "governance migrations run through bentogate.governance.migrate (Registry.upgrade)"
+    )
 
 context.configure(
     connection=connection,

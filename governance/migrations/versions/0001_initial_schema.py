@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01 00:00:00
 
-A frozen snapshot: it does not import ``governance.schema`` (the models may move on; this
+A frozen snapshot: it does not import ``bentogate.governance.schema`` (the models may move on; this
 must keep creating exactly what it created).
 """
 

@@ -6,7 +6,7 @@ Create Date: 2025-01-03 00:00:00
 
 New tables only: altering ``models`` or ``versions`` would make SQLite rebuild them (batch
 mode), which drops the 0002 triggers and fights the foreign keys. A frozen snapshot: it does
-not import ``governance.schema``.
+not import ``bentogate.governance.schema``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2025-01-04 00:00:00
 
 New tables only (see 0003 for why existing tables are not altered). A frozen snapshot: it
-does not import ``governance.schema``.
+does not import ``bentogate.governance.schema``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Create Date: 2025-01-05 00:00:00
 New table only (see 0003 for why existing tables are not altered), guarded like ``gate_runs``
 (0001): the version's foreign key and its index, the verdict CHECK. Like ``gate_runs`` it has
 no append-only trigger (0002 guards ``audit_log`` and ``versions`` only); the audit row of
-each run carries its verdict. A frozen snapshot: it does not import ``governance.schema``.
+each run carries its verdict. A frozen snapshot: it does not import ``bentogate.governance.schema``.
 """
 
 from __future__ import annotations

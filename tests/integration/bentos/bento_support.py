@@ -16,8 +16,8 @@ from typing import Any
 
 from free_ports import free_port
 
+from bentogate.bentos.runtime import Handle, ProcessBackend, http_status
 from bentogate.modelimport import Artifact
-from bentos.runtime import Handle, ProcessBackend, http_status
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,6 @@ class Built:
     @property
     def version(self) -> str:
         return self.tag.split(":", 1)[1]
-
-
-PROJECT_DIR = Path(__file__).resolve().parents[3]  # service.py, bentofile.yaml
 
 
 def request(

@@ -16,12 +16,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bento_support import PROJECT_DIR, Built
+from bento_support import Built
 
+from bentogate.bentos.build import VersionSpec, build_bento, model_path
+from bentogate.context import PROJECT_DIR  # the Bento source a wheel ships
 from bentogate.data import Dataset, make_transactions, train_xgboost
 from bentogate.modelimport import Artifact, import_xgboost, load_artifact
 from bentogate.settings import Settings
-from bentos.build import VersionSpec, build_bento, model_path
 
 
 def _artifact(data: Dataset, directory: Path, *, trees: int, depth: int) -> Artifact:

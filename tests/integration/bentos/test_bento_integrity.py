@@ -13,11 +13,11 @@ import pytest
 from bento_support import Built, get_json, post_json, serving, wait_live
 from free_ports import free_port
 
+from bentogate.bentos.runtime import Handle, ProcessBackend, http_status
 from bentogate.errors import HAProxyError, RuntimeBackendError
+from bentogate.haproxy import ModelRoute, ProxyPaths, ProxySpec, Sidecar
 from bentogate.routing import version_backend
 from bentogate.settings import HAProxySettings
-from bentos.runtime import Handle, ProcessBackend, http_status
-from haproxy import ModelRoute, ProxyPaths, ProxySpec, Sidecar
 
 pytestmark = pytest.mark.integration
 

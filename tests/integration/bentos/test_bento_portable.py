@@ -14,10 +14,10 @@ import pytest
 from bento_support import Built, get_json, post_json, serving, sha256_file
 from free_ports import free_port
 
+from bentogate.bentos.build import bento_path, containerize, dockerfile, export_bento, import_bento
+from bentogate.bentos.runtime import DockerBackend, ProcessBackend, docker_engine_available
 from bentogate.errors import BuildError
 from bentogate.settings import Settings
-from bentos.build import bento_path, containerize, dockerfile, export_bento, import_bento
-from bentos.runtime import DockerBackend, ProcessBackend, docker_engine_available
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ from bento_support import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from bentos.build import bento_path
-from bentos.runtime import Handle, ProcessBackend
+from bentogate.bentos.build import bento_path
+from bentogate.bentos.runtime import Handle, ProcessBackend
 
 pytestmark = pytest.mark.integration
 

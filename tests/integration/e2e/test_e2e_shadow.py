@@ -24,7 +24,7 @@ from bentogate import gating, host, release
 from bentogate.context import Context, Ref
 from bentogate.data import read_csv
 from bentogate.errors import IllegalTransition, ShadowFailed
-from governance import State
+from bentogate.governance import State
 
 pytestmark = pytest.mark.integration
 

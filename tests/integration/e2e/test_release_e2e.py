@@ -38,10 +38,10 @@ from hosts import (
 )
 
 from bentogate import release, warm
+from bentogate.bentos import process_tree
 from bentogate.context import Context, Ref
 from bentogate.errors import GovernanceError, IntegrityError, NotFoundError
-from bentos import process_tree
-from governance import Role
+from bentogate.governance import Role
 
 pytestmark = pytest.mark.integration
 

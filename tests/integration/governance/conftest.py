@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from governance_support import PG_DEFAULT, SHA, drive, pg_problem, pg_schema
 
-from governance import Registry, Role, State
+from bentogate.governance import Registry, Role, State
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from governance import Registry, State
-from governance.audit import row_hash
-from governance.schema import AuditRow
+from bentogate.governance import Registry, State
+from bentogate.governance.audit import row_hash
+from bentogate.governance.schema import AuditRow
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from governance_support import SHA, gate
 
 from bentogate.errors import GovernanceError, IllegalTransition
-from governance import Action, Registry, RolloutStatus, State
+from bentogate.governance import Action, Registry, RolloutStatus, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bentogate.errors import ConfigError
 from bentogate.governance import Anchor, Registry, State
 from bentogate.governance.audit import row_hash
 from bentogate.governance.checkpoints import ANCHORED, Checkpoint
 from bentogate.governance.schema import AuditCheckpoint, AuditHead, AuditRow
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from bentogate.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 EVERY = 5

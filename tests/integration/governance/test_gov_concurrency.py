@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from governance_support import SHA, register
 
 from bentogate.errors import ConcurrentChange, GovernanceError, IllegalTransition
-from governance import Registry, State
+from bentogate.governance import Registry, State
 
 pytestmark = pytest.mark.integration
 ATTEMPTS = 100

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bentogate.errors import GovernanceError, NotFoundError
-from governance import Action, Registry, State
+from bentogate.governance import Action, Registry, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]

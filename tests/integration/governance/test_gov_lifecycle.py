@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from bentogate.governance import Registry, Role, State
 from governance_support import SHA, gate, register
 
 from bentogate.errors import (
@@ -16,6 +15,7 @@ from bentogate.errors import (
     NotFoundError,
     SeparationOfDuties,
 )
+from bentogate.governance import Registry, Role, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]

@@ -6,12 +6,12 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from bentogate.governance import Registry, State
-from bentogate.governance.migrate import VERSION_TABLE, head_revision
-from bentogate.governance.schema import Base
 from governance_support import register, shadow
 
 from bentogate.errors import ConfigError
+from bentogate.governance import Registry, State
+from bentogate.governance.migrate import VERSION_TABLE, head_revision
+from bentogate.governance.schema import Base
 
 pytestmark = pytest.mark.integration
 TABLES = {

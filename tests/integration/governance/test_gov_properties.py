@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bentogate.errors import GovernanceError, NotFoundError, SeparationOfDuties
-from governance import TRANSITIONS, Action, Registry, Role, State
-from governance.schema import Base
-from governance.states import RELEASE_ORDER
+from bentogate.governance import TRANSITIONS, Action, Registry, Role, State
+from bentogate.governance.schema import Base
+from bentogate.governance.states import RELEASE_ORDER
 
 pytestmark = pytest.mark.integration
 SHA = "c" * 64

@@ -18,11 +18,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
-from bentogate.governance import Registry, State
 from cli_support import run
 from governance_support import gate
 
 from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.governance import Registry, State
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from governance_support import SHA, gate, shadow
 
 from bentogate.errors import GovernanceError, IllegalTransition, NotFoundError
-from governance import Action, Registry, ShadowRunInfo, State
+from bentogate.governance import Action, Registry, ShadowRunInfo, State
 
 pytestmark = pytest.mark.integration
 Advance = Callable[..., str]

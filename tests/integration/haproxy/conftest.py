@@ -8,8 +8,8 @@ import pytest
 from hosts import stop_sidecar
 from hx_support import Ports, StandIn
 
+from bentogate.haproxy import ProxyPaths, Sidecar
 from bentogate.settings import HAProxySettings
-from haproxy import ProxyPaths, Sidecar
 
 
 @pytest.fixture

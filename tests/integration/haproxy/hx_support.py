@@ -16,7 +16,7 @@ from pathlib import Path
 
 from free_ports import free_port
 
-from haproxy import ModelRoute, ProxySpec, Server, VersionBackend
+from bentogate.haproxy import ModelRoute, ProxySpec, Server, VersionBackend
 
 STANDIN = Path(__file__).with_name("standin.py")
 CANARY = '{"features":[0.5,-1.25e-05,3.0E+2,"x,y",-7]}'

@@ -24,9 +24,9 @@ from hx_support import (
 )
 
 from bentogate.errors import CutoverError, HAProxyError
+from bentogate.haproxy import ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend, render
+from bentogate.haproxy.process import check_config
 from bentogate.settings import HAProxySettings
-from haproxy import ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend, render
-from haproxy.process import check_config
 
 pytestmark = pytest.mark.integration
 StartStandIn = Callable[[str, str], StandIn]

@@ -15,9 +15,9 @@ import pytest
 from hosts import stop_sidecar
 from hx_support import Ports, StandIn, post, spec_of, version_backend
 
+from bentogate.haproxy import ProxyPaths, RequestLine, Sidecar, lines_about, tail_log
+from bentogate.haproxy.accesslog import rotation
 from bentogate.settings import HAProxySettings
-from haproxy import ProxyPaths, RequestLine, Sidecar, lines_about, tail_log
-from haproxy.accesslog import rotation
 
 pytestmark = pytest.mark.integration
 StartStandIn = Callable[[str, str], StandIn]

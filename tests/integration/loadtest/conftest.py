@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import Target
-from loadtest.runner import stop_process_group
+from bentogate.loadtest import Target
+from bentogate.loadtest.runner import stop_process_group
 
 SERVER = Path(__file__).with_name("standin_server.py")
 

@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from bentogate.errors import LoadTestError
+from bentogate.loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, GateResult, Target, run_gate
 from bentogate.settings import GateSettings
-from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, GateResult, Target, run_gate
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from free_ports import free_port
 
-from loadtest import Target
-from loadtest.figures import all_figures
-from loadtest.runner import LOCUSTFILE, stop_process_group
-from loadtest.samples import load_samples
+from bentogate.loadtest import Target
+from bentogate.loadtest.figures import all_figures
+from bentogate.loadtest.runner import LOCUSTFILE, stop_process_group
+from bentogate.loadtest.samples import load_samples
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """A build context whose Bento is slow on a class of clients' rows: the project's own
-service.py and serving/ (what ``bentoml build`` takes, ``bentos.build.BUILD_FILES``) with
+service.py and serving/ (what ``bentoml build`` takes, ``bentogate.bentos.build.BUILD_FILES``) with
 the prediction app wrapped so that a ``/predict`` row whose feature ``feature`` is above
 ``above`` waits ``delay_s`` (an ``asyncio`` sleep: other requests go on meanwhile) before
 it is answered. The scores are the model's; only the Bento's own time changes, as with a
@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from bentogate.bentos.build import BUILD_FILES
 from bentogate.context import PROJECT_DIR
-from bentos.build import BUILD_FILES
 
 _WRAPPER = """
 

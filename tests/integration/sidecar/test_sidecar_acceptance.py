@@ -50,14 +50,14 @@ from sidecar_load import PacedLoad, PacedWrk
 from bench.stack import post as post_once
 from bentogate import gating, release, warm
 from bentogate import host as this_host
+from bentogate.bentos import max_body_bytes, pid_alive, process_tree
 from bentogate.context import Context, Ref, artifact_dir
 from bentogate.errors import CutoverError, HAProxyError
+from bentogate.governance import DeploymentInfo, Role
+from bentogate.haproxy import ModelRoute, ProxyPaths, ProxySpec, ServerStatus, Sidecar
+from bentogate.haproxy import backend_name as be
 from bentogate.modelimport import load_artifact
 from bentogate.routing import desired_spec, version_backend
-from bentos import max_body_bytes, pid_alive, process_tree
-from governance import DeploymentInfo, Role
-from haproxy import ModelRoute, ProxyPaths, ProxySpec, ServerStatus, Sidecar
-from haproxy import backend_name as be
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,10 @@ from slow_serving import slow_project
 
 from bench.slowcopy import add_chains, append_trees, class_tree
 from bentogate import bake, gating, release
+from bentogate.bentos import process_tree
 from bentogate.context import PROJECT_DIR, Context, Ref
 from bentogate.data import read_csv
 from bentogate.errors import IllegalTransition
-from bentos import process_tree
 
 pytestmark = pytest.mark.integration
 

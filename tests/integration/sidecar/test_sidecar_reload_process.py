@@ -16,8 +16,8 @@ import pytest
 from free_ports import free_port
 from hosts import stop_sidecar
 
+from bentogate.haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend
 from bentogate.settings import HAProxySettings
-from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, Sidecar, VersionBackend
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from bench import sensitivity_report as sr
 from bench.gate_sensitivity import NOISY, QUIET, Options, schedule
 from bench.noise import noisy_neighbour
+from bentogate.loadtest import GatePolicy
 from bentogate.settings import GateSettings
-from loadtest import GatePolicy
 
 
 def _run(factor: float, condition: str, verdict: str, ratio: float, wall: float) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bentogate.bentos.runtime import DockerBackend, Handle, container_name, docker_engine_available
 from bentogate.errors import RuntimeBackendError
-from bentos.runtime import DockerBackend, Handle, container_name, docker_engine_available
 
 IMAGE = "registry.local/bentogate/fraud:3"
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bentos.runtime import http_status
+from bentogate.bentos.runtime import http_status
 
 
 @pytest.fixture

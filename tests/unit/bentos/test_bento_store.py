@@ -1,5 +1,5 @@
-"""bentos.build without a real build: store checks, archives, containerize refusals, the CLI
-wrapper. Stores are laid out by hand the way BentoML lays them out."""
+"""bentogate.bentos.build without a real build: store checks, archives, containerize refusals, the
+CLI wrapper. Stores are laid out by hand the way BentoML lays them out."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import bentos.build
-from bentogate.errors import BuildError, NotFoundError
-from bentos._cli import bentoml_env, run_python
-from bentos.build import (
+import bentogate.bentos.build
+from bentogate.bentos._cli import bentoml_env, run_python
+from bentogate.bentos.build import (
     VersionSpec,
     bento_path,
     containerize,
@@ -23,6 +22,7 @@ from bentos.build import (
     model_path,
     save_model,
 )
+from bentogate.errors import BuildError, NotFoundError
 
 MODEL = b"onnx bytes of fraud:1"
 SHA = hashlib.sha256(MODEL).hexdigest()
@@ -100,7 +100,7 @@ def test_an_existing_archive_is_kept_without_running_bentoml(
     def no_bentoml(*args: object, **kwargs: object) -> str:
         raise AssertionError("bentoml must not run")
 
-    monkeypatch.setattr(bentos.build, "run_bentoml", no_bentoml)
+    monkeypatch.setattr(bentogate.bentos.build, "run_bentoml", no_bentoml)
     archive = _archive(tmp_path / "fraud-1.bento")
     assert export_bento(tmp_path / "bentoml", "fraud:1", tmp_path) == archive
 
@@ -112,7 +112,7 @@ def test_a_failed_export_leaves_no_archive_behind(
         Path(args[2]).write_bytes(b"partial")
         raise BuildError("bentoml export failed")
 
-    monkeypatch.setattr(bentos.build, "run_bentoml", half_an_export)
+    monkeypatch.setattr(bentogate.bentos.build, "run_bentoml", half_an_export)
     with pytest.raises(BuildError):
         export_bento(tmp_path / "bentoml", "fraud:1", tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
@@ -153,7 +153,7 @@ def test_containerize_names_a_missing_docker_engine(
 ) -> None:
     home = _store(tmp_path)
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/docker")
-    monkeypatch.setattr(bentos.build, "docker_engine_available", lambda: False)
+    monkeypatch.setattr(bentogate.bentos.build, "docker_engine_available", lambda: False)
     with pytest.raises(BuildError, match="no Docker engine answers on this machine"):
         containerize(home, "fraud:1", "bentogate/fraud:1")
 

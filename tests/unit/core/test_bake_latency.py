@@ -24,8 +24,8 @@ from bentogate.latency import (
     slower_than,
 )
 from bentogate.latency import window as window_of
+from bentogate.loadtest import GatePolicy
 from bentogate.status import _bake_text
-from loadtest import GatePolicy
 from serving.metrics import LATENCY_BUCKETS_S
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from bentogate.bake import Reading, error_breach
+from bentogate.loadtest import GatePolicy
 from bentogate.status import _bake_text
-from loadtest import GatePolicy
 
 POLICY = GatePolicy(
     rate=100, duration_s=10, warmup_s=1, users=4, p50_ms=5, p95_ms=10, p99_ms=20,

@@ -10,12 +10,12 @@ import pytest
 from cli_support import run
 
 from bentogate import cli, tables
+from bentogate.bentos import log_path
 from bentogate.context import Context
 from bentogate.errors import ExitCode
+from bentogate.governance import Role
 from bentogate.settings import Settings
 from bentogate.status import Problem, Status
-from bentos import log_path
-from governance import Role
 
 REQUEST = (
     "2026-12-06T02:22:12.993181+00:00 127.0.0.1:37250 [06/Dec/2026:02:22:12.992] {fe} "
@@ -29,7 +29,7 @@ def down_row() -> dict[str, Any]:
         "warm_until": None, "bake": None, "production_port": 10000, "candidate_port": 10001,
         "backend_port": 3002, "health": "DOWN", "check": "L7RSP", "check_ms": 1,
         "last_check": "wrong model or version", "sessions": 0, "req_per_s": 3, "5xx": 0,
-        "rtime_ms": 1, "ttime_ms": 1,
+        "rtime_ms": 1, "ttime_ms": 1, "memory_mb": 250.0,
     }  # fmt: skip
 
 

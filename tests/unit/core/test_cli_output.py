@@ -26,7 +26,7 @@ from bentogate import errors, gating, output
 from bentogate.cli import cli
 from bentogate.context import Ref
 from bentogate.errors import ExitCode, GateFailed, GateInconclusive
-from governance import State
+from bentogate.governance import State
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:

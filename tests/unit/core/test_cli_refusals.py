@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from bentogate.governance.audit import row_hash
-from bentogate.governance.schema import GENESIS_HASH, AuditHead, AuditRow
 from cli_support import run
 from sqlalchemy.orm import Session
 
 from bentogate.context import Context
+from bentogate.governance.audit import row_hash
+from bentogate.governance.schema import GENESIS_HASH, AuditHead, AuditRow
 from bentogate.settings import Settings
 
 

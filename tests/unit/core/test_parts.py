@@ -3,7 +3,9 @@
 Every part (governance/, bentos/, haproxy/, loadtest/) has an ``__init__`` whose ``__all__``
 is exactly what it exports; parts never import each other, the CLI or the workflow, only
 the ground every part stands on (bentogate.errors, .settings, .locks); the code that runs
-inside a Bento (service.py, serving/) imports none of bentogate, not even that ground.
+inside a Bento (service.py, serving/) imports none of bentogate, not even that ground. A part
+is imported as ``bentogate.<part>`` only: its folder name alone belongs to other PyPI
+distributions, and one file imported under two names is two modules.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 PARTS = ("governance", "bentos", "haproxy", "loadtest")
 GROUND = ("bentogate.errors", "bentogate.settings", "bentogate.locks")
-OURS = ("bentogate", *PARTS, "serving", "service")
+OURS = ("bentogate", "serving", "service")
 
 
 def _imports(path: Path) -> set[str]:
@@ -34,13 +36,17 @@ def _imports(path: Path) -> set[str]:
 
 
 def _ours(name: str) -> str | None:
-    top = name.split(".")[0]
+    """The part (or bentogate, serving, service) ``name`` belongs to; None if not ours."""
+    top, _, rest = name.partition(".")
+    below = rest.split(".")[0]
+    if top == "bentogate" and below in PARTS:
+        return below
     return top if top in OURS else None
 
 
 @pytest.mark.parametrize("part", PARTS)
 def test_a_part_exports_exactly_its_all(part: str) -> None:
-    module = importlib.import_module(part)
+    module = importlib.import_module(f"bentogate.{part}")
     public = {n for n in dir(module) if not n.startswith("_")}
     not_exports = {
         n
@@ -60,6 +66,14 @@ def test_a_part_imports_no_other_part_only_the_ground(part: str) -> None:
             if top is None or top == part:
                 continue
             assert name in GROUND, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_a_part_is_imported_by_its_bentogate_name_only() -> None:
+    folders = ("bentogate", *PARTS, "serving", "bench", "tests")
+    paths = [ROOT / "service.py", *(p for f in folders for p in (ROOT / f).rglob("*.py"))]
+    for path in paths:
+        for name in _imports(path):
+            assert name.split(".")[0] not in PARTS, f"{path.relative_to(ROOT)} imports {name}"
 
 
 def test_the_bento_code_imports_nothing_of_bentogate() -> None:

@@ -37,6 +37,7 @@ def row(version: str, role: str, health: str = "UP", **extra: Any) -> dict[str, 
         "5xx": 0,
         "rtime_ms": 1,
         "ttime_ms": 3,
+        "memory_mb": 251.3,
         **extra,
     }
 
@@ -82,10 +83,10 @@ def test_the_status_table_shows_health_check_reason_and_live_figures() -> None:
     text = status_text(rows, find_problems(rows, ROUTES))
     assert "fraud  production :10000  candidate :10001" in text
     header = next(line for line in text.splitlines() if "health" in line)
-    for column in ("version", "role", "port", "health", "check", "req/s", "5xx", "resp"):
+    for column in ("version", "role", "port", "health", "check", "req/s", "5xx", "resp", "memory"):
         assert column in header
     live = next(line for line in text.splitlines() if line.split()[:1] == ["2"])
-    assert re.search(r"live\s+3002\s+DOWN\s+L7STS 2 ms\s+12\s+7\s+4 ms", live), live
+    assert re.search(r"live\s+3002\s+DOWN\s+L7STS 2 ms\s+12\s+7\s+4 ms\s+251.3 MB", live), live
     assert "the canary prediction did not answer 200" in text
     assert "warm until 12:05:00 UTC" in text
     assert "✗ fraud:2 on :3002 takes the traffic of production :10000 but is DOWN" in text

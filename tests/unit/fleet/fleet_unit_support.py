@@ -7,10 +7,10 @@ from pathlib import Path
 
 from governance_support import register
 
+from bentogate.bentos import Handle
 from bentogate.context import Context
+from bentogate.governance import Registry
 from bentogate.settings import Settings
-from bentos import Handle
-from governance import Registry
 
 SHA = "b" * 64
 

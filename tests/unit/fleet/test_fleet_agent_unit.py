@@ -12,10 +12,10 @@ import pytest
 from fleet_unit_support import RecordingRuntime, context, gated
 
 from bentogate import agent
+from bentogate.bentos import DockerBackend, container_name
 from bentogate.context import Context
 from bentogate.errors import DatabaseUnavailable, RuntimeBackendError
 from bentogate.settings import Settings
-from bentos import DockerBackend, container_name
 
 
 def test_fleet_docker_runtime_runs_the_image_recorded_in_the_db(tmp_path: Path) -> None:

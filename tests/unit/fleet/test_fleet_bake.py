@@ -16,8 +16,8 @@ from fleet_unit_support import SHA, RecordingRuntime, context, gated
 from bentogate import agent, bake, fleet, warm
 from bentogate.context import Context, Ref
 from bentogate.errors import ConcurrentChange
-from governance import Action, Role, RolloutStatus
-from loadtest import GatePolicy
+from bentogate.governance import Action, Role, RolloutStatus
+from bentogate.loadtest import GatePolicy
 
 EVIDENCE = {"breach": "server p99 > 25 ms (p99_ms): 20 of 200 answers …", "host": "h2"}
 REASON = "automatic rollback of fraud:2 (bake breach on h2): server p99 > 25 ms …"

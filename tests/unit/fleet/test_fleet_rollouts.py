@@ -11,7 +11,7 @@ from fleet_unit_support import SHA, context, gated, report
 
 from bentogate import fleet
 from bentogate.errors import ConcurrentChange, GovernanceError
-from governance import HostInfo, Registry, RolloutInfo
+from bentogate.governance import HostInfo, Registry, RolloutInfo
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from fleet_unit_support import SHA, RecordingRuntime, context, gated
 
 from bentogate import agent, warm
 from bentogate.context import Context, Ref
-from governance import Role
+from bentogate.governance import Role
 
 
 def _promoted_twice(tmp_path: Path, keep_previous_s: float) -> tuple[Context, RecordingRuntime]:

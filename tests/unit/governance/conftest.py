@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from governance_support import Clock
 
-from governance import Registry
+from bentogate.governance import Registry
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from governance.audit import canonical_json, row_hash
-from governance.schema import AuditRow
+from bentogate.governance.audit import canonical_json, row_hash
+from bentogate.governance.schema import AuditRow
 
 
 def _row(**changes: object) -> AuditRow:

@@ -9,7 +9,7 @@ import pytest
 from governance_support import SHA, Clock, gate, gated_later
 
 from bentogate.errors import IllegalTransition
-from governance import Action, Registry, State
+from bentogate.governance import Action, Registry, State
 
 WATCHER = "bake-watcher"
 

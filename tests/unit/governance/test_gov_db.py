@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from governance_support import register
 
 from bentogate.errors import ConfigError, DatabaseUnavailable, GovernanceError, NotFoundError
-from governance import Registry
+from bentogate.governance import Registry
 
 
 def test_sqlite_is_wal_with_foreign_keys(reg: Registry, sqlite_url: str) -> None:
@@ -38,7 +38,7 @@ def test_unusable_url_is_a_config_error() -> None:
 
 
 def test_constraint_violation_becomes_concurrent_change(reg: Registry) -> None:
-    from governance.db import translate
+    from bentogate.governance.db import translate
 
     err = sa.exc.IntegrityError("stmt", {}, Exception("uq_versions_one_production violated"))
     translated = translate(err, "sqlite://", "refused: promote m:2 — ")
@@ -63,7 +63,7 @@ def test_naive_datetimes_are_refused(reg: Registry) -> None:
 def test_versions_are_immutable(reg: Registry) -> None:
     from sqlalchemy.orm import Session
 
-    from governance.schema import Version
+    from bentogate.governance.schema import Version
 
     reg.ensure_model("fraud", owner="o", production_port=10000, actor="a")
     register(reg)

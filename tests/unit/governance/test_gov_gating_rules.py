@@ -8,9 +8,9 @@ import pytest
 from governance_support import register
 
 from bentogate.errors import GovernanceError, NotFoundError
-from governance import Action, Registry
-from governance.attempt import Attempt
-from governance.documents import json_copy
+from bentogate.governance import Action, Registry
+from bentogate.governance.attempt import Attempt
+from bentogate.governance.documents import json_copy
 
 POLICY = {"rate": 200, "p99_ms": 25.0}
 

@@ -6,8 +6,8 @@ import inspect
 import re
 from pathlib import Path
 
-import governance
-from governance import Registry
+from bentogate import governance
+from bentogate.governance import Registry
 
 PACKAGE = Path(governance.__file__).parent
 

@@ -10,7 +10,7 @@ import pytest
 from governance_support import SHA, Clock, gate, gated_later, shadow
 
 from bentogate.errors import GovernanceError, IllegalTransition
-from governance import Action, Registry, State
+from bentogate.governance import Action, Registry, State
 
 RULE = "has no passed shadow run newer than its build (policy require_shadow)"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bentogate.errors import IllegalTransition
-from governance import TRANSITIONS, Action, State, check_transition, next_release_action
-from governance.states import GATE_TARGET, Verdict, allowed_from
+from bentogate.governance import TRANSITIONS, Action, State, check_transition, next_release_action
+from bentogate.governance.states import GATE_TARGET, Verdict, allowed_from
 
 
 def test_table_only_uses_states() -> None:

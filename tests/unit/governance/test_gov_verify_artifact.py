@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bentogate.errors import IntegrityError
-from governance import Action, Registry
+from bentogate.governance import Action, Registry
 
 
 def test_the_served_sha256_is_audited_and_a_changed_one_refused(reg: Registry) -> None:

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from haproxy import RequestLine, lines_about, tail_log
-from haproxy._logwriter import rotate, run
-from haproxy.accesslog import follow_log, rotation
+from bentogate.haproxy import RequestLine, lines_about, tail_log
+from bentogate.haproxy._logwriter import rotate, run
+from bentogate.haproxy.accesslog import follow_log, rotation
 
 # Lines as HAProxy 2.6.12 writes them (log fd@9 format iso, option httplog).
 OK = (

@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pytest
 
-import haproxy
+from bentogate import haproxy
 from bentogate.errors import HAProxyError
+from bentogate.haproxy import (
+    ModelRoute,
+    ProxyPaths,
+    ProxySpec,
+    Server,
+    VersionBackend,
+    quote,
+    render,
+)
+from bentogate.haproxy.config import parse_map_file, render_map
 from bentogate.settings import HAProxySettings
-from haproxy import ModelRoute, ProxyPaths, ProxySpec, Server, VersionBackend, quote, render
-from haproxy.config import parse_map_file, render_map
 
 PATHS = ProxyPaths(Path("/srv/hx"))
 

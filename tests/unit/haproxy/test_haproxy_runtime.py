@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bentogate.errors import CutoverError, HAProxyError, NotFoundError
-from haproxy import RuntimeAPI
-from haproxy.cutover import bring_up, drain_backend, switch_route
-from haproxy.runtime import parse_servers_state, parse_show_map, parse_stat_csv
-from haproxy.sidecar import _carry_state, _kept_servers
-from haproxy.stats import server_statuses
+from bentogate.haproxy import RuntimeAPI
+from bentogate.haproxy.cutover import bring_up, drain_backend, switch_route
+from bentogate.haproxy.runtime import parse_servers_state, parse_show_map, parse_stat_csv
+from bentogate.haproxy.sidecar import _carry_state, _kept_servers
+from bentogate.haproxy.stats import server_statuses
 
 DATA = Path(__file__).with_name("data")
 STAT = (DATA / "show_stat.csv").read_text()

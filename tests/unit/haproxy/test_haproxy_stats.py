@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from haproxy.runtime import parse_stat_csv
-from haproxy.stats import PortCounts, port_counts, server_statuses
+from bentogate.haproxy.runtime import parse_stat_csv
+from bentogate.haproxy.stats import PortCounts, port_counts, server_statuses
 
 STAT = (Path(__file__).with_name("data") / "show_stat.csv").read_text()
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from bentogate.errors import ConfigError
-from bentogate.settings import GateSettings
-from loadtest import (
+from bentogate.loadtest import (
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -19,8 +18,9 @@ from loadtest import (
     find_capacity,
     highest_passing_rate,
 )
-from loadtest.evidence import Evidence
-from loadtest.figures import TargetFigures
+from bentogate.loadtest.evidence import Evidence
+from bentogate.loadtest.figures import TargetFigures
+from bentogate.settings import GateSettings
 
 POLICY = GatePolicy.from_settings(GateSettings(rate=100.0))
 TARGET = Target("candidate", "http://127.0.0.1:1", "3")

@@ -10,9 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bentogate.settings import GateSettings
-from loadtest import GatePolicy, gather
-from loadtest.evidence import (
+from bentogate.loadtest import GatePolicy, gather
+from bentogate.loadtest.evidence import (
     BEYOND,
     STALL_BIN_S,
     UNSURE,
@@ -21,7 +20,8 @@ from loadtest.evidence import (
     bootstrap_quantiles,
     quantile,
 )
-from loadtest.samples import Samples
+from bentogate.loadtest.samples import Samples
+from bentogate.settings import GateSettings
 
 KINDS = ("ok", "status", "connection", "wrong_version", "bad_body", "unfinished")
 POLICY = GatePolicy.from_settings(GateSettings())  # the default policy: 200 req/s, 20 s

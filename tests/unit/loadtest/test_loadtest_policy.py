@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from bentogate.errors import ConfigError
+from bentogate.loadtest import GatePolicy, Target
 from bentogate.settings import GateSettings
-from loadtest import GatePolicy, Target
 
 
 def policy(**kw: object) -> GatePolicy:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from lt_samples_factory import uniform_run
 
+from bentogate.loadtest import GatePolicy, GateResult
+from bentogate.loadtest.report import report_dict, write_html, write_json
+from bentogate.loadtest.runner import judge
+from bentogate.loadtest.samples import Samples, load_samples
 from bentogate.settings import GateSettings
-from loadtest import GatePolicy, GateResult
-from loadtest.report import report_dict, write_html, write_json
-from loadtest.runner import judge
-from loadtest.samples import Samples, load_samples
 
 
 def _result(tmp_path: Path, writer: Callable[..., Path], locust_html: bool) -> tuple:

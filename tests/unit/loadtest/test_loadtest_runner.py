@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import loadtest
+from bentogate import loadtest
 from bentogate.errors import ConfigError, LoadTestError
+from bentogate.loadtest import GatePolicy, Target, run_gate
+from bentogate.loadtest.runner import _ProgressTail, _run_locust, format_progress, locust_command
 from bentogate.settings import GateSettings
-from loadtest import GatePolicy, Target, run_gate
-from loadtest.runner import _ProgressTail, _run_locust, format_progress, locust_command
 
 LOADTEST = Path(loadtest.__file__).parent
 POLICY = GatePolicy.from_settings(GateSettings())
@@ -34,7 +34,8 @@ def test_nothing_but_the_locustfile_imports_locust() -> None:
         if path.name != "locustfile.py":
             imports = re.findall(r"^\s*(?:from|import)\s+(\w+)", path.read_text(), re.M)
             assert not {"locust", "gevent"} & set(imports), path
-    code = "import sys, loadtest; sys.exit(any(m in sys.modules for m in ('locust', 'gevent')))"
+    imported = "any(m in sys.modules for m in ('locust', 'gevent'))"
+    code = f"import sys, bentogate.loadtest; sys.exit({imported})"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -11,8 +11,8 @@ import pytest
 from lt_samples_factory import uniform_run
 
 from bentogate.errors import LoadTestError
-from loadtest.figures import all_figures, quantile_ms, target_figures, time_series
-from loadtest.samples import generator_cpu, load_samples, window_cpu
+from bentogate.loadtest.figures import all_figures, quantile_ms, target_figures, time_series
+from bentogate.loadtest.samples import generator_cpu, load_samples, window_cpu
 
 Writer = Callable[..., Path]
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy
-from loadtest.shadow import Scored, compare, distinct, judge
+from bentogate.loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy
+from bentogate.loadtest.shadow import Scored, compare, distinct, judge
 
 POLICY = GatePolicy(
     rate=100, duration_s=10, warmup_s=1, users=4, p50_ms=5, p95_ms=10, p99_ms=20,

@@ -7,9 +7,17 @@ import dataclasses
 
 import pytest
 
+from bentogate.loadtest import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    GatePolicy,
+    TargetFigures,
+    Verdict,
+    evaluate,
+)
+from bentogate.loadtest.evidence import BEYOND, UNSURE, WITHIN, Comparison, Evidence, Interval
 from bentogate.settings import GateSettings
-from loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, TargetFigures, Verdict, evaluate
-from loadtest.evidence import BEYOND, UNSURE, WITHIN, Comparison, Evidence, Interval
 
 NAN = float("nan")
 POLICY = GatePolicy.from_settings(
@@ -80,9 +88,7 @@ def test_a_significant_server_regression_fails_even_when_other_doubts_exist() ->
     # them; and one clearly broken limit is enough whatever else is undecided
     ev = evidence(regressions=(SERVER_P50_SLOWER, SERVER_P99_UNSURE))
     verdict = evaluate(POLICY, TWO, ev, 0.95)
-    assert verdict == Verdict(
-        FAIL, ("server p50 vs live 1.52x (interval 1.47x-1.58x) > 1.25x",)
-    )
+    assert verdict == Verdict(FAIL, ("server p50 vs live 1.52x (interval 1.47x-1.58x) > 1.25x",))
 
 
 def test_a_client_limit_is_not_trusted_from_a_saturated_generator() -> None:
@@ -121,9 +127,7 @@ def test_too_few_samples_is_inconclusive() -> None:
 
 def test_min_samples_is_per_target() -> None:
     few = {"candidate": figs(samples=2000), "live": figs(samples=500)}
-    assert evaluate(POLICY, few, GOOD, 0.3) == Verdict(
-        INCONCLUSIVE, ("live: 500 samples < 1000",)
-    )
+    assert evaluate(POLICY, few, GOOD, 0.3) == Verdict(INCONCLUSIVE, ("live: 500 samples < 1000",))
 
 
 def test_rate_shortfall_with_too_few_users_is_inconclusive() -> None:
@@ -165,9 +169,7 @@ def test_live_without_successes_is_inconclusive() -> None:
 def test_live_rate_shortfall_is_inconclusive_and_live_limits_do_not_apply() -> None:
     live = figs(p99_ms=20.0, p50_ms=9.0, achieved_rate=100.0)
     verdict = evaluate(POLICY, {"candidate": figs(), "live": live}, GOOD, 0.3)
-    assert verdict == Verdict(
-        INCONCLUSIVE, ("live: achieved rate 100.0 req/s < 95% of 200 req/s",)
-    )
+    assert verdict == Verdict(INCONCLUSIVE, ("live: achieved rate 100.0 req/s < 95% of 200 req/s",))
 
 
 def test_candidate_is_required() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 import serving
-from bentos.build import BUILD_FILES
+from bentogate.bentos.build import BUILD_FILES, _build_files
+from bentogate.context import PROJECT_DIR
 
 PACKAGE = Path(serving.__file__).parent
 PROJECT = PACKAGE.parent
@@ -59,10 +60,23 @@ def test_modules_are_small() -> None:
 
 
 def test_every_bento_carries_every_module() -> None:
-    """``bentos.build`` copies the build context from BUILD_FILES, ``bentoml build`` takes
+    """``bentogate.bentos.build`` copies the build context from BUILD_FILES, ``bentoml build`` takes
     what bentofile.yaml includes: both name each module (and service.py)."""
     include = yaml.safe_load((PROJECT / "bentofile.yaml").read_text())["include"]
     for path in [*PACKAGE.glob("*.py"), PROJECT / "service.py"]:
         relative = PurePosixPath(path.relative_to(PROJECT).as_posix())
         assert any(relative.match(p) for p in BUILD_FILES), relative
         assert any(relative.match(p) for p in include), relative
+
+
+def test_bentogate_builds_from_this_source() -> None:
+    """What bentogate builds Bentos from by default (``Context.project_dir``: the Bento source
+    inside its package, an installed wheel's too) is this one: the files BUILD_FILES names,
+    among them the requirements bentofile.yaml names, each the same."""
+    recipe = yaml.safe_load((PROJECT / "bentofile.yaml").read_text())
+    here = {p.relative_to(PROJECT) for p in _build_files(PROJECT)}
+    shipped = {p.relative_to(PROJECT_DIR) for p in _build_files(PROJECT_DIR)}
+    assert shipped == here
+    assert Path(recipe["python"]["requirements_txt"]) in here
+    for relative in here:
+        assert (PROJECT_DIR / relative).read_bytes() == (PROJECT / relative).read_bytes()
