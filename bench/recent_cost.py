@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bentogate-recent-") as temp:
         work = Path(temp)
         options = Options(
-            workers=1, replicas=1, project_dir=Path.cwd(), serial_count=args.serial_count,
+            workers=1, replicas=None, project_dir=Path.cwd(), serial_count=args.serial_count,
             serial_warmup=500, load=LoadSpec(bodies=work / "bodies.json"), quick=False,
         )  # fmt: skip
         started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -36,10 +36,15 @@ def _timed(steps: dict[str, float], name: str, action: Callable[[], object]) -> 
 
 
 def release_to_gate(
-    ctx: Context, model_file: Path, holdout: Path, *, progress: Progress, replicas: int = 1
+    ctx: Context,
+    model_file: Path,
+    holdout: Path,
+    *,
+    progress: Progress,
+    replicas: int | None = None,
 ) -> tuple[Ref, dict[str, float]]:
-    """register → validate → approve → build → deploy (``replicas`` Bentos) → gate, each
-    timed (seconds)."""
+    """register → validate → approve → build → deploy (``replicas`` Bentos, default the
+    settings') → gate, each timed (seconds)."""
     steps: dict[str, float] = {}
     started = time.perf_counter()
     info = release.register(ctx, MODEL, model_file, holdout, developer=ACTORS.developer)

@@ -30,6 +30,7 @@ from bench.models import ModelFiles, train
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import backend_port, bare_endpoint, bentogate_host, production_port
 from bench.stats import percentiles_ms
+from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -57,7 +58,7 @@ class Options:
     """How much of everything one run measures."""
 
     workers: int
-    replicas: int
+    replicas: int | None  # None: the settings' default (one per core)
     project_dir: Path
     serial_count: int
     serial_warmup: int
@@ -188,10 +189,14 @@ def on_bentogate(
 def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path, float]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    # 2 replicas x 1 worker beat 1 x 2 on 2 cores: HAProxy balances each request, while
-    # BentoML's workers share one listening socket and split connections unevenly.
+    # The default release's: one replica per core, one worker each (2 replicas x 1 worker beat
+    # 1 x 2 on 2 cores: HAProxy balances each request, while BentoML's workers share one
+    # listening socket and split connections unevenly).
     parser.add_argument("--workers", type=int, default=1, help="BentoML workers per Bento")
-    parser.add_argument("--replicas", type=int, default=2, help="Bentos per version")
+    parser.add_argument(
+        "--replicas", type=int, default=None,
+        help="Bentos per version (default: bento.replicas, one per core, as a release deploys)",
+    )  # fmt: skip
     parser.add_argument(
         "--project-dir",
         type=Path,
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "background_cpu": {"start": background_start, "end": background_end},
         "config": {
             "workers": options.workers,
-            "replicas": options.replicas,
+            "replicas": options.replicas or BentoSettings().replica_count(),
             "project_dir": str(options.project_dir),
             "quick": options.quick,
             "serial_count": options.serial_count,

@@ -104,7 +104,8 @@ def reconcile_once(ctx: Context, *, adopt: bool = False, beat: Heartbeat | None 
     # Every model named: the agent routes what it has switched to, never the DB's word.
     routed: dict[str, str | None] = {m.name: None for m in models}
     routed.update(host.routed(ctx))
-    report.actions += host.adopt(ctx, routed, actor=ctx.settings.host, check_ready=adopt)
+    me = ctx.registry.acting_as(ctx.settings.host)
+    report.actions += host.adopt(ctx, routed, actor=me, check_ready=adopt)
     # After a restart, render once what the DB records (HAProxy refuses an empty spec).
     changed = adopt and bool(ctx.registry.deployments(host=ctx.settings.host))
     for model in models:
@@ -177,7 +178,7 @@ def retry_delays(settings: AgentSettings) -> list[float]:
 
 
 def _start(ctx: Context, ref: Ref, beat: Heartbeat) -> int:
-    """Start one live replica of ``ref``, retrying a failed start after each of
+    """Start ``bento.replicas`` live replicas of ``ref``, retrying a failed start after each of
     :func:`retry_delays`; returns the try that succeeded. Every failed try is audited.
     Raises the last try's error when every try failed or the agent is stopping; a refusal of
     the DB (but a lost race: :class:`ConcurrentChange`) and :class:`DatabaseUnavailable` at
@@ -187,7 +188,8 @@ def _start(ctx: Context, ref: Ref, beat: Heartbeat) -> int:
         tries += 1
         beat.doing(f"starting {ref} (try {tries} of {len(delays) + 1})")
         try:
-            host.start(ctx, ref, replicas=1, role=Role.LIVE, actor=ctx.settings.host)
+            replicas = ctx.settings.bento.replica_count()
+            host.start(ctx, ref, replicas=replicas, role=Role.LIVE, actor=ctx.settings.host)
             return tries
         except BentogateError as err:
             refused = isinstance(err, GovernanceError) and not isinstance(err, ConcurrentChange)
@@ -242,7 +244,7 @@ def _loop(ctx: Context, stop: threading.Event, beat: Heartbeat) -> None:
             if stop.is_set():  # cut short: the next agent starts over
                 return
             beat.send(report.to_json())
-            for rollout in fleet.settle(ctx, actor=ctx.settings.host):
+            for rollout in fleet.settle(ctx, actor=ctx.registry.acting_as(ctx.settings.host)):
                 log.info("rollout %d of %s:%s %s", rollout.id, rollout.model, rollout.version,
                          rollout.status)  # fmt: skip
             for action in report.actions:

@@ -271,13 +271,13 @@ def roll_back(ctx: Context, watch: Watch, reading: Reading) -> None:
     release.rollback(
         ctx,
         watch.live.model,
-        actor=WATCHER,
+        actor=ctx.registry.acting_as(WATCHER),
         reason=f"automatic rollback of {watch.live}: {reading.breach}",
         evidence=asdict(reading),
         replacing=watch.live.version,
     )
     with ctx.host_lock():
-        if host.stop(ctx, watch.live, actor=WATCHER):
+        if host.stop(ctx, watch.live, actor=ctx.registry.acting_as(WATCHER)):
             host.apply_routes(ctx)
 
 
@@ -289,7 +289,7 @@ def roll_back_fleet(ctx: Context, watch: Watch, reading: Reading) -> None:
     fleet.roll_back(
         ctx,
         watch.live,
-        actor=WATCHER,
+        actor=ctx.registry.acting_as(WATCHER),
         reason=f"automatic rollback of {watch.live} (bake breach on {reading.host}): "
         f"{reading.breach}",
         evidence=asdict(reading),

@@ -8,7 +8,6 @@ on stderr, never as a traceback; ``--json`` output goes through :mod:`bentogate.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -79,26 +78,27 @@ def _warm_rows(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        raise click.UsageError(
-            "no --actor given, no BENTOGATE_ACTOR set and no OS user name found"
-        ) from None
+def _authenticated(click_ctx: click.Context, _: click.Parameter, value: str | None) -> str:
+    """The actor named, else who the governance DB authenticates this command as."""
+    return value or _context(click_ctx.find_root().obj).registry.whoami()
+
+
+_NAMING = (
+    " Default: who you are authenticated as (your PostgreSQL role; on SQLite your OS user). "
+    "Naming someone else is recorded as unauthenticated, and refused on PostgreSQL "
+    "(require_authenticated)."
+)
 
 
 def _actor(text: str = "Who does it (audited).", *, flag: str = "--actor") -> Callable[[F], F]:
-    """An actor option: given, else ``$BENTOGATE_ACTOR``, else the OS user. Governance
-    compares these names (a validator or approver must differ from the developer), so the
-    steps that name *other* people (release's --validator and --approver) have no default."""
+    """An actor option: given, else ``$BENTOGATE_ACTOR``, else the authenticated identity
+    (governance records a named actor as unauthenticated and, on PostgreSQL, refuses it)."""
     return click.option(
         flag,
         envvar="BENTOGATE_ACTOR",
         show_envvar=True,
-        default=_os_user,
-        show_default="your OS user",
-        help=text,
+        callback=_authenticated,
+        help=text + _NAMING,
     )
 
 
@@ -246,10 +246,14 @@ def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> N
 @cli.command()
 @click.argument("ref", callback=_ref)
 @_actor()
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 16),
+    help="Replicas to start (default: bento.replicas, one per core of this host).",
+)
 @output.json_option
 @click.pass_obj
-def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int) -> None:
+def deploy(obj: dict[str, Any], ref: Ref, actor: str, replicas: int | None) -> None:
     """Serve REF on its own port(s) behind HAProxy as the candidate."""
     ctx = _context(obj)
     with progress_view() as progress:
@@ -413,7 +417,7 @@ def rollback(obj: dict[str, Any], model: str, actor: str) -> None:
 def shutdown(obj: dict[str, Any]) -> None:
     """Stop every Bento of this host and its HAProxy (the DB records them as stopped)."""
     ctx = _context(obj)
-    stopped = release.shutdown(ctx, actor=ctx.settings.host)
+    stopped = release.shutdown(ctx, actor=ctx.registry.acting_as(ctx.settings.host))
     lines = [f"stopped {d.model}:{d.version} on port {d.port}" for d in stopped]
     output.emit(
         {"host": ctx.settings.host,
@@ -462,17 +466,23 @@ def retire(obj: dict[str, Any], ref: Ref, actor: str, reason: str) -> None:
 @cli.command(name="release")
 @click.argument("ref", callback=_ref)
 @click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--validator", required=True, help="Who validates (not the developer).")
-@click.option("--approver", required=True, help="Who approves (neither developer nor validator).")
+@click.option("--validator", help="Who validates, if it is still to do (not the developer).")
+@click.option("--approver", help="Who approves, if it is still to do (nor the validator).")
 @_actor("The release engineer.")
 @output.json_option
 @click.pass_obj
 def release_command(
-    obj: dict[str, Any], ref: Ref, holdout: Path, validator: str, approver: str, actor: str
+    obj: dict[str, Any],
+    ref: Ref,
+    holdout: Path,
+    validator: str | None,
+    approver: str | None,
+    actor: str,
 ) -> None:
-    """validate → approve → build → deploy → gate → promote REF, resuming where it stopped."""
+    """validate → approve → build → deploy → gate → promote REF, resuming where it stopped
+    (steps still to do are done by --validator, --approver, else by you)."""
     ctx = _context(obj)
-    actors = release.Actors(validator=validator, approver=approver, release=actor)
+    actors = release.Actors(validator=validator or actor, approver=approver or actor, release=actor)
     with progress_view() as progress:
         info = release.release(ctx, ref, holdout, actors=actors, progress=progress)
     click.echo(f"{info.model}:{info.version}: {info.state}")
@@ -628,6 +638,17 @@ def upgrade(obj: dict[str, Any]) -> None:
     ctx.registry.upgrade()
     revision = ctx.registry.schema_revision()
     output.emit({"schema": revision}, f"schema at {revision}")
+
+
+@db.command()
+@click.option("--prefix", default="bentogate", show_default=True, help="Group role names' prefix.")
+@output.json_option
+@click.pass_obj
+def roles(obj: dict[str, Any], prefix: str) -> None:
+    """PostgreSQL: create the group roles (developer, validator, approver, release, agent,
+    admin), their GRANTs and the duties trigger; then GRANT a group to each person's role."""
+    names = _context(obj).registry.create_roles(prefix)
+    output.emit({"roles": names}, "group roles: " + ", ".join(names))
 
 
 @cli.command()

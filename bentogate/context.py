@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bentogate.bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
 from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
-from bentogate.governance import Registry
+from bentogate.governance import Anchor, Registry
 from bentogate.haproxy import ProxyPaths, Sidecar
 from bentogate.locks import file_lock
 from bentogate.settings import Settings
@@ -79,7 +79,16 @@ class Context:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            registry = Registry(self.settings.database_url, environment=self.settings.environment)
+            settings = self.settings
+            anchor = Anchor(
+                settings.checkpoint_key, settings.checkpoint_log, settings.audit.checkpoint_every
+            )
+            registry = Registry(
+                settings.database_url,
+                environment=settings.environment,
+                anchor=anchor,
+                require_authenticated=settings.require_authenticated,
+            )
             if self.settings.db_url is None:
                 # The embedded SQLite DB belongs to this host alone: keep it migrated. A shared
                 # DB is migrated on purpose, with `bentogate db upgrade`.

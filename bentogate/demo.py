@@ -30,6 +30,10 @@ def run_demo(
     actors = release.Actors(
         developer="dana.dev", validator="vic.validator", approver="ana.approver"
     )
+    progress(
+        f"one machine plays four people ({actors.developer}, {actors.validator}, "
+        f"{actors.approver}, {actors.release}): named, not authenticated, and recorded so"
+    )
     try:
         for name in ("v1", "v2"):
             info = release.register(

@@ -7,7 +7,8 @@
     ├── DatabaseUnavailable        the governance database cannot be reached or used
     ├── GovernanceError            3 REFUSED: a rule of the lifecycle refused an action
     │   ├── IllegalTransition      the state machine does not allow it
-    │   ├── SeparationOfDuties     the same person may not do both steps
+    │   ├── SeparationOfDuties     the same person may not do both steps (or this role at all)
+    │   ├── Unauthenticated        the actor named is not the identity the database authenticated
     │   ├── IntegrityError         artifact bytes differ from the approved ones
     │   │   └── AuditChainBroken   the audit trail's hash chain does not verify
     │   ├── ValidationFailed       4 FAILED: parity or quality rejected the version (recorded)
@@ -86,6 +87,10 @@ class IllegalTransition(GovernanceError):
 
 
 class SeparationOfDuties(GovernanceError):
+    pass
+
+
+class Unauthenticated(GovernanceError):
     pass
 
 

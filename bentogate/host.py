@@ -150,10 +150,12 @@ def end_dead(ctx: Context, ref: Ref, *, actor: str) -> list[Handle]:
 def ensure_running(
     ctx: Context, ref: Ref, role: Role, *, actor: str, progress: Progress = no_progress
 ) -> None:
-    """Start one replica of ``ref`` if this host runs none alive (its backend joins HAProxy,
-    routes unchanged); return once every server of it passes its health check."""
+    """Start ``bento.replicas`` replicas of ``ref`` if this host runs none alive (its backend
+    joins HAProxy, routes unchanged); return once every server of it passes its health
+    check."""
     if not end_dead(ctx, ref, actor=actor):
-        start(ctx, ref, replicas=1, role=role, actor=actor, progress=progress)
+        replicas = ctx.settings.bento.replica_count()
+        start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
         apply_routes(ctx, progress=progress)
     wait_healthy(ctx, ref, progress=progress)
 

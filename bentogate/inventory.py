@@ -34,13 +34,29 @@ def _last(entries: list[AuditEntry], action: Action) -> AuditEntry | None:
     return done[-1] if done else None
 
 
+#: the sign-offs whose actor must be an authenticated identity to count for an auditor
+_SIGN_OFFS = (Action.REGISTER, Action.VALIDATE, Action.APPROVE)
+
+
+def unauthenticated(entries: list[AuditEntry]) -> dict[str, list[str]]:
+    """Version → its sign-offs (registration, validation, approval) done by an actor who was
+    named, not authenticated, as ``"approve by ana"``."""
+    found: dict[str, list[str]] = {}
+    for e in entries:
+        if e.action in _SIGN_OFFS and e.outcome == Outcome.OK and e.authenticated is False:
+            found.setdefault(str(e.version), []).append(f"{e.action} by {e.actor}")
+    return found
+
+
 def inventory_rows(ctx: Context) -> list[dict[str, Any]]:
-    """One row per model: use, owner, live version and port, last validation, next review."""
+    """One row per model: use, owner, live version and port, last validation, next review,
+    and the versions whose sign-offs were not authenticated."""
     rows = []
     for model in ctx.registry.models():
         versions = ctx.registry.versions(model.name)
         live = ctx.registry.production_version(model.name)
-        validation = _last(ctx.registry.audit(model.name), Action.VALIDATE)
+        entries = ctx.registry.audit(model.name)
+        validation = _last(entries, Action.VALIDATE)
         states = {v.state for v in versions}
         if states & _IN_USE:
             use = "in use"
@@ -60,6 +76,7 @@ def inventory_rows(ctx: Context) -> list[dict[str, Any]]:
                 "validator": validation.actor if validation else None,
                 "last_validation": validation.at.isoformat() if validation else None,
                 "next_review_due": plain(model.next_review_due),
+                "unauthenticated": sorted(unauthenticated(entries)),
             }
         )
     return rows
@@ -69,8 +86,10 @@ def version_story(ctx: Context, ref: Ref) -> dict[str, Any]:
     """Everything recorded about one version: facts, gate and shadow runs, deployments,
     audit trail."""
     info = ctx.registry.get_version(ref.model, ref.version)
+    entries = ctx.registry.audit(ref.model, ref.version)
     return {
         "version": plain(info),
+        "unauthenticated": unauthenticated(entries).get(ref.version, []),
         "gate_runs": [
             {k: v for k, v in plain(run).items() if k != "results"}
             for run in ctx.registry.gate_runs(ref.model, ref.version)
@@ -84,7 +103,7 @@ def version_story(ctx: Context, ref: Ref) -> dict[str, Any]:
             for d in ctx.registry.deployments(model=ref.model, active_only=False)
             if d.version == ref.version
         ],
-        "audit": [plain(e) for e in ctx.registry.audit(ref.model, ref.version)],
+        "audit": [plain(e) for e in entries],
     }
 
 

@@ -28,7 +28,13 @@ from bentogate.governance import (
     VersionInfo,
     next_release_action,
 )
-from bentogate.modelimport import check_parity, import_xgboost, load_artifact, quality
+from bentogate.modelimport import (
+    check_parity,
+    import_xgboost,
+    load_artifact,
+    quality,
+    sha256_file,
+)
 
 
 def init(ctx: Context) -> None:
@@ -96,7 +102,12 @@ def validate(ctx: Context, ref: Ref, holdout_csv: Path, *, actor: str) -> Versio
                 f"{baseline['auc']:.4f} - {max_drop:g}"
             )
     recorded = ctx.registry.validate(
-        ref.model, ref.version, actor=actor, results=results, passed=not failures
+        ref.model,
+        ref.version,
+        actor=actor,
+        results=results,
+        passed=not failures,
+        why="; ".join(failures),
     )
     if failures:
         facts = {"model": ref.model, "version": ref.version, "state": recorded.state}
@@ -127,11 +138,18 @@ def build(
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.approver is None:  # let governance refuse (and audit) before any work is done
         ctx.registry.record_build(ref.model, ref.version, actor=actor, bento_tag=str(ref))
+    directory = artifact_dir(info.artifact_uri)
+    onnx = load_artifact(directory).onnx_path
+    measured = sha256_file(onnx) if onnx.is_file() else "none (no such file)"
+    # the bytes about to be built in are the approved ones (refused and audited otherwise)
+    ctx.registry.verify_artifact(
+        ref.model, ref.version, actor=actor, sha256=measured, what=f"artifact {onnx}"
+    )
     spec = VersionSpec(
         model=ref.model,
         version=ref.version,
         sha256=info.sha256,
-        artifact_dir=artifact_dir(info.artifact_uri),
+        artifact_dir=directory,
         labels={
             "model": ref.model,
             "version": ref.version,
@@ -158,9 +176,15 @@ def build(
 
 
 def deploy(
-    ctx: Context, ref: Ref, *, actor: str, replicas: int = 1, progress: Progress = no_progress
+    ctx: Context,
+    ref: Ref,
+    *,
+    actor: str,
+    replicas: int | None = None,
+    progress: Progress = no_progress,
 ) -> VersionInfo:
-    """Serve the built version on its own port(s), add it to HAProxy as the candidate.
+    """Serve the built version on its own port(s), add it to HAProxy as the candidate:
+    ``replicas`` more of it (default ``bento.replicas``: one per core of the host).
 
     Replicas of it recorded on this host whose process is gone are ended first: deploying
     a running version replaces its dead replicas (its routes stay as they are).
@@ -171,7 +195,8 @@ def deploy(
     host.end_dead(ctx, ref, actor=actor)
     # A replica of the production version serves it: live, so the next cutover demotes it.
     role = Role.LIVE if info.state == State.PRODUCTION else Role.CANDIDATE
-    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
+    count = replicas or ctx.settings.bento.replica_count()
+    started = host.start(ctx, ref, replicas=count, role=role, actor=actor, progress=progress)
     try:
         host.apply_routes(ctx, progress=progress)
         host.wait_healthy(ctx, ref, progress=progress)
@@ -296,14 +321,17 @@ class Actors:
     release: str = "release-engineer"
 
 
-def next_step(info: VersionInfo) -> Action | None:
+def next_step(ctx: Context, info: VersionInfo) -> Action | None:
     """The release step a version in this state needs next (read off the lifecycle table,
     :func:`bentogate.governance.next_release_action`); None once it is in production. Raises
-    IllegalTransition for a version off the release path (rejected, retired)."""
+    IllegalTransition for a version off the release path (retired; rejected, naming the
+    measured reason its rejection was recorded with)."""
     try:
         return next_release_action(info.state, built=info.bento_tag is not None)
     except IllegalTransition as exc:
-        raise IllegalTransition(f"{info.model}:{info.version}: {exc}") from None
+        why = ctx.registry.rejection(info.model, info.version)
+        because = f"; {why}" if why else ""
+        raise IllegalTransition(f"{info.ref}: {exc}{because}") from None
 
 
 def release(
@@ -321,13 +349,13 @@ def release(
         Action.GATE: lambda: gate(ctx, ref, actor=actors.release, progress=progress),
         Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release, progress=progress),
     }
-    while (step := next_step(ctx.registry.get_version(ref.model, ref.version))) is not None:
+    while (step := next_step(ctx, ctx.registry.get_version(ref.model, ref.version))) is not None:
         if step == Action.PROMOTE and needs_shadow(ctx, ref):
             progress(f"{ref}: shadow")  # the policy asks for live evidence first
             shadow(ctx, ref, actor=actors.release)
         progress(f"{ref}: {_STEP_NAMES.get(step, step)}")
         run[step]()
-        if next_step(ctx.registry.get_version(ref.model, ref.version)) == step:
+        if next_step(ctx, ctx.registry.get_version(ref.model, ref.version)) == step:
             raise IllegalTransition(f"{ref}: {step} did not advance the version")
     return ctx.registry.get_version(ref.model, ref.version)
 

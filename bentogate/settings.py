@@ -88,7 +88,14 @@ class HAProxySettings(BaseModel):
 class BentoSettings(BaseModel):
     """How Bentos are served."""
 
-    workers: int = Field(1, description="BentoML worker processes per deployed version.")
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Bentos (BentoML servers, each on its own port) per deployed version, "
+        "balanced by HAProxy; default: one per CPU core this host lets bentogate use.",
+        examples=[2],
+    )
+    workers: int = Field(1, description="BentoML worker processes per replica.")
     ready_timeout_s: float = Field(90.0, description="Wait this long for /readyz after start.")
     stop_timeout_s: float = Field(15.0, description="Graceful stop deadline before SIGKILL.")
     max_batch_rows: int = Field(1024, description="Rows accepted by /predict_batch.")
@@ -120,6 +127,10 @@ class BentoSettings(BaseModel):
         "`bentogate expire --wait` that each cutover leaves running, this host's fleet agent, "
         "or nobody until `bentogate expire` is run.",
     )
+
+    def replica_count(self) -> int:
+        """``replicas``, or the CPU cores this process may run on when it is not set."""
+        return self.replicas or len(os.sched_getaffinity(0))
 
     def build_args(self) -> dict[str, object]:
         """The values built into each Bento (service.BentoArgs besides the model tag)."""
@@ -200,6 +211,30 @@ class AgentSettings(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """The audit trail's anchor outside the database: signed checkpoints of the chain's head."""
+
+    checkpoint_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM, mode 600) that signs the checkpoints; created "
+        "on first use. Keep it outside the database (every writer of a shared DB needs the "
+        "same key). Default: home/keys/audit-checkpoint.pem.",
+        examples=["/etc/bentogate/audit-checkpoint.pem"],
+    )
+    checkpoint_log: Path | None = Field(
+        None,
+        description="File every checkpoint is appended to (a WORM store or another host's "
+        "mount). Default: home/audit-checkpoints.jsonl.",
+        examples=["/mnt/worm/bentogate/audit-checkpoints.jsonl"],
+    )
+    checkpoint_every: int = Field(
+        100,
+        ge=1,
+        description="A checkpoint at least every this many audit rows (and at every "
+        "promotion, rollback and retirement).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything bentogate can be told. ``home`` holds all state of one host."""
 
@@ -224,11 +259,18 @@ class Settings(BaseSettings):
         examples=["/mnt/shared/bentos"],
     )
     environment: str = Field("prod", description="Environment name in the governance DB.")
+    require_authenticated: bool = Field(
+        True,
+        description="PostgreSQL: refuse an actor named (--actor, --validator, ...) who is not "
+        "the database role that connects. SQLite always lets the one-machine demo name people, "
+        "and records their rows as unauthenticated.",
+    )
     ports: PortSettings = PortSettings()
     haproxy: HAProxySettings = HAProxySettings()
     bento: BentoSettings = BentoSettings()
     gate: GateSettings = GateSettings()
     agent: AgentSettings = AgentSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("home")
     @classmethod
@@ -254,6 +296,18 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The governance DB URL: ``db_url`` or SQLite in ``home``."""
         return self.db_url or f"sqlite:///{(self.home / 'governance.db').resolve()}"
+
+    @property
+    def checkpoint_key(self) -> Path:
+        """The audit checkpoints' signing key: ``audit.checkpoint_key`` or under home."""
+        key = self.audit.checkpoint_key
+        return key.expanduser().resolve() if key else self.home / "keys" / "audit-checkpoint.pem"
+
+    @property
+    def checkpoint_log(self) -> Path:
+        """Where checkpoints are appended: ``audit.checkpoint_log`` or under home."""
+        log = self.audit.checkpoint_log
+        return log.expanduser().resolve() if log else self.home / "audit-checkpoints.jsonl"
 
     @property
     def bentos_dir(self) -> Path:

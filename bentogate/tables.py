@@ -62,6 +62,8 @@ def _table(title: str | None = None) -> Table:
 
 
 def _cell(value: Any, suffix: str = "") -> str:
+    if isinstance(value, list):  # e.g. the versions of a model an inventory row flags
+        value = ", ".join(str(item) for item in value)
     return "" if value is None or value == "" else f"{value}{suffix}"
 
 
@@ -147,7 +149,7 @@ def _time_of_day(moment: str) -> str:
 
 INVENTORY_COLUMNS = (
     "model", "use", "owner", "live_version", "live_port", "versions", "validator",
-    "last_validation", "next_review_due",
+    "last_validation", "next_review_due", "unauthenticated",
 )  # fmt: skip
 
 _RUN_COLUMNS = ("created_at", "verdict", "compared_with", "report_path")
@@ -201,6 +203,9 @@ def story_text(story: dict[str, Any]) -> str:
     version = story["version"]
     for key in _VERSION_KEYS:
         facts.add_row(key, _cell(version.get(key)))
+    if story.get("unauthenticated"):  # named people's sign-offs: an auditor must see it
+        named = "; ".join(story["unauthenticated"])
+        facts.add_row("unauthenticated", Text(named, style="bold yellow"))
     return to_text(
         Group(
             facts,

@@ -61,11 +61,13 @@ def warm_versions(ctx: Context) -> list[Warm]:
 
 
 def stop_expired(
-    ctx: Context, *, now: datetime | None = None, actor: str = SYSTEM_ACTOR
+    ctx: Context, *, now: datetime | None = None, actor: str | None = None
 ) -> list[Ref]:
     """Drain and stop every warm version whose time is over (at ``now``, default the
-    current time); returns them. Holds the host lock (ConcurrentChange if it is held longer
-    than the lock's timeout)."""
+    current time); returns them. ``actor``: default bentogate's own (as the registry accepts
+    it, :meth:`bentogate.governance.Registry.acting_as`). Holds the host lock (ConcurrentChange if
+    it is held longer than the lock's timeout)."""
+    actor = actor or ctx.registry.acting_as(SYSTEM_ACTOR)
     with ctx.host_lock():
         moment = now or datetime.now(UTC)
         expired = [warm.ref for warm in warm_versions(ctx) if warm.until <= moment]

@@ -21,8 +21,15 @@ Where each thing is::
     └─ migrate.py       Alembic, driven from code (the scripts: migrations/versions/)
 
     and, under all of them:
+    store.py      what Registry stands on: the database, its schema, audited writes, reads,
+                  the audit trail (rows, rejections, verification)
     attempt.py    one audited write: its transaction; a refusal is rolled back, then audited
+    roles.py      PostgreSQL group roles, GRANTs and the duties trigger (``db roles``)
+    identity.py   who acts: the identity the database authenticated (PostgreSQL role, OS user
+                  on SQLite); a named actor is unauthenticated (refused on PostgreSQL if required)
     audit.py      the append-only, hash-chained log: append, verify
+    checkpoints.py signed checkpoints of the chain's head (key and log outside the DB): seal,
+                  publish, verify
     documents.py  the JSON documents stored unread (gate policies, host reports): their checks;
                   RunReport, what a gate or shadow run reports
     records.py    the frozen ``*Info`` records callers get, each made from its row
@@ -31,6 +38,7 @@ Where each thing is::
     db.py         engines, sessions; SQLAlchemy errors become bentogate errors
 """
 
+from bentogate.governance.checkpoints import Anchor
 from bentogate.governance.records import (
     AuditEntry,
     DeploymentInfo,
@@ -58,6 +66,7 @@ __all__ = [
     "SYSTEM_ACTOR",
     "TRANSITIONS",
     "Action",
+    "Anchor",
     "AuditEntry",
     "DeploymentInfo",
     "GateRunInfo",

@@ -22,6 +22,7 @@ from bentogate.errors import (
     ConfigError,
     DatabaseUnavailable,
     GovernanceError,
+    SeparationOfDuties,
 )
 
 #: seconds a SQLite writer waits for the lock before giving up
@@ -120,7 +121,9 @@ class Database:
 def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> BentogateError:
     """Return the bentogate error for a SQLAlchemy error.
 
-    Constraint violations and lock conflicts → :class:`ConcurrentChange` naming the rule;
+    A privilege PostgreSQL refuses (a GRANT, the duties trigger of
+    :mod:`bentogate.governance.roles`) → :class:`SeparationOfDuties`; constraint violations and lock
+    conflicts → :class:`ConcurrentChange` naming the rule;
     a missing schema, or one older than the code (a missing column) → :class:`ConfigError`
     saying to upgrade; an unreachable database →
     :class:`DatabaseUnavailable`; anything else →
@@ -132,6 +135,8 @@ def translate(err: exc.SQLAlchemyError, url: str, refusal: str = "") -> Bentogat
     sqlstate = getattr(orig, "sqlstate", None) or ""
     if "append-only" in text or "immutable" in text:  # the guards of migration 0002
         return GovernanceError(f"{refusal}{text} (enforced by the database)")
+    if sqlstate == "42501":  # insufficient privilege: a GRANT or the duties trigger (roles.py)
+        return SeparationOfDuties(f"{refusal}{text} (enforced by the database)")
     if isinstance(err, exc.IntegrityError):
         rule = next((r for n, r in CONSTRAINT_RULES.items() if n in str(orig)), None)
         what = f"{rule} (enforced by the database)" if rule else f"database constraint: {text}"

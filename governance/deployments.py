@@ -84,11 +84,12 @@ def end(session: Session, attempt: Attempt, deployment_id: int) -> bool:
     return True
 
 
-def verify_artifact(session: Session, attempt: Attempt, *, sha256: str) -> None:
-    """Audit that the bytes about to be served are the registered ones; IntegrityError if not."""
+def verify_artifact(session: Session, attempt: Attempt, *, sha256: str, what: str) -> None:
+    """Audit that the bytes about to be served or built (``what``) are the registered ones;
+    IntegrityError if not."""
     _, row = queries.locked_version(session, attempt)
-    check_sha256(attempt, row, sha256, "served model")
-    attempt.record(session, reason="served artifact matches the registered sha256")
+    check_sha256(attempt, row, sha256, what)
+    attempt.record(session, reason=f"{what} matches the registered sha256")
 
 
 def check_sha256(attempt: Attempt, row: Version, sha256: str, what: str) -> None:

@@ -84,7 +84,7 @@ def record_gate(session: Session, attempt: Attempt, run: RunReport) -> GateRunIn
         attempt,
         row,
         target,
-        f"gate {parsed}",
+        _gate_reason(parsed, run.results),
         {
             "gate_run_id": stored.id,
             "verdict": str(parsed),
@@ -93,6 +93,15 @@ def record_gate(session: Session, attempt: Attempt, run: RunReport) -> GateRunIn
         },
     )
     return records.gate_info(stored, model.name, row.version)
+
+
+def _gate_reason(verdict: Verdict, results: dict[str, Any]) -> str:
+    """``gate fail: p99 41.2 ms > 25 ms`` — the verdict and, unless it passed, the measured
+    reasons the run gives (``results["reasons"]``)."""
+    reasons = results.get("reasons")
+    if verdict == Verdict.PASS or not isinstance(reasons, list) or not reasons:
+        return f"gate {verdict}"
+    return f"gate {verdict}: {'; '.join(str(r) for r in reasons)}"
 
 
 def record_capacity(

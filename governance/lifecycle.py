@@ -42,9 +42,10 @@ def move(
 
 
 def validate(
-    session: Session, attempt: Attempt, *, results: dict[str, Any], passed: bool
+    session: Session, attempt: Attempt, *, results: dict[str, Any], passed: bool, why: str
 ) -> VersionInfo:
-    """registered → validated (passed) or → rejected; the validator is not the developer."""
+    """registered → validated (passed) or → rejected; the validator is not the developer.
+    ``why``: the measured reason of a rejection (the audit row's reason says it)."""
     model, row = queries.locked_version(session, attempt)
     target = State.VALIDATED if passed else State.REJECTED
     attempt.to_state = target
@@ -65,7 +66,7 @@ def validate(
         )
     )
     row.validator = attempt.actor
-    reason = "validation passed" if passed else "validation failed"
+    reason = "validation passed" if passed else f"validation failed: {why or 'no reason given'}"
     move(session, attempt, row, target, reason, {"passed": passed, "results": results})
     return records.version_info(row, model.name)
 

@@ -27,7 +27,7 @@ from bentogate.governance.schema import (
     ShadowRun,
     Version,
 )
-from bentogate.governance.states import RolloutStatus, State, Verdict
+from bentogate.governance.states import Outcome, RolloutStatus, State, Verdict
 
 #: a table of runs judged against a policy: gate runs, shadow runs
 RunRow = TypeVar("RunRow", GateRun, ShadowRun)
@@ -222,6 +222,27 @@ def audit_entries(
     if version is not None:
         query = query.where(AuditRow.version == version)
     return [records.audit_entry(r) for r in session.execute(query.order_by(AuditRow.id)).scalars()]
+
+
+def rejection(session: Session, environment: str, model: str, version: str) -> str | None:
+    """The reason of the audit row that rejected ``model:version`` (None if it is not
+    rejected). Raises NotFoundError for an unknown model or version."""
+    row = version_row(session, model_row(session, environment, model), version)
+    if row.state != State.REJECTED:
+        return None
+    query = (
+        sa.select(AuditRow.reason)
+        .where(
+            AuditRow.environment == environment,
+            AuditRow.model == model,
+            AuditRow.version == version,
+            AuditRow.to_state == str(State.REJECTED),
+            AuditRow.outcome == Outcome.OK,
+        )
+        .order_by(AuditRow.id.desc())
+        .limit(1)
+    )
+    return session.execute(query).scalar_one_or_none()
 
 
 def hosts(session: Session, environment: str) -> list[records.HostInfo]:

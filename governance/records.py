@@ -129,6 +129,8 @@ class AuditEntry:
     prev_hash: str = ""
     hash: str = ""
     environment: str = "prod"
+    #: the actor is the authenticated identity (False: someone was named; None: not recorded)
+    authenticated: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,10 @@ def deployment_info(row: schema.Deployment, model_name: str, version: str) -> De
 
 
 def audit_entry(row: schema.AuditRow) -> AuditEntry:
-    """Return the public view of an audit row (its payload parsed from the hashed JSON)."""
+    """Return the public view of an audit row (its payload parsed from the hashed JSON; the
+    ``authenticated`` mark governance stamps into it shown as :attr:`AuditEntry.authenticated`)."""
+    payload = json.loads(row.payload)
+    authenticated = payload.pop("authenticated", None)
     return AuditEntry(
         id=row.id,
         at=row.at,
@@ -256,10 +261,11 @@ def audit_entry(row: schema.AuditRow) -> AuditEntry:
         to_state=row.to_state,
         outcome=str(row.outcome),
         reason=row.reason,
-        payload=json.loads(row.payload),
+        payload=payload,
         prev_hash=row.prev_hash,
         hash=row.hash,
         environment=row.environment,
+        authenticated=authenticated if isinstance(authenticated, bool) else None,
     )
 
 

@@ -5,20 +5,14 @@ and audited), a read in a read session (:mod:`bentogate.governance.queries`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
-
-from sqlalchemy.orm import Session
+from typing import Any
 
 from bentogate.governance import (
-    audit,
     deployments,
     gates,
     heartbeats,
     lifecycle,
-    migrate,
     promotion,
     queries,
     records,
@@ -26,56 +20,20 @@ from bentogate.governance import (
     rollouts,
     shadow,
 )
-from bentogate.governance.attempt import Attempt, transaction, utcnow
-from bentogate.governance.db import Database
 from bentogate.governance.documents import RunReport
 from bentogate.governance.states import Action, Role
+from bentogate.governance.store import Store
 
 SYSTEM_ACTOR = "bentogate"
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
-class Registry:
+class Registry(Store):
     """Models, versions, evidence, deployments and the audit trail of one environment, in the
     database at ``url`` (``sqlite:///…`` or ``postgresql+psycopg://…``; no connection until the
     first call; call :meth:`upgrade` once before use, it is idempotent). Failures:
     :class:`NotFoundError` for unknown names, :class:`GovernanceError` subclasses for refused
-    actions, :class:`ConfigError` for an unusable or un-migrated database."""
-
-    def __init__(
-        self, url: str, *, environment: str = "prod", clock: Callable[[], datetime] = utcnow
-    ) -> None:
-        self.environment = environment
-        self._db = Database(url)
-        self._clock = clock
-
-    @property
-    def dialect(self) -> str:
-        """``"sqlite"`` or ``"postgresql"``."""
-        return self._db.dialect
-
-    def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema to ``revision`` (Alembic). Safe to call on every start."""
-        migrate.upgrade(self._db, revision)
-
-    def downgrade(self, revision: str = "base") -> None:
-        """Migrate the schema down (``"base"`` drops every governance table and its data)."""
-        migrate.downgrade(self._db, revision)
-
-    def schema_revision(self) -> str | None:
-        """Return the database's Alembic revision (``None``: never migrated)."""
-        return migrate.current_revision(self._db)
-
-    def close(self) -> None:
-        """Release every pooled connection. The registry may not be used afterwards."""
-        self._db.dispose()
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    actions, :class:`ConfigError` for an unusable or un-migrated database. The database, the
+    audited writes and the audit trail: :class:`bentogate.governance.store.Store`."""
 
     # -- models & versions (registration, lifecycle, promotion) ------------------------------
     def ensure_model(
@@ -119,12 +77,20 @@ class Registry:
             return registration.register_version(s, a, new)
 
     def validate(
-        self, model: str, version: str, *, actor: str, results: dict[str, Any], passed: bool
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        results: dict[str, Any],
+        passed: bool,
+        why: str = "",
     ) -> records.VersionInfo:
-        """registered → validated (or rejected if not ``passed``); returns the version.
-        Raises :class:`IllegalTransition`, :class:`SeparationOfDuties` (actor is developer)."""
+        """registered → validated (or rejected if not ``passed``, ``why`` naming the measured
+        reason: the audit row says it); returns the version. Raises
+        :class:`IllegalTransition`, :class:`SeparationOfDuties` (actor is developer)."""
         with self._write(Action.VALIDATE, actor, model, version) as (s, a):
-            return lifecycle.validate(s, a, results=results, passed=passed)
+            return lifecycle.validate(s, a, results=results, passed=passed, why=why)
 
     def approve(
         self,
@@ -176,10 +142,11 @@ class Registry:
     ) -> records.VersionInfo:
         """The most recently demoted version back to production under promote's rules but the
         shadow rule (``sha256``, if given, checked too); returns it. ``reason``: the audit row's;
-        ``evidence`` (the bake watcher's figures, audited) makes it automatic: the outgoing
-        version failed its bake (:mod:`bentogate.governance.promotion`); ``replacing``: only while
-        it is production. Raises NotFoundError (no previous version), GovernanceError (evidence not
-        JSON; ConcurrentChange: ``replacing`` not production), and what :meth:`promote` raises."""
+        ``evidence`` (the bake watcher's figures, audited) makes it automatic: the version leaving
+        production failed its bake (:mod:`bentogate.governance.promotion`); ``replacing``: only
+        while it is production. Raises NotFoundError (no previous version), GovernanceError
+        (evidence not JSON; ConcurrentChange: ``replacing`` not production), the errors of
+        :meth:`promote`."""
         with self._write(Action.ROLLBACK, actor, model) as (s, a):
             return promotion.rollback(
                 s, a, sha256=sha256, reason=reason, evidence=evidence, replacing=replacing
@@ -289,15 +256,18 @@ class Registry:
             gates.record_capacity(s, a, rate=rate, details=details)
 
     # -- what runs where: deployments, fleet hosts, rollouts (deployments, heartbeats, rollouts)
-    def verify_artifact(self, model: str, version: str, *, actor: str, sha256: str) -> None:
-        """Audit the sha256 measured on the model about to be served. Raises
-        :class:`IntegrityError` (audited as refused) if it differs from the registered one."""
+    def verify_artifact(
+        self, model: str, version: str, *, actor: str, sha256: str, what: str = "served model"
+    ) -> None:
+        """Audit the sha256 measured on the model about to be served or built (``what`` names
+        those bytes). Raises :class:`IntegrityError` (audited as refused) if it differs from
+        the registered one."""
         with self._write(Action.VERIFY_ARTIFACT, actor, model, version) as (s, a):
-            deployments.verify_artifact(s, a, sha256=sha256)
+            deployments.verify_artifact(s, a, sha256=sha256, what=what)
 
     def record_deployment(
         self, model: str, version: str, *, host: str, port: int, pid: int | None, role: Role,
-        actor: str = SYSTEM_ACTOR,
+        actor: str | None = None,
     ) -> records.DeploymentInfo:  # fmt: skip
         """Record that ``model:version`` runs on ``host:port``; returns the deployment.
         Raises :class:`IllegalTransition` (unapproved version; live but not production),
@@ -305,8 +275,9 @@ class Registry:
         with self._write(Action.DEPLOY, actor, model, version) as (s, a):
             return deployments.record(s, a, host=host, port=port, pid=pid, role=role)
 
-    def end_deployment(self, deployment_id: int, *, actor: str = SYSTEM_ACTOR) -> None:
-        """Mark a deployment stopped (no-op if it already is). Raises :class:`NotFoundError`."""
+    def end_deployment(self, deployment_id: int, *, actor: str | None = None) -> None:
+        """Mark a deployment stopped (no-op if it already is; ``actor`` None: the
+        authenticated identity). Raises :class:`NotFoundError`."""
         with self._write(Action.UNDEPLOY, actor) as (s, a):
             deployments.end(s, a, deployment_id)
 
@@ -320,7 +291,7 @@ class Registry:
         """Record that ``host``'s agent is alive now and what it reports (a JSON object:
         what it serves, health, errors). Not audited. Returns the host. Raises
         :class:`GovernanceError` (not a JSON object), :class:`ConfigError` (DB unreachable)."""
-        with self._write(Action.HEARTBEAT, host) as (s, a):
+        with self._write(Action.HEARTBEAT, None) as (s, a):
             return heartbeats.heartbeat(s, a, host=host, report=report)
 
     def hosts(self) -> list[records.HostInfo]:
@@ -356,7 +327,7 @@ class Registry:
     ) -> None:  # fmt: skip
         """Audit ``host``'s failed start ``tries`` of ``of`` of ``model:version`` (and the
         rollout of it in progress); ``retry_in_s``: None if the host gives up. NotFoundError."""
-        with self._write(Action.START_FAILED, host, model, version) as (s, a):
+        with self._write(Action.START_FAILED, self.acting_as(host), model, version) as (s, a):
             rollouts.start_failed(s, a, host, tries, of, error, retry_in_s)
 
     def db_now(self) -> datetime:
@@ -369,27 +340,3 @@ class Registry:
     ) -> list[records.RolloutInfo]:
         """Return fleet rollouts (of ``model``; only in-progress ones), oldest first."""
         return self._read(queries.rollouts, model, active_only)
-
-    # -- the audit trail (audit) -------------------------------------------------------------
-    def audit(
-        self, model: str | None = None, version: str | None = None
-    ) -> list[records.AuditEntry]:
-        """Return this environment's audit rows (optionally of one model/version), oldest first."""
-        return self._read(queries.audit_entries, model, version)
-
-    def verify_audit(self) -> tuple[bool, int | None, str]:
-        """Check the whole hash chain. Returns ``(ok, first broken or missing row id, message)``."""
-        with self._db.read() as s:
-            return audit.verify(s)
-
-    def _read(
-        self, query: Callable[Concatenate[Session, str, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        with self._db.read() as s:
-            return query(s, self.environment, *args, **kwargs)
-
-    def _write(
-        self, action: Action, actor: str, model: str | None = None, version: str | None = None
-    ) -> AbstractContextManager[tuple[Session, Attempt]]:
-        attempt = Attempt(action, self.environment, actor, self._clock, model, version)
-        return transaction(self._db, attempt)

@@ -351,3 +351,17 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     last_id: Mapped[int]
     last_hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the chain's head (:mod:`bentogate.governance.checkpoints`);
+    append-only. The same checkpoint is appended to the checkpoint log outside the database."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    row_id: Mapped[int] = mapped_column(unique=True)
+    row_hash: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[str] = mapped_column(sa.String(40))  # ISO 8601 text: signed exactly as stored
+    key_id: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[str] = mapped_column(sa.String(128))

@@ -57,9 +57,11 @@ CI_GATE: dict[str, float] = {
     "max_regression": 50,
     "max_tail_regression": 50,
 }
-#: How Bentos run on a test host: tests stop warm versions themselves (``warm.stop_expired``
-#: or ``bentogate expire``); no detached expirer outlives a test.
-TEST_BENTO: dict[str, Any] = {"expire_warm": "manual"}
+#: How Bentos run on a test host: one replica per version unless a test asks for more (three
+#: hosts of a fleet test on two cores; the default, one per core, is the demo's and the
+#: bench's); tests stop warm versions themselves (``warm.stop_expired`` or ``bentogate
+#: expire``), so no detached expirer outlives a test.
+TEST_BENTO: dict[str, Any] = {"replicas": 1, "expire_warm": "manual"}
 
 HOST_PORTS = 16  # the size of one host's port block: 2 models, stats, 11 backends
 
@@ -93,7 +95,12 @@ def host_settings(
     """A test host's Settings: state under ``home``, ports from :func:`port_layout`, the
     :data:`CI_GATE` policy and :data:`TEST_BENTO`; ``fields`` override (a group given as a
     dict is merged into those defaults, e.g. ``bento={"keep_previous_s": 0}``)."""
-    values: dict[str, Any] = {"gate": dict(CI_GATE), "bento": dict(TEST_BENTO)}
+    # one machine plays every person of a release: named actors, allowed on PostgreSQL too
+    values: dict[str, Any] = {
+        "gate": dict(CI_GATE),
+        "bento": dict(TEST_BENTO),
+        "require_authenticated": False,
+    }
     for name, value in fields.items():
         merged = {**values.get(name, {}), **value} if isinstance(value, dict) else value
         values[name] = merged
@@ -108,7 +115,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for key, value in settings.model_dump().items():
         if isinstance(value, dict):
             for field, inner in value.items():
-                env[f"BENTOGATE_{key.upper()}__{field.upper()}"] = str(inner)
+                if inner is not None:  # unset: the default (not the text "None")
+                    env[f"BENTOGATE_{key.upper()}__{field.upper()}"] = str(inner)
         elif value is not None:
             env[f"BENTOGATE_{key.upper()}"] = str(value)
     return env

@@ -16,7 +16,7 @@ import pytest
 from hosts import leftovers, port_layout
 
 from bentogate.context import Context
-from bentogate.settings import Settings
+from bentogate.settings import BentoSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -137,12 +137,17 @@ def test_the_installed_wheel_takes_v2_live_through_the_gate_and_leaves_nothing_r
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"fraud:1 is live on port {base}" in done.stderr
     assert f"fraud:2 is live on port {base}" in done.stderr
-    header, *rows = done.stdout.strip().splitlines()[-3:]  # the status table: v2 and v1
-    assert header.split()[:4] == ["production_port", "model", "version", "role"]
-    assert {tuple(r.split()[1:4]) for r in rows} == {
-        ("fraud", "2", "live"),
-        ("fraud", "1", "previous"),
-    }
+    # The status table closes the output: v2 live and v1 warm, each on the default number
+    # of replicas (one per core), each with its memory.
+    lines = done.stdout.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["production_port", "model"])
+    assert lines[at].split()[:4] == ["production_port", "model", "version", "role"]
+    assert lines[at].split()[-1] == "memory_mb"
+    rows = [r.split() for r in lines[at + 1 :]]
+    assert sorted(tuple(r[1:4]) for r in rows) == sorted(
+        [("fraud", "2", "live"), ("fraud", "1", "previous")] * BentoSettings().replica_count()
+    )
+    assert all(float(r[-1]) > 50 for r in rows), rows  # a Bento's MB: interpreter, model
     assert (tmp_path / "demo" / "example.json").is_file()  # what the README curls
     ctx = Context(Settings(home=home, ports=ports))
     try:
@@ -151,6 +156,12 @@ def test_the_installed_wheel_takes_v2_live_through_the_gate_and_leaves_nothing_r
         assert [r.verdict for r in ctx.registry.gate_runs("fraud", "2")] == ["pass"]
         assert ctx.registry.deployments(host=ctx.settings.host) == []  # shut down
         assert not ctx.sidecar.is_running()
+        # one machine named four people: their sign-offs are recorded as unauthenticated
+        assert "named, not authenticated" in done.stderr
+        sign_offs = [e for e in ctx.registry.audit("fraud", "2") if e.action == "approve"]
+        assert [(e.actor, e.authenticated) for e in sign_offs] == [("ana.approver", False)]
+        ok, _, message = ctx.registry.verify_audit()  # and anchored by signed checkpoints
+        assert ok and "signed checkpoints verified" in message, message
     finally:
         ctx.close()
     # Nothing of it runs: no Bento, no haproxy, no warm-version expirer.

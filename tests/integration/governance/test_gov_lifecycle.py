@@ -95,6 +95,17 @@ def test_failed_validation_rejects(reg: Registry, advance: Advance) -> None:
         reg.approve("fraud", version, actor="boss")
 
 
+def test_a_rejection_keeps_its_measured_reason(reg: Registry, advance: Advance) -> None:
+    validated, gated = advance("fraud", State.REGISTERED), advance("fraud", State.STAGED)
+    assert reg.rejection("fraud", validated) is None
+    why = "AUC 0.7012 < production 2's 0.8120 - 0.005"
+    reg.validate("fraud", validated, actor="val", results={}, passed=False, why=why)
+    assert reg.rejection("fraud", validated) == f"validation failed: {why}"
+    reg.record_gate("fraud", gated, actor="ci", policy={}, verdict="fail", report_path="r",
+                    results={"reasons": ["p99 41.2 ms > 25 ms"]}, compared_with=None)  # fmt: skip
+    assert reg.rejection("fraud", gated) == "gate fail: p99 41.2 ms > 25 ms"
+
+
 def test_gate_verdicts(reg: Registry, advance: Advance) -> None:
     version = advance("fraud", State.STAGED)
     fields = dict(

@@ -29,6 +29,7 @@ TABLES = {
     "hosts",
     "rollouts",
     "shadow_runs",
+    "audit_checkpoints",
 }
 
 
@@ -91,7 +92,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0006"
+    assert reg.schema_revision() == head_revision() == "0007"
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
 
@@ -103,10 +104,11 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.downgrade("0002")
     assert reg.schema_revision() == "0002"
     newer = {"gate_policies", "capacity_measurements", "hosts", "rollouts", "shadow_runs"}
+    newer |= {"audit_checkpoints"}
     assert _tables(raw) == TABLES - newer
     assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
     reg.upgrade()
-    assert reg.schema_revision() == "0006"
+    assert reg.schema_revision() == "0007"
     assert reg.gate_policy("fraud") is None
     assert reg.get_version("fraud", version).capacity_rps is None
     assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]
@@ -118,10 +120,10 @@ def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: obje
     shadow(reg, version)
     reg.downgrade("0004")
     assert reg.schema_revision() == "0004"
-    assert _tables(raw) == TABLES - {"shadow_runs"}
+    assert _tables(raw) == TABLES - {"shadow_runs", "audit_checkpoints"}
     assert reg.verify_audit()[0]  # the shadow run's audit row stays
     reg.upgrade()
-    assert reg.schema_revision() == "0006"
+    assert reg.schema_revision() == "0007"
     assert reg.shadow_runs("fraud", version) == []
     assert reg.audit("fraud", version)[-1].action == "shadow"
     with pytest.raises(sa.exc.IntegrityError), raw.begin() as conn:  # the CHECK is back too
@@ -146,7 +148,7 @@ def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.downgrade("0005")
     assert reg.schema_revision() == "0005"
     assert "bake_failed_at" not in _columns(raw, "versions")
-    assert _tables(raw) == TABLES
+    assert _tables(raw) == TABLES - {"audit_checkpoints"}
     assert reg.verify_audit()[0]
     behind = r"schema in .* is older than this code: call Registry\.upgrade\(\) \(.*bake_failed_at"
     with pytest.raises(ConfigError, match=behind):  # this code reads versions' new column
@@ -154,7 +156,7 @@ def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: obje
     with pytest.raises(ConfigError, match=behind):  # and so does every write of a version
         register(reg)
     reg.upgrade()
-    assert reg.schema_revision() == "0006"
+    assert reg.schema_revision() == "0007"
     assert "bake_failed_at" in _columns(raw, "versions")
     assert [v.bake_failed_at for v in reg.versions("fraud")] == [None, None]  # the marks are gone
     # adding and dropping the column kept 0002's guard on version identity
@@ -174,3 +176,20 @@ def test_the_identity_guard_lets_the_bake_mark_change(
     for column, value in (("version", "9"), ("sha256", "b" * 64), ("threshold", 0.9)):
         with pytest.raises(sa.exc.DBAPIError, match="immutable"), raw.begin() as conn:
             conn.execute(sa.text(f"UPDATE versions SET {column} = :v"), {"v": value})
+
+
+def test_step_down_to_0006_and_back(reg: Registry, raw: sa.Engine) -> None:
+    reg.ensure_model("fraud", owner="risk", production_port=10000, actor="a")
+    insert = (
+        "INSERT INTO audit_checkpoints (row_id, row_hash, at, key_id, signature) "
+        "VALUES (1, 'h', 't', 'k', 's')"
+    )
+    with raw.begin() as conn:
+        conn.execute(sa.text(insert))
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_checkpoints"))
+    reg.downgrade("0006")
+    assert _tables(raw) == TABLES - {"audit_checkpoints"}
+    reg.upgrade()
+    assert reg.schema_revision() == "0007"
+    assert _tables(raw) == TABLES

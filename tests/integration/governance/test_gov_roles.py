@@ -1,0 +1,252 @@
+"""People as PostgreSQL roles: each does only their part, the audit rows carry their role names
+(no --actor anywhere), and what a role may not do is refused by the database itself, through
+the CLI or by hand-written SQL, and audited as refused.
+
+Each test gets a database of its own (``bg_<hex>``), migrated by the superuser, with the group
+roles of ``bentogate db roles`` (prefix ``bg_<hex>``) and one login role per person; all of it
+is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from cli_support import run
+from governance_support import gate
+
+from bentogate.data import make_transactions, train_xgboost, write_csv
+from bentogate.governance import Registry, State
+
+pytestmark = pytest.mark.integration
+
+#: person → their duty (the group role granted to their login role)
+PEOPLE = {
+    "dana": "developer",
+    "vic": "validator",
+    "val2": "validator",
+    "ana": "approver",
+    "rel": "release",
+}
+
+
+@dataclass
+class Org:
+    """The test's database: a URL per person (connecting as their own role), their role names,
+    and the state directory the CLI uses."""
+
+    urls: dict[str, str]
+    roles: dict[str, str]
+    home: Path
+    prefix: str  # of the group roles
+
+    def cli(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, who: str,
+        *args: str,
+    ) -> tuple[int, str, str]:  # fmt: skip
+        """Run ``bentogate`` as ``who``: connected as their role, naming nobody."""
+        monkeypatch.setenv("BENTOGATE_DB_URL", self.urls[who])
+        return run(capsys, "--home", str(self.home), *args)
+
+    def sql(self, who: str, statement: str) -> None:
+        """Run hand-written SQL as ``who``."""
+        dsn = sa.make_url(self.urls[who]).set(drivername="postgresql")
+        with psycopg.connect(dsn.render_as_string(hide_password=False)) as conn:
+            conn.execute(statement.encode())
+
+
+@pytest.fixture
+def org(pg_base_url: str, tmp_path: Path) -> Iterator[Org]:
+    tag = f"bg_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_base_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    base = sa.make_url(pg_base_url).set(database=tag)
+    logins = {person: f"{tag}_{person}" for person in PEOPLE}
+    groups: list[str] = []
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{tag}"'))
+    try:
+        with Registry(base.render_as_string(hide_password=False)) as owner:
+            owner.upgrade()
+            groups = owner.create_roles(tag)
+            assert owner.create_roles(tag) == groups  # idempotent
+        with admin.connect() as conn:
+            for person, duty in PEOPLE.items():
+                conn.execute(
+                    sa.text(f'CREATE ROLE "{logins[person]}" LOGIN IN ROLE "{tag}_{duty}"')
+                )
+        urls = {p: base.set(username=r).render_as_string(hide_password=False)
+                for p, r in logins.items()}  # fmt: skip
+        urls["owner"] = base.render_as_string(hide_password=False)
+        yield Org(urls, logins, tmp_path, tag)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{tag}" WITH (FORCE)'))
+            for role in [*logins.values(), *groups]:
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small XGBoost model file and its data as CSV."""
+    root = tmp_path_factory.mktemp("roles")
+    data = make_transactions(1500, seed=2)
+    model = root / "m.json"
+    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
+    return model, write_csv(data, root / "data.csv")
+
+
+def _entries(org: Org) -> list[dict[str, object]]:
+    with Registry(org.urls["rel"]) as reg:
+        return [e.__dict__ for e in reg.audit("fraud", "1")]
+
+
+@pytest.fixture
+def validated(
+    org: Org,
+    files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Org:
+    """fraud:1 registered by dana and validated by vic, each as themselves."""
+    model, data = files
+    code, _, err = org.cli(capsys, monkeypatch, "dana", "register", "fraud", str(model),
+                           "--reference", str(data))  # fmt: skip
+    assert code == 0, err
+    code, _, err = org.cli(
+        capsys, monkeypatch, "vic", "validate", "fraud:1", "--holdout", str(data)
+    )
+    assert code == 0, err
+    return org
+
+
+def test_four_people_release_a_version_each_doing_their_part(
+    validated: Org, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = validated
+    code, out, err = org.cli(capsys, monkeypatch, "ana", "approve", "fraud:1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["approver"] == org.roles["ana"]
+    with Registry(org.urls["rel"], require_authenticated=True) as rel:
+        me = rel.whoami()
+        rel.record_build("fraud", "1", actor=me, bento_tag="fraud:1")
+        rel.stage("fraud", "1", actor=me)
+        gate(rel, "1", actor=me)
+        promoted = rel.promote("fraud", "1", actor=me, sha256=rel.get_version("fraud", "1").sha256)
+    assert promoted.state == State.PRODUCTION
+    done = [(e["action"], e["actor"], e["authenticated"]) for e in _entries(org)
+            if e["outcome"] == "ok"]  # fmt: skip
+    roles = org.roles
+    assert done == [
+        ("register", roles["dana"], True),
+        ("validate", roles["vic"], True),
+        ("approve", roles["ana"], True),
+        ("build", roles["rel"], True),
+        ("stage", roles["rel"], True),
+        ("gate", roles["rel"], True),
+        ("promote", roles["rel"], True),
+    ]
+    info = promoted
+    assert (info.developer, info.validator, info.approver) == (
+        roles["dana"], roles["vic"], roles["ana"])  # fmt: skip
+
+
+def test_a_validator_cannot_approve_by_cli_or_by_sql(
+    validated: Org, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = validated
+    # a validator who did not validate it: nothing in the code stops them, PostgreSQL does
+    code, _, err = org.cli(capsys, monkeypatch, "val2", "approve", "fraud:1")
+    assert code == 3, err
+    assert "permission denied for table approvals (enforced by the database)" in err
+    last = _entries(org)[-1]
+    assert (last["action"], last["outcome"], last["actor"]) == (
+        "approve",
+        "refused",
+        org.roles["val2"],
+    )
+    assert last["payload"] == {"error": "SeparationOfDuties"}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+        vic = org.roles["vic"]
+        org.sql("vic", "INSERT INTO approvals (version_id, approver, decision, comment, sha256, "
+                       f"created_at) VALUES (1, '{vic}', 'approved', '', 'x', now())")  # fmt: skip
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not approve this version"):
+        org.sql("vic", f"UPDATE versions SET state = 'approved', approver = '{org.roles['vic']}'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not write an audit row"):
+        org.sql("vic", "INSERT INTO audit_log (id, at, environment, actor, action, outcome, "
+                       "reason, payload, prev_hash, hash) VALUES (99, now(), 'prod', 'ana', "
+                       "'approve', 'ok', 'x', '{}', 'p', 'h')")  # fmt: skip
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        org.sql("vic", "DELETE FROM audit_log")
+    with Registry(org.urls["rel"]) as reg:
+        assert reg.get_version("fraud", "1").state == State.VALIDATED
+
+
+def test_a_developer_cannot_validate_their_own_version(
+    org: Org,
+    files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, data = files
+    org.sql("owner", f'GRANT "{org.prefix}_validator" TO "{org.roles["dana"]}"')  # both duties
+    code, _, err = org.cli(capsys, monkeypatch, "dana", "register", "fraud", str(model),
+                           "--reference", str(data))  # fmt: skip
+    assert code == 0, err
+    code, _, err = org.cli(
+        capsys, monkeypatch, "dana", "validate", "fraud:1", "--holdout", str(data)
+    )
+    assert code == 3, err
+    last = _entries(org)[-1]
+    assert (last["action"], last["outcome"], last["actor"]) == (
+        "validate",
+        "refused",
+        org.roles["dana"],
+    )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is the developer"):
+        dana = org.roles["dana"]
+        org.sql("dana", "INSERT INTO validations (version_id, validator, passed, results, "
+                        f"created_at) VALUES (1, '{dana}', true, '{{}}', now())")  # fmt: skip
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not validate"):
+        org.sql(
+            "dana", f"UPDATE versions SET state = 'validated', validator = '{org.roles['dana']}'"
+        )
+
+
+def test_naming_someone_else_is_refused_and_audited(
+    validated: Org, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = validated
+    code, _, err = org.cli(capsys, monkeypatch, "ana", "approve", "fraud:1", "--actor", "boss")
+    assert code == 3, err
+    assert f"'boss' is not the authenticated database role '{org.roles['ana']}'" in err
+    last = _entries(org)[-1]
+    assert (last["action"], last["outcome"], last["actor"]) == (
+        "approve",
+        "refused",
+        org.roles["ana"],
+    )
+    assert last["payload"] == {"named_actor": "boss", "error": "Unauthenticated"}
+
+
+def test_a_process_records_its_role_where_names_are_refused(org: Org) -> None:
+    with Registry(org.urls["rel"], require_authenticated=True) as reg:
+        assert reg.acting_as("h1") == org.roles["rel"]  # e.g. a host's agent
+    with Registry(org.urls["rel"]) as reg:
+        assert reg.acting_as("h1") == "h1"
+
+
+def test_no_role_edits_audit_rows_checkpoints_or_a_version_identity(validated: Org) -> None:
+    for statement, refused in (
+        ("UPDATE versions SET sha256 = 'b'", psycopg.errors.RestrictViolation),  # 0002's guard
+        ("UPDATE audit_log SET reason = 'x'", psycopg.errors.InsufficientPrivilege),
+        ("DELETE FROM audit_checkpoints", psycopg.errors.InsufficientPrivilege),
+    ):
+        with pytest.raises(refused):
+            validated.sql("rel", statement)
