@@ -1,8 +1,6 @@
-"""Shared fixtures: a clean environment for every test; free port blocks and trained models
-for whole hosts (``hosts.py``); the logs of the hosts running when a test fails.
-
-(Here, not in tests/integration/conftest.py: that would put tests/integration on sys.path,
-where its folders named like the packages would shadow them.)
+"""Shared fixtures of unit and integration tests: a clean environment for every test; free
+port blocks and trained models for whole hosts (``hosts.py``); a small model file for the
+commands that take one; the logs of the hosts running when a test fails.
 """
 
 from __future__ import annotations
@@ -46,6 +44,18 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     from hosts import train_models  # imports the release workflow: only when a host runs
 
     return train_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small XGBoost model file and its training data as CSV (what `register` takes)."""
+    from bentogate.data import make_transactions, train_xgboost, write_csv
+
+    root = tmp_path_factory.mktemp("cli")
+    data = make_transactions(1500, seed=2)
+    model = root / "m.json"
+    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
+    return model, write_csv(data, root / "data.csv")
 
 
 @pytest.hookimpl(wrapper=True)

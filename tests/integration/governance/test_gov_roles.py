@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from cli_support import run
 from governance_support import gate
 
-from bentogate.data import make_transactions, train_xgboost, write_csv
 from bentogate.governance import Registry, State
 
 pytestmark = pytest.mark.integration
@@ -92,14 +91,17 @@ def org(pg_base_url: str, tmp_path: Path) -> Iterator[Org]:
         admin.dispose()
 
 
-@pytest.fixture
-def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small XGBoost model file and its data as CSV."""
-    root = tmp_path_factory.mktemp("roles")
-    data = make_transactions(1500, seed=2)
-    model = root / "m.json"
-    train_xgboost(data, n_estimators=5, max_depth=2).save_model(str(model))  # type: ignore[attr-defined]
-    return model, write_csv(data, root / "data.csv")
+def _dana_registers(
+    org: Org,
+    files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``bentogate register fraud`` on dana's own connection: fraud:1."""
+    model, data = files
+    code, _, err = org.cli(capsys, monkeypatch, "dana", "register", "fraud", str(model),
+                           "--reference", str(data))  # fmt: skip
+    assert code == 0, err
 
 
 def _entries(org: Org) -> list[dict[str, object]]:
@@ -110,15 +112,13 @@ def _entries(org: Org) -> list[dict[str, object]]:
 @pytest.fixture
 def validated(
     org: Org,
-    files: tuple[Path, Path],
+    model_files: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Org:
     """fraud:1 registered by dana and validated by vic, each as themselves."""
-    model, data = files
-    code, _, err = org.cli(capsys, monkeypatch, "dana", "register", "fraud", str(model),
-                           "--reference", str(data))  # fmt: skip
-    assert code == 0, err
+    _, data = model_files
+    _dana_registers(org, model_files, capsys, monkeypatch)
     code, _, err = org.cli(
         capsys, monkeypatch, "vic", "validate", "fraud:1", "--holdout", str(data)
     )
@@ -190,15 +190,13 @@ def test_a_validator_cannot_approve_by_cli_or_by_sql(
 
 def test_a_developer_cannot_validate_their_own_version(
     org: Org,
-    files: tuple[Path, Path],
+    model_files: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model, data = files
+    _, data = model_files
     org.sql("owner", f'GRANT "{org.prefix}_validator" TO "{org.roles["dana"]}"')  # both duties
-    code, _, err = org.cli(capsys, monkeypatch, "dana", "register", "fraud", str(model),
-                           "--reference", str(data))  # fmt: skip
-    assert code == 0, err
+    _dana_registers(org, model_files, capsys, monkeypatch)
     code, _, err = org.cli(
         capsys, monkeypatch, "dana", "validate", "fraud:1", "--holdout", str(data)
     )
