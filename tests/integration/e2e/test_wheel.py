@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,21 +101,38 @@ def _check_installed(venv: Path, env: dict[str, str], cwd: Path) -> None:
     assert Path(where.stdout.strip()) == package / "_bento"
 
 
-@pytest.fixture
-def venv(tmp_path: Path) -> Iterator[Path]:
-    """Where the new virtual environment goes; removed after the test (over a GB)."""
-    path = tmp_path / "venv"
-    yield path
-    if path.exists():
-        shutil.rmtree(path)
+class Installer(threading.Thread):
+    """Builds the wheel and installs it into a new venv under ``directory``, in the
+    background: pip's minute of unpacking overlaps the e2e tests that run before this one
+    (tests/integration/e2e/conftest.py starts it). ``result()`` waits for it: the venv, or
+    the test's skip or failure."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(name="wheel-install", daemon=True)
+        self.directory = directory
+        self.venv = directory / "venv"
+        self._outcome: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            wheel = _wheel(_source(self.directory / "source"), self.directory / "dist")
+            _install(self.venv, wheel)
+        except BaseException as exc:
+            self._outcome = exc
+
+    def result(self) -> Path:
+        self.join(INSTALL_TIMEOUT_S + 300)
+        assert not self.is_alive(), "the wheel's install did not finish"
+        if self._outcome is not None:
+            raise self._outcome
+        return self.venv
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT_S + 900)
 def test_the_installed_wheel_takes_v2_live_through_the_gate_and_leaves_nothing_running(
-    tmp_path: Path, venv: Path, port_block: Callable[[int], int]
+    tmp_path: Path, wheel_installer: Installer, port_block: Callable[[int], int]
 ) -> None:
-    wheel = _wheel(_source(tmp_path / "source"), tmp_path / "dist")
-    _install(venv, wheel)
+    venv = wheel_installer.result()
     env = {
         k: v
         for k, v in os.environ.items()
