@@ -188,8 +188,7 @@ def _start(ctx: Context, ref: Ref, beat: Heartbeat) -> int:
         tries += 1
         beat.doing(f"starting {ref} (try {tries} of {len(delays) + 1})")
         try:
-            replicas = ctx.settings.bento.replica_count()
-            host.start(ctx, ref, replicas=replicas, role=Role.LIVE, actor=ctx.settings.host)
+            host.start(ctx, ref, role=Role.LIVE, actor=ctx.settings.host)
             return tries
         except BentogateError as err:
             refused = isinstance(err, GovernanceError) and not isinstance(err, ConcurrentChange)

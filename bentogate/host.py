@@ -79,12 +79,13 @@ def start(
     ctx: Context,
     ref: Ref,
     *,
-    replicas: int,
     role: Role,
     actor: str,
+    replicas: int | None = None,
     progress: Progress = no_progress,
 ) -> list[DeploymentInfo]:
-    """Start ``replicas`` Bentos of ``ref`` on free backend ports and wait until each is
+    """Start ``replicas`` Bentos of ``ref`` (default ``bento.replicas``: one per core of the
+    host) on free backend ports and wait until each is
     ready (up to ``bento.ready_timeout_s``, reported to ``progress``); returns their
     deployments.
 
@@ -99,7 +100,7 @@ def start(
     handles: list[Handle] = []
     started: list[DeploymentInfo] = []
     try:
-        for _ in range(replicas):
+        for _ in range(replicas or ctx.settings.bento.replica_count()):
             port = ctx.free_backend_port()
             progress(f"starting {ref} on :{port}")
             handles.append(ctx.runtime.start(str(ref), port))
@@ -154,8 +155,7 @@ def ensure_running(
     joins HAProxy, routes unchanged); return once every server of it passes its health
     check."""
     if not end_dead(ctx, ref, actor=actor):
-        replicas = ctx.settings.bento.replica_count()
-        start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
+        start(ctx, ref, role=role, actor=actor, progress=progress)
         apply_routes(ctx, progress=progress)
     wait_healthy(ctx, ref, progress=progress)
 

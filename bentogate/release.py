@@ -195,8 +195,7 @@ def deploy(
     host.end_dead(ctx, ref, actor=actor)
     # A replica of the production version serves it: live, so the next cutover demotes it.
     role = Role.LIVE if info.state == State.PRODUCTION else Role.CANDIDATE
-    count = replicas or ctx.settings.bento.replica_count()
-    started = host.start(ctx, ref, replicas=count, role=role, actor=actor, progress=progress)
+    started = host.start(ctx, ref, replicas=replicas, role=role, actor=actor, progress=progress)
     try:
         host.apply_routes(ctx, progress=progress)
         host.wait_healthy(ctx, ref, progress=progress)
