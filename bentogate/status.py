@@ -100,6 +100,8 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
     if ctx.sidecar.is_running():
         health = {(s.backend, s.server): s for s in ctx.sidecar.server_status()}
     warm_until = {(w.ref.model, w.ref.version): w.until for w in warm_versions(ctx)}
+    here = ctx.registry.deployments(host=ctx.settings.host)
+    sizes = resident_bytes(d.pid for d in here if d.pid is not None)  # one look at /proc
     rows: list[dict[str, Any]] = []
     for model in ctx.registry.models():
         live = ctx.registry.production_version(model.name)
@@ -137,7 +139,7 @@ def status_rows(ctx: Context) -> list[dict[str, Any]]:
                     "5xx": server.hrsp_5xx if server else None,
                     "rtime_ms": server.rtime_ms if server else None,
                     "ttime_ms": server.ttime_ms if server else None,
-                    "memory_mb": _memory_mb(deployment.pid),
+                    "memory_mb": _mb(sizes.get(deployment.pid) if deployment.pid else None),
                 }
             )
     return rows
@@ -158,10 +160,9 @@ _COLUMNS = (
 )
 
 
-def _memory_mb(pid: int | None) -> float | None:
-    """The replica's resident memory (its process tree's RSS) in MB; None if it is not
+def _mb(size: int | None) -> float | None:
+    """A replica's resident memory (its process tree's RSS) in MB; None if it is not
     running here."""
-    size = resident_bytes(pid) if pid is not None else None
     return round(size / 1e6, 1) if size is not None else None
 
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -228,11 +229,20 @@ class ProcessBackend:
 
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (from /proc), parents first."""
+    return _tree(pid, _children())
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, read from /proc once."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = stat.read_text().rsplit(") ", 1)[1].split()
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
     tree, queue = [], [pid]
     while queue:
         current = queue.pop(0)
@@ -241,12 +251,18 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def resident_bytes(pid: int) -> int | None:
-    """The resident memory of ``pid`` and its descendants (a Bento: BentoML's arbiter and
-    its workers), summed over their ``VmRSS``; None if ``pid`` is gone. Pages two of them
-    share count twice: what ``ps`` shows for each, added up."""
+def resident_bytes(pids: Iterable[int]) -> dict[int, int | None]:
+    """The resident memory of each of ``pids`` with its descendants (a Bento: BentoML's
+    arbiter and its workers), summed over their ``VmRSS``; None for a pid that is gone.
+    Pages two of them share count twice: what ``ps`` shows for each, added up. /proc's
+    process list is read once for all of them."""
+    children = _children()
+    return {pid: _rss_sum(_tree(pid, children)) for pid in pids}
+
+
+def _rss_sum(members: list[int]) -> int | None:
     total, found = 0, False
-    for member in process_tree(pid):
+    for member in members:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -27,10 +27,11 @@ def test_the_memory_of_a_process_tree_counts_its_children() -> None:
             assert parent.stdout is not None
             holder = int(parent.stdout.readline())
             assert process_tree(parent.pid) == [parent.pid, holder]
-            whole, alone = resident_bytes(parent.pid), resident_bytes(holder)
+            sizes = resident_bytes([parent.pid, holder])
+            whole, alone = sizes[parent.pid], sizes[holder]
             assert alone is not None and alone > HOLD_MB * 2**20
             assert whole is not None and whole > alone  # the child's own interpreter on top
         finally:
             os.killpg(parent.pid, signal.SIGKILL)
     assert not pid_alive(parent.pid)
-    assert resident_bytes(parent.pid) is None
+    assert resident_bytes([parent.pid]) == {parent.pid: None}
