@@ -22,8 +22,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bentogate.governance.schema import GENESIS_HASH, AuditHead, AuditRow
+from bentogate.governance.schema import GENESIS_HASH, AuditHead, AuditRow, DatabaseRefusal
 from bentogate.governance.states import Outcome
+
+#: the payload key of a row appended for a refusal the database kept (``"database"``)
+RECORDED_BY = "recorded_by"
 
 
 @dataclass
@@ -85,14 +88,58 @@ def row_hash(row: AuditRow) -> str:
 
 
 def append(session: Session, record: Record) -> AuditRow:
-    """Append ``record`` as the next chained row (inside the caller's transaction) and return it.
+    """Append ``record`` as the next chained row (inside the caller's transaction) and return it,
+    after the refusals the database kept since the last append (:func:`seal_refusals`).
 
     Locks the head row (``SELECT … FOR UPDATE``), so it must come after any model row lock the
     transaction takes: every transaction locks models first, then the head, never the reverse.
     """
-    head = session.execute(
+    head = _locked_head(session)
+    _seal(session, head, record.environment)
+    return _chain(session, head, record)
+
+
+def seal_refusals(session: Session, environment: str) -> int:
+    """Append the refusals the PostgreSQL duties trigger kept (``database_refusals``) that the
+    chain does not hold yet, each as a ``refused`` row of its actor (payload: ``recorded_by``
+    ``database`` and the refusal's id), in the caller's transaction; return how many."""
+    return _seal(session, _locked_head(session), environment)
+
+
+def _locked_head(session: Session) -> AuditHead:
+    return session.execute(
         sa.select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
+
+
+def _seal(session: Session, head: AuditHead, environment: str) -> int:
+    if session.get_bind().dialect.name != "postgresql":
+        return 0  # only PostgreSQL's duties trigger keeps refusals
+    pending = session.execute(
+        sa.select(DatabaseRefusal)
+        .where(DatabaseRefusal.id > head.refusals_sealed)
+        .order_by(DatabaseRefusal.id)
+    ).scalars()
+    sealed = 0
+    for refusal in pending:
+        record = Record(
+            environment=refusal.environment or environment,
+            actor=refusal.actor,
+            action=refusal.action,
+            outcome=Outcome.REFUSED,
+            reason=refusal.reason,
+            at=refusal.at,
+            model=refusal.model,
+            version=refusal.version,
+            payload={RECORDED_BY: "database", "refusal": refusal.id, "authenticated": True},
+        )
+        _chain(session, head, record)
+        head.refusals_sealed = refusal.id
+        sealed += 1
+    return sealed
+
+
+def _chain(session: Session, head: AuditHead, record: Record) -> AuditRow:
     row = AuditRow(
         id=head.last_id + 1,
         at=record.at.astimezone(UTC),
@@ -126,7 +173,10 @@ def verify(session: Session) -> tuple[bool, int | None, str]:
         result.close()  # a server-side cursor on PostgreSQL: close it even when stopping early
     if broken is not None:
         return False, broken[0], broken[1]
-    return _check_head(session, count, last_hash)
+    ok, row, message = _check_head(session, count, last_hash)
+    if not ok:
+        return ok, row, message
+    return _check_refusals(session, message)
 
 
 def _walk(rows: Iterable[AuditRow]) -> tuple[int, str, tuple[int, str] | None]:
@@ -183,3 +233,39 @@ def _check_head(session: Session, count: int, last_hash: str) -> tuple[bool, int
     if head.last_hash != last_hash:
         return False, head.last_id, f"audit head does not match audit row {head.last_id}'s hash"
     return True, None, f"audit chain intact: {count} rows"
+
+
+def _check_refusals(session: Session, summary: str) -> tuple[bool, int | None, str]:
+    """Every refusal the database kept up to the head's ``refusals_sealed`` is in the chain
+    exactly once; later ones are pending (named in the summary)."""
+    head = session.get(AuditHead, 1)
+    assert head is not None  # _check_head found it
+    kept = set(
+        session.execute(
+            sa.select(DatabaseRefusal.id).where(DatabaseRefusal.id <= head.refusals_sealed)
+        ).scalars()
+    )
+    pending = session.execute(
+        sa.select(sa.func.count(DatabaseRefusal.id)).where(
+            DatabaseRefusal.id > head.refusals_sealed
+        )
+    ).scalar_one()
+    marker = f'%"{RECORDED_BY}":"database"%'
+    payloads = session.execute(
+        sa.select(AuditRow.payload).where(
+            AuditRow.outcome == Outcome.REFUSED, AuditRow.payload.like(marker)
+        )
+    ).scalars()
+    chained = [json.loads(p)["refusal"] for p in payloads]
+    missing = sorted(kept - set(chained))
+    if missing:
+        return False, None, (
+            f"refusals {missing} kept by the database are not in the audit chain "
+            "(the head was moved past them)"
+        )
+    twice = sorted({r for r in chained if chained.count(r) > 1})
+    if twice:
+        return False, None, f"refusals {twice} kept by the database are in the chain twice"
+    if pending:
+        summary += f"; {pending} refusal(s) kept by the database await the next write"
+    return True, None, summary

@@ -351,6 +351,25 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     last_id: Mapped[int]
     last_hash: Mapped[str] = mapped_column(sa.String(64))
+    #: the last :class:`DatabaseRefusal` the chain holds (appended as a ``refused`` row)
+    refusals_sealed: Mapped[int] = mapped_column(server_default="0")
+
+
+class DatabaseRefusal(Base):
+    """A write the PostgreSQL duties trigger refused, kept by the trigger in a transaction of its
+    own (the writer's is rolled back); append-only. The next audited write seals it into the
+    chain (:func:`bentogate.governance.audit.append`)."""
+
+    __tablename__ = "database_refusals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]  # the database's clock
+    environment: Mapped[str | None] = mapped_column(sa.String(64))
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str | None] = mapped_column(sa.String(128))
+    version: Mapped[str | None] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.Text)
 
 
 class AuditCheckpoint(Base):

@@ -97,7 +97,9 @@ class Store:
     def audit(
         self, model: str | None = None, version: str | None = None
     ) -> list[records.AuditEntry]:
-        """Return this environment's audit rows (optionally of one model/version), oldest first."""
+        """Return this environment's audit rows (optionally of one model/version), oldest first,
+        with the refusals the database kept since the last write sealed in first."""
+        self._seal_refusals()
         return self._read(queries.audit_entries, model, version)
 
     def rejection(self, model: str, version: str) -> str | None:
@@ -111,6 +113,7 @@ class Store:
         message)``; the message names every finding (edited or deleted rows, a rewritten and
         re-chained history, a truncated tail, a missing or forged checkpoint). Raises
         ConfigError if the anchor's key file is missing or readable by others."""
+        self._seal_refusals()
         with self._db.read() as s:
             ok, row, message = audit.verify(s)
             if self._anchor is None:
@@ -120,6 +123,14 @@ class Store:
             return True, None, f"{message}; {summary}"
         found = ([] if ok else [(row or 0, message)]) + findings
         return False, min(r for r, _ in found), "; ".join(m for _, m in found)
+
+    def _seal_refusals(self) -> None:
+        """PostgreSQL: append the refusals its duties trigger kept that the chain does not hold
+        yet (:func:`bentogate.governance.audit.seal_refusals`), so a reader sees them."""
+        if self.dialect != "postgresql":
+            return
+        with self._db.translated(), self._db.write() as s:
+            audit.seal_refusals(s, self.environment)
 
     def _read(
         self, query: Callable[Concatenate[Session, str, P], T], *args: P.args, **kwargs: P.kwargs

@@ -58,6 +58,21 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, write_csv(data, root / "data.csv")
 
 
+@pytest.fixture(scope="session")
+def pg_base_url() -> str:
+    """The PostgreSQL server URL, or skip (fail when BENTOGATE_TEST_PG_URL is set but dead)."""
+    from governance_support import PG_DEFAULT, pg_problem
+
+    configured = os.environ.get("BENTOGATE_TEST_PG_URL")
+    url = configured or PG_DEFAULT
+    problem = pg_problem(url)
+    if problem is not None:
+        if configured:
+            pytest.fail(f"BENTOGATE_TEST_PG_URL is set but unusable: {problem}")
+        pytest.skip(f"no PostgreSQL at {PG_DEFAULT} ({problem}); set BENTOGATE_TEST_PG_URL")
+    return url
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -3,6 +3,8 @@ sys.path, so unit and integration suites import it alike):
 
     pg_problem(url), pg_schema(base, prefix)   a PostgreSQL that answers; a fresh schema on it
                                                per test, and its dropper (fleet tests too)
+    people_database(base, people)              a database of its own with ``bentogate db
+                                               roles`` and one login role per person
     Clock                                      a registry clock that stands still until moved
     register, gate, shadow                     one registry call each, with the plainest valid
                                                arguments (a test passes only what it is about)
@@ -14,8 +16,10 @@ sys.path, so unit and integration suites import it alike):
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +62,51 @@ def pg_schema(base: str, prefix: str) -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return url.render_as_string(hide_password=False), drop
+
+
+@dataclass(frozen=True)
+class People:
+    """A database of people as PostgreSQL roles: a URL per person connecting as their own login
+    role (and ``"owner"``: the superuser who migrated it), their role names, and the prefix of
+    the group roles."""
+
+    urls: dict[str, str]
+    roles: dict[str, str]
+    prefix: str
+
+
+@contextlib.contextmanager
+def people_database(base: str, people: dict[str, str]) -> Iterator[People]:
+    """A new database ``bg_<hex>`` on ``base``'s server, migrated by its superuser, with the
+    group roles of ``bentogate db roles`` (prefix ``bg_<hex>``) and a login role per person of
+    ``people`` (person → duty) in their duty's group; all of it is dropped at the end."""
+    tag = f"bg_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    url = sa.make_url(base).set(database=tag)
+    logins = {person: f"{tag}_{person}" for person in people}
+    groups: list[str] = []
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{tag}"'))
+    try:
+        with Registry(url.render_as_string(hide_password=False)) as owner:
+            owner.upgrade()
+            groups = owner.create_roles(tag)
+            assert owner.create_roles(tag) == groups  # idempotent
+        with admin.connect() as conn:
+            for person, duty in people.items():
+                conn.execute(
+                    sa.text(f'CREATE ROLE "{logins[person]}" LOGIN IN ROLE "{tag}_{duty}"')
+                )
+        urls = {p: url.set(username=r).render_as_string(hide_password=False)
+                for p, r in logins.items()}  # fmt: skip
+        urls["owner"] = url.render_as_string(hide_password=False)
+        yield People(urls, logins, tag)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{tag}" WITH (FORCE)'))
+            for role in [*logins.values(), *groups]:
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
 
 
 class Clock:

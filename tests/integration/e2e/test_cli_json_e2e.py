@@ -1,9 +1,11 @@
-"""A CI job's view of a release: register → validate → approve → build → deploy → gate →
-promote, each a `bentogate … --json` process, read through nothing but its exit code and its
-stdout (``json.loads``, as ``jq`` would), each object carrying the fields the README lists.
+"""A CI job's view of a release by four people: register → validate → approve → build →
+deploy → gate → promote, each a `bentogate … --json` process connected to PostgreSQL as the
+person's own role (no --actor anywhere), read through nothing but its exit code and its stdout
+(``json.loads``, as ``jq`` would), each object carrying the fields the README lists; the audit
+rows carry the role names, authenticated.
 
 Its own host (``tests/hosts.py``: a block of free ports, the CI gate policy) serving one
-model's first version, so no other test's state is touched.
+model's first version, and a database of its own (``governance_support.people_database``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 from cli_docs import json_fields
+from governance_support import people_database
 from hosts import HOST_PORTS, Models, host_settings, running_host, settings_env
 
 pytestmark = pytest.mark.integration
@@ -56,48 +59,66 @@ def predict_version(port: int) -> str:
         connection.close()
 
 
-def test_a_ci_script_takes_a_version_to_production_reading_only_json(
-    tmp_path: Path, port_block: Callable[[int], int], trained_models: Models
+#: person → duty (their PostgreSQL group role)
+PEOPLE = {"dana": "developer", "vic": "validator", "ana": "approver", "rel": "release"}
+
+
+def test_four_people_take_a_version_to_production_from_ci_scripts_reading_only_json(
+    tmp_path: Path, port_block: Callable[[int], int], trained_models: Models, pg_base_url: str
 ) -> None:
-    settings = host_settings(tmp_path / "home", port_block(HOST_PORTS))
     holdout = str(trained_models.holdout)
     fields = json_fields()
-    with running_host(settings) as ctx:  # stops what the commands started, at the end
-        env = settings_env(settings)
+    with people_database(pg_base_url, PEOPLE) as people:
+        # the host itself (its set-up and its end) runs as the database's owner
+        settings = host_settings(tmp_path / "home", port_block(HOST_PORTS),
+                                 db_url=people.urls["owner"])  # fmt: skip
+        with running_host(settings) as ctx:  # stops what the commands started, at the end
+            env = settings_env(settings) | {"BENTOGATE_REQUIRE_AUTHENTICATED": "true"}
 
-        def step(name: str, *args: str) -> dict[str, Any]:
-            code, got, err = bentogate(env, tmp_path, name, *args)
-            assert code == 0, err[-3000:]
-            assert set(got) == fields[name], f"{name}: {set(got) ^ fields[name]}"
-            return got
+            def run_as(who: str, name: str, *args: str) -> tuple[int, dict[str, Any], str]:
+                return bentogate(env | {"BENTOGATE_DB_URL": people.urls[who]}, tmp_path, name,
+                                 *args)  # fmt: skip
 
-        registered = step("register", MODEL, str(trained_models.v1), "--reference", holdout,
-                          "--developer", "dana")  # fmt: skip
-        ref = f"{MODEL}:{registered['version']}"
-        assert step("validate", ref, "--holdout", holdout, "--actor", "vic")["state"] == "validated"
-        assert step("approve", ref, "--actor", "ana")["state"] == "approved"
-        env["BENTOGATE_ACTOR"] = "rel"  # the release engineer, for every step from here
-        built = step("build", ref)
-        assert built["state"] == "approved" and Path(built["archive"]).is_file()
-        deployed = step("deploy", ref)
-        assert deployed["state"] == "staged" and len(deployed["backend_ports"]) == 1
-        assert deployed["candidate_port"] == registered["candidate_port"]
-        gated = step("gate", ref)
-        assert gated["verdict"] == "pass", gated["reasons"]
-        assert Path(gated["report_html"]).is_file() and "candidate" in gated["figures"]
-        promoted = step("promote", ref)
-        assert (promoted["state"], promoted["rollout"]) == ("production", None)
-        assert predict_version(promoted["production_port"]) == registered["version"]
+            def step(who: str, name: str, *args: str) -> dict[str, Any]:
+                code, got, err = run_as(who, name, *args)
+                assert code == 0, err[-3000:]
+                assert set(got) == fields[name], f"{name}: {set(got) ^ fields[name]}"
+                return got
 
-        # A second promotion is refused by governance: exit 3 and the rule, as JSON.
-        code, refused, err = bentogate(env, tmp_path, "promote", ref)
-        assert (code, refused["exit_code"]) == (3, 3), err
-        assert refused["error"].startswith(f"refused: promote {ref}")
-        assert set(refused) == fields["error"]
-        # The audit trail names who did each step; the environment named the release engineer.
-        entries = step("audit", ref)["entries"]
-        actors = {e["action"]: e["actor"] for e in entries if e["outcome"] == "ok"}
-        expected = {"register": "dana", "validate": "vic", "approve": "ana", "build": "rel",
-                    "stage": "rel", "gate": "rel", "promote": "rel"}  # fmt: skip
-        assert {action: actors.get(action) for action in expected} == expected
-        assert ctx.registry.production_version(MODEL).version == registered["version"]  # type: ignore[union-attr]
+            registered = step("dana", "register", MODEL, str(trained_models.v1),
+                              "--reference", holdout)  # fmt: skip
+            ref = f"{MODEL}:{registered['version']}"
+            assert step("vic", "validate", ref, "--holdout", holdout)["state"] == "validated"
+            assert step("ana", "approve", ref)["state"] == "approved"
+            built = step("rel", "build", ref)
+            assert built["state"] == "approved" and Path(built["archive"]).is_file()
+            deployed = step("rel", "deploy", ref)
+            assert deployed["state"] == "staged" and len(deployed["backend_ports"]) == 1
+            assert deployed["candidate_port"] == registered["candidate_port"]
+            gated = step("rel", "gate", ref)
+            assert gated["verdict"] == "pass", gated["reasons"]
+            assert Path(gated["report_html"]).is_file() and "candidate" in gated["figures"]
+            promoted = step("rel", "promote", ref)
+            assert (promoted["state"], promoted["rollout"]) == ("production", None)
+            assert predict_version(promoted["production_port"]) == registered["version"]
+
+            # A second promotion is refused by governance: exit 3 and the rule, as JSON.
+            code, refused, err = run_as("rel", "promote", ref)
+            assert (code, refused["exit_code"]) == (3, 3), err
+            assert refused["error"].startswith(f"refused: promote {ref}")
+            assert set(refused) == fields["error"]
+            # Naming someone else is refused where identities are authenticated.
+            code, refused, err = run_as("rel", "retire", ref, "--actor", "dana", "--reason", "x")
+            assert code == 3 and "is not the authenticated database role" in refused["error"]
+            # The audit trail names each person by their role, authenticated.
+            entries = step("rel", "audit", ref)["entries"]
+            done = {e["action"]: (e["actor"], e["authenticated"]) for e in entries
+                    if e["outcome"] == "ok"}  # fmt: skip
+            roles = people.roles
+            expected = {"register": "dana", "validate": "vic", "approve": "ana", "build": "rel",
+                        "stage": "rel", "gate": "rel", "promote": "rel"}  # fmt: skip
+            assert {a: done.get(a) for a in expected} == {
+                a: (roles[who], True) for a, who in expected.items()
+            }
+            production = ctx.registry.production_version(MODEL)
+            assert production is not None and production.version == registered["version"]

@@ -1,33 +1,18 @@
 """Governance fixtures: a fresh, migrated database per test, on SQLite and on PostgreSQL.
 
-PostgreSQL: ``BENTOGATE_TEST_PG_URL`` if set (a failure to connect then fails the tests), else
-the local default if it answers (else those tests are skipped). Each test gets its own schema,
+PostgreSQL: the server of ``pg_base_url`` (tests/conftest.py). Each test gets its own schema,
 selected with ``search_path`` in the URL, dropped afterwards.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-from governance_support import PG_DEFAULT, SHA, drive, pg_problem, pg_schema
+from governance_support import SHA, drive, pg_schema
 
 from bentogate.governance import Registry, Role, State
-
-
-@pytest.fixture(scope="session")
-def pg_base_url() -> str:
-    """The PostgreSQL server URL, or skip (fail when BENTOGATE_TEST_PG_URL is set but dead)."""
-    configured = os.environ.get("BENTOGATE_TEST_PG_URL")
-    url = configured or PG_DEFAULT
-    problem = pg_problem(url)
-    if problem is not None:
-        if configured:
-            pytest.fail(f"BENTOGATE_TEST_PG_URL is set but unusable: {problem}")
-        pytest.skip(f"no PostgreSQL at {PG_DEFAULT} ({problem}); set BENTOGATE_TEST_PG_URL")
-    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,6 +28,7 @@ TABLES = {
     "capacity_measurements",
     "hosts",
     "rollouts",
+    "database_refusals",
     "shadow_runs",
     "audit_checkpoints",
 }
@@ -90,9 +91,9 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
     assert reg.schema_revision() == "0001"
     with raw.begin() as conn:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
-    assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0007"
+    assert reg.schema_revision() == head_revision() == "0008"
+    assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
 
@@ -104,11 +105,11 @@ def test_step_down_to_0002_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.downgrade("0002")
     assert reg.schema_revision() == "0002"
     newer = {"gate_policies", "capacity_measurements", "hosts", "rollouts", "shadow_runs"}
-    newer |= {"audit_checkpoints"}
+    newer |= {"audit_checkpoints", "database_refusals"}
     assert _tables(raw) == TABLES - newer
-    assert reg.verify_audit()[0]  # the audit rows of policy and capacity stay
     reg.upgrade()
-    assert reg.schema_revision() == "0007"
+    assert reg.schema_revision() == head_revision()
+    assert reg.verify_audit()[0]  # the audit rows of policy and capacity stayed
     assert reg.gate_policy("fraud") is None
     assert reg.get_version("fraud", version).capacity_rps is None
     assert [e.action for e in reg.audit("fraud")][-2:] == ["set_policy", "capacity"]
@@ -120,10 +121,10 @@ def test_step_down_to_0004_and_back(reg: Registry, raw: sa.Engine, advance: obje
     shadow(reg, version)
     reg.downgrade("0004")
     assert reg.schema_revision() == "0004"
-    assert _tables(raw) == TABLES - {"shadow_runs", "audit_checkpoints"}
-    assert reg.verify_audit()[0]  # the shadow run's audit row stays
+    assert _tables(raw) == TABLES - {"shadow_runs", "audit_checkpoints", "database_refusals"}
     reg.upgrade()
-    assert reg.schema_revision() == "0007"
+    assert reg.schema_revision() == head_revision()
+    assert reg.verify_audit()[0]  # the shadow run's audit row stayed
     assert reg.shadow_runs("fraud", version) == []
     assert reg.audit("fraud", version)[-1].action == "shadow"
     with pytest.raises(sa.exc.IntegrityError), raw.begin() as conn:  # the CHECK is back too
@@ -148,15 +149,15 @@ def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: obje
     reg.downgrade("0005")
     assert reg.schema_revision() == "0005"
     assert "bake_failed_at" not in _columns(raw, "versions")
-    assert _tables(raw) == TABLES - {"audit_checkpoints"}
-    assert reg.verify_audit()[0]
+    assert _tables(raw) == TABLES - {"audit_checkpoints", "database_refusals"}
     behind = r"schema in .* is older than this code: call Registry\.upgrade\(\) \(.*bake_failed_at"
     with pytest.raises(ConfigError, match=behind):  # this code reads versions' new column
         reg.versions("fraud")
     with pytest.raises(ConfigError, match=behind):  # and so does every write of a version
         register(reg)
     reg.upgrade()
-    assert reg.schema_revision() == "0007"
+    assert reg.schema_revision() == head_revision()
+    assert reg.verify_audit()[0]
     assert "bake_failed_at" in _columns(raw, "versions")
     assert [v.bake_failed_at for v in reg.versions("fraud")] == [None, None]  # the marks are gone
     # adding and dropping the column kept 0002's guard on version identity
@@ -189,7 +190,7 @@ def test_step_down_to_0006_and_back(reg: Registry, raw: sa.Engine) -> None:
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_checkpoints"))
     reg.downgrade("0006")
-    assert _tables(raw) == TABLES - {"audit_checkpoints"}
+    assert _tables(raw) == TABLES - {"audit_checkpoints", "database_refusals"}
     reg.upgrade()
-    assert reg.schema_revision() == "0007"
+    assert reg.schema_revision() == head_revision()
     assert _tables(raw) == TABLES

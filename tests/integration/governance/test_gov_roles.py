@@ -2,15 +2,13 @@
 (no --actor anywhere), and what a role may not do is refused by the database itself, through
 the CLI or by hand-written SQL, and audited as refused.
 
-Each test gets a database of its own (``bg_<hex>``), migrated by the superuser, with the group
-roles of ``bentogate db roles`` (prefix ``bg_<hex>``) and one login role per person; all of it
-is dropped afterwards.
+Each test gets a database of its own with the group roles of ``bentogate db roles`` and one
+login role per person (``governance_support.people_database``).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from cli_support import run
-from governance_support import gate
+from governance_support import People, gate, people_database
 
 from bentogate.governance import Registry, State
 
@@ -37,13 +35,23 @@ PEOPLE = {
 
 @dataclass
 class Org:
-    """The test's database: a URL per person (connecting as their own role), their role names,
-    and the state directory the CLI uses."""
+    """The test's people (:class:`governance_support.People`) and the state directory the CLI
+    uses."""
 
-    urls: dict[str, str]
-    roles: dict[str, str]
+    people: People
     home: Path
-    prefix: str  # of the group roles
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.people.urls
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return self.people.roles
+
+    @property
+    def prefix(self) -> str:
+        return self.people.prefix
 
     def cli(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, who: str,
@@ -62,33 +70,8 @@ class Org:
 
 @pytest.fixture
 def org(pg_base_url: str, tmp_path: Path) -> Iterator[Org]:
-    tag = f"bg_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_base_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    base = sa.make_url(pg_base_url).set(database=tag)
-    logins = {person: f"{tag}_{person}" for person in PEOPLE}
-    groups: list[str] = []
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{tag}"'))
-    try:
-        with Registry(base.render_as_string(hide_password=False)) as owner:
-            owner.upgrade()
-            groups = owner.create_roles(tag)
-            assert owner.create_roles(tag) == groups  # idempotent
-        with admin.connect() as conn:
-            for person, duty in PEOPLE.items():
-                conn.execute(
-                    sa.text(f'CREATE ROLE "{logins[person]}" LOGIN IN ROLE "{tag}_{duty}"')
-                )
-        urls = {p: base.set(username=r).render_as_string(hide_password=False)
-                for p, r in logins.items()}  # fmt: skip
-        urls["owner"] = base.render_as_string(hide_password=False)
-        yield Org(urls, logins, tmp_path, tag)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{tag}" WITH (FORCE)'))
-            for role in [*logins.values(), *groups]:
-                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
-        admin.dispose()
+    with people_database(pg_base_url, PEOPLE) as people:
+        yield Org(people, tmp_path)
 
 
 def _dana_registers(
@@ -157,35 +140,68 @@ def test_four_people_release_a_version_each_doing_their_part(
         roles["dana"], roles["vic"], roles["ana"])  # fmt: skip
 
 
+def _kept_by_database(org: Org) -> list[tuple[str, str, str]]:
+    """(action, actor, reason) of fraud:1's refusals that the database itself kept."""
+    entries = _entries(org)
+    return [(str(e["action"]), str(e["actor"]), str(e["reason"])) for e in entries
+            if e["outcome"] == "refused" and e["payload"].get("recorded_by") == "database"]  # type: ignore[attr-defined]  # fmt: skip
+
+
 def test_a_validator_cannot_approve_by_cli_or_by_sql(
     validated: Org, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = validated
+    val2, vic = org.roles["val2"], org.roles["vic"]
     # a validator who did not validate it: nothing in the code stops them, PostgreSQL does
     code, _, err = org.cli(capsys, monkeypatch, "val2", "approve", "fraud:1")
     assert code == 3, err
-    assert "permission denied for table approvals (enforced by the database)" in err
+    rule = f"role {val2} may not approve (as {val2}): only an approver approves"
+    assert rule in err and "(enforced by the database)" in err
     last = _entries(org)[-1]
-    assert (last["action"], last["outcome"], last["actor"]) == (
-        "approve",
-        "refused",
-        org.roles["val2"],
-    )
+    assert (last["action"], last["outcome"], last["actor"]) == ("approve", "refused", val2)
     assert last["payload"] == {"error": "SeparationOfDuties"}
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
-        vic = org.roles["vic"]
+    # by hand: each statement refused by PostgreSQL, and each refusal kept by it although the
+    # statement's transaction was rolled back
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only an approver approves"):
         org.sql("vic", "INSERT INTO approvals (version_id, approver, decision, comment, sha256, "
                        f"created_at) VALUES (1, '{vic}', 'approved', '', 'x', now())")  # fmt: skip
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not approve this version"):
-        org.sql("vic", f"UPDATE versions SET state = 'approved', approver = '{org.roles['vic']}'")
+        org.sql("vic", f"UPDATE versions SET state = 'approved', approver = '{vic}'")
+    forged = (
+        "INSERT INTO audit_log (id, at, environment, actor, action, outcome, reason, payload, "
+        "prev_hash, hash, model, version) "
+        "VALUES (99, now(), 'prod', 'ana', 'approve', 'ok', 'x', '{}', 'p', 'h', 'fraud', '1')"
+    )
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not write an audit row"):
-        org.sql("vic", "INSERT INTO audit_log (id, at, environment, actor, action, outcome, "
-                       "reason, payload, prev_hash, hash) VALUES (99, now(), 'prod', 'ana', "
-                       "'approve', 'ok', 'x', '{}', 'p', 'h')")  # fmt: skip
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        org.sql("vic", forged)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no GRANT: not even tried
         org.sql("vic", "DELETE FROM audit_log")
+    kept = _kept_by_database(org)
+    assert [(action, actor) for action, actor, _ in kept] == [
+        ("approve", val2),  # the CLI's attempt, kept by the database as well
+        ("approve", vic),
+        ("approve", vic),
+        ("approve", vic),  # the audit row vic tried to write said "approve"
+    ]
+    assert "only an approver approves" in kept[1][2]
+    assert "may not write an audit row as ana" in kept[3][2]
     with Registry(org.urls["rel"]) as reg:
         assert reg.get_version("fraud", "1").state == State.VALIDATED
+        ok, _, message = reg.verify_audit()
+    assert ok, message
+
+
+def test_a_refusal_the_database_kept_cannot_be_skipped(validated: Org) -> None:
+    org = validated
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only an approver approves"):
+        vic = org.roles["vic"]
+        org.sql("vic", "INSERT INTO approvals (version_id, approver, decision, comment, sha256, "
+                       f"created_at) VALUES (1, '{vic}', 'approved', '', 'x', now())")  # fmt: skip
+    org.sql("vic", "UPDATE audit_head SET refusals_sealed = refusals_sealed + 1")  # hide it
+    with Registry(org.urls["rel"]) as reg:
+        ok, _, message = reg.verify_audit()
+    assert not ok
+    assert "refusals [1] kept by the database are not in the audit chain" in message
 
 
 def test_a_developer_cannot_validate_their_own_version(
@@ -215,6 +231,10 @@ def test_a_developer_cannot_validate_their_own_version(
         org.sql(
             "dana", f"UPDATE versions SET state = 'validated', validator = '{org.roles['dana']}'"
         )
+    kept = _kept_by_database(org)
+    # the CLI's attempt was refused by governance's own rule before it reached the database
+    assert [(action, actor) for action, actor, _ in kept] == [("validate", org.roles["dana"])] * 2
+    assert "is the developer of the version (separation of duties)" in kept[0][2]
 
 
 def test_naming_someone_else_is_refused_and_audited(
