@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,10 @@ def _environment(home: Path, base: int) -> dict[str, str]:
 
 
 @contextmanager
-def deployed(ref: str, work: Path, base: int, progress: Progress) -> Iterator[Deployed]:
-    """The demo of ``ref`` running (set up in ``work``), shut down at the end."""
+def deployed(ref: str, work: Path, index: int, progress: Progress) -> Iterator[Deployed]:
+    """The demo of ``ref`` running (set up in ``work``; the ``index``-th ref of the run, its
+    ports and state apart from the others'), shut down at the end."""
+    base = PORT_BASE + index * PORT_BLOCK
     commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     tree = work / commit[:12]
     if not (tree / ".git").exists():
@@ -86,13 +89,15 @@ def deployed(ref: str, work: Path, base: int, progress: Progress) -> Iterator[De
         _git("worktree", "add", "--detach", str(tree), commit)
     progress(f"{ref}: ./run setup (its own .venv)")
     subprocess.run(["./run", "setup"], cwd=tree, check=True, stdout=sys.stderr)
-    env = _environment(work / f"{commit[:12]}-state" / "home", base)
-    demo = work / f"{commit[:12]}-state" / "demo"
+    state = work / f"state-{index}"
+    shutil.rmtree(state, ignore_errors=True)  # a demo starts from nothing
+    env = _environment(state / "home", base)
+    demo = state / "demo"
     progress(f"{ref}: bentogate demo --keep-running (its default settings)")
     command = [str(tree / ".venv/bin/bentogate"), "demo", "--keep-running", "--workdir", str(demo)]
     try:
         subprocess.run(command, cwd=tree, env=env, check=True, stdout=sys.stderr, timeout=900)
-        yield Deployed(ref, commit, tree, base)
+        yield Deployed(f"{index + 1}:{ref}", commit, tree, base)
     finally:
         progress(f"{ref}: bentogate shutdown")
         subprocess.run(
@@ -177,7 +182,11 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("refs", nargs="+", help="git refs; ratios are to the first")
+    parser.add_argument(
+        "refs", nargs="+",
+        help="git refs; ratios are to the first; a ref given twice is an A/A pair (the run's "
+        "own resolution)",
+    )  # fmt: skip
     parser.add_argument("--serial-count", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=2, help="capacity searches per ref")
     parser.add_argument("--wait-quiet", type=float, default=120.0)
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     with ExitStack() as stack:
         refs = [
-            stack.enter_context(deployed(ref, args.work, PORT_BASE + i * PORT_BLOCK, progress))
+            stack.enter_context(deployed(ref, args.work, i, progress))
             for i, ref in enumerate(args.refs)
         ]
         load = LoadSpec(bodies=_bodies(args.work / "bodies.json"))
