@@ -6,8 +6,9 @@ processes) and is confirmed by reading HAProxy back.
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from bentogate.errors import HAProxyError, NotFoundError
 from bentogate.locks import file_lock
@@ -90,17 +91,15 @@ class Sidecar:
                 cutover.bring_up(runtime, backend, _left(deadline))
 
     def _check(self, spec: ProxySpec, new: set[tuple[str, str]], logging: bool) -> None:
-        """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)."""
-        staged = ProxyPaths(self.paths.directory / ".c")
-        staged.directory.mkdir(exist_ok=True)
-        try:
+        """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)
+        in a short temporary directory: its sockets' paths fit wherever the real ones do."""
+        with tempfile.TemporaryDirectory(prefix="bentogate-check-") as directory:
+            staged = ProxyPaths(Path(directory))
             atomic_write(staged.state_file, _EMPTY_STATE)
             atomic_write(staged.map_file, render_map(spec.routing()))
             config = render(spec, self.settings, staged, start_disabled=new, access_log=logging)
             atomic_write(staged.config, config)
             check_config(self.settings.binary, staged.config)
-        finally:
-            shutil.rmtree(staged.directory, ignore_errors=True)
 
     def _confirm(self, spec: ProxySpec, deadline: float) -> None:
         """Wait until the running map and backends are the spec's."""

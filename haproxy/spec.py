@@ -21,8 +21,10 @@ SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 UNAVAILABLE_BACKEND = "be_unavailable"
 CANDIDATE_SUFFIX = ".candidate"
-# sun_path is 108 bytes on Linux, including the terminating NUL.
-_MAX_SOCKET_PATH = 107
+# sun_path is 108 bytes on Linux, including the terminating NUL; HAProxy binds a socket under a
+# temporary name (the path + ".<pid>.tmp") and renames it, so it refuses paths over 97 bytes
+# ("socket path ... too long (max 97)", HAProxy 2.6).
+_MAX_SOCKET_PATH = 97
 
 
 def backend_name(model: str, version: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +59,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_base_url() -> str:
+def pg_server_url() -> str:
     """The PostgreSQL server URL, or skip (fail when BENTOGATE_TEST_PG_URL is set but dead)."""
     from governance_support import PG_DEFAULT, pg_problem
 
@@ -71,6 +71,24 @@ def pg_base_url() -> str:
             pytest.fail(f"BENTOGATE_TEST_PG_URL is set but unusable: {problem}")
         pytest.skip(f"no PostgreSQL at {PG_DEFAULT} ({problem}); set BENTOGATE_TEST_PG_URL")
     return url
+
+
+@pytest.fixture
+def pg_base_url(pg_server_url: str) -> Iterator[str]:
+    """:func:`pg_server_url`, held (shared) for the test: a test stopping PostgreSQL waits."""
+    from governance_support import postgres_lock
+
+    with postgres_lock(exclusive=False):
+        yield pg_server_url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject's addopts) a module's tests stay on one worker,
+    and the e2e modules on one together (they share the wheel's background install)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "e2e" if item.path.parent.name == "e2e" else str(item.path)
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -7,6 +7,7 @@ port and HAProxy, and serves each model on the model's production port + its hos
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 import governance_support
 from governance_support import PG_DEFAULT as PG_DEFAULT  # re-exported for the fleet tests
-from governance_support import pg_problem
+from governance_support import pg_problem, postgres_lock
 from hosts import host_settings, settings_env
 
 from bentogate.context import Context
@@ -50,20 +51,30 @@ def _pg_cluster(action: str) -> None:
     )
 
 
+_outage = contextlib.ExitStack()  # holds PostgreSQL exclusively from pg_stop to pg_start
+
+
 def pg_stop() -> None:
+    """Stop the local cluster, once every other test using it is done (and none starts until
+    :func:`pg_start`: governance_support.postgres_lock)."""
+    _outage.enter_context(postgres_lock(exclusive=True))
     _pg_cluster("stop")
 
 
 def pg_start(url: str, timeout: float = 60.0) -> None:
-    """Start the local cluster (if it is down) and wait until ``url`` answers."""
-    if pg_problem(url) is None:
-        return
-    _pg_cluster("start")
-    deadline = time.monotonic() + timeout
-    while pg_problem(url) is not None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
-        time.sleep(0.2)
+    """Start the local cluster (if it is down), wait until ``url`` answers, and let the other
+    tests have it again."""
+    try:
+        if pg_problem(url) is None:
+            return
+        _pg_cluster("start")
+        deadline = time.monotonic() + timeout
+        while pg_problem(url) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
+            time.sleep(0.2)
+    finally:
+        _outage.close()
 
 
 @dataclass
