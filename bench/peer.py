@@ -2,7 +2,7 @@
 model (the XGBoost file bentogate's v1 is imported from), measured in the same run.
 
 MLServer's pins clash with BentoML's (it brings its own uvicorn, starlette and FastAPI), so
-it lives in a virtualenv of its own, ``bench/.peer-venv`` (git-ignored), which
+it lives in a virtualenv of its own, ``.venv-peer`` at the project's root (git-ignored), which
 :func:`peer_python` creates and installs on first use: ``./run bench`` pays for it once
 (about a minute and 1.2 GB, most of it XGBoost's NCCL), ``./run test`` and ``./run demo``
 never. The venv gets the XGBoost version of bentogate's environment, so both sides score
@@ -37,7 +37,9 @@ import numpy as np
 
 from bench.stack import free_port
 
-VENV = Path(__file__).resolve().parent / ".peer-venv"
+# Beside the project's .venv, not under bench/: tools that walk bench/'s sources must not
+# walk 1.2 GB of site-packages.
+VENV = Path(__file__).resolve().parent.parent / ".venv-peer"
 MLSERVER = "1.7.1"
 MODEL = "fraud"
 INFER_PATH = f"/v2/models/{MODEL}/infer"

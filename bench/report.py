@@ -194,7 +194,7 @@ def _peer_rows(results: dict[str, Any]) -> list[str]:
         "",
         f"MLServer {versions['mlserver']} with mlserver-xgboost {versions['mlserver-xgboost']} "
         f"(XGBoost {versions['xgboost']}, uvicorn {versions['uvicorn']}) serves v1's XGBoost "
-        "file in its own venv (`bench/.peer-venv`): its defaults (one inference worker "
+        "file in its own venv (`.venv-peer`): its defaults (one inference worker "
         "process, XGBoost on every core) but `debug: false` (no access-log line per request, "
         "as the Bentos), V2 protocol, one FP32 row per request, the fraud probability back. "
         f"Same row scored {peer['score_check']['mlserver']:.6f} by MLServer and "
