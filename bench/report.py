@@ -198,7 +198,8 @@ def _peer_rows(results: dict[str, Any]) -> list[str]:
         "process, XGBoost on every core) but `debug: false` (no access-log line per request, "
         "as the Bentos), V2 protocol, one FP32 row per request, the fraud probability back. "
         f"Same row scored {peer['score_check']['mlserver']:.6f} by MLServer and "
-        f"{peer['score_check']['bentogate']:.6f} by bentogate. Measured in the rounds above, "
+        f"{peer['score_check']['bentogate']:.6f} by bentogate; MLServer's processes held "
+        f"{peer['resident_mib']:.0f} MiB resident. Measured in the rounds above, "
         "interleaved with bentogate's production port as the default release deploys it.",
         "",
         "| figure | bentogate through HAProxy | MLServer | bentogate / MLServer |",

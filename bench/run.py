@@ -34,6 +34,7 @@ from bench.peer import Peer
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import backend_port, bare_endpoint, bentogate_host, post, production_port
 from bench.stats import percentiles_ms
+from bentogate.bentos import resident_bytes
 from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -180,14 +181,20 @@ def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]
     theirs = served.score(models.rows[0])
     if not abs(ours - theirs) <= 1e-5:
         raise RuntimeError(f"MLServer scores {theirs}, bentogate {ours}: not the same model")
-    return {"settings": served.settings, "score_check": {"bentogate": ours, "mlserver": theirs}}
+    held = resident_bytes([served.pid])[served.pid]  # its HTTP process and its worker
+    return {
+        "settings": served.settings,
+        "score_check": {"bentogate": ours, "mlserver": theirs},
+        "resident_mib": held / 2**20 if held is not None else float("nan"),
+    }
 
 
 def on_bentogate(
     work: Path, models: ModelFiles, options: Options, progress: Progress
 ) -> dict[str, Any]:
-    """A bentogate host: v1 released (timed), the three targets measured, v2 released and
-    cut over under a probe. The figures of all of it."""
+    """A bentogate host: v1 released (timed), the four targets (the floor, one Bento, the
+    production port, the peer) measured, v2 released and cut over under a probe. The
+    figures of all of it."""
     probe = json.loads(options.load.bodies.read_text())[0].encode()
     python = peer.peer_python(progress=progress)
     peer_load = replace(

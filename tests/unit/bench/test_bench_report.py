@@ -63,6 +63,7 @@ def _results() -> dict[str, Any]:
         "batch": _batch(),
         "peer": {
             "settings": {"debug": False}, "score_check": {"bentogate": 0.25, "mlserver": 0.25},
+            "resident_mib": 480.0,
             "versions": {"mlserver": "1.7.1", "mlserver-xgboost": "1.7.1", "xgboost": "3.2.0",
                          "uvicorn": "0.55.0"},
         },
