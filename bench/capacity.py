@@ -1,14 +1,16 @@
 """Capacity at a p99 limit: the highest open-loop rate a target holds with p99 within the
 limit and no errors, found by doubling then bisecting (each step a ``bench.openloop`` run
-in its own process)."""
+in its own process); repeated, interleaved searches over several targets give each its
+spread."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,9 +55,10 @@ class Capacity:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """What every step sends and for how long."""
+    """What every step sends (``bodies`` to ``path``) and for how long."""
 
     bodies: Path
+    path: str = "/predict"
     p99_limit_ms: float = 5.0
     duration_s: float = 4.0
     warmup_s: float = 1.0
@@ -70,7 +73,8 @@ def run_step(port: int, rate: float, spec: LoadSpec) -> Step:
     """
     command = [
         sys.executable, "-m", "bench.openloop",
-        "--port", str(port), "--bodies", str(spec.bodies), "--rate", f"{rate:.3f}",
+        "--port", str(port), "--path", spec.path, "--bodies", str(spec.bodies),
+        "--rate", f"{rate:.3f}",
         "--duration", str(spec.duration_s), "--warmup", str(spec.warmup_s),
         "--connections", str(spec.connections),
     ]  # fmt: skip
@@ -146,3 +150,38 @@ def find_capacity(
         min_rate=min_rate,
     )
     return Capacity(rate, limited_by, tuple(steps))
+
+
+def interleaved_capacities(
+    targets: Mapping[str, tuple[int, LoadSpec]],
+    rounds: int,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    search: Callable[..., Capacity] = find_capacity,
+) -> dict[str, dict[str, object]]:
+    """``rounds`` capacity searches of every target (port, spec), the targets' order
+    reversed every other round so drift hits all alike. Per target: ``rate``, the median
+    of its searches' rates; ``rates``, each search's; ``limited_by`` of the median search
+    (the lower middle one for an even count); ``steps``, every step of every search."""
+    searches: dict[str, list[Capacity]] = {key: [] for key in targets}
+    keys = list(targets)
+    for number in range(rounds):
+        for key in keys if number % 2 == 0 else keys[::-1]:
+            port, spec = targets[key]
+            progress(f"capacity search {number + 1} of {rounds}: {key}")
+
+            def step(message: str, key: str = key) -> None:
+                progress(f"  {key}: {message}")
+
+            searches[key].append(search(port, spec, progress=step))
+    results: dict[str, dict[str, object]] = {}
+    for key, found in searches.items():
+        rates = [capacity.rate for capacity in found]
+        middle = sorted(found, key=lambda capacity: capacity.rate)[(len(found) - 1) // 2]
+        results[key] = {
+            "rate": statistics.median(rates),
+            "rates": rates,
+            "limited_by": middle.limited_by,
+            "steps": [asdict(step) for capacity in found for step in capacity.steps],
+        }
+    return results

@@ -155,7 +155,8 @@ def through_haproxy(
             release.release(ctx, Ref(name, info.version), models.holdout, actors=ACTORS)
             ports[name] = ctx.production_port(ctx.registry.get_model(name).production_port)
         progress(f"serial latency through HAProxy: {options.serial_count} requests each")
-        serial = serial_latency(ports, options, rounds=8)
+        targets = {name: (port, options.load) for name, port in ports.items()}
+        serial = serial_latency(targets, options, rounds=8)
     for row in serial.values():
         row.pop("latencies_us")
     keeps, again, none = (serial[name] for name in RELEASED)

@@ -14,8 +14,10 @@ TARGETS = {
     "bare": "bare uvicorn + onnxruntime (floor)",
     "bento": "Bento, direct (one replica)",
     "haproxy": "Bento through HAProxy (all replicas)",
+    "mlserver": "MLServer + XGBoost runtime (the peer)",
 }
 GOALS = {"serial_p50_ms": 0.5, "serial_p99_ms": 1.0, "capacity_ratio": 0.5}
+BATCH_SIZES = ("64", "1024")
 
 
 def _ms(value: float) -> str:
@@ -42,7 +44,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     serial = results["serial"]["haproxy"]
     capacity = results["capacity"]
     cap_ratio = ratio(capacity["haproxy"]["rate"], capacity["bare"]["rate"])
-    return [
+    rows = [
         ("serial p50 through HAProxy", f"≤ {GOALS['serial_p50_ms']} ms",
          f"{serial['p50_ms']:.3f} ms", serial["p50_ms"] <= GOALS["serial_p50_ms"]),
         ("serial p99 through HAProxy", f"≤ {GOALS['serial_p99_ms']} ms",
@@ -50,6 +52,36 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ("capacity through HAProxy at p99 ≤ 5 ms, vs bare", f"≥ {GOALS['capacity_ratio']}x",
          _x(cap_ratio), cap_ratio >= GOALS["capacity_ratio"]),
     ]  # fmt: skip
+    peer = peer_ratios(results)
+    for name, key in (("serial p50", "p50"), ("serial p99", "p99")):
+        value = peer[key]
+        rows.append((f"{name} through HAProxy vs MLServer", "≤ 1.00x", _x(value), value <= 1.0))
+    value = peer["capacity"]
+    rows.append(("capacity through HAProxy vs MLServer", "≥ 1.00x", _x(value), value >= 1.0))
+    for size in BATCH_SIZES:
+        value = results["batch"]["sizes"][size]["bentogate_vs"]["xgboost"]["median"]
+        rows.append((f"/predict_batch of {size} rows vs XGBoost native (default threads)",
+                     "≤ 1.00x", _x(value), value <= 1.0))  # fmt: skip
+    return rows
+
+
+def peer_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """bentogate through HAProxy over MLServer: serial p50 and p99 (below 1: faster), the
+    median capacity, and the extremes of the rounds' paired capacity ratios (above 1: more
+    requests)."""
+    ours, theirs = results["serial"]["haproxy"], results["serial"]["mlserver"]
+    capacity = results["capacity"]
+    paired = [
+        ratio(a, b)
+        for a, b in zip(capacity["haproxy"]["rates"], capacity["mlserver"]["rates"], strict=True)
+    ]
+    return {
+        "p50": ratio(ours["p50_ms"], theirs["p50_ms"]),
+        "p99": ratio(ours["p99_ms"], theirs["p99_ms"]),
+        "capacity": ratio(capacity["haproxy"]["rate"], capacity["mlserver"]["rate"]),
+        "capacity_min": min(paired),
+        "capacity_max": max(paired),
+    }
 
 
 def _inprocess_rows(inprocess: dict[str, dict[str, float]]) -> list[str]:
@@ -57,8 +89,8 @@ def _inprocess_rows(inprocess: dict[str, dict[str, float]]) -> list[str]:
         return inprocess.get(name, {}).get("median_us", float("nan"))
 
     lines = [
-        "| scoring | onnxruntime | XGBoost native | pickled scikit-learn API | "
-        "ORT : XGBoost : pickled |",
+        "| scoring | onnxruntime | XGBoost native, 1 thread | "
+        "pickled scikit-learn API | ORT : XGBoost : pickled |",
         "|---|---:|---:|---:|---|",
     ]
     for label, suffix in (("one row", ""), ("batch of 64", "[64]"), ("batch of 1024", "[1024]")):
@@ -127,22 +159,102 @@ def markdown(results: dict[str, Any]) -> str:
         f"keep-alive connections, {spec['warmup_s']:g} s warm-up + {spec['duration_s']:g} s "
         "measured per step), latency counted from when each request was due; the rate "
         "doubles until a step fails, then bisects to 5 %. A step passes with no errors, every "
-        "request answered and p99 within the limit.",
+        "request answered and p99 within the limit. Each target was searched "
+        f"{len(capacity['bare']['rates'])} times, the targets' order reversed every other "
+        "round; the capacity is the median search's, beside the lowest and highest.",
         "",
-        "| target | capacity req/s | vs floor | limited by | steps |",
-        "|---|---:|---:|---|---:|",
+        "| target | capacity req/s | searches: lowest to highest | vs floor | limited by | steps |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for key, label in TARGETS.items():
         row = capacity[key]
         out.append(
-            f"| {label} | {row['rate']:.0f} | {_x(ratio(row['rate'], capacity['bare']['rate']))} "
+            f"| {label} | {row['rate']:.0f} | {min(row['rates']):.0f} to {max(row['rates']):.0f} "
+            f"| {_x(ratio(row['rate'], capacity['bare']['rate']))} "
             f"| {row['limited_by']} | {len(row['steps'])} |"
         )
+    out += _peer_rows(results)
+    out += _batch_rows(results["batch"])
     out += ["", "## In-process (pytest-benchmark medians)", ""]
     out += _inprocess_rows(results["inprocess"])
     out += _release_rows(results["release"])
     out += ["", "![latency and capacity](latency.png)", ""]
     return "\n".join(out)
+
+
+def _peer_rows(results: dict[str, Any]) -> list[str]:
+    peer = results["peer"]
+    versions = peer["versions"]
+    serial, capacity = results["serial"], results["capacity"]
+    ratios = peer_ratios(results)
+    ours, theirs = serial["haproxy"], serial["mlserver"]
+    return [
+        "",
+        "## Against the peer: MLServer",
+        "",
+        f"MLServer {versions['mlserver']} with mlserver-xgboost {versions['mlserver-xgboost']} "
+        f"(XGBoost {versions['xgboost']}, uvicorn {versions['uvicorn']}) serves v1's XGBoost "
+        "file in its own venv (`.venv-peer`): its defaults (one inference worker "
+        "process, XGBoost on every core) but `debug: false` (no access-log line per request, "
+        "as the Bentos), V2 protocol, one FP32 row per request, the fraud probability back. "
+        f"Same row scored {peer['score_check']['mlserver']:.6f} by MLServer and "
+        f"{peer['score_check']['bentogate']:.6f} by bentogate; MLServer's processes held "
+        f"{peer['resident_mib']:.0f} MiB resident. Measured in the rounds above, "
+        "interleaved with bentogate's production port as the default release deploys it.",
+        "",
+        "| figure | bentogate through HAProxy | MLServer | bentogate / MLServer |",
+        "|---|---:|---:|---:|",
+        f"| serial p50 | {_ms(ours['p50_ms'])} ms | {_ms(theirs['p50_ms'])} ms "
+        f"| {_x(ratios['p50'])} |",
+        f"| serial p99 | {_ms(ours['p99_ms'])} ms | {_ms(theirs['p99_ms'])} ms "
+        f"| {_x(ratios['p99'])} |",
+        f"| capacity at p99 ≤ {results['config']['capacity']['p99_limit_ms']:g} ms (median; "
+        "rounds' paired ratios lowest to highest) "
+        f"| {capacity['haproxy']['rate']:.0f} req/s | {capacity['mlserver']['rate']:.0f} req/s "
+        f"| {_x(ratios['capacity'])} ({_x(ratios['capacity_min'])} to "
+        f"{_x(ratios['capacity_max'])}) |",
+    ]
+
+
+def _batch_rows(batch: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## /predict_batch against XGBoost native (interleaved)",
+        "",
+        "The Bento's path (`Scorer.score_rows`, what `/predict_batch` calls: a session with "
+        f"one thread per core, {batch['cores']} here) and XGBoost's `inplace_predict` on "
+        "the same model and float32 rows, with its default threads (every core: "
+        f"{batch['cores']}; OMP_NUM_THREADS {batch['omp_num_threads'] or 'unset'}) and with "
+        "one; the one-row session (one thread) shows the Bento before its batch session. "
+        "Medians of each contender's block medians over the rounds (quartiles in brackets); "
+        "ratios are the rounds' paired ratios, median (lowest to highest).",
+        "",
+        "| rows | bentogate µs | XGBoost, default threads µs | XGBoost, 1 thread µs "
+        "| one-row session µs | vs XGBoost default | vs XGBoost 1 thread |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in BATCH_SIZES:
+        row = batch["sizes"][size]
+        us, vs = row["us"], row["bentogate_vs"]
+
+        def cell(name: str, us: dict[str, Any] = us) -> str:
+            return f"{us[name]['median']:.0f} ({us[name]['q1']:.0f}-{us[name]['q3']:.0f})"
+
+        def times(name: str, vs: dict[str, Any] = vs) -> str:
+            return f"{_x(vs[name]['median'])} ({_x(vs[name]['min'])} to {_x(vs[name]['max'])})"
+
+        lines.append(
+            f"| {size} | {cell('bentogate')} | {cell('xgboost')} | {cell('xgboost_1_thread')} "
+            f"| {cell('onnxruntime_1_thread')} | {times('xgboost')} "
+            f"| {times('xgboost_1_thread')} |"
+        )
+    added = batch["resident_mib_after_scorer"] - batch["resident_mib_before_scorer"]
+    lines += [
+        "",
+        f"Resident memory the model's sessions add to a process (the Scorer loaded, "
+        f"onnxruntime imported before): {added:.1f} MiB.",
+    ]
+    return lines
 
 
 def _release_rows(release: dict[str, Any]) -> list[str]:
@@ -198,8 +310,8 @@ def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]
             quantiles = np.arange(1, values.size + 1) / values.size
             left.plot(quantiles * 100, values, label=label)
         steps = sorted(results["capacity"][key]["steps"], key=lambda s: s["rate"])
-        right.plot(
-            [s["rate"] for s in steps], [s["p99_ms"] for s in steps], marker="o", label=label
+        right.plot(  # every search's steps: points, not a line
+            [s["rate"] for s in steps], [s["p99_ms"] for s in steps], "o", label=label
         )
     left.set(xlabel="percentile", ylabel="latency (ms)", yscale="log", xlim=(0, 100))
     left.set_title("serial latency, one keep-alive connection")
@@ -208,7 +320,7 @@ def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]
     limit = results["config"]["capacity"]["p99_limit_ms"]
     right.axhline(limit, color="grey", linestyle="--", label=f"p99 limit {limit:g} ms")
     right.set(xlabel="offered rate (req/s, open loop)", ylabel="p99 (ms)", yscale="log")
-    right.set_title("capacity search: p99 per step")
+    right.set_title("capacity searches: p99 per step")
     right.grid(True, which="both", alpha=0.3)
     right.legend()
     fig.tight_layout()

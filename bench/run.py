@@ -2,9 +2,11 @@
 
 1. in-process scoring with pytest-benchmark (onnxruntime vs XGBoost vs the pickled model;
    the service's hot path; a request through BentoML's ASGI stack);
-2. a real bentogate host: v1 released through the workflow (each step timed);
-3. serial latency and open-loop capacity of the bare endpoint, the Bento and HAProxy;
-4. v2 released and promoted under a probe (deploy and cutover times);
+2. ``/predict_batch``'s scoring against XGBoost native, interleaved (``bench.batch``);
+3. a real bentogate host: v1 released through the workflow (each step timed);
+4. serial latency and open-loop capacity (repeated, interleaved searches) of the bare
+   endpoint, the Bento, HAProxy and the peer, MLServer (``bench.peer``);
+5. v2 released and promoted under a probe (deploy and cutover times);
 then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
 """
 
@@ -16,20 +18,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import report
-from bench.capacity import LoadSpec, find_capacity
+from bench import peer, report
+from bench.capacity import LoadSpec, interleaved_capacities
 from bench.machine import cpu_busy, describe
 from bench.models import ModelFiles, train
+from bench.peer import Peer
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
-from bench.stack import backend_port, bare_endpoint, bentogate_host, production_port
+from bench.stack import backend_port, bare_endpoint, bentogate_host, post, production_port
 from bench.stats import percentiles_ms
+from bentogate.bentos import resident_bytes
 from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -64,6 +69,8 @@ class Options:
     serial_warmup: int
     load: LoadSpec
     quick: bool
+    capacity_rounds: int = 1
+    batch_rounds: int = 15
 
 
 def wait_for_quiet(progress: Progress, limit_s: float, busy_limit: float = 0.25) -> float:
@@ -110,16 +117,19 @@ def run_inprocess(models_dir: Path, out: Path, options: Options) -> dict[str, di
     }
 
 
-def serial_latency(ports: dict[str, int], options: Options, rounds: int = 4) -> dict[str, Any]:
-    """``bench.serial`` against every target, in interleaved rounds (drift hits all alike);
-    per target its figures and, under ``"latencies_us"``, every sample."""
-    latencies: dict[str, list[float]] = {key: [] for key in ports}
-    errors = dict.fromkeys(ports, 0)
+def serial_latency(
+    targets: Mapping[str, tuple[int, LoadSpec]], options: Options, rounds: int = 4
+) -> dict[str, Any]:
+    """``bench.serial`` against every target (its port, and the bodies and path of its
+    spec), in interleaved rounds (drift hits all alike); per target its figures and, under
+    ``"latencies_us"``, every sample."""
+    latencies: dict[str, list[float]] = {key: [] for key in targets}
+    errors = dict.fromkeys(targets, 0)
     for _ in range(rounds):
-        for key, port in ports.items():
+        for key, (port, spec) in targets.items():
             command = [
-                sys.executable, "-m", "bench.serial", "--port", str(port),
-                "--bodies", str(options.load.bodies), "--count",
+                sys.executable, "-m", "bench.serial", "--port", str(port), "--path", spec.path,
+                "--bodies", str(spec.bodies), "--count",
                 str(options.serial_count // rounds), "--warmup", str(options.serial_warmup),
             ]  # fmt: skip
             done = subprocess.run(
@@ -131,33 +141,67 @@ def serial_latency(ports: dict[str, int], options: Options, rounds: int = 4) -> 
     return {
         key: {**percentiles_ms(latencies[key]), "count": len(latencies[key]),
               "errors": errors[key], "latencies_us": latencies[key]}
-        for key in ports
+        for key in targets
     }  # fmt: skip
 
 
 def measure_targets(
-    ports: dict[str, int], options: Options, progress: Progress
+    targets: Mapping[str, tuple[int, LoadSpec]], options: Options, progress: Progress
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Serial latency, then capacity, of every target: (serial, capacity)."""
+    """Serial latency, then capacity (``options.capacity_rounds`` interleaved searches), of
+    every target: (serial, capacity)."""
     progress(f"serial latency: {options.serial_count} requests per target, interleaved")
-    serial = serial_latency(ports, options)
-    capacity = {}
-    for key, port in ports.items():
-        progress(f"capacity of {report.TARGETS[key]} at p99 <= {options.load.p99_limit_ms} ms")
-
-        def step(message: str, key: str = key) -> None:
-            progress(f"  {key}: {message}")
-
-        capacity[key] = find_capacity(port, options.load, progress=step).to_dict()
+    serial = serial_latency(targets, options)
+    progress(
+        f"capacity at p99 <= {options.load.p99_limit_ms} ms: {options.capacity_rounds} "
+        "interleaved searches per target"
+    )
+    capacity = interleaved_capacities(targets, options.capacity_rounds, progress=progress)
     return serial, capacity
+
+
+def run_batch(models_dir: Path, options: Options) -> dict[str, Any]:
+    """``bench.batch`` in its own process: /predict_batch's scoring vs XGBoost native."""
+    command = [
+        sys.executable, "-m", "bench.batch", "--models", str(models_dir),
+        "--project-dir", str(options.project_dir), "--rounds", str(options.batch_rounds),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=PROJECT_DIR, capture_output=True, text=True, check=True, timeout=600
+    )
+    return dict(json.loads(done.stdout))
+
+
+def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]:
+    """The peer's score of the first row beside bentogate's (the same model: they must
+    agree), and what the peer runs with."""
+    body = orjson.dumps({"features": models.rows[0].astype(float).tolist()})
+    status, answer = post(port, body)
+    ours = float(orjson.loads(answer)["score"]) if status == 200 else float("nan")
+    theirs = served.score(models.rows[0])
+    if not abs(ours - theirs) <= 1e-5:
+        raise RuntimeError(f"MLServer scores {theirs}, bentogate {ours}: not the same model")
+    held = resident_bytes([served.pid])[served.pid]  # its HTTP process and its worker
+    return {
+        "settings": served.settings,
+        "score_check": {"bentogate": ours, "mlserver": theirs},
+        "resident_mib": held / 2**20 if held is not None else float("nan"),
+    }
 
 
 def on_bentogate(
     work: Path, models: ModelFiles, options: Options, progress: Progress
 ) -> dict[str, Any]:
-    """A bentogate host: v1 released (timed), the three targets measured, v2 released and
-    cut over under a probe. The figures of all of it."""
+    """A bentogate host: v1 released (timed), the four targets (the floor, one Bento, the
+    production port, the peer) measured, v2 released and cut over under a probe. The
+    figures of all of it."""
     probe = json.loads(options.load.bodies.read_text())[0].encode()
+    python = peer.peer_python(progress=progress)
+    peer_load = replace(
+        options.load,
+        bodies=peer.write_bodies(models.rows[:64], work / "peer-bodies.json"),
+        path=peer.INFER_PATH,
+    )
     with bentogate_host(
         work / "home", workers=options.workers, project_dir=options.project_dir
     ) as ctx:
@@ -167,9 +211,20 @@ def on_bentogate(
         )
         progress(f"{ref1}: promote")
         steps1["promote"] = first_promotion(ctx, ref1)
-        ports = {"bento": backend_port(ctx, ref1.version), "haproxy": production_port(ctx)}
-        with bare_endpoint(models.onnx, work / "bare.log", probe) as bare_port:
-            serial, capacity = measure_targets({"bare": bare_port, **ports}, options, progress)
+        production = production_port(ctx)
+        progress(f"starting the peer, MLServer {peer.MLSERVER} with its XGBoost runtime")
+        with (
+            bare_endpoint(models.onnx, work / "bare.log", probe) as bare_port,
+            peer.mlserver(python, models.v1, work) as served,
+        ):
+            checked = _peer_checked(served, production, models)
+            targets = {
+                "bare": (bare_port, options.load),
+                "bento": (backend_port(ctx, ref1.version), options.load),
+                "haproxy": (production, options.load),
+                "mlserver": (served.port, peer_load),
+            }
+            serial, capacity = measure_targets(targets, options, progress)
         progress("releasing v2: deploy, gate, then cutover under a probe")
         ref2, steps2 = release_to_gate(
             ctx, models.v2, models.holdout, progress=progress, replicas=options.replicas
@@ -182,6 +237,7 @@ def on_bentogate(
     return {
         "serial": serial,
         "capacity": capacity,
+        "peer": {**checked, "versions": peer.versions(python)},
         "release": {"v1": steps1, "v2": steps2, "cutover": cut, "rollback": back},
     }
 
@@ -204,6 +260,10 @@ def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path, float
         help="build the Bentos from this tree's service.py (e.g. a checkout of main: before/after)",
     )
     parser.add_argument("--serial-count", type=int, default=20_000)
+    parser.add_argument(
+        "--capacity-rounds", type=int, default=3,
+        help="interleaved capacity searches per target (their median and spread)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short smoke run (figures noisy)")
     parser.add_argument(
         "--wait-quiet", type=float, default=120.0, help="wait this long for a quiet machine"
@@ -217,6 +277,8 @@ def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path, float
         serial_warmup=200 if args.quick else 500,
         load=LoadSpec(bodies=bodies, duration_s=1.5 if args.quick else 4.0),
         quick=args.quick,
+        capacity_rounds=1 if args.quick else args.capacity_rounds,
+        batch_rounds=5 if args.quick else 15,
     )
     return options, args.out, args.wait_quiet
 
@@ -235,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         progress("in-process benchmarks (pytest-benchmark)")
         out.mkdir(parents=True, exist_ok=True)
         inprocess = run_inprocess(work / "models", out / "inprocess.json", options)
+        progress(f"/predict_batch's scoring vs XGBoost native: {options.batch_rounds} rounds")
+        batch = run_batch(work / "models", options)
         measured = on_bentogate(work, models, options, progress)
     background_end = cpu_busy(2.0)
     latencies = {key: row.pop("latencies_us") for key, row in measured["serial"].items()}
@@ -250,9 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             "quick": options.quick,
             "serial_count": options.serial_count,
             "serial_warmup": options.serial_warmup,
+            "capacity_rounds": options.capacity_rounds,
             "capacity": {k: v for k, v in asdict(options.load).items() if k != "bodies"},
         },
         "inprocess": inprocess,
+        "batch": batch,
         **measured,
     }
     report.write(results, out, latencies)

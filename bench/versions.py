@@ -117,9 +117,8 @@ def _bodies(path: Path, count: int = 64) -> Path:
 def measure(
     refs: list[Deployed], options: Options, repeats: int, progress: Progress
 ) -> dict[str, Any]:
-    ports = {d.ref: d.port for d in refs}
     progress(f"serial latency: {options.serial_count} requests per ref, interleaved rounds")
-    serial = serial_latency(ports, options)
+    serial = serial_latency({d.ref: (d.port, options.load) for d in refs}, options)
     capacity: dict[str, list[float]] = {d.ref: [] for d in refs}
     for repeat in range(repeats):
         order = refs if repeat % 2 == 0 else list(reversed(refs))

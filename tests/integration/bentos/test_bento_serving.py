@@ -88,6 +88,19 @@ def test_a_body_over_the_bentos_own_limit_is_413(
     assert f"larger than {limit} bytes" in json.loads(answer)["error"]
 
 
+def test_a_batch_scores_each_row_as_predict_does(fleet: dict[str, tuple[Built, Handle]]) -> None:
+    """/predict_batch (its own session, every core) and /predict (one thread) of a served
+    Bento give every row the same score and label."""
+    built, handle = fleet["fraud:1"]
+    rows = [[float(v) for v in row] for row in built.artifact.reference_rows[:64]]
+    status, batch = post_json(handle.port, "/predict_batch", {"features": rows})
+    assert status == 200, batch
+    singles = [post_json(handle.port, "/predict", {"features": row})[1] for row in rows]
+    assert batch["labels"] == [single["label"] for single in singles]
+    scores = [single["score"] for single in singles]
+    assert max(abs(a - b) for a, b in zip(batch["scores"], scores, strict=True)) <= 1e-6
+
+
 @pytest.mark.parametrize("tag", ["fraud:1", "chargeback:1"])
 def test_a_batch_over_max_batch_rows_is_400(
     fleet: dict[str, tuple[Built, Handle]], tag: str

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.capacity import FAIL, INCONCLUSIVE, PASS, LoadSpec, Step, _judged, find_capacity
+from bench.capacity import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Capacity,
+    LoadSpec,
+    Step,
+    _judged,
+    find_capacity,
+    interleaved_capacities,
+)
 
 SPEC = LoadSpec(bodies=Path("unused.json"), pause_s=0.0)
 
@@ -68,3 +78,21 @@ def test_nothing_passing_is_a_capacity_of_zero() -> None:
 )
 def test_a_step_passes_within_the_limit_without_errors(step: Step, verdict: str) -> None:
     assert _judged(step, 5.0).verdict == verdict
+
+
+def test_interleaved_searches_alternate_the_order_and_keep_the_median() -> None:
+    order: list[str] = []
+    found = {"a": iter([1000.0, 3000.0, 2000.0]), "b": iter([500.0, 700.0, 600.0])}
+
+    def search(port: int, spec: LoadSpec, **_: object) -> Capacity:
+        key = "a" if port == 1 else "b"
+        order.append(key)
+        rate = next(found[key])
+        return Capacity(rate, "target", (_step(rate, 1.0), _step(rate * 2, 50.0)))
+
+    results = interleaved_capacities({"a": (1, SPEC), "b": (2, SPEC)}, 3, search=search)
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert results["a"]["rate"] == 2000.0
+    assert results["a"]["rates"] == [1000.0, 3000.0, 2000.0]
+    assert results["b"]["rate"] == 600.0
+    assert len(results["b"]["steps"]) == 6  # type: ignore[arg-type]

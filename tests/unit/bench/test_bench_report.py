@@ -9,15 +9,37 @@ from typing import Any
 from bench import report
 
 
-def _capacity(rate: float) -> dict[str, Any]:
+def _capacity(rate: float, *others: float) -> dict[str, Any]:
     steps = [{"rate": rate, "p99_ms": 2.0}, {"rate": rate * 2, "p99_ms": 40.0}]
-    return {"rate": rate, "limited_by": "target", "steps": steps}
+    rates = [rate, *others] if others else [rate, rate, rate]
+    return {"rate": rate, "rates": rates, "limited_by": "target", "steps": steps}
+
+
+def _spread(median: float) -> dict[str, float]:
+    return {"median": median, "q1": median * 0.9, "q3": median * 1.1, "min": median * 0.8,
+            "max": median * 1.2}  # fmt: skip
+
+
+def _batch() -> dict[str, Any]:
+    sizes = {}
+    for size, (ours, native) in {"64": (120.0, 400.0), "1024": (4000.0, 2000.0)}.items():
+        us = {
+            "bentogate": _spread(ours),
+            "xgboost": _spread(native),
+            "xgboost_1_thread": _spread(native * 1.5),
+            "onnxruntime_1_thread": _spread(ours * 2),
+        }
+        vs = {"xgboost": _spread(ours / native), "xgboost_1_thread": _spread(ours / native / 1.5),
+              "onnxruntime_1_thread": _spread(0.5)}  # fmt: skip
+        sizes[size] = {"rows": int(size), "rounds": 3, "us": us, "bentogate_vs": vs}
+    return {"cores": 2, "omp_num_threads": None, "resident_mib_before_scorer": 200.0,
+            "resident_mib_after_scorer": 204.5, "sizes": sizes}  # fmt: skip
 
 
 def _results() -> dict[str, Any]:
     serial = {
         key: {"p50_ms": p50, "p99_ms": p50 * 2, "p99_9_ms": p50 * 4, "errors": 0}
-        for key, p50 in (("bare", 0.2), ("bento", 0.4), ("haproxy", 0.45))
+        for key, p50 in (("bare", 0.2), ("bento", 0.4), ("haproxy", 0.45), ("mlserver", 0.9))
     }
     return {
         "started": "2026-01-01 00:00 UTC",
@@ -36,7 +58,15 @@ def _results() -> dict[str, Any]:
                       "test_one_row_xgboost": {"median_us": 150.0}},
         "serial": serial,
         "capacity": {"bare": _capacity(4000), "bento": _capacity(2400),
-                     "haproxy": _capacity(1800)},
+                     "haproxy": _capacity(1800, 1700, 2000),
+                     "mlserver": _capacity(900, 1000, 850)},
+        "batch": _batch(),
+        "peer": {
+            "settings": {"debug": False}, "score_check": {"bentogate": 0.25, "mlserver": 0.25},
+            "resident_mib": 480.0,
+            "versions": {"mlserver": "1.7.1", "mlserver-xgboost": "1.7.1", "xgboost": "3.2.0",
+                         "uvicorn": "0.55.0"},
+        },
         "release": {
             "v1": {"build": 4.0, "deploy": 5.0},
             "v2": {"build": 4.5, "deploy": 5.5, "promote": 2.0},
@@ -59,6 +89,21 @@ def test_goals_are_judged_from_the_haproxy_figures() -> None:
     assert rows["serial p50 through HAProxy"] == ("0.450 ms", True)
     assert rows["serial p99 through HAProxy"] == ("0.900 ms", True)
     assert rows["capacity through HAProxy at p99 ≤ 5 ms, vs bare"] == ("0.45x", False)
+    assert rows["serial p50 through HAProxy vs MLServer"] == ("0.50x", True)
+    assert rows["capacity through HAProxy vs MLServer"] == ("2.00x", True)
+    assert rows["/predict_batch of 64 rows vs XGBoost native (default threads)"] == ("0.30x", True)
+    assert rows["/predict_batch of 1024 rows vs XGBoost native (default threads)"] == (
+        "2.00x",
+        False,
+    )
+
+
+def test_the_peer_capacity_ratio_comes_with_the_rounds_paired_extremes() -> None:
+    ratios = report.peer_ratios(_results())
+    # rounds: 1800/900, 1700/1000, 2000/850
+    assert ratios["capacity"] == 2.0
+    assert ratios["capacity_min"] == 1.7
+    assert abs(ratios["capacity_max"] - 2000 / 850) < 1e-12
 
 
 def test_the_markdown_has_ratios_to_the_floor_and_the_release_times(tmp_path: Path) -> None:
@@ -66,7 +111,14 @@ def test_the_markdown_has_ratios_to_the_floor_and_the_release_times(tmp_path: Pa
     report.write(results, tmp_path, {"bare": [200.0, 210.0], "haproxy": [450.0, 500.0]})
     text = (tmp_path / "results.md").read_text()
     assert "| Bento, direct (one replica) | 0.400 | 0.800 | 1.600 | 2.00x | 0 |" in text
-    assert "| Bento through HAProxy (all replicas) | 1800 | 0.45x | target | 2 |" in text
+    assert (
+        "| Bento through HAProxy (all replicas) | 1800 | 1700 to 2000 | 0.45x | target | 2 |"
+        in text
+    )
+    assert "| serial p50 | 0.450 ms | 0.900 ms | 0.50x |" in text
+    assert "| 2.00x (1.70x to 2.35x) |" in text
+    assert "| 64 | 120 (108-132) | 400 (360-440) | 600 (540-660) | 240 (216-264) |" in text
+    assert "add to a process (the Scorer loaded, onnxruntime imported before): 4.5 MiB" in text
     assert "1 : 15.0 : nan" in text  # ORT : XGBoost : (no pickled figure in this run)
     assert "| **deploy** (build → healthy behind HAProxy) | **9.00** | **10.00** |" in text
     assert "| cutover: `promote` v2 (v1 stays warm) | 2.00 | 0.300 | 0 of 500 |" in text

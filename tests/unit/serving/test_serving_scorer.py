@@ -25,6 +25,19 @@ def test_canary_scores_as_recorded(scorer: Scorer, artifact: Artifact) -> None:
     assert np.allclose(scorer.score_rows(rows), artifact.reference_scores[:5], atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [1, 2, 64, 1024])
+def test_a_batch_scores_each_row_as_one_row_requests_do(
+    scorer: Scorer, artifact: Artifact, size: int
+) -> None:
+    """The batch session (every core) and the one-row session (one thread) are one model:
+    each row of a batch scores what /predict answers for it."""
+    rows = np.resize(np.asarray(artifact.reference_rows, dtype=np.float32), (size, 220))
+    batch = scorer.score_rows(rows)
+    one_by_one = [scorer.score_one(row.tolist()) for row in rows]
+    assert batch.shape == (size,)
+    assert np.allclose(batch, one_by_one, rtol=0, atol=1e-6)
+
+
 def test_named_and_ordered_inputs_score_the_same(scorer: Scorer, artifact: Artifact) -> None:
     row = artifact.canary_row
     named = dict(zip(artifact.feature_names, row, strict=True))
