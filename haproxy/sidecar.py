@@ -63,7 +63,7 @@ class Sidecar:
         not confirmed or routed servers unhealthy in time).
         """
         deadline = time.monotonic() + timeout
-        self.paths.directory.mkdir(parents=True, exist_ok=True)
+        self.paths.make_sockets_directory()
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             running = self.is_running()
             state = self.runtime().show_servers_state() if running else _EMPTY_STATE

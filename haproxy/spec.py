@@ -10,7 +10,10 @@ name.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ CANDIDATE_SUFFIX = ".candidate"
 # temporary name (the path + ".<pid>.tmp") and renames it, so it refuses paths over 97 bytes
 # ("socket path ... too long (max 97)", HAProxy 2.6).
 _MAX_SOCKET_PATH = 97
+_LONGEST_SOCKET = "master.sock"
 
 
 def backend_name(model: str, version: str) -> str:
@@ -143,12 +147,33 @@ class ProxyPaths:
         return self.directory / "routes.map"
 
     @property
+    def sockets(self) -> Path:
+        """Where the admin and master sockets are: in :attr:`directory`, unless their paths
+        would be too long for a unix socket (a deep state directory); then in a directory of
+        their own under the temporary directory, named by this one's path, so every process
+        of the host finds them (:meth:`make_sockets_directory` makes it)."""
+        if len(str(self.directory / _LONGEST_SOCKET).encode()) <= _MAX_SOCKET_PATH:
+            return self.directory
+        digest = hashlib.sha256(str(self.directory.resolve()).encode()).hexdigest()[:20]
+        return Path(tempfile.gettempdir()) / f"bentogate-haproxy-{digest}"
+
+    def make_sockets_directory(self) -> None:
+        """Create :attr:`sockets` (mode 700 where it is not :attr:`directory`); HAProxyError if
+        a directory of that name belongs to another user."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.sockets == self.directory:
+            return
+        self.sockets.mkdir(mode=0o700, exist_ok=True)
+        if self.sockets.stat().st_uid != os.getuid():
+            raise HAProxyError(f"{self.sockets} (this sidecar's sockets) belongs to another user")
+
+    @property
     def admin_socket(self) -> Path:
-        return self.directory / "admin.sock"
+        return self.sockets / "admin.sock"
 
     @property
     def master_socket(self) -> Path:
-        return self.directory / "master.sock"
+        return self.sockets / _LONGEST_SOCKET
 
     @property
     def pid_file(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -173,12 +174,18 @@ def test_invalid_specs_are_refused(bad: ProxySpec, message: str | None) -> None:
         render(bad, HAProxySettings(), PATHS)
 
 
-def test_paths_refuse_long_socket_paths_and_unquotable_dirs() -> None:
+def test_sockets_move_out_of_a_deep_directory_and_unquotable_dirs_are_refused() -> None:
     # HAProxy 2.6 takes a socket path of 97 bytes and refuses 98 (`haproxy -c`, measured)
     longest = "/master.sock"
-    ProxyPaths(Path("/" + "x" * (97 - len(longest) - 1)))
-    with pytest.raises(HAProxyError, match=r"too long \(> 97\)"):
-        ProxyPaths(Path("/" + "x" * (98 - len(longest) - 1)))
+    fits = ProxyPaths(Path("/" + "x" * (97 - len(longest) - 1)))
+    assert fits.master_socket == fits.directory / "master.sock"
+    deep = ProxyPaths(Path("/" + "x" * (98 - len(longest) - 1)))
+    assert deep.sockets.parent == Path(tempfile.gettempdir())
+    assert len(str(deep.master_socket)) <= 97 and deep.admin_socket.parent == deep.sockets
+    assert ProxyPaths(deep.directory).sockets == deep.sockets  # every process finds them
+    assert ProxyPaths(Path("/" + "y" * 120)).sockets != deep.sockets
+    with pytest.raises(HAProxyError, match="unusable"):
+        ProxyPaths(Path("/srv/my dir"))
     with pytest.raises(HAProxyError, match="unusable"):
         ProxyPaths(Path("/srv/my dir"))
 
