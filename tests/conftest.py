@@ -5,8 +5,10 @@ commands that take one; the logs of the hosts running when a test fails.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +32,23 @@ def _clean_bentogate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("BENTOGATE_") and key != "BENTOGATE_TEST_PG_URL":
             monkeypatch.delenv(key)
+
+
+#: the tests of every worker hold it shared; a test marked ``alone`` holds it exclusively
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "bentogate-tests-machine.lock"
+
+
+@pytest.fixture(autouse=True)
+def _machine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``alone`` waits until no test of another worker runs, and none starts
+    until it ends; the others run side by side."""
+    alone = request.node.get_closest_marker("alone") is not None
+    with MACHINE_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

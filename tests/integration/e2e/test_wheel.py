@@ -128,6 +128,10 @@ class Installer(threading.Thread):
         return self.venv
 
 
+# The demo gates v2 at the default policy, whose absolute client-side limits (p99 25 ms) a
+# neighbouring worker's load test can push into "inconclusive", as any busy host can: the
+# demo is measured as a user's quiet host would run it.
+@pytest.mark.alone
 @pytest.mark.timeout(INSTALL_TIMEOUT_S + 900)
 def test_the_installed_wheel_takes_v2_live_through_the_gate_and_leaves_nothing_running(
     tmp_path: Path, wheel_installer: Installer, port_block: Callable[[int], int]
