@@ -153,7 +153,7 @@ def through_haproxy(
             info = release.register(ctx, name, models.v1, models.holdout,
                                     developer=ACTORS.developer)  # fmt: skip
             release.release(ctx, Ref(name, info.version), models.holdout, actors=ACTORS)
-            ports[name] = ctx.production_port(ctx.registry.get_model(name).production_port)
+            ports[name] = ctx.registry.get_model(name).production_port
         progress(f"serial latency through HAProxy: {options.serial_count} requests each")
         targets = {name: (port, options.load) for name, port in ports.items()}
         serial = serial_latency(targets, options, rounds=8)

@@ -8,8 +8,10 @@ One pass (:func:`reconcile_once`) per interval:
    alive and ready is kept, whoever started it);
 2. for every model with a production version: bring that version up on this host (import
    its Bento from the shared store, start it, wait until ready) and cut the model's port
-   over to it the way :mod:`bentogate.release` does (HAProxy health check passed → one
-   ``set map`` → drain and stop the old version, once its warm time is over). A failed
+   over to it the way :mod:`bentogate.release` does (HAProxy health check passed → the DB
+   still names it production → one ``set map`` → drain and stop the old version, once its
+   warm time is over). An agent cut off from the DB keeps its port where it is: it never
+   switches to a version without reading, just before, that the DB makes it production. A failed
    start is retried up to ``agent.start_attempts`` times, after ``agent.start_retry_s``,
    doubling (:func:`retry_delays`); every failed start is audited (``start_failed``: the
    host, the try, the error, the rollout it was for); a refusal of the governance DB is
@@ -76,12 +78,14 @@ class Report:
     """The outcome of one reconciliation: per model, and the actions taken."""
 
     host: str
+    address: str
     models: dict[str, ModelReport] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "host": self.host,
+            "address": self.address,
             "pid": os.getpid(),
             "models": {name: vars(m) for name, m in self.models.items()},
             "actions": self.actions,
@@ -94,12 +98,12 @@ def reconcile_once(ctx: Context, *, adopt: bool = False, beat: Heartbeat | None 
     spaces the retries), by default one without keep-alives.
 
     Errors of one model are caught into its report (the version it failed to bring up, after
-    its retries, is named in ``failed``, unless the DB was the problem); reading the DB's
-    desired state raises (nothing is changed then).
+    its retries, is named in ``failed``); :class:`DatabaseUnavailable` raises at once, as
+    does reading the DB's desired state (what runs is left as it is).
     """
     beat = beat or Heartbeat(ctx, threading.Event())
     beat.doing("reconciling")
-    report = Report(ctx.settings.host)
+    report = Report(ctx.settings.host, ctx.settings.address)
     models = ctx.registry.models()
     # Every model named: the agent routes what it has switched to, never the DB's word.
     routed: dict[str, str | None] = {m.name: None for m in models}
@@ -111,7 +115,7 @@ def reconcile_once(ctx: Context, *, adopt: bool = False, beat: Heartbeat | None 
     for model in models:
         production = ctx.registry.production_version(model.name)
         entry = ModelReport(
-            port=ctx.production_port(model.production_port),
+            port=model.production_port,
             desired=production.version if production is not None else None,
         )
         report.models[model.name] = entry
@@ -119,11 +123,15 @@ def reconcile_once(ctx: Context, *, adopt: bool = False, beat: Heartbeat | None 
             continue
         try:
             changed |= _converge(ctx, model, entry.desired, routed, report, beat)
+        except DatabaseUnavailable:
+            # Nothing more can be decided or reported: the pass ends here, what runs stays
+            # (each further DB call would wait out the network bounds again).
+            raise
         except BentogateError as err:
             log.warning("%s: could not serve %s:%s: %s", ctx.settings.host, model.name,
                         entry.desired, err)  # fmt: skip
             entry.error = str(err).splitlines()[0]
-            if not isinstance(err, DatabaseUnavailable) and routed.get(model.name) != entry.desired:
+            if routed.get(model.name) != entry.desired:
                 entry.failed = entry.desired
     if changed:
         host.apply_routes(ctx, live=routed)
@@ -148,11 +156,23 @@ def _converge(
         host.ensure_bento(ctx, ref)
         tries = _start(ctx, ref, beat)
         report.actions.append(f"started {ref}" + (f" (try {tries})" if tries > 1 else ""))
+        # Where the port routes the version already (a dead live replica replaced on another
+        # backend port), its new servers join HAProxy when the pass re-renders; elsewhere
+        # the cutover adds them.
+        changed = routed.get(model.name) == desired
     if routed.get(model.name) != desired:
         # Its backend joins HAProxy (also one adopted after a restart); the live route
         # stays where it is until the switch.
         beat.doing(f"cutting {model.name} over to {desired}")
         host.apply_routes(ctx, live=routed)
+        host.wait_healthy(ctx, ref)
+        # The start and the checks took seconds: switch only to what the DB says is
+        # production now (a rollout rolled back meanwhile, or the DB out of reach, keeps
+        # the port where it is).
+        production = ctx.registry.production_version(model.name)
+        if production is None or production.version != desired:
+            report.actions.append(f"not switching {model.name} to {desired}: production moved")
+            return changed
         host.cut_over(ctx, ref, leaving=routed.get(model.name), actor=actor, live=routed)
         report.actions.append(f"switched {model.name} to {desired}")
     others = {d.version for d in deployments if d.version != desired and d.role != Role.CANDIDATE}

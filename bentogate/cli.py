@@ -189,7 +189,7 @@ def _ports(ctx: Context, model: str) -> dict[str, int]:
     """Where this host serves ``model``: its production and candidate ports."""
     port = ctx.registry.get_model(model).production_port
     return {
-        "production_port": ctx.production_port(port),
+        "production_port": port,
         "candidate_port": ctx.candidate_port(port),
     }
 
@@ -492,7 +492,9 @@ def release_command(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--fleet", "on_fleet", is_flag=True, help="Every host: version, health, heartbeat.")
+@click.option(
+    "--fleet", "on_fleet", is_flag=True, help="Every host: address, version, reach, heartbeat."
+)
 @click.option(
     "--watch",
     "interval",
@@ -508,19 +510,21 @@ def status(obj: dict[str, Any], as_json: bool, on_fleet: bool, interval: float |
     and its reason, sessions, request rate, 5xx, response time). Exits 1 while a server
     HAProxy routes a port's traffic to is not UP (or HAProxy is not running), naming it.
 
-    With --fleet: per model and host, the version served, health and heartbeat age; rows
-    breaking "one port, one version across the fleet" are flagged (exit 1 if any).
+    With --fleet: per model and host, the host's address, the version its agent reports live
+    and the one its production port answers over the network (or that it is unreachable),
+    health and heartbeat age; rows breaking "one port, one version across the fleet" are
+    flagged (exit 1 if any).
     With --watch: refreshed in place until Ctrl-C, then the exit code of the last look."""
     ctx = _context(obj)
 
     def look() -> tuple[Any, list[dict[str, Any]], BentogateError | None]:
         if on_fleet:
-            from bentogate import fleet
+            from bentogate import fleetstatus
 
-            rows = fleet.fleet_rows(ctx)
+            rows = fleetstatus.fleet_rows(ctx)
             flagged = sorted({f for r in rows for f in r["flags"]})
             why = f"the fleet is not consistent: {', '.join(flagged)}"
-            return fleet.fleet_table(rows), rows, FleetDiverged(why) if flagged else None
+            return fleetstatus.fleet_table(rows), rows, FleetDiverged(why) if flagged else None
         seen = host_status(ctx)
         why = "; ".join(p.text for p in seen.problems)
         error = HAProxyError(why) if seen.problems else None

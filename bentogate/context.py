@@ -124,14 +124,9 @@ class Context:
         timeout = bento.ready_timeout_s + 2 * bento.stop_timeout_s + 60
         return file_lock(self.settings.run_dir / "host.lock", timeout, error=ConcurrentChange)
 
-    def production_port(self, model_port: int) -> int:
-        """Where this host serves a model whose production port is ``model_port`` (the
-        host's ``ports.host_offset`` added: several simulated hosts on one machine)."""
-        return model_port + self.settings.ports.host_offset
-
     def candidate_port(self, production_port: int) -> int:
         """The candidate port of the model whose production port is ``production_port``."""
-        return self.production_port(production_port) + 1
+        return production_port + 1
 
     def next_production_port(self) -> int:
         """The production port for a model not seen before: the first free slot in the plan."""

@@ -1,4 +1,5 @@
-"""The fleet: many API hosts, one governance DB. Promotion, rollout judgement and status.
+"""The fleet: many API hosts, one governance DB. Promotion and rollout judgement (what the
+fleet serves: :mod:`bentogate.fleetstatus`).
 
 Every host runs ``bentogate agent`` (:mod:`bentogate.agent`), which makes the host serve each
 model's production version on the model's port and reports back in a heartbeat. A fleet
@@ -28,7 +29,6 @@ from bentogate import host as this_host
 from bentogate.context import Context, Progress, Ref
 from bentogate.errors import GovernanceError, IntegrityError
 from bentogate.governance import HostInfo, RolloutInfo, RolloutStatus, VersionInfo
-from bentogate.inventory import table
 
 
 class Judged(enum.StrEnum):
@@ -93,7 +93,7 @@ def judge(rollout: RolloutInfo, hosts: Iterable[HostInfo], now: datetime) -> Jud
     for name in rollout.hosts:
         host = reports.get(name)
         fresh = host is not None and host.last_heartbeat >= rollout.started_at
-        served = _model_report(host, rollout.model) if fresh else {}
+        served = model_report(host, rollout.model) if fresh else {}
         if served.get("live") == rollout.version and served.get("healthy"):
             results[name] = "live"
         elif served.get("failed") == rollout.version:
@@ -111,7 +111,8 @@ def judge(rollout: RolloutInfo, hosts: Iterable[HostInfo], now: datetime) -> Jud
     return Judgement(Judged.PENDING, "waiting for hosts", results)
 
 
-def _model_report(host: HostInfo | None, model: str) -> dict[str, Any]:
+def model_report(host: HostInfo | None, model: str) -> dict[str, Any]:
+    """What ``host``'s last heartbeat says of ``model`` (empty if nothing)."""
     if host is None:
         return {}
     found = host.report.get("models", {}).get(model)
@@ -199,78 +200,3 @@ def wait_rollout(
                 progress(line)
                 last = line
         time.sleep(poll_s)
-
-
-def fleet_rows(ctx: Context, now: datetime | None = None) -> list[dict[str, Any]]:
-    """One row per model and host: the version the host serves on the model's port, its
-    health and heartbeat age (at ``now``, by default the DB's clock), and flags where the
-    fleet breaks "one port, one version"."""
-    now = now or ctx.registry.db_now()
-    hosts = ctx.registry.hosts()
-    stale_s = ctx.settings.agent.stale_after_s
-    active = {r.model: r for r in ctx.registry.rollouts(active_only=True)}
-    rows: list[dict[str, Any]] = []
-    for model in ctx.registry.models():
-        production = ctx.registry.production_version(model.name)
-        desired = production.version if production is not None else None
-        model_rows: list[dict[str, Any]] = []
-        for host in hosts:
-            served = _model_report(host, model.name)
-            age = (now - host.last_heartbeat).total_seconds()
-            flags = []
-            if age >= stale_s:
-                flags.append("STALE")
-            elif served.get("live") != desired:
-                flags.append("DIVERGED")
-            if served and not served.get("healthy"):
-                flags.append("UNHEALTHY")
-            if served.get("error"):
-                flags.append("ERROR")
-            model_rows.append(
-                {
-                    "model": model.name,
-                    "port": model.production_port,
-                    "host": host.name,
-                    "host_port": served.get("port"),
-                    "desired": desired,
-                    "version": served.get("live"),
-                    "healthy": bool(served.get("healthy")),
-                    "heartbeat_age_s": round(age, 1),
-                    "flags": flags,
-                    "error": served.get("error"),
-                    "rollout": _rollout_text(active.get(model.name), now),
-                }
-            )
-        live = {r["version"] for r in model_rows if "STALE" not in r["flags"]}
-        if len(live) > 1:  # the fleet itself serves two versions on one port
-            for row in model_rows:
-                if "STALE" not in row["flags"] and "DIVERGED" not in row["flags"]:
-                    row["flags"].append("DIVERGED")
-        rows.extend(model_rows)
-    return rows
-
-
-def _rollout_text(rollout: RolloutInfo | None, now: datetime) -> str:
-    if rollout is None:
-        return ""
-    left = (rollout.deadline - now).total_seconds()
-    return f"→ {rollout.version} by {rollout.actor} ({left:.0f} s left)"
-
-
-_COLUMNS = (
-    "port", "model", "host", "host_port", "desired", "version", "healthy",
-    "heartbeat_age_s", "flags", "rollout",
-)  # fmt: skip
-
-
-def fleet_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`fleet_rows`; ``ok`` when nothing is flagged."""
-    if not rows:
-        return "no host has sent a heartbeat (start `bentogate agent --host NAME`)"
-    shown = [{**r, "flags": ",".join(r["flags"]) or "ok"} for r in rows]
-    return table(shown, _COLUMNS)
-
-
-def consistent(rows: list[dict[str, Any]]) -> bool:
-    """True if no row of :func:`fleet_rows` is flagged."""
-    return not any(r["flags"] for r in rows)

@@ -166,7 +166,7 @@ def gate_targets(ctx: Context, ref: Ref) -> tuple[Target, Target | None]:
     live = ctx.registry.production_version(ref.model)
     if live is None or live.version == ref.version:
         return candidate, None
-    port = ctx.production_port(model.production_port)
+    port = model.production_port
     return candidate, Target("live", f"http://127.0.0.1:{port}", live.version)
 
 

@@ -35,7 +35,13 @@ class Heartbeat:
     def __init__(self, ctx: Context, stop: threading.Event) -> None:
         self._ctx, self._stop = ctx, stop
         self._lock = threading.Lock()
-        self._report: dict[str, Any] = {"host": ctx.settings.host, "pid": os.getpid(), "models": {}}
+        settings = ctx.settings
+        self._report: dict[str, Any] = {
+            "host": settings.host,
+            "address": settings.address,
+            "pid": os.getpid(),
+            "models": {},
+        }
         self._busy: str | None = "starting"
         self._busy_since = self._sent_at = -math.inf  # time.monotonic() of each
         self._done = threading.Event()

@@ -67,7 +67,7 @@ def desired_spec(ctx: Context, live: Mapping[str, str | None] | None = None) -> 
         routes.append(
             ModelRoute(
                 model=model.name,
-                production_port=ctx.production_port(model.production_port),
+                production_port=model.production_port,
                 candidate_port=ctx.candidate_port(model.production_port),
                 live=routed if routed in ports else None,
                 candidate=_candidate(deployments),
@@ -77,7 +77,9 @@ def desired_spec(ctx: Context, live: Mapping[str, str | None] | None = None) -> 
                 ),
             )
         )
-    return ProxySpec(routes=tuple(routes), stats_port=ctx.settings.ports.stats)
+    return ProxySpec(
+        routes=tuple(routes), stats_port=ctx.settings.ports.stats, address=ctx.settings.address
+    )
 
 
 def _candidate(deployments: list[DeploymentInfo]) -> str | None:

@@ -9,6 +9,7 @@ then the defaults below. Nothing below the CLI reads ``os.environ``.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import json
 import os
 import textwrap
@@ -28,7 +29,8 @@ from pydantic_settings import (
 
 
 class PortSettings(BaseModel):
-    """Where things listen on 127.0.0.1. Nothing in the code hard-codes a port."""
+    """Where things listen on 127.0.0.1 (the models' ports also on the host's ``address``).
+    Nothing in the code hard-codes a port."""
 
     production_start: int = Field(10000, description="Production port of the first model.")
     production_step: int = Field(
@@ -37,11 +39,6 @@ class PortSettings(BaseModel):
     backend_start: int = Field(3001, description="First port handed to a Bento process.")
     backend_end: int = Field(3999, description="Last port handed to a Bento process.")
     stats: int = Field(9901, description="HAProxy stats page and Prometheus exporter.")
-    host_offset: int = Field(
-        0,
-        description="Added to every model's production (and candidate) port on this host: "
-        "lets several simulated fleet hosts share one machine. 0 on real hosts.",
-    )
 
 
 class HAProxySettings(BaseModel):
@@ -189,6 +186,12 @@ class AgentSettings(BaseModel):
     stale_after_s: float = Field(
         30.0, description="A host whose last heartbeat is older is not in the fleet."
     )
+    reach_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="`status --fleet` gives each host's production port this long to answer "
+        "over the network before it calls the host unreachable.",
+    )
     rollout_deadline_s: float = Field(
         300.0, description="A fleet promotion not live on every host by then is rolled back."
     )
@@ -252,6 +255,13 @@ class Settings(BaseSettings):
         examples=["postgresql+psycopg://bentogate@db.internal:5432/bentogate"],
     )
     host: str = Field("local", description="This host's name in the governance DB.")
+    address: str = Field(
+        "127.0.0.1",
+        description="This host's address on the network: its HAProxy serves every model's "
+        "production and candidate port there as well as on 127.0.0.1, and its fleet agent's "
+        "heartbeat names it, so `status --fleet` reaches the host there.",
+        examples=["10.0.3.21"],
+    )
     shared_bentos_dir: Path | None = Field(
         None,
         description="Shared artifact store: `build` exports .bento archives here and fleet "
@@ -271,6 +281,15 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     agent: AgentSettings = AgentSettings()
     audit: AuditSettings = AuditSettings()
+
+    @field_validator("address")
+    @classmethod
+    def _ipv4_address(cls, address: str) -> str:
+        # Rendered into HAProxy's bind lines: a literal, never a name resolved at start.
+        try:
+            return str(ipaddress.IPv4Address(address))
+        except ValueError as err:
+            raise ValueError(f"address must be an IPv4 address, got {address!r}") from err
 
     @field_validator("home")
     @classmethod

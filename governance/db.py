@@ -40,6 +40,21 @@ CONSTRAINT_RULES = {
     "uq_gate_policies_model_id": "one gate policy per model",
 }
 _WRITE = "governance_write"
+#: libpq connection parameters that bound how long a PostgreSQL call waits on a network that
+#: drops its packets (a host cut off): without them a connect waits for the kernel's SYN
+#: retries (about 2 min) and a query on an open connection for its retransmissions (about
+#: 15 min), and a fleet agent hangs instead of keeping what runs and backing off. Measured
+#: with a host's packets to the DB dropped (tests/integration/fleet): a call fails after
+#: connect_timeout or tcp_user_timeout; local round trips are under 10 ms. A URL's own
+#: query parameters win.
+PG_NETWORK_BOUNDS: dict[str, int] = {
+    "connect_timeout": 5,  # s, per address tried
+    "tcp_user_timeout": 5_000,  # ms a sent byte may stay unacknowledged
+    "keepalives": 1,
+    "keepalives_idle": 10,  # s idle before the first probe
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -53,7 +68,10 @@ def make_engine(url: str) -> sa.Engine:
             )
             _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
             return engine
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=3)
+        bounds = {k: v for k, v in PG_NETWORK_BOUNDS.items() if k not in parsed.query}
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, pool_size=2, max_overflow=3, connect_args=bounds
+        )
     except (exc.ArgumentError, exc.NoSuchModuleError, ValueError) as err:
         raise ConfigError(f"unusable governance database URL {_safe(url)}: {err}") from err
 

@@ -28,6 +28,7 @@ from bentogate.settings import HAProxySettings
 
 from .accesslog import LOG_FD
 from .spec import (
+    LOCAL,
     UNAVAILABLE_BACKEND,
     ModelRoute,
     ProxyPaths,
@@ -91,7 +92,7 @@ def render(
         _global(settings, paths, logging),
         _defaults(settings, logging),
         _stats(spec.stats_port, logging),
-        *(_frontends(route, paths.map_file) for route in spec.routes),
+        *(_frontends(route, paths.map_file, spec) for route in spec.routes),
         _unavailable(),
         *(_backend(b, settings, start_disabled) for b in spec.backends()),
     ]
@@ -158,7 +159,7 @@ def _stats(port: int, logging: bool) -> str:
     return _section(
         "frontend stats",
         [
-            f"bind 127.0.0.1:{port}",
+            f"bind {LOCAL}:{port}",
             *silent,
             "http-request use-service prometheus-exporter if { path /metrics }",
             "stats enable",
@@ -171,13 +172,13 @@ def _stats(port: int, logging: bool) -> str:
 _HOST_ONLY = quote('{"error":"not found"}')
 
 
-def _frontends(route: ModelRoute, mapping: Path) -> str:
+def _frontends(route: ModelRoute, mapping: Path, spec: ProxySpec) -> str:
     parts = []
     for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
         name = frontend_name(route.model, role)
         key = route_key(route.model, role)
         lines = [
-            f"bind 127.0.0.1:{port}",
+            *(f"bind {where}" for where in spec.binds(port)),
             # Paths under /_ are the host's own (a Bento's kept recent rows): never routed.
             f"http-request return status 404 content-type application/json string {_HOST_ONLY}"
             " if { path_beg /_ }",

@@ -23,6 +23,7 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 UNAVAILABLE_BACKEND = "be_unavailable"
+LOCAL = "127.0.0.1"  # where every port of the sidecar listens (the stats port only there)
 CANDIDATE_SUFFIX = ".candidate"
 # sun_path is 108 bytes on Linux, including the terminating NUL; HAProxy binds a socket under a
 # temporary name (the path + ".<pid>.tmp") and renames it, so it refuses paths over 97 bytes
@@ -102,10 +103,18 @@ class ModelRoute:
 
 @dataclass(frozen=True)
 class ProxySpec:
-    """Everything one host's sidecar HAProxy serves."""
+    """Everything one host's sidecar HAProxy serves. The models' ports listen on 127.0.0.1
+    and, when ``address`` is another (the host's own, clients reach it there), on it too;
+    the stats port on 127.0.0.1 only."""
 
     routes: tuple[ModelRoute, ...]
     stats_port: int
+    address: str = LOCAL
+
+    def binds(self, port: int) -> tuple[str, ...]:
+        """``<address>:<port>`` of each address a model's ``port`` listens on."""
+        addresses = (LOCAL,) if self.address == LOCAL else (LOCAL, self.address)
+        return tuple(f"{address}:{port}" for address in addresses)
 
     def routing(self) -> dict[str, str]:
         """The map file's content as a dict: route key → backend name."""

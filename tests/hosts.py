@@ -66,35 +66,31 @@ TEST_BENTO: dict[str, Any] = {"replicas": 1, "expire_warm": "manual"}
 HOST_PORTS = 16  # the size of one host's port block: 2 models, stats, 11 backends
 
 
-def port_layout(
-    base: int, *, size: int = HOST_PORTS, models: int = 2, host_offset: int = 0
-) -> dict[str, int]:
-    """``ports`` settings of a host in the block ``[base + host_offset, + size)``: each of
-    ``models`` models' production and candidate port (models' ports start at ``base``, the
-    host serves them at + ``host_offset``), the stats port, backends in the rest."""
-    stats = base + host_offset + 2 * models
+def port_layout(base: int, *, size: int = HOST_PORTS, models: int = 2) -> dict[str, int]:
+    """``ports`` settings of a host in the block ``[base, + size)``: each of ``models``
+    models' production and candidate port, the stats port, backends in the rest."""
+    stats = base + 2 * models
     return {
         "production_start": base,
         "production_step": 2,
-        "host_offset": host_offset,
         "stats": stats,
         "backend_start": stats + 1,
-        "backend_end": base + host_offset + size - 1,
+        "backend_end": base + size - 1,
     }
 
 
 def host_settings(
     home: Path,
-    base: int,
+    base: int | None,
     *,
     size: int = HOST_PORTS,
     models: int = 2,
-    host_offset: int = 0,
     **fields: Any,
 ) -> Settings:
-    """A test host's Settings: state under ``home``, ports from :func:`port_layout`, the
-    :data:`CI_GATE` policy and :data:`TEST_BENTO`; ``fields`` override (a group given as a
-    dict is merged into those defaults, e.g. ``bento={"keep_previous_s": 0}``)."""
+    """A test host's Settings: state under ``home``, ports from :func:`port_layout` (``base``
+    None: the default ports, for a host with a network of its own), the :data:`CI_GATE`
+    policy and :data:`TEST_BENTO`; ``fields`` override (a group given as a dict is merged
+    into those defaults, e.g. ``bento={"keep_previous_s": 0}``)."""
     # one machine plays every person of a release: named actors, allowed on PostgreSQL too
     values: dict[str, Any] = {
         "gate": dict(CI_GATE),
@@ -104,8 +100,9 @@ def host_settings(
     for name, value in fields.items():
         merged = {**values.get(name, {}), **value} if isinstance(value, dict) else value
         values[name] = merged
-    ports = port_layout(base, size=size, models=models, host_offset=host_offset)
-    return Settings(home=home, ports=ports, **values)
+    if base is not None:
+        values["ports"] = port_layout(base, size=size, models=models)
+    return Settings(home=home, **values)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -94,7 +94,7 @@ def baking(
 
 
 def _port(ctx: Context) -> int:
-    return ctx.production_port(ctx.registry.get_model(MODEL).production_port)
+    return ctx.registry.get_model(MODEL).production_port
 
 
 def _production(ctx: Context) -> str:

@@ -81,7 +81,7 @@ def test_the_version_that_failed_its_bake_has_no_warm_time_and_the_agent_stops_i
     _roll_back(ctx)
     demoted_at = ctx.registry.get_version("fraud", "2").demoted_at
     assert [(w.ref, w.until) for w in warm.warm_versions(ctx)] == [(Ref("fraud", "2"), demoted_at)]
-    report = agent.Report("local")
+    report = agent.Report("local", "127.0.0.1")
     [model] = ctx.registry.models()
     agent._converge(ctx, model, "1", {"fraud": "1"}, report, Heartbeat(ctx, threading.Event()))
     assert report.actions == ["stopped fraud:2"]

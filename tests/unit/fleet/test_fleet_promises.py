@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fleet_unit_support import SHA, context, gated, report
 
-from bentogate import agent, fleet, host
+from bentogate import agent, fleet, fleetstatus, host
 from bentogate.context import Context, Ref
 from bentogate.errors import BentogateError, DatabaseUnavailable, IllegalTransition
 from bentogate.errors import RuntimeBackendError as StartFailed
@@ -211,7 +211,7 @@ def test_fleet_a_skewed_clock_changes_no_verdict(tmp_path: Path, skew: timedelta
     agent_host.registry.heartbeat("h1", report("fraud", version))
     assert fleet.settle(agent_host, actor="h1") == []  # pending: h2 has not reported
     assert {h.name for h in fleet.live_hosts(agent_host)} == {"h1"}
-    assert [r["flags"] for r in fleet.fleet_rows(workstation) if r["host"] == "h1"] == [[]]
+    assert [r["flags"] for r in fleetstatus.fleet_rows(workstation) if r["host"] == "h1"] == [[]]
     agent_host.registry.heartbeat("h2", report("fraud", version))
     [done] = fleet.settle(workstation, actor="rel")
     assert done.status == "complete", done.outcome
@@ -259,4 +259,56 @@ def test_fleet_an_agent_stopped_while_it_waits_to_retry_reports_no_failure(
     [h1] = ctx.registry.hosts()
     assert h1.report["busy"] == f"starting {ref} (try 1 of 3)"  # a keep-alive, the last word
     assert fleet.settle(ctx, actor="test") == []  # nothing says the start failed for good
+    ctx.close()
+
+
+def _host_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The host operations ``agent._converge`` calls, recorded (none acts); starts succeed."""
+    calls: list[str] = []
+    for name in ("ensure_bento", "apply_routes", "wait_healthy", "cut_over", "stop"):
+        monkeypatch.setattr(host, name, lambda *_, _n=name, **__: calls.append(_n))
+    _starts(monkeypatch, None)
+    return calls
+
+
+def test_fleet_an_agent_switches_only_to_what_the_db_makes_production_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass read v2 as production and started it; by the time its checks passed, the DB
+    had rolled back to v1: the port stays on v1 (no cutover), and says why."""
+    ctx = context(tmp_path, host="h1")
+    one, two = gated(ctx.registry), gated(ctx.registry)
+    ctx.registry.promote("fraud", one, actor="rel", sha256=SHA)
+    calls = _host_calls(monkeypatch)
+    model = ctx.registry.get_model("fraud")
+    routed: dict[str, str | None] = {"fraud": one}
+    report = agent.Report("h1", "127.0.0.1")
+    agent._converge(ctx, model, two, routed, report, RecordingBeat(ctx))
+    assert "cut_over" not in calls and routed == {"fraud": one}
+    assert report.actions == [
+        f"started fraud:{two}",
+        f"not switching fraud to {two}: production moved",
+    ]
+    # production as read: the same pass cuts over
+    ctx.registry.promote("fraud", two, actor="rel", sha256=SHA)
+    calls.clear()
+    agent._converge(ctx, model, two, routed, agent.Report("h1", "127.0.0.1"), RecordingBeat(ctx))
+    assert calls[-1] == "cut_over"
+    ctx.close()
+
+
+def test_fleet_a_replaced_live_replica_joins_haproxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port routes v1 already, but its replica died (record ended): the agent starts a
+    new one, on whatever backend port is free, and asks for HAProxy's config to be
+    re-rendered with it (no cutover: the route is right)."""
+    ctx = context(tmp_path, host="h1")
+    one = gated(ctx.registry)
+    ctx.registry.promote("fraud", one, actor="rel", sha256=SHA)
+    calls = _host_calls(monkeypatch)
+    model = ctx.registry.get_model("fraud")
+    report = agent.Report("h1", "127.0.0.1")
+    assert agent._converge(ctx, model, one, {"fraud": one}, report, RecordingBeat(ctx)) is True
+    assert calls == ["ensure_bento"] and report.actions == [f"started fraud:{one}"]
     ctx.close()

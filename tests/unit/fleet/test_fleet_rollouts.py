@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fleet_unit_support import SHA, context, gated, report
 
-from bentogate import fleet
+from bentogate import fleet, fleetstatus
 from bentogate.errors import ConcurrentChange, GovernanceError
 from bentogate.governance import HostInfo, Registry, RolloutInfo
 
@@ -135,12 +135,12 @@ def test_fleet_status_flags_divergence_staleness_and_health(tmp_path: Path) -> N
     ctx.registry.promote("fraud", version, actor="rel", sha256=SHA)
     ctx.registry.heartbeat("h1", report("fraud", version))
     ctx.registry.heartbeat("h2", report("fraud", version))
-    assert fleet.consistent(fleet.fleet_rows(ctx))
+    assert fleetstatus.consistent(fleetstatus.fleet_rows(ctx))
     ctx.registry.heartbeat("h2", report("fraud", "0", healthy=False))
-    rows = {r["host"]: r for r in fleet.fleet_rows(ctx)}
+    rows = {r["host"]: r for r in fleetstatus.fleet_rows(ctx)}
     assert rows["h2"]["flags"] == ["DIVERGED", "UNHEALTHY"]
     assert rows["h1"]["flags"] == ["DIVERGED"]  # two versions on one port: the fleet diverges
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert all("STALE" in r["flags"] for r in fleet.fleet_rows(ctx, now=later))
-    assert "DIVERGED" in fleet.fleet_table(fleet.fleet_rows(ctx))
+    assert all("STALE" in r["flags"] for r in fleetstatus.fleet_rows(ctx, now=later))
+    assert "DIVERGED" in fleetstatus.fleet_table(fleetstatus.fleet_rows(ctx))
     ctx.close()

@@ -52,7 +52,7 @@ def test_a_candidate_that_never_served_production_is_not_warm(tmp_path: Path) ->
 
 
 def _converge(ctx: Context) -> agent.Report:
-    report = agent.Report("local")
+    report = agent.Report("local", "127.0.0.1")
     [model] = ctx.registry.models()
     agent._converge(ctx, model, "2", {"fraud": "2"}, report, Heartbeat(ctx, threading.Event()))
     return report
