@@ -44,9 +44,10 @@ _WRITE = "governance_write"
 #: drops its packets (a host cut off): without them a connect waits for the kernel's SYN
 #: retries (about 2 min) and a query on an open connection for its retransmissions (about
 #: 15 min), and a fleet agent hangs instead of keeping what runs and backing off. Measured
-#: with a host's packets to the DB dropped (tests/integration/fleet): a call fails after
-#: connect_timeout or tcp_user_timeout; local round trips are under 10 ms. A URL's own
-#: query parameters win.
+#: with an idle host's packets to the DB dropped (tests/integration/fleet, one run): its
+#: agent's pass failed 10.8 s after the cut (the pooled connection's pre-ping gave up after
+#: tcp_user_timeout, the new connection after connect_timeout). A URL's own query
+#: parameters win.
 PG_NETWORK_BOUNDS: dict[str, int] = {
     "connect_timeout": 5,  # s, per address tried
     "tcp_user_timeout": 5_000,  # ms a sent byte may stay unacknowledged
