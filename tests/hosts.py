@@ -4,8 +4,9 @@ state of a model on it.
 Here, beside ``free_ports.py`` (conftest puts ``tests/`` on sys.path), so every suite that
 runs a host (e2e, sidecar, fleet) builds it the same way:
 
-    host_settings(home, base, ...)   Settings from a block of free ports (+ overrides): the
-                                     CI gate policy, no detached warm-version expirer
+    host_settings(home, base, ...)   Settings from a block of free ports (base None: the
+                                     default ports, for a host with a network of its own)
+                                     (+ overrides): the CI gate policy, no detached expirer
     train_models(directory)          model A's v1 and v2, a model B, a holdout (the session
                                      fixture ``trained_models`` in conftest trains them once)
     running_host(settings)           a Context for the host; at the end everything it runs

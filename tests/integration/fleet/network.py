@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import signal
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 
 from bentogate.bentos import pid_alive
 
+log = logging.getLogger("fleet.network")
 _NETNS = re.compile(r"^bgfleet-(\d+)-\S+")
 _LINK = re.compile(r"^bg[bv](\d+)(?:x\d+)?$")
 _NOWHERE = "02:00:00:00:00:01"  # a MAC address nobody on the bridge has: frames vanish
@@ -209,11 +211,10 @@ class Network:
 class Relay:
     """A TCP relay in a thread of its own (asyncio): each connection to ``listen`` is joined
     to a new one to ``upstream``; one whose upstream refuses (PostgreSQL stopped) is closed
-    at once. ``resets`` counts connections that ended by a reset rather than a close."""
+    at once, and a reset on either side closes both (logged)."""
 
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int]) -> None:
         self.listen, self.upstream = listen, upstream
-        self.resets = 0
         self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -260,8 +261,8 @@ class Relay:
             while data := await source.read(65536):
                 sink.write(data)
                 await sink.drain()
-        except ConnectionError:
-            self.resets += 1
+        except ConnectionError as err:  # a reset: the relayed connection ends, both sides
+            log.info("relayed connection reset: %s", err)
         finally:
             sink.close()
 

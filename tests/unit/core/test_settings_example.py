@@ -49,3 +49,13 @@ def test_every_field_is_in_the_example_with_its_description_and_variable() -> No
             assert f"({env})" in flat
             assert field_info.description and field_info.description in flat
             assert f"\n{field} = " in text or f"\n# {field} = " in text  # None: commented out
+
+
+def test_a_hosts_address_is_an_ipv4_literal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It is rendered into HAProxy's bind lines: never a name, never more than an address."""
+    monkeypatch.setenv("BENTOGATE_ADDRESS", "10.77.3.2")
+    assert Settings().address == "10.77.3.2"
+    for bad in ("api-1.internal", "10.0.0.1:80", "::1", "10.0.0.1 # x"):
+        monkeypatch.setenv("BENTOGATE_ADDRESS", bad)
+        with pytest.raises(ValueError, match="address must be an IPv4 address"):
+            Settings()
