@@ -11,8 +11,8 @@ One pass (:func:`reconcile_once`) per interval:
    over to it the way :mod:`bentogate.release` does (HAProxy health check passed → the DB
    still names it production → one ``set map`` → drain and stop the old version, once its
    warm time is over). An agent cut off from the DB keeps its port where it is: it never
-   switches to a version without reading, just before, that the DB makes it production. A failed
-   start is retried up to ``agent.start_attempts`` times, after ``agent.start_retry_s``,
+   switches to a version without reading, just before, that the DB makes it production. A
+   failed start is retried up to ``agent.start_attempts`` times, after ``agent.start_retry_s``,
    doubling (:func:`retry_delays`); every failed start is audited (``start_failed``: the
    host, the try, the error, the rollout it was for); a refusal of the governance DB is
    not retried (it would be refused again);

@@ -75,15 +75,15 @@ def fleet_rows(
     hosts = ctx.registry.hosts()
     models = ctx.registry.models()
     timeout = ctx.settings.agent.reach_timeout_s
-    asked = [(h, m.production_port) for h in hosts for m in models if _address(h)]
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(asked)))) as pool:
-        answers = dict(
-            zip(
-                [(h.name, port) for h, port in asked],
-                pool.map(lambda pair: reacher(_address(pair[0]) or "", pair[1], timeout), asked),
-                strict=True,
-            )
-        )
+    asked = [
+        (h.name, address, m.production_port)
+        for h in hosts
+        if (address := _address(h)) is not None
+        for m in models
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(asked)))) as pool:  # all at once
+        found = pool.map(lambda each: reacher(each[1], each[2], timeout), asked)
+        answers = {(name, port): got for (name, _, port), got in zip(asked, found, strict=True)}
     active = {r.model: r for r in ctx.registry.rollouts(active_only=True)}
     rows: list[dict[str, Any]] = []
     for model in models:
