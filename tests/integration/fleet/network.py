@@ -50,16 +50,24 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def netns_problem() -> str | None:
-    """Why network namespaces cannot be created here (``ip netns add``'s error), or None."""
-    probe = f"bgfleet-{os.getpid()}-probe"
+    """Why network namespaces with a veth link cannot be created here (``ip``'s error, e.g.
+    no privilege), or None."""
+    probe, link = f"bgfleet-{os.getpid()}-probe", f"bgv{os.getpid()}x99"
     try:
         made = _ip("netns", "add", probe, check=False)
     except FileNotFoundError:
         return "no `ip` command (iproute2)"
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip() or made.returncode}"
-    _ip("netns", "del", probe)
-    return None
+    try:
+        linked = _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", probe,
+                     check=False)  # fmt: skip
+        if linked.returncode != 0:
+            return f"`ip link add … type veth` failed: {linked.stderr.strip() or linked.returncode}"
+        _ip("link", "del", link)
+        return None
+    finally:
+        _ip("netns", "del", probe)
 
 
 def delete_leftovers() -> None:
