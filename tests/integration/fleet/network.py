@@ -70,13 +70,19 @@ def netns_problem() -> str | None:
         _ip("netns", "del", probe)
 
 
+def _gone(pid: int) -> bool:
+    """True if the run of ``pid`` is over: its process is gone, or it was an earlier holder
+    of this process's pid (this one has made nothing yet when it looks)."""
+    return pid == os.getpid() or not pid_alive(pid)
+
+
 def delete_leftovers() -> None:
     """Delete the namespaces (killing the processes in them) and links that runs whose
     process is gone left behind."""
     for line in _ip("netns", "list").stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         match = _NETNS.match(name)
-        if match and not pid_alive(int(match.group(1))):
+        if match and _gone(int(match.group(1))):
             for pid in _ip("netns", "pids", name, check=False).stdout.split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
@@ -84,7 +90,7 @@ def delete_leftovers() -> None:
     for line in _ip("-o", "link", "show").stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
         match = _LINK.match(name)
-        if match and not pid_alive(int(match.group(1))):
+        if match and _gone(int(match.group(1))):
             _ip("link", "del", name, check=False)
 
 
