@@ -258,8 +258,9 @@ class Settings(BaseSettings):
     address: str = Field(
         "127.0.0.1",
         description="This host's address on the network: its HAProxy serves every model's "
-        "production and candidate port there as well as on 127.0.0.1, and its fleet agent's "
-        "heartbeat names it, so `status --fleet` reaches the host there.",
+        "production port there as well as on 127.0.0.1 (candidate and stats ports stay on "
+        "127.0.0.1), and its fleet agent's heartbeat names it, so `status --fleet` reaches "
+        "the host there.",
         examples=["10.0.3.21"],
     )
     shared_bentos_dir: Path | None = Field(

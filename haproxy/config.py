@@ -174,11 +174,16 @@ _HOST_ONLY = quote('{"error":"not found"}')
 
 def _frontends(route: ModelRoute, mapping: Path, spec: ProxySpec) -> str:
     parts = []
-    for role, port in (("live", route.production_port), ("candidate", route.candidate_port)):
+    # The candidate port is gated from the host itself: never served to the network.
+    binds = {
+        "live": spec.production_binds(route.production_port),
+        "candidate": (f"{LOCAL}:{route.candidate_port}",),
+    }
+    for role, where in binds.items():
         name = frontend_name(route.model, role)
         key = route_key(route.model, role)
         lines = [
-            *(f"bind {where}" for where in spec.binds(port)),
+            *(f"bind {address}" for address in where),
             # Paths under /_ are the host's own (a Bento's kept recent rows): never routed.
             f"http-request return status 404 content-type application/json string {_HOST_ONLY}"
             " if { path_beg /_ }",

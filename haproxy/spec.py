@@ -23,7 +23,7 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 UNAVAILABLE_BACKEND = "be_unavailable"
-LOCAL = "127.0.0.1"  # where every port of the sidecar listens (the stats port only there)
+LOCAL = "127.0.0.1"  # where every port of the sidecar listens (all but production only there)
 CANDIDATE_SUFFIX = ".candidate"
 # sun_path is 108 bytes on Linux, including the terminating NUL; HAProxy binds a socket under a
 # temporary name (the path + ".<pid>.tmp") and renames it, so it refuses paths over 97 bytes
@@ -103,16 +103,17 @@ class ModelRoute:
 
 @dataclass(frozen=True)
 class ProxySpec:
-    """Everything one host's sidecar HAProxy serves. The models' ports listen on 127.0.0.1
-    and, when ``address`` is another (the host's own, clients reach it there), on it too;
-    the stats port on 127.0.0.1 only."""
+    """Everything one host's sidecar HAProxy serves. The models' production ports listen on
+    127.0.0.1 and, when ``address`` is another (the host's own, clients reach it there), on
+    it too; candidate and stats ports on 127.0.0.1 only (a candidate is gated from the host
+    itself, never served to the network)."""
 
     routes: tuple[ModelRoute, ...]
     stats_port: int
     address: str = LOCAL
 
-    def binds(self, port: int) -> tuple[str, ...]:
-        """``<address>:<port>`` of each address a model's ``port`` listens on."""
+    def production_binds(self, port: int) -> tuple[str, ...]:
+        """``<address>:<port>`` of each address a model's production ``port`` listens on."""
         addresses = (LOCAL,) if self.address == LOCAL else (LOCAL, self.address)
         return tuple(f"{address}:{port}" for address in addresses)
 

@@ -107,13 +107,10 @@ def _binds(cfg: str, section: str) -> list[str]:
     return [line.strip() for line in body.splitlines() if line.strip().startswith("bind ")]
 
 
-def test_the_models_ports_listen_on_the_hosts_address_too_the_stats_port_only_locally() -> None:
+def test_the_production_port_listens_on_the_hosts_address_too_the_others_only_locally() -> None:
     cfg = render(replace(spec(), address="10.77.0.2"), HAProxySettings(), PATHS)
     assert _binds(cfg, "frontend fe_fraud") == ["bind 127.0.0.1:10000", "bind 10.77.0.2:10000"]
-    assert _binds(cfg, "frontend fe_fraud_candidate") == [
-        "bind 127.0.0.1:10001",
-        "bind 10.77.0.2:10001",
-    ]
+    assert _binds(cfg, "frontend fe_fraud_candidate") == ["bind 127.0.0.1:10001"]
     assert _binds(cfg, "frontend stats") == ["bind 127.0.0.1:9901"]
     # the default: 127.0.0.1 only, once
     assert _binds(render(spec(), HAProxySettings(), PATHS), "frontend fe_fraud") == [
