@@ -54,30 +54,40 @@ def _pg_cluster(action: str) -> None:
     )
 
 
-_outage = contextlib.ExitStack()  # holds PostgreSQL exclusively from pg_stop to pg_start
+class PostgresHold:
+    """A fleet test's hold on the machine's PostgreSQL (governance_support.postgres_lock):
+    shared from the start, so no other test (of this run or another) stops it under the
+    test; :meth:`take_whole` trades it for the whole server, once no other test uses it, for
+    a test that stops it itself (before its rollout, so the stop comes when the test means
+    it, not when the others are done)."""
+
+    def __init__(self) -> None:
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(postgres_lock(exclusive=False))
+
+    def take_whole(self) -> None:
+        self._held.close()
+        self._held.enter_context(postgres_lock(exclusive=True))
+
+    def release(self) -> None:
+        self._held.close()
 
 
 def pg_stop() -> None:
-    """Stop the local cluster, once every other test using it is done (and none starts until
-    :func:`pg_start`: governance_support.postgres_lock)."""
-    _outage.enter_context(postgres_lock(exclusive=True))
+    """Stop the local cluster (the caller holds it whole: :meth:`PostgresHold.take_whole`)."""
     _pg_cluster("stop")
 
 
 def pg_start(url: str, timeout: float = 60.0) -> None:
-    """Start the local cluster (if it is down), wait until ``url`` answers, and let the other
-    tests have it again."""
-    try:
-        if pg_problem(url) is None:
-            return
-        _pg_cluster("start")
-        deadline = time.monotonic() + timeout
-        while pg_problem(url) is not None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
-            time.sleep(0.2)
-    finally:
-        _outage.close()
+    """Start the local cluster (if it is down) and wait until ``url`` answers."""
+    if pg_problem(url) is None:
+        return
+    _pg_cluster("start")
+    deadline = time.monotonic() + timeout
+    while pg_problem(url) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL did not come back: {pg_problem(url)}")
+        time.sleep(0.2)
 
 
 @dataclass

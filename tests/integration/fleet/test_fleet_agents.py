@@ -35,6 +35,7 @@ from fleet_support import (
     PG_DEFAULT,
     Host,
     Load,
+    PostgresHold,
     make_host,
     pg_problem,
     pg_schema,
@@ -76,6 +77,17 @@ def net() -> Iterator[Network]:
     url = sa.make_url(_pg_base())
     with Network.create(list(NAMES), (url.host or "127.0.0.1", url.port or 5432)) as network:
         yield network
+
+
+@pytest.fixture(autouse=True)
+def postgres() -> Iterator[PostgresHold]:
+    """Each test holds the machine's PostgreSQL, shared (a test that stops it takes it whole:
+    :class:`fleet_support.PostgresHold`)."""
+    hold = PostgresHold()
+    try:
+        yield hold
+    finally:
+        hold.release()
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +423,10 @@ def _logged_at(host: Host, offset: int, text: str) -> datetime:
 
 @pytest.mark.usefixtures("on_v1")
 def test_fleet_rollout_survives_postgres_stopping_midway(
-    workstation: tuple[Context, dict[str, str]], net: Network, hosts: list[Host]
+    workstation: tuple[Context, dict[str, str]],
+    net: Network,
+    hosts: list[Host],
+    postgres: PostgresHold,
 ) -> None:
     """PostgreSQL is stopped once every host has started v2 and started again 8 s later:
     HAProxy and the Bentos serve on, every agent backs off and resumes, the rollout
@@ -419,6 +434,7 @@ def test_fleet_rollout_survives_postgres_stopping_midway(
     ctx, versions = workstation
     target = versions["v2"]
     marks = {h.name: h.log_size() for h in hosts}
+    postgres.take_whole()
     with _load(ctx, net, hosts) as load:
         rollout = _promote(ctx, target)
         for host in hosts:
