@@ -5,16 +5,15 @@ commands that take one; the logs of the hosts running when a test fails.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from free_ports import free_port_block
+from machine import Machine, held
 
 if TYPE_CHECKING:
     from hosts import Models
@@ -34,21 +33,12 @@ def _clean_bentogate_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
-#: the tests of every worker hold it shared; a test marked ``alone`` holds it exclusively
-MACHINE_LOCK = Path(tempfile.gettempdir()) / "bentogate-tests-machine.lock"
-
-
 @pytest.fixture(autouse=True)
-def _machine(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test marked ``alone`` waits until no test of another worker runs, and none starts
-    until it ends; the others run side by side."""
-    alone = request.node.get_closest_marker("alone") is not None
-    with MACHINE_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def machine() -> Iterator[Machine]:
+    """Every test holds the machine shared (``machine.Machine``; ``alone()`` for a part that
+    must run as on a quiet host)."""
+    with held() as hold:
+        yield hold
 
 
 @pytest.fixture(scope="session")
@@ -99,15 +89,6 @@ def pg_base_url(pg_server_url: str) -> Iterator[str]:
 
     with postgres_lock(exclusive=False):
         yield pg_server_url
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (pyproject's addopts) a module's tests stay on one worker,
-    and the e2e modules on one together (they share the wheel's background install)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "e2e" if item.path.parent.name == "e2e" else str(item.path)
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(wrapper=True)
