@@ -92,7 +92,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
     with raw.begin() as conn:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0008"
+    assert reg.schema_revision() == head_revision() == "0009"
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
