@@ -225,15 +225,17 @@ def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
     "--containerize",
     is_flag=True,
     help="Also build its container image, <container.repository>/<model>:<version>, with "
-    "the engine of the container settings (podman: `./run containers` sets it up).",
+    "the engine of the container settings (podman: `./run containers` sets it up). Always "
+    'with bento.runtime = "container".',
 )
 @output.json_option
 @click.pass_obj
 def build(obj: dict[str, Any], ref: Ref, actor: str, containerize: bool) -> None:
     """bentoml build REF into a versioned Bento (and export its .bento archive)."""
+    ctx = _context(obj)
     with progress_view() as progress:
         info, archive = release.build(
-            _context(obj), ref, actor=actor, containerize=containerize, progress=progress
+            ctx, ref, actor=actor, containerize=containerize or ctx.containers, progress=progress
         )
     image = f"; image {info.image_tag} ({info.image_id})" if info.image_tag else ""
     output.emit(

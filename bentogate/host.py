@@ -60,10 +60,11 @@ def served_sha256(ctx: Context, ref: Ref) -> str:
 
 def ensure_bento(ctx: Context, ref: Ref) -> str:
     """Make this host able to serve ``ref``: its Bento store holds the Bento (its archive
-    imported from the shared store, ``settings.bentos_dir``, if needed), or with the
-    container runtime the engine's store holds the version's image. Returns the Bento
-    tag. Raises :class:`NotFoundError` (no build or image recorded, no archive, the image
-    missing) or :class:`BuildError`."""
+    imported from the shared store, ``settings.bentos_dir``, if needed: HAProxy's config
+    reads the version's body limit and canary from it), and with the container runtime the
+    engine's store holds the version's image. Returns the Bento tag. Raises
+    :class:`NotFoundError` (no build or image recorded, no archive, the image missing) or
+    :class:`BuildError`."""
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no recorded build: run `bentogate build {ref}`")
@@ -73,7 +74,6 @@ def ensure_bento(ctx: Context, ref: Ref) -> str:
                                 "--containerize`")  # fmt: skip
         if image_id(ctx.settings.container, info.image_id) is None:
             raise NotFoundError(f"{ref}'s image {info.image_id} is not on this host")
-        return info.bento_tag
     try:
         bento_path(ctx.settings.bentoml_home, info.bento_tag)
     except NotFoundError:

@@ -350,7 +350,9 @@ def release(
     run: dict[Action, Callable[[], object]] = {
         Action.VALIDATE: lambda: validate(ctx, ref, holdout_csv, actor=actors.validator),
         Action.APPROVE: lambda: approve(ctx, ref, actor=actors.approver),
-        Action.BUILD: lambda: build(ctx, ref, actor=actors.release, progress=progress),
+        Action.BUILD: lambda: build(
+            ctx, ref, actor=actors.release, containerize=ctx.containers, progress=progress
+        ),
         Action.STAGE: lambda: deploy(ctx, ref, actor=actors.release, progress=progress),
         Action.GATE: lambda: gate(ctx, ref, actor=actors.release, progress=progress),
         Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release, progress=progress),

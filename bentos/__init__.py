@@ -4,7 +4,8 @@ container of its image).
 
 A store is one ``BENTOML_HOME``; this part reads no database and knows nothing of HAProxy.
 
-    tag = build_bento(project_dir, home, VersionSpec(...), max_body_bytes=..., max_batch_rows=...)
+    base = base_image(settings.container)          # what its image is to be built FROM
+    tag = build_bento(project_dir, home, VersionSpec(...), args={...}, base_image=base)
     archive = export_bento(home, tag, shared_dir)      # <model>-<version>.bento
     import_bento(other_home, archive_path(shared_dir, tag))
     handle = ProcessBackend(home, logs_dir).start(tag, port)

@@ -96,7 +96,8 @@ def stream_lines(
     """Run ``command``, handing each line of its output (stdout and stderr) to ``on_line``
     as it comes; killed after ``timeout`` s. Returns its exit code (-9 when killed, with a
     line saying so) and the last 15 lines. OSError if it cannot be started."""
-    process = subprocess.Popen(
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    with subprocess.Popen(
         list(command),
         env=dict(env),
         cwd=cwd,
@@ -105,18 +106,17 @@ def stream_lines(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-    )
-    killer = threading.Timer(timeout, process.kill)
-    killer.start()
-    tail: collections.deque[str] = collections.deque(maxlen=15)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            tail.append(line.rstrip())
-            on_line(line.rstrip())
-        code = process.wait()
-    finally:
-        killer.cancel()
+    ) as process:
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                tail.append(line.rstrip())
+                on_line(line.rstrip())
+            code = process.wait()
+        finally:
+            killer.cancel()
     if code == -signal.SIGKILL:
         tail.append(f"(killed: not finished after {timeout:.0f} s)")
     return code, "\n".join(tail)

@@ -3,8 +3,8 @@
 Debian (debootstrap of ``SUITE``, minimal) with its Python 3.11, imported into the engine's
 store; on top of it ``uv`` (which BentoML's Dockerfile installs the Bento's requirements
 with) and a wheelhouse of the Bento's pinned serving requirements with everything they
-depend on, downloaded by this machine's pip, installed once into uv's cache: a version's
-image build then installs them offline, from that cache, in seconds.
+depend on, downloaded by this machine's pip (checked to resolve offline while the image is
+made): a version's image build then installs them offline, in seconds.
 
 The image is tagged with the hash of its recipe (:func:`recipe_hash`): built once per
 machine, found again by that tag, rebuilt only when the recipe changes.
@@ -50,16 +50,18 @@ COPY requirements-serve.txt /opt/bentogate/requirements-serve.txt
 # from the wheelhouse (uv's system configuration), with the system Python, never a download.
 COPY uv.toml /etc/uv/uv.toml
 ENV UV_PYTHON_DOWNLOADS=never \\
-    UV_CACHE_DIR=/opt/bentogate/uv-cache \\
-    UV_LINK_MODE=copy \\
     PIP_NO_INDEX=1 \\
     PIP_FIND_LINKS=/opt/bentogate/wheels
+# Every container starts from a full copy of its image's files (the vfs driver): what no
+# version needs goes (apt's lists and caches, documentation).
 RUN python3 -m zipfile -e /opt/bentogate/wheels/uv-*.whl /tmp/uv \\
  && install -m 755 /tmp/uv/uv-*.data/scripts/uv /usr/local/bin/uv \\
  && rm -rf /tmp/uv /opt/bentogate/wheels/uv-*.whl \\
- && uv venv --python 3.11 /tmp/warm \\
- && VIRTUAL_ENV=/tmp/warm uv pip install -r /opt/bentogate/requirements-serve.txt \\
- && rm -rf /tmp/warm
+ && uv venv --python 3.11 /tmp/check \\
+ && VIRTUAL_ENV=/tmp/check uv pip install --no-cache --dry-run \\
+      -r /opt/bentogate/requirements-serve.txt \\
+ && rm -rf /tmp/check /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* \\
+      /usr/share/man/* /usr/share/info/*
 """
 
 

@@ -173,8 +173,8 @@ def test_containerize_names_a_missing_base_image(
     home = _based(_store(tmp_path))
     monkeypatch.setattr(bentogate.bentos.build, "engine_problem", lambda settings: None)
     monkeypatch.setattr(bentogate.bentos.build, "image_id", lambda settings, image: None)
-    with pytest.raises(BuildError, match=r"base image localhost/bentogate-base:0123456789ab is "
-                       r"not in the engine's store \(make it with `./run containers`\)"):  # fmt: skip
+    missing = r"base image localhost/bentogate-base:0123456789ab is not in the engine's store"
+    with pytest.raises(BuildError, match=missing + r" \(make it with `./run containers`\)"):
         containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
 
 
