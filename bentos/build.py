@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from bentogate.bentos._cli import run_bentoml, run_python
+from bentogate.bentos.baseimage import base_image
 from bentogate.bentos.engine import engine_env, engine_problem, image_id
 from bentogate.errors import BuildError, NotFoundError
 from bentogate.settings import ContainerSettings
@@ -314,9 +315,16 @@ def containerize(
     if problem is not None:
         raise BuildError(f"cannot containerize {tag}: {problem}; the Bento is built")
     if image_id(settings, base) is None:
+        current = base_image(settings)
+        remedy = (
+            "make it with `./run containers`"
+            if base == current
+            else f"this machine's base image is now {current}, of a changed recipe: "
+            "register the model again, as a new version, to build it on that one"
+        )
         raise BuildError(
             f"cannot containerize {tag}: its base image {base} is not in the engine's store "
-            "(make it with `./run containers`); the Bento is built"
+            f"({remedy}); the Bento is built"
         )
     with tempfile.TemporaryDirectory(prefix="bentogate-image-") as directory:
         iidfile = Path(directory) / "iid"

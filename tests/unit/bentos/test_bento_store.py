@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from pathlib import Path
 
 import pytest
 
 import bentogate.bentos.build
+from bentogate.bentos import base_image
 from bentogate.bentos._cli import bentoml_env, run_python
 from bentogate.bentos.build import (
     VersionSpec,
@@ -170,11 +172,16 @@ def test_containerize_names_a_missing_engine(
 def test_containerize_names_a_missing_base_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = _based(_store(tmp_path))
+    current = base_image(_settings(tmp_path))
     monkeypatch.setattr(bentogate.bentos.build, "engine_problem", lambda settings: None)
     monkeypatch.setattr(bentogate.bentos.build, "image_id", lambda settings, image: None)
-    missing = r"base image localhost/bentogate-base:0123456789ab is not in the engine's store"
-    with pytest.raises(BuildError, match=missing + r" \(make it with `./run containers`\)"):
+    home = _based(_store(tmp_path / "now"), current)
+    missing = f"base image {current} is not in the engine's store"
+    with pytest.raises(BuildError, match=re.escape(missing + " (make it with `./run containers`)")):
+        containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
+    # a Bento built for the base of an older recipe: ./run containers would not make that one
+    home = _based(_store(tmp_path / "then"), "localhost/bentogate-base:0123456789ab")
+    with pytest.raises(BuildError, match=re.escape(f"this machine's base image is now {current}")):
         containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
 
 
