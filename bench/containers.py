@@ -9,7 +9,9 @@
    service loaded its model and its canary prediction passed at start-up), several times,
    beside ``ProcessBackend`` (``bentoml serve`` of the same Bento) for the ratio.
 
-Writes ``bench/results/containers.{json,md}``. About 3 minutes.
+Writes ``bench/results/containers.{json,md}``. About 3 minutes on a quiet machine (it waits
+up to ``--wait-quiet`` seconds for one): every figure here is disk-bound (vfs copies) and
+moves a lot with other work on the machine.
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.machine import cpu_busy, describe
-from bench.run import RESULTS_DIR
+from bench.run import RESULTS_DIR, Progress, wait_for_quiet
 from bench.stack import free_port
 from bentogate.bentos import (
     ContainerBackend,
@@ -44,8 +44,6 @@ from bentogate.context import PROJECT_DIR
 from bentogate.data import make_transactions, train_xgboost
 from bentogate.modelimport import import_xgboost
 from bentogate.settings import ContainerSettings, Settings
-
-Progress = Callable[[str], None]
 
 
 def _bento(settings: Settings, directory: Path, version: str, trees: int) -> str:
@@ -140,7 +138,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# The container path: image builds and starts",
         "",
-        f"{result['when']}, {machine['cpus']} CPUs, busy {result['busy_before']:.0%} before; "
+        f"{result['when']}, {machine['cpus']} CPUs, busy {result['busy_before']:.0%} before / "
+        f"{result['busy_after']:.0%} after (other work on the machine); "
         f"{figures['engine']} (builder {figures['builder']}, vfs storage), FROM "
         f"`{figures['base_image']}` ({figures['base_image_mb']:.0f} MB, made by "
         "`./run containers`, cached).",
@@ -170,18 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.containers", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="starts of each kind")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--wait-quiet", type=float, default=300, help="seconds to wait for a quiet machine"
+    )
     args = parser.parse_args(argv)
 
-    def progress(line: str) -> None:
-        print(f"{datetime.now(UTC):%H:%M:%S} {line}", file=sys.stderr, flush=True)
-
-    busy = cpu_busy(2.0)
+    progress = Progress()
+    busy = wait_for_quiet(progress, args.wait_quiet)
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as directory:
         figures = measure(Path(directory), args.runs, progress)
     result = {
         "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "machine": describe(),
         "busy_before": busy,
+        "busy_after": cpu_busy(2.0),
         "figures": figures,
     }
     args.out.mkdir(parents=True, exist_ok=True)
