@@ -184,7 +184,7 @@ def artifact_dir(uri: str) -> Path:
 
 class _Images(dict[str, str]):
     """``bento tag → image id`` for :class:`ContainerBackend`, looked up in the governance DB
-    on first use (recorded by ``build --containerize``: the id, which no tag can move)."""
+    at each use (recorded by ``build --containerize``: the id, which no tag can move)."""
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
