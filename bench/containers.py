@@ -10,8 +10,8 @@
    beside ``ProcessBackend`` (``bentoml serve`` of the same Bento) for the ratio.
 
 Writes ``bench/results/containers.{json,md}``. About 3 minutes on a quiet machine (it waits
-up to ``--wait-quiet`` seconds for one): every figure here is disk-bound (vfs copies) and
-moves a lot with other work on the machine.
+up to ``--wait-quiet`` seconds for one): the figures are disk-bound and move with other work
+on the machine (with the vfs driver much more: each build step and start copies the image).
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def measure(work: Path, runs: int, progress: Progress) -> dict[str, Any]:
     return {
         "engine": engine.engine,
         "builder": engine.builder,
+        "storage_driver": engine.storage_driver,
         "base_image": base,
         "base_image_mb": _image_size_mb(engine, base),
         "image_mb": sizes,
@@ -140,7 +141,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['when']}, {machine['cpus']} CPUs, busy {result['busy_before']:.0%} before / "
         f"{result['busy_after']:.0%} after (other work on the machine); "
-        f"{figures['engine']} (builder {figures['builder']}, vfs storage), FROM "
+        f"{figures['engine']} (builder {figures['builder']}, {figures['storage_driver']} "
+        "storage), FROM "
         f"`{figures['base_image']}` ({figures['base_image_mb']:.0f} MB, made by "
         "`./run containers`, cached).",
         "",
@@ -155,9 +157,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| container of the image | {c50:.2f} | {min(container):.2f} | {max(container):.2f} |",
         f"| `bentoml serve` process | {p50:.2f} | {min(process):.2f} | {max(process):.2f} |",
         "",
-        f"A container takes {c50 / p50:.1f}x a process's time to be ready: with the vfs "
-        "driver each start copies the image's files "
-        f"({', '.join(f'{t}: {mb:.0f} MB' for t, mb in figures['image_mb'].items())}).",
+        f"A container takes {c50 / p50:.1f}x a process's time to be ready. Images: "
+        f"{', '.join(f'{t}: {mb:.0f} MB' for t, mb in figures['image_mb'].items())}.",
         "",
         "Rerun: `.venv/bin/python -m bench.containers` (about 3 minutes; `./run containers` "
         "first).",

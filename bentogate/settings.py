@@ -242,9 +242,15 @@ class ContainerSettings(BaseModel):
     )
     storage_dir: Path = Field(
         Path("/var/cache/bentogate/containers"),
-        description="podman's and buildah's image store (vfs driver) and their configuration "
-        "files, shared by every checkout on the machine (outside the state directory: the "
-        "base image is built once per machine).",
+        description="podman's and buildah's image store (one per storage driver) and their "
+        "configuration files, shared by every checkout on the machine (outside the state "
+        "directory: the base image is built once per machine).",
+    )
+    storage_driver: Literal["overlay", "vfs"] = Field(
+        "overlay",
+        description="podman's and buildah's storage driver: overlay (the kernel's overlayfs: "
+        "a container starts without copying its image), or vfs where overlay mounts are "
+        "refused (every build step and every container start copies the image's files).",
     )
     build_timeout_s: float = Field(1800.0, gt=0, description="Longest image build.")
 

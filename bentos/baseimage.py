@@ -52,8 +52,8 @@ COPY uv.toml /etc/uv/uv.toml
 ENV UV_PYTHON_DOWNLOADS=never \\
     PIP_NO_INDEX=1 \\
     PIP_FIND_LINKS=/opt/bentogate/wheels
-# Every container starts from a full copy of its image's files (the vfs driver): what no
-# version needs goes (apt's lists and caches, documentation).
+# What no version needs goes (apt's lists and caches, documentation): with the vfs driver
+# every container starts from a full copy of its image's files.
 RUN python3 -m zipfile -e /opt/bentogate/wheels/uv-*.whl /tmp/uv \\
  && install -m 755 /tmp/uv/uv-*.data/scripts/uv /usr/local/bin/uv \\
  && rm -rf /tmp/uv /opt/bentogate/wheels/uv-*.whl \\

@@ -337,8 +337,8 @@ def containerize(
             bentoml_home,
             cwd=Path(directory),
             timeout=settings.build_timeout_s,
-            # BUILDAH_LAYERS: podman commits the image once, not once per step (each a full
-            # copy of the root with the vfs driver); buildah does so by default.
+            # BUILDAH_LAYERS: podman commits the image once, not once per step (with the vfs
+            # driver each commit is a full copy of the root); buildah does so by default.
             env={**engine_env(settings), "TMPDIR": directory, "BUILDAH_LAYERS": "false"},
             on_line=lambda line: say("  " + line),
         )

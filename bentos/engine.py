@@ -3,8 +3,9 @@ bentogate asks it (does it work, which image does a name denote, what file does 
 
 podman and buildah are daemonless and configured by two files that their environment names
 (``CONTAINERS_CONF``, ``CONTAINERS_STORAGE_CONF``), written here under
-``container.storage_dir``: the ``vfs`` storage driver and its own image store there (no
-overlay mounts needed, and no clash with another user's store), ``runc`` with ``cgroupfs``
+``container.storage_dir``: the storage driver (``container.storage_driver``, overlay by
+default, vfs where overlay mounts are refused) and an image store of bentogate's own for it
+there (no clash with another user's store, nor between drivers), ``runc`` with ``cgroupfs``
 (``crun`` refuses a hybrid cgroup set-up), the host's network, and no default ulimits (a
 sandbox without ``CAP_SYS_RESOURCE`` refuses them). Every podman, buildah and BentoML
 containerize call runs with :func:`engine_env`. docker needs none of it: its daemon is
@@ -40,9 +41,9 @@ events_logger = "file"
 _STORAGE_CONF = """\
 # Written by bentogate (bentos/engine.py): the image store of bentogate's containers.
 [storage]
-driver = "vfs"
-graphroot = "{root}/storage"
-runroot = "{root}/run"
+driver = "{driver}"
+graphroot = "{root}/{driver}"
+runroot = "{root}/run-{driver}"
 """
 
 
@@ -63,9 +64,12 @@ def engine_env(settings: ContainerSettings) -> dict[str, str]:
     if settings.engine == "docker" and settings.builder == "docker":
         return env
     root = settings.storage_dir.expanduser().resolve()
-    containers_conf, storage_conf = root / "containers.conf", root / "storage.conf"
+    # one storage.conf per driver: two settings sharing the directory never rewrite each other's
+    containers_conf = root / "containers.conf"
+    storage_conf = root / f"storage-{settings.storage_driver}.conf"
     _write_if_changed(containers_conf, _CONTAINERS_CONF)
-    _write_if_changed(storage_conf, _STORAGE_CONF.format(root=root))
+    storage = _STORAGE_CONF.format(root=root, driver=settings.storage_driver)
+    _write_if_changed(storage_conf, storage)
     env["CONTAINERS_CONF"] = str(containers_conf)
     env["CONTAINERS_STORAGE_CONF"] = str(storage_conf)
     return env

@@ -172,8 +172,7 @@ def test_an_image_whose_model_was_altered_is_refused_at_deploy_and_audited(
     before = [d.id for d in ctx.registry.deployments(model=MODEL)]
     # Someone with the host's image store changes the model inside v2's image, in place:
     # the image keeps its id, only its bytes tell.
-    root = Path(run_engine(engine, ["image", "mount", image]))
-    model = root / image_model_path(str(v2)).lstrip("/")
+    model = _top_layer(engine, image) / image_model_path(str(v2)).lstrip("/")
     original = model.read_bytes()
     try:
         model.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
@@ -181,7 +180,8 @@ def test_an_image_whose_model_was_altered_is_refused_at_deploy_and_audited(
             release.deploy(ctx, v2, actor=ACTORS.release)
     finally:
         model.write_bytes(original)
-        run_engine(engine, ["image", "unmount", image])
+        if engine.storage_driver == "vfs":
+            run_engine(engine, ["image", "unmount", image])
     assert [d.id for d in ctx.registry.deployments(model=MODEL)] == before  # nothing started
     refused = ctx.registry.audit(MODEL, v2.version)[-1]
     assert (refused.action, refused.outcome) == ("verify_artifact", "refused")
@@ -233,6 +233,15 @@ def test_the_fleet_agent_serves_production_from_its_image(world: World, tmp_path
         assert (status, scored["model_version"]) == (200, live.version)
     assert ctx.registry.deployments(host="h2") == []
     assert not _running_any(other.container, container_name(f"{MODEL}:{live.version}", served.port))
+
+
+def _top_layer(engine: ContainerSettings, image: str) -> Path:
+    """The files of ``image``'s top layer in the engine's store, writable (the one layer
+    podman commits a build into): overlay's upper directory, or vfs's mounted copy."""
+    if engine.storage_driver == "overlay":
+        upper = "{{.GraphDriver.Data.UpperDir}}"
+        return Path(run_engine(engine, ["image", "inspect", "--format", upper, image]))
+    return Path(run_engine(engine, ["image", "mount", image]))
 
 
 def _running_any(settings: ContainerSettings, name: str) -> bool:

@@ -14,6 +14,7 @@ def test_the_report_tables_builds_and_starts_with_their_ratio() -> None:
         "figures": {
             "engine": "podman",
             "builder": "podman",
+            "storage_driver": "overlay",
             "base_image": "localhost/bentogate-base:0123456789ab",
             "base_image_mb": 340.0,
             "image_mb": {"bench:1": 599.0},
@@ -29,3 +30,4 @@ def test_the_report_tables_builds_and_starts_with_their_ratio() -> None:
     assert "| `bentoml serve` process | 2.50 | 2.00 | 3.00 |" in text
     assert "A container takes 2.4x a process's time to be ready" in text
     assert "busy 10% before / 20% after" in text
+    assert "podman (builder podman, overlay storage)" in text

@@ -165,8 +165,12 @@ def test_the_model_is_measured_in_the_image_files(
 def test_podman_and_buildah_are_configured_for_this_machine(tmp_path: Path) -> None:
     env = engine_env(_settings(tmp_path))
     storage = Path(env["CONTAINERS_STORAGE_CONF"]).read_text()
-    assert 'driver = "vfs"' in storage
-    assert f'graphroot = "{tmp_path / "store" / "storage"}"' in storage
+    assert 'driver = "overlay"' in storage
+    assert f'graphroot = "{tmp_path / "store" / "overlay"}"' in storage
+    # vfs, where overlay mounts are refused: a store (and a configuration file) of its own
+    vfs = engine_env(_settings(tmp_path, storage_driver="vfs"))["CONTAINERS_STORAGE_CONF"]
+    assert vfs != env["CONTAINERS_STORAGE_CONF"]
+    assert f'graphroot = "{tmp_path / "store" / "vfs"}"' in Path(vfs).read_text()
     containers = Path(env["CONTAINERS_CONF"]).read_text()
     for line in ('runtime = "runc"', 'cgroup_manager = "cgroupfs"', "default_ulimits = []"):
         assert line in containers
