@@ -45,7 +45,8 @@ from bentogate.errors import IntegrityError
 from bentogate.governance import Role, State
 from bentogate.settings import ContainerSettings
 
-pytestmark = pytest.mark.integration
+# One worker for the module: its tests share the host (and the images) of one fixture.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
 
 MODEL = "fraud"
 
@@ -56,7 +57,7 @@ class World:
     v1: Ref
     v2: Ref
     base: int  # the first port of the block (this host's first half, the agent host's second)
-    v2_build: subprocess.Popen[str]  # `bentogate build v2 --containerize --json`, started early
+    v2_build: subprocess.CompletedProcess[str]  # `bentogate build v2 --containerize --json`
 
 
 def _post(port: int, path: str, body: object) -> tuple[int, dict[str, Any]]:
@@ -93,27 +94,37 @@ def world(
         release.validate(ctx, v2, trained_models.holdout, actor=ACTORS.validator)
         release.approve(ctx, v2, actor=ACTORS.approver)
         # v2's image is built by the CLI while v1 goes to production (its image built on the
-        # way): the two builds overlap, the first test reads the CLI's answer.
+        # way): the two builds overlap; the first test reads the CLI's answer.
+        command = [sys.executable, "-m", "bentogate.cli", "build", str(v2), "--containerize"]
         with subprocess.Popen(
-            [sys.executable, "-m", "bentogate.cli", "build", str(v2), "--containerize", "--json"],
+            [*command, "--json"],
             env={**settings_env(settings), "BENTOGATE_ACTOR": ACTORS.release},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        ) as v2_build:
+        ) as building:
             release.release(ctx, v1, trained_models.holdout, actors=ACTORS)
-            yield World(ctx, v1, v2, base, v2_build)
+            stdout, stderr = building.communicate(timeout=600)
+        built = subprocess.CompletedProcess(command, building.returncode, stdout, stderr)
+        yield World(ctx, v1, v2, base, built)
+
+
+def _gated(ctx: Context, ref: Ref) -> None:
+    """``ref`` (built) deployed and gated, unless it is already."""
+    if ctx.registry.get_version(ref.model, ref.version).state == State.APPROVED:
+        release.deploy(ctx, ref, actor=ACTORS.release)
+        release.gate(ctx, ref, actor=ACTORS.release)
 
 
 def test_a_version_goes_to_production_from_its_image(world: World) -> None:
     ctx, v2 = world.ctx, world.v2
     engine = ctx.settings.container
-    stdout, stderr = world.v2_build.communicate(timeout=600)
-    assert world.v2_build.returncode == 0, stderr[-3000:]
-    answer = json.loads(stdout)
+    built = world.v2_build
+    assert built.returncode == 0, built.stderr[-3000:]
+    answer = json.loads(built.stdout)
     assert answer["image_tag"] == f"{engine.repository}/{MODEL}:{v2.version}"
     assert answer["image_id"] == image_id(engine, answer["image_tag"])  # the engine's own id
-    assert "bentoml containerize" in stderr  # the build's progress, on stderr
+    assert "bentoml containerize" in built.stderr  # the build's progress, on stderr
 
     release.deploy(ctx, v2, actor=ACTORS.release)
     [deployment] = [d for d in ctx.registry.deployments(model=MODEL) if d.version == v2.version]
@@ -147,6 +158,7 @@ def test_a_version_goes_to_production_from_its_image(world: World) -> None:
 
 def test_a_rollback_to_the_warm_previous_container_is_instant(world: World) -> None:
     ctx, v1, v2 = world.ctx, world.v1, world.v2
+    _gated(ctx, v2)
     reach(ctx, MODEL, Want(live=v2.version, other=v1.version, other_as="warm"))
     warm = [d for d in ctx.registry.deployments(model=MODEL) if d.version == v1.version]
     started = time.monotonic()
