@@ -137,7 +137,7 @@ def test_a_version_goes_to_production_from_its_image(world: World) -> None:
     promoted = release.promote(ctx, v2, actor=ACTORS.release)
     assert promoted.state == State.PRODUCTION
 
-    production = ctx.production_port(ctx.registry.get_model(MODEL).production_port)
+    production = ctx.registry.get_model(MODEL).production_port
     row = ctx.registry.get_version(MODEL, v2.version)
     status, scored = _post(production, "/predict", {"features": [0.0] * len(row.feature_names)})
     assert (status, scored["model_version"]) == (200, v2.version)
@@ -168,7 +168,7 @@ def test_a_rollback_to_the_warm_previous_container_is_instant(world: World) -> N
     assert [d.id for d in live] == [d.id for d in warm]  # the same containers, none started
     assert all(_running(ctx.settings.container, container_name(str(v1), d.port)) for d in live)
     assert took < 5.0, f"rollback took {took:.1f} s: not a switch to warm containers"
-    production = ctx.production_port(ctx.registry.get_model(MODEL).production_port)
+    production = ctx.registry.get_model(MODEL).production_port
     row = ctx.registry.get_version(MODEL, v1.version)
     status, scored = _post(production, "/predict", {"features": [0.0] * len(row.feature_names)})
     assert (status, scored["model_version"]) == (200, v1.version)
@@ -208,12 +208,13 @@ def test_the_fleet_agent_serves_production_from_its_image(world: World, tmp_path
     reach(ctx, MODEL, Want(live=world.v1.version))
     live = ctx.registry.production_version(MODEL)
     assert live is not None
-    # A second host on this machine: the same governance DB, Bento archives and engine,
-    # its own ports.
+    # A fleet host on this machine: the same governance DB, Bento archives and engine, its
+    # own state and backend ports. A host serves a model on the model's port, so this one
+    # steps aside first (its containers and HAProxy stop; the DB still says v1 is live).
+    release.shutdown(ctx, actor=ACTORS.release)
     other = host_settings(
         tmp_path / "h2",
-        world.base,
-        host_offset=HOST_PORTS,
+        world.base + HOST_PORTS,
         host="h2",
         db_url=ctx.settings.database_url,
         shared_bentos_dir=str(ctx.settings.bentos_dir),
@@ -239,7 +240,7 @@ def test_the_fleet_agent_serves_production_from_its_image(world: World, tmp_path
         [served] = ctx.registry.deployments(host="h2", model=MODEL)
         assert (served.version, served.role) == (live.version, Role.LIVE)
         assert _running(other.container, container_name(f"{MODEL}:{live.version}", served.port))
-        port = ctx.registry.get_model(MODEL).production_port + HOST_PORTS
+        port = ctx.registry.get_model(MODEL).production_port
         assert report["port"] == port
         status, scored = _post(port, "/predict", {"features": [0.0] * len(live.feature_names)})
         assert (status, scored["model_version"]) == (200, live.version)
