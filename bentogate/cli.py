@@ -223,23 +223,24 @@ def approve(obj: dict[str, Any], ref: Ref, actor: str, comment: str) -> None:
 @_actor()
 @click.option(
     "--containerize",
-    "image_tag",
-    flag_value="auto",
-    default=None,
-    help="Also build a container image (needs a Docker engine).",
+    is_flag=True,
+    help="Also build its container image, <container.repository>/<model>:<version>, with "
+    "the engine of the container settings (podman: `./run containers` sets it up). Always "
+    'with bento.runtime = "container".',
 )
 @output.json_option
 @click.pass_obj
-def build(obj: dict[str, Any], ref: Ref, actor: str, image_tag: str | None) -> None:
+def build(obj: dict[str, Any], ref: Ref, actor: str, containerize: bool) -> None:
     """bentoml build REF into a versioned Bento (and export its .bento archive)."""
-    tag = f"{ref.model}:{ref.version}" if image_tag else None
+    ctx = _context(obj)
     with progress_view() as progress:
         info, archive = release.build(
-            _context(obj), ref, actor=actor, image_tag=tag, progress=progress
+            ctx, ref, actor=actor, containerize=containerize or ctx.containers, progress=progress
         )
+    image = f"; image {info.image_tag} ({info.image_id})" if info.image_tag else ""
     output.emit(
         {**output.version_fields(info), "archive": archive},
-        f"built Bento {info.bento_tag}; archive {archive}",
+        f"built Bento {info.bento_tag}; archive {archive}{image}",
     )
 
 

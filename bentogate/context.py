@@ -10,7 +10,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from bentogate.bentos import DockerBackend, Handle, ProcessBackend, Runtime, container_name
+from bentogate.bentos import ContainerBackend, Handle, ProcessBackend, Runtime, container_name
 from bentogate.errors import ConcurrentChange, ConfigError, NotFoundError
 from bentogate.governance import Anchor, Registry
 from bentogate.haproxy import ProxyPaths, Sidecar
@@ -96,19 +96,29 @@ class Context:
             self._registry = registry
         return self._registry
 
+    @property
+    def containers(self) -> bool:
+        """True when this host serves versions from their images (``bento.runtime``)."""
+        return self.settings.bento.runtime == "container"
+
     @cached_property
     def runtime(self) -> Runtime:
-        """How this host runs Bentos: processes, or containers (``agent.runtime = "docker"``)
-        of the image recorded for the version in the governance DB."""
-        if self.settings.agent.runtime == "docker":
-            return DockerBackend(self.settings.logs_dir, image_for=_ImageTags(self))
+        """How this host runs Bentos: processes, or containers (``bento.runtime =
+        "container"``) of the image recorded for the version in the governance DB."""
+        if self.containers:
+            return ContainerBackend(
+                self.settings.container,
+                self.settings.logs_dir,
+                images=_Images(self),
+                workers=self.settings.bento.workers,
+            )
         return ProcessBackend(
             self.settings.bentoml_home, self.settings.logs_dir, workers=self.settings.bento.workers
         )
 
     def handle(self, tag: str, port: int, pid: int | None) -> Handle:
         """The handle of a recorded deployment, for this host's runtime backend."""
-        container = container_name(tag, port) if self.settings.agent.runtime == "docker" else None
+        container = container_name(tag, port) if self.containers else None
         return Handle(tag=tag, port=port, pid=pid, log_path=Path(), container=container)
 
     @cached_property
@@ -172,9 +182,9 @@ def artifact_dir(uri: str) -> Path:
     return path
 
 
-class _ImageTags(dict[str, str]):
-    """``bento tag → image`` for :class:`DockerBackend`, looked up in the governance DB on
-    first use (a version's ``image_tag`` is recorded by ``build --containerize``)."""
+class _Images(dict[str, str]):
+    """``bento tag → image id`` for :class:`ContainerBackend`, looked up in the governance DB
+    at each use (recorded by ``build --containerize``: the id, which no tag can move)."""
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
@@ -182,8 +192,7 @@ class _ImageTags(dict[str, str]):
 
     def __missing__(self, tag: str) -> str:
         model, _, version = tag.partition(":")
-        image = self._ctx.registry.get_version(model, version).image_tag
+        image = self._ctx.registry.get_version(model, version).image_id
         if image is None:
             raise KeyError(tag)
-        self[tag] = image
-        return image
+        return image  # not kept: a later build of the version records another image

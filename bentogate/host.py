@@ -26,8 +26,14 @@ from collections.abc import Mapping, MutableMapping
 
 import orjson
 
-from bentogate.bentos import Handle, archive_path, bento_path, http_status, import_bento
-from bentogate.bentos import served_sha256 as store_sha256
+from bentogate.bentos import (
+    Handle,
+    archive_path,
+    bento_path,
+    http_status,
+    image_id,
+    import_bento,
+)
 from bentogate.context import Context, Progress, Ref, no_progress
 from bentogate.errors import BentogateError, IntegrityError, NotFoundError
 from bentogate.governance import DeploymentInfo, Role
@@ -37,22 +43,37 @@ from bentogate.routing import desired_spec
 Routed = MutableMapping[str, str | None]
 
 
-def served_sha256(ctx: Context, ref: Ref) -> str:
-    """sha256 of the model this host would serve for ``ref`` (in its Bento store).
-    IntegrityError if the store has none: nothing could be verified, so nothing is served."""
+def served_model(ctx: Context, ref: Ref) -> tuple[str, str]:
+    """sha256 of the model this host would serve for ``ref`` (in its Bento store, or in the
+    version's image with the container runtime) and what was measured. IntegrityError if
+    there is none: nothing could be verified, so nothing is served."""
     try:
-        return store_sha256(ctx.settings.bentoml_home, str(ref))
+        return ctx.runtime.model_sha256(str(ref))
     except NotFoundError as exc:
         raise IntegrityError(f"{ref}: nothing to serve on this host ({exc})") from exc
 
 
+def served_sha256(ctx: Context, ref: Ref) -> str:
+    """sha256 of the model this host would serve for ``ref`` (:func:`served_model`)."""
+    return served_model(ctx, ref)[0]
+
+
 def ensure_bento(ctx: Context, ref: Ref) -> str:
-    """Make this host's Bento store hold ``ref``'s Bento, importing its archive from the
-    shared store (``settings.bentos_dir``) if needed; returns the Bento tag. Raises
-    :class:`NotFoundError` (no build recorded, no archive) or :class:`BuildError`."""
+    """Make this host able to serve ``ref``: its Bento store holds the Bento (its archive
+    imported from the shared store, ``settings.bentos_dir``, if needed: HAProxy's config
+    reads the version's body limit and canary from it), and with the container runtime the
+    engine's store holds the version's image. Returns the Bento tag. Raises
+    :class:`NotFoundError` (no build or image recorded, no archive, the image missing) or
+    :class:`BuildError`."""
     info = ctx.registry.get_version(ref.model, ref.version)
     if info.bento_tag is None:
         raise NotFoundError(f"{ref} has no recorded build: run `bentogate build {ref}`")
+    if ctx.containers:
+        if info.image_id is None:
+            raise NotFoundError(f"{ref} has no recorded image: run `bentogate build {ref} "
+                                "--containerize`")  # fmt: skip
+        if image_id(ctx.settings.container, info.image_id) is None:
+            raise NotFoundError(f"{ref}'s image {info.image_id} is not on this host")
     try:
         bento_path(ctx.settings.bentoml_home, info.bento_tag)
     except NotFoundError:
@@ -90,13 +111,14 @@ def start(
     deployments.
 
     The bytes about to be served are checked against the approved sha256 first (audited
-    either way). Each deployment is recorded as soon as its process exists. Raises what
-    the check, a start, a record or the readiness wait raise, after stopping what it
-    started and ending those records.
+    either way); with the container runtime, the model each container loaded is checked
+    again once it is ready (its ``GET /model``), before anything routes to it. Each
+    deployment is recorded as soon as its process exists. Raises what the checks, a start,
+    a record or the readiness wait raise, after stopping what it started and ending those
+    records.
     """
-    ctx.registry.verify_artifact(
-        ref.model, ref.version, actor=actor, sha256=served_sha256(ctx, ref)
-    )
+    sha256, what = served_model(ctx, ref)
+    ctx.registry.verify_artifact(ref.model, ref.version, actor=actor, sha256=sha256, what=what)
     handles: list[Handle] = []
     started: list[DeploymentInfo] = []
     try:
@@ -118,6 +140,8 @@ def start(
         for handle in handles:  # the start's own handles: they know the logs to read
             progress(f"waiting for {ref} on :{handle.port} to be ready")
             ctx.runtime.wait_ready(handle, ctx.settings.bento.ready_timeout_s)
+        if ctx.containers:
+            _verify_loaded(ctx, ref, handles, actor=actor)
     except BentogateError:
         for handle in handles:
             _stop_process(ctx, handle)
@@ -125,6 +149,28 @@ def start(
             ctx.registry.end_deployment(deployment.id, actor=actor)
         raise
     return started
+
+
+def _verify_loaded(ctx: Context, ref: Ref, handles: list[Handle], *, actor: str) -> None:
+    """Audit the sha256 of the model each ready server of ``ref`` says it loaded (``GET
+    /model``, on its own port) against the approved one: one row per distinct value, the
+    first that differs refused (IntegrityError)."""
+    ports: dict[str, list[int]] = {}
+    for handle in handles:
+        ports.setdefault(_loaded_sha256(handle), []).append(handle.port)
+    for sha256, where in ports.items():
+        served_on = ", ".join(f":{port}" for port in where)
+        what = f"model loaded by the container(s) of {ref} on {served_on} (GET /model)"
+        ctx.registry.verify_artifact(ref.model, ref.version, actor=actor, sha256=sha256, what=what)
+
+
+def _loaded_sha256(handle: Handle) -> str:
+    url = f"http://127.0.0.1:{handle.port}/model"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(orjson.loads(response.read())["sha256"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        return f"unreadable ({exc})"
 
 
 def stop_deployments(ctx: Context, deployments: list[DeploymentInfo], *, actor: str) -> None:

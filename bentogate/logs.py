@@ -66,14 +66,15 @@ def bento_logs(ctx: Context, model: str | None = None) -> list[BentoLog]:
     """The log of every Bento this host runs or ran (of ``model``, if given), by model,
     version and port; files that do not exist (any more) are left out."""
     found: dict[tuple[str, str, int], BentoLog] = {}
-    docker = ctx.settings.agent.runtime == "docker"
+    # podman writes a container's output to the file a process would (bentos.container)
+    engine_logs = ctx.containers and ctx.settings.container.engine == "docker"
     for deployment in ctx.registry.deployments(
         host=ctx.settings.host, model=model, active_only=False
     ):
         key = (deployment.model, deployment.version, deployment.port)
         running = deployment.stopped_at is None or (key in found and found[key].running)
         tag = f"{deployment.model}:{deployment.version}"
-        if docker:
+        if engine_logs:
             path, where = None, f"docker logs {container_name(tag, deployment.port)}"
         else:
             path = log_path(ctx.settings.logs_dir, tag, deployment.port)

@@ -137,7 +137,7 @@ def jsonable(value: Any) -> Any:
 #: the fields every command about one version reports (README, "Machine-readable output").
 VERSION_FIELDS = (
     "model", "version", "state", "sha256", "developer", "validator", "approver", "bento_tag",
-    "image_tag",
+    "image_tag", "image_id",
 )  # fmt: skip
 
 

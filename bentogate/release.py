@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bentogate import host, warm
-from bentogate.bentos import VersionSpec, build_bento, containerize, export_bento
+from bentogate.bentos import VersionSpec, base_image, build_bento, export_bento
+from bentogate.bentos import containerize as containerize_bento
 from bentogate.context import Context, Progress, Ref, artifact_dir, no_progress
 from bentogate.data import read_csv
 from bentogate.errors import BentogateError, IllegalTransition, NotFoundError, ValidationFailed
@@ -127,12 +128,14 @@ def build(
     ref: Ref,
     *,
     actor: str,
-    image_tag: str | None = None,
+    containerize: bool = False,
     progress: Progress = no_progress,
 ) -> tuple[VersionInfo, Path]:
     """Build the version's Bento (model inside, labels), export its archive, record the build.
 
-    With ``image_tag`` also ``bentoml containerize`` (BuildError where no engine answers).
+    With ``containerize`` also its image, by BentoML's containerize with the engine of
+    ``container`` settings, tagged ``<repository>/<model>:<version>``; its id is recorded
+    (BuildError where no engine works or the base image is missing; the Bento stays built).
     Returns the recorded version and the ``.bento`` archive path.
     """
     info = ctx.registry.get_version(ref.model, ref.version)
@@ -162,15 +165,19 @@ def build(
         ctx.settings.bentoml_home,
         spec,
         args=ctx.settings.bento.build_args(),
+        base_image=base_image(ctx.settings.container),
         progress=progress,
     )
     progress(f"exporting {tag} to {ctx.settings.bentos_dir}")
     archive = export_bento(ctx.settings.bentoml_home, tag, ctx.settings.bentos_dir)
-    if image_tag is not None:
-        progress(f"bentoml containerize {tag} as {image_tag}")
-        containerize(ctx.settings.bentoml_home, tag, image_tag)
+    image_tag = image_id = None
+    if containerize:
+        image_tag = ctx.settings.container.image_tag(ref.model, ref.version)
+        image_id = containerize_bento(
+            ctx.settings.bentoml_home, tag, image_tag, ctx.settings.container, progress=progress
+        )
     recorded = ctx.registry.record_build(
-        ref.model, ref.version, actor=actor, bento_tag=tag, image_tag=image_tag
+        ref.model, ref.version, actor=actor, bento_tag=tag, image_tag=image_tag, image_id=image_id
     )
     return recorded, archive
 
@@ -343,7 +350,9 @@ def release(
     run: dict[Action, Callable[[], object]] = {
         Action.VALIDATE: lambda: validate(ctx, ref, holdout_csv, actor=actors.validator),
         Action.APPROVE: lambda: approve(ctx, ref, actor=actors.approver),
-        Action.BUILD: lambda: build(ctx, ref, actor=actors.release, progress=progress),
+        Action.BUILD: lambda: build(
+            ctx, ref, actor=actors.release, containerize=ctx.containers, progress=progress
+        ),
         Action.STAGE: lambda: deploy(ctx, ref, actor=actors.release, progress=progress),
         Action.GATE: lambda: gate(ctx, ref, actor=actors.release, progress=progress),
         Action.PROMOTE: lambda: promote(ctx, ref, actor=actors.release, progress=progress),

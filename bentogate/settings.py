@@ -118,6 +118,12 @@ class BentoSettings(BaseModel):
         "(unrouted, health-checked) this long, so a rollback is instant; then it is stopped. "
         "0: stop it as soon as it has drained.",
     )
+    runtime: Literal["process", "container"] = Field(
+        "process",
+        description="How this host serves a version (deploy, release, the agent): "
+        "`bentoml serve` processes of the Bento in its store, or containers of the image "
+        "`build --containerize` recorded (the container group below).",
+    )
     expire_warm: Literal["detached", "agent", "manual"] = Field(
         "detached",
         description="Who stops a warm version when its time is over: a detached "
@@ -207,11 +213,50 @@ class AgentSettings(BaseModel):
         description="Wait before the first retry of a failed start; it doubles for each "
         "further one, up to max_backoff_s.",
     )
-    runtime: Literal["process", "docker"] = Field(
-        "process",
-        description="How Bentos run: `bentoml serve` processes, or containers of the "
-        "version's image_tag (needs a Docker engine).",
+
+
+class ContainerSettings(BaseModel):
+    """Container images of the versions (`build --containerize`) and the engine that builds
+    and runs them (`bento.runtime = "container"`)."""
+
+    engine: Literal["podman", "docker"] = Field(
+        "podman",
+        description="The engine command that runs a version's image (and reads its files): "
+        "podman (daemonless, set up by `./run containers`), or docker where its daemon answers.",
     )
+    builder: Literal["podman", "buildah", "docker"] = Field(
+        "podman", description="BentoML containerize's backend that builds each version's image."
+    )
+    repository: str = Field(
+        "bentogate",
+        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+        description="Images are tagged <repository>/<model>:<version>.",
+    )
+    base_image: str | None = Field(
+        None,
+        description="The image every version's image is built FROM (BentoML's "
+        "docker.base_image: Debian with Python 3.11 and the Bento's pinned requirements). "
+        "Default: the one `./run containers` builds locally, "
+        "localhost/bentogate-base:<hash of its recipe>.",
+        examples=["localhost/bentogate-base:0123456789ab"],
+    )
+    storage_dir: Path = Field(
+        Path("/var/cache/bentogate/containers"),
+        description="podman's and buildah's image store (one per storage driver) and their "
+        "configuration files, shared by every checkout on the machine (outside the state "
+        "directory: the base image is built once per machine).",
+    )
+    storage_driver: Literal["overlay", "vfs"] = Field(
+        "overlay",
+        description="podman's and buildah's storage driver: overlay (the kernel's overlayfs: "
+        "a container starts without copying its image), or vfs where overlay mounts are "
+        "refused (every build step and every container start copies the image's files).",
+    )
+    build_timeout_s: float = Field(1800.0, gt=0, description="Longest image build.")
+
+    def image_tag(self, model: str, version: str) -> str:
+        """``<repository>/<model>:<version>``, the tag of a version's image."""
+        return f"{self.repository}/{model}:{version}"
 
 
 class AuditSettings(BaseModel):
@@ -281,6 +326,7 @@ class Settings(BaseSettings):
     bento: BentoSettings = BentoSettings()
     gate: GateSettings = GateSettings()
     agent: AgentSettings = AgentSettings()
+    container: ContainerSettings = ContainerSettings()
     audit: AuditSettings = AuditSettings()
 
     @field_validator("address")

@@ -21,14 +21,17 @@ from pathlib import Path
 import yaml
 
 from bentogate.bentos._cli import run_bentoml, run_python
-from bentogate.bentos.runtime import docker_engine_available
+from bentogate.bentos.baseimage import base_image
+from bentogate.bentos.engine import engine_env, engine_problem, image_id
 from bentogate.errors import BuildError, NotFoundError
+from bentogate.settings import ContainerSettings
 
 # What a model store entry holds: the served ONNX model and its schema/reference data.
 MODEL_FILES = ("model.onnx", "meta.json")
 # The build context: only what bentofile.yaml names (glob patterns, each matching at least
 # one file). Building from the project directory itself would let BentoML walk the state
 # directory (and its own temporary build tree).
+DOCKERFILE_TEMPLATE = "Dockerfile.template"
 BUILD_FILES = ("service.py", "serving/*.py", "bentofile.yaml", "bentos/requirements-serve.txt")
 
 
@@ -122,9 +125,13 @@ def build_bento(
     spec: VersionSpec,
     *,
     args: Mapping[str, object],
+    base_image: str,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """``bentoml build`` the version's Bento from ``project_dir``; returns its tag.
+
+    ``base_image`` is what its container image is to be built FROM (BentoML's
+    ``docker.base_image``, in the Bento from then on: :func:`containerize` needs it).
 
     ``args`` are the service's build arguments besides the model (``service.BentoArgs``:
     body limit, batch rows, recent-request retention), fixed in the Bento from then on.
@@ -154,6 +161,7 @@ def build_bento(
             target = context / source.relative_to(project_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
+        _name_base_image(context / "bentofile.yaml", base_image)
         run_bentoml(
             ["build", str(context), "-f", str(context / "bentofile.yaml"), *options],
             bentoml_home,
@@ -162,6 +170,21 @@ def build_bento(
     if not _bento_exists(bentoml_home, spec.tag):
         raise BuildError(f"bentoml build finished but {spec.tag} is not in the store")
     return spec.tag
+
+
+def _name_base_image(bentofile: Path, base_image: str) -> None:
+    """Make the Bento's image build FROM ``base_image`` and nothing else: BentoML's own
+    Dockerfile for a custom base (``docker.base_image``), which installs the Bento's pinned
+    requirements with uv. A ``dockerfile_template`` that only extends it selects that
+    Dockerfile: without one, BentoML 1.4 writes its newer one, which also apt-get installs a
+    compiler and git into every image (a network and minutes per version, for wheels only)."""
+    recipe = yaml.safe_load(bentofile.read_text())
+    docker = recipe.setdefault("docker", {})
+    docker.pop("distro", None)  # the base image's, ignored (with a warning) when it is named
+    docker["base_image"] = base_image
+    docker["dockerfile_template"] = DOCKERFILE_TEMPLATE
+    bentofile.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (bentofile.parent / DOCKERFILE_TEMPLATE).write_text("{% extends bento_base_template %}\n")
 
 
 def _build_files(project_dir: Path) -> list[Path]:
@@ -270,20 +293,72 @@ def dockerfile(bentoml_home: Path, tag: str) -> Path:
     return bento_path(bentoml_home, tag) / "env" / "docker" / "Dockerfile"
 
 
-def containerize(bentoml_home: Path, tag: str, image_tag: str) -> str:
-    """``bentoml containerize`` the Bento as ``image_tag``; returns ``image_tag``.
+def containerize(
+    bentoml_home: Path,
+    tag: str,
+    image_tag: str,
+    settings: ContainerSettings,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """BentoML's ``containerize`` of the Bento as ``image_tag`` with the engine of
+    ``settings`` (its ``builder`` backend); returns the image's id (``sha256:<hex>``).
 
-    Raises BuildError naming what is missing where no Docker client or no Docker engine
-    answers (the Bento and its Dockerfile stay built), or with bentoml's output if the
-    image build fails.
+    The Bento names its base image (built in by :func:`build_bento`), which must be in the
+    engine's store. ``progress`` is told each step, the build's output as its details.
+    Raises BuildError naming what is missing (the engine, the base image) or with the
+    build's output if it fails; NotFoundError if the store has no such Bento.
     """
-    bento_path(bentoml_home, tag)
-    if shutil.which("docker") is None:
-        raise BuildError("cannot containerize: no docker client on this machine")
-    if not docker_engine_available():
-        raise BuildError(
-            "cannot containerize: no Docker engine answers on this machine "
-            "(`docker info` fails); the Bento and its Dockerfile are built"
+    say = progress or (lambda _: None)
+    base = _base_image_of(bentoml_home, tag)
+    problem = engine_problem(settings)
+    if problem is not None:
+        raise BuildError(f"cannot containerize {tag}: {problem}; the Bento is built")
+    if image_id(settings, base) is None:
+        current = base_image(settings)
+        remedy = (
+            "make it with `./run containers`"
+            if base == current
+            else f"this machine's base image is now {current}, of a changed recipe: "
+            "register the model again, as a new version, to build it on that one"
         )
-    run_bentoml(["containerize", tag, "-t", image_tag], bentoml_home, timeout=3600)
-    return image_tag
+        raise BuildError(
+            f"cannot containerize {tag}: its base image {base} is not in the engine's store "
+            f"({remedy}); the Bento is built"
+        )
+    with tempfile.TemporaryDirectory(prefix="bentogate-image-") as directory:
+        iidfile = Path(directory) / "iid"
+        options = ["--opt", f"iidfile={iidfile}", "--opt", "network=host"]
+        say(f"bentoml containerize {tag} as {image_tag} ({settings.builder}, FROM {base})")
+        # BentoML copies the Bento to a temporary directory and reads its Dockerfile
+        # template there only if that lies under the working directory: both are this one.
+        run_bentoml(
+            ["containerize", tag, "--backend", settings.builder, "-t", image_tag, *options],
+            bentoml_home,
+            cwd=Path(directory),
+            timeout=settings.build_timeout_s,
+            # BUILDAH_LAYERS: podman commits the image once, not once per step (with the vfs
+            # driver each commit is a full copy of the root); buildah does so by default.
+            env={**engine_env(settings), "TMPDIR": directory, "BUILDAH_LAYERS": "false"},
+            on_line=lambda line: say("  " + line),
+        )
+        built = iidfile.read_text().strip() if iidfile.is_file() else ""
+    found = image_id(settings, image_tag)
+    if found is None or (built and found.removeprefix("sha256:") != built.removeprefix("sha256:")):
+        raise BuildError(
+            f"bentoml containerize finished but {image_tag} is not the image it built "
+            f"({found or 'no such image'} vs {built or 'no id written'})"
+        )
+    return found
+
+
+def _base_image_of(bentoml_home: Path, tag: str) -> str:
+    """The base image the Bento ``tag`` was built to be containerized FROM."""
+    info = yaml.safe_load((bento_path(bentoml_home, tag) / "bento.yaml").read_text())
+    base = (info.get("docker") or {}).get("base_image")
+    if not base:
+        raise BuildError(
+            f"cannot containerize {tag}: its Bento names no base image (built before "
+            "containers were made here); build it again under a new version"
+        )
+    return str(base)

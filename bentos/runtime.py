@@ -1,4 +1,5 @@
-"""Running a Bento on a port: one interface, a process backend and a Docker backend.
+"""Running a Bento on a port: one interface, and the process backend (the container backend
+is :mod:`bentogate.bentos.container`).
 
 A runtime starts a built Bento on ``127.0.0.1:<port>``, waits until its ``/readyz`` answers
 200 (failing early, with the log's tail, if the process dies), and stops it gracefully with a
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bentogate.bentos._cli import bentoml_command, bentoml_env
+from bentogate.bentos.build import served_sha256
 from bentogate.errors import RuntimeBackendError
 
 _POLL_S = 0.1
@@ -45,6 +46,8 @@ class Handle:
 
 class Runtime(Protocol):
     """What the release workflow needs from a way of running Bentos."""
+
+    def model_sha256(self, tag: str) -> tuple[str, str]: ...
 
     def start(self, tag: str, port: int) -> Handle: ...
 
@@ -94,7 +97,9 @@ def _startup_failed(handle: Handle) -> bool:
         return False
 
 
-def _wait_ready(runtime: Runtime, handle: Handle, timeout: float) -> None:
+def wait_until_ready(runtime: Runtime, handle: Handle, timeout: float) -> None:
+    """Return once ``handle``'s ``/readyz`` is 200; RuntimeBackendError, with its log's tail,
+    if it stops, its service fails to load, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not runtime.is_alive(handle):
@@ -141,6 +146,11 @@ class ProcessBackend:
         # Children started here, kept to reap them; Bentos started by an earlier bentogate
         # process are found by pid alone.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def model_sha256(self, tag: str) -> tuple[str, str]:
+        """sha256 of the model ``tag``'s Bento would serve from the store, and what was
+        measured. NotFoundError if the store has no such model."""
+        return served_sha256(self._home, tag), f"model of {tag} in the Bento store"
 
     def start(self, tag: str, port: int) -> Handle:
         """Start serving ``tag`` on 127.0.0.1:``port``; does not wait for readiness."""
@@ -192,7 +202,7 @@ class ProcessBackend:
 
     def wait_ready(self, handle: Handle, timeout: float) -> None:
         """Return once ``/readyz`` is 200; RuntimeBackendError if it dies or times out."""
-        _wait_ready(self, handle, timeout)
+        wait_until_ready(self, handle, timeout)
 
     def _reap(self) -> None:
         """Collect children that died without a stop() (killed, crashed): no zombies."""
@@ -270,87 +280,3 @@ def _rss_sum(members: list[int]) -> int | None:
                     found = True
                     break
     return total if found else None
-
-
-def docker_engine_available(timeout: float = 5.0) -> bool:
-    """True if a ``docker`` client exists and its engine answers ``docker info``."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        done = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
-
-
-class DockerBackend:
-    """A containerized Bento: ``docker run -p 127.0.0.1:<port>:3000 <image>``."""
-
-    def __init__(
-        self, logs_dir: Path, *, image_for: dict[str, str], docker: str = "docker"
-    ) -> None:
-        self._logs = logs_dir
-        self._images = image_for
-        self._docker = docker
-
-    def run_command(self, tag: str, port: int) -> list[str]:
-        """The ``docker run`` command line for ``tag`` on ``port`` (unit-tested)."""
-        try:
-            image = self._images[tag]
-        except KeyError:
-            raise RuntimeBackendError(f"no container image recorded for {tag}") from None
-        return [
-            self._docker,
-            "run",
-            "--detach",
-            "--rm",
-            "--name",
-            container_name(tag, port),
-            "--env",
-            "BENTOML_DO_NOT_TRACK=True",
-            "-p",
-            f"127.0.0.1:{port}:3000",
-            image,
-        ]
-
-    def _run(self, args: list[str], timeout: float = 60.0) -> str:
-        try:
-            done = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeBackendError(f"{' '.join(args[:3])}: {exc}") from exc
-        if done.returncode != 0:
-            raise RuntimeBackendError(f"{' '.join(args[:3])} failed: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def start(self, tag: str, port: int) -> Handle:
-        self._logs.mkdir(parents=True, exist_ok=True)
-        container = self._run(self.run_command(tag, port))
-        log_path = self._logs / f"{container_name(tag, port)}.log"
-        return Handle(tag=tag, port=port, pid=None, log_path=log_path, container=container)
-
-    def wait_ready(self, handle: Handle, timeout: float) -> None:
-        _wait_ready(self, handle, timeout)
-
-    def is_alive(self, handle: Handle) -> bool:
-        if handle.container is None:
-            return False
-        state = self._run([self._docker, "inspect", "-f", "{{.State.Running}}", handle.container])
-        return state == "true"
-
-    def stop(self, handle: Handle, timeout: float) -> None:
-        if handle.container is not None:
-            self._run(
-                [self._docker, "stop", "-t", str(int(timeout)), handle.container],
-                timeout=timeout + 30,
-            )
-
-
-def container_name(tag: str, port: int) -> str:
-    return f"bentogate-{tag.replace(':', '-')}-{port}"

@@ -132,23 +132,36 @@ def approve(
 
 
 def record_build(
-    session: Session, attempt: Attempt, *, bento_tag: str, image_tag: str | None
+    session: Session,
+    attempt: Attempt,
+    *,
+    bento_tag: str,
+    image_tag: str | None,
+    image_id: str | None,
 ) -> VersionInfo:
-    """Record a build of an approved (or later) version; older gate passes stop counting."""
+    """Record a build of an approved (or later) version (its image's tag and id with
+    both or neither); older gate passes stop counting."""
     model, row = queries.locked_version(session, attempt)
     current = State(row.state)
     attempt.to_state = current
     check_transition(Action.BUILD, current, current, subject=attempt.subject)
     if not bento_tag:
         attempt.refuse(GovernanceError, "bento_tag is empty", "builds are named")
-    row.bento_tag, row.image_tag, row.built_at = bento_tag, image_tag, attempt.now()
+    if (image_tag is None) != (image_id is None):
+        attempt.refuse(
+            GovernanceError,
+            f"image tag {image_tag!r} with image id {image_id!r}",
+            "an image is recorded by its tag and its id",
+        )
+    row.bento_tag, row.image_tag, row.image_id = bento_tag, image_tag, image_id
+    row.built_at = attempt.now()
     move(
         session,
         attempt,
         row,
         current,
         f"built {bento_tag}",
-        {"bento_tag": bento_tag, "image_tag": image_tag},
+        {"bento_tag": bento_tag, "image_tag": image_tag, "image_id": image_id},
     )
     return records.version_info(row, model.name)
 

@@ -55,6 +55,9 @@ class VersionInfo:
     #: when an automatic rollback took it out of production; it needs a passed gate newer
     #: than that to take production again (``None``: it never failed a bake)
     bake_failed_at: datetime | None = None
+    #: the id (``sha256:<hex>``) of the image built as ``image_tag``: what the container
+    #: runtime runs (a tag can be moved, an id cannot)
+    image_id: str | None = None
 
     @property
     def ref(self) -> str:
@@ -200,6 +203,7 @@ def version_info(row: schema.Version, model_name: str) -> VersionInfo:
         demoted_at=row.demoted_at,
         capacity_rps=row.capacity_rps,
         bake_failed_at=row.bake_failed_at,
+        image_id=row.image_id,
     )
 
 

@@ -107,13 +107,17 @@ class Registry(Store):
             return lifecycle.approve(s, a, comment=comment, valid_until=valid_until)
 
     def record_build(
-        self, model: str, version: str, *, actor: str, bento_tag: str, image_tag: str | None = None
-    ) -> records.VersionInfo:
-        """Record the Bento (and image) built for an approved-or-later version; sets
-        ``built_at``, so only gate passes after it allow promotion. Raises
-        :class:`IllegalTransition` before approval or after rejection/retirement."""
+        self, model: str, version: str, *, actor: str, bento_tag: str,
+        image_tag: str | None = None, image_id: str | None = None,
+    ) -> records.VersionInfo:  # fmt: skip
+        """Record the Bento (and image: its tag and id) built for an approved-or-later
+        version; sets ``built_at``, so only gate passes after it allow promotion. Raises
+        :class:`IllegalTransition` before approval or after rejection/retirement,
+        :class:`GovernanceError` for an image tag without its id or the reverse."""
         with self._write(Action.BUILD, actor, model, version) as (s, a):
-            return lifecycle.record_build(s, a, bento_tag=bento_tag, image_tag=image_tag)
+            return lifecycle.record_build(
+                s, a, bento_tag=bento_tag, image_tag=image_tag, image_id=image_id
+            )
 
     def stage(self, model: str, version: str, *, actor: str) -> records.VersionInfo:
         """approved → staged; staged/gated/production: unchanged. Raises

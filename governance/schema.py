@@ -143,6 +143,8 @@ class Version(Base):
     approver: Mapped[str | None] = mapped_column(sa.String(128))
     bento_tag: Mapped[str | None] = mapped_column(sa.String(256))
     image_tag: Mapped[str | None] = mapped_column(sa.String(256))
+    #: the engine's id of the image (``sha256:<hex>``) built as image_tag (migration 0009)
+    image_id: Mapped[str | None] = mapped_column(sa.String(80))
     built_at: Mapped[datetime | None]
     registered_at: Mapped[datetime]
     state_changed_at: Mapped[datetime]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from bento_support import Built
 
+from bentogate.bentos import base_image
 from bentogate.bentos.build import VersionSpec, build_bento, model_path
 from bentogate.context import PROJECT_DIR  # the Bento source a wheel ships
 from bentogate.data import Dataset, make_transactions, train_xgboost
@@ -71,6 +72,7 @@ def _build(
         settings.bentoml_home,
         spec,
         args={"max_body_bytes": max_body_bytes, "max_batch_rows": max_batch_rows},
+        base_image=base_image(settings.container),
     )
     return Built(built, settings.bentoml_home, artifact)
 

@@ -1,23 +1,22 @@
 """A version's Bento is self-contained: exported from host A, imported into an empty host B
 and served there, it scores exactly as on A; its Python environment is pinned; its
-Dockerfile runs ``bentoml serve``; it is containerized where a Docker engine answers."""
+Dockerfile runs ``bentoml serve`` FROM this machine's base image (containerized and served
+for real in ``tests/integration/containers``)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bento_support import Built, get_json, post_json, serving, sha256_file
-from free_ports import free_port
+from bento_support import Built, post_json, serving, sha256_file
 
-from bentogate.bentos.build import bento_path, containerize, dockerfile, export_bento, import_bento
-from bentogate.bentos.runtime import DockerBackend, ProcessBackend, docker_engine_available
-from bentogate.errors import BuildError
-from bentogate.settings import Settings
+from bentogate.bentos import base_image
+from bentogate.bentos.build import bento_path, dockerfile, export_bento, import_bento
+from bentogate.bentos.runtime import ProcessBackend
+from bentogate.settings import ContainerSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +87,10 @@ def test_the_bentos_python_environment_is_pinned_to_the_tested_versions(fraud_v1
 def test_the_dockerfile_serves_the_bento_with_python_3_11_on_port_3000(fraud_v1: Built) -> None:
     path = dockerfile(fraud_v1.home, fraud_v1.tag)
     text = path.read_text()
-    assert re.search(r"^FROM python:3\.11(-slim)?\b", text, re.M), "base image is not python 3.11"
+    base = re.escape(base_image(ContainerSettings()))
+    assert re.search(rf"^FROM {base}\b", text, re.M), "not FROM this machine's base image"
+    assert re.search(r"uv venv .*--python 3\.11|uv venv -p 3\.11", text), "not Python 3.11"
+    assert "apt-get" not in text  # the base image has what the Bento needs: no network
     assert re.search(r"^EXPOSE 3000$", text, re.M)
     assert "requirements.txt" in text  # the pinned environment is what gets installed
     assert re.search(r"^USER bentoml$", text, re.M)  # not root
@@ -98,35 +100,3 @@ def test_the_dockerfile_serves_the_bento_with_python_3_11_on_port_3000(fraud_v1:
     script = path.parent / Path(entrypoint.group(1)).name
     # Started without arguments, the entrypoint serves the Bento it is built from.
     assert re.search(r'set -- bentoml serve "\$@" "\$BENTO_PATH"', script.read_text())
-
-
-def test_containerize_names_the_missing_docker_engine(fraud_v1: Built) -> None:
-    if docker_engine_available():
-        pytest.skip("a Docker engine answers here: test_containerize_builds_a_runnable_image")
-    with pytest.raises(BuildError, match=r"no Docker engine answers|no docker client") as caught:
-        containerize(fraud_v1.home, fraud_v1.tag, "bentogate-test/fraud:1")
-    assert "cannot containerize" in str(caught.value)
-
-
-def test_containerize_builds_a_runnable_image(fraud_v1: Built, tmp_path: Path) -> None:
-    if not docker_engine_available():
-        pytest.skip("no Docker engine answers on this machine")
-    image = containerize(fraud_v1.home, fraud_v1.tag, "bentogate-test/fraud:1")
-    backend = DockerBackend(tmp_path / "logs", image_for={fraud_v1.tag: image})
-    try:
-        handle = backend.start(fraud_v1.tag, free_port())
-        try:
-            backend.wait_ready(handle, 180)
-            status, info = get_json(handle.port, "/model")
-            assert status == 200
-            assert (info["name"], info["version"]) == ("fraud", "1")
-            assert info["sha256"] == fraud_v1.artifact.sha256
-            status, answer = post_json(
-                handle.port, "/predict", {"features": fraud_v1.artifact.canary_row}
-            )
-            assert status == 200
-            assert abs(answer["score"] - fraud_v1.artifact.canary_score) <= 1e-5
-        finally:
-            backend.stop(handle, 10)
-    finally:
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)

@@ -92,7 +92,7 @@ def test_step_down_to_0001_and_back(reg: Registry, raw: sa.Engine) -> None:
     with raw.begin() as conn:
         conn.execute(sa.text(edit))  # unguarded at 0001 ...
     reg.upgrade()
-    assert reg.schema_revision() == head_revision() == "0008"
+    assert reg.schema_revision() == head_revision() == "0009"
     assert reg.verify_audit()[:2] == (False, 1)  # ... but the chain still tells
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), raw.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log"))
@@ -150,7 +150,9 @@ def test_step_down_to_0005_and_back(reg: Registry, raw: sa.Engine, advance: obje
     assert reg.schema_revision() == "0005"
     assert "bake_failed_at" not in _columns(raw, "versions")
     assert _tables(raw) == TABLES - {"audit_checkpoints", "database_refusals"}
-    behind = r"schema in .* is older than this code: call Registry\.upgrade\(\) \(.*bake_failed_at"
+    # versions' newer columns (0006 and later) are missing: the first one read is named
+    behind = r"schema in .* is older than this code: call Registry\.upgrade\(\) "
+    behind += r"\(.*(bake_failed_at|image_id)"
     with pytest.raises(ConfigError, match=behind):  # this code reads versions' new column
         reg.versions("fraud")
     with pytest.raises(ConfigError, match=behind):  # and so does every write of a version
@@ -194,3 +196,21 @@ def test_step_down_to_0006_and_back(reg: Registry, raw: sa.Engine) -> None:
     reg.upgrade()
     assert reg.schema_revision() == head_revision()
     assert _tables(raw) == TABLES
+
+
+def test_step_down_to_0008_and_back(reg: Registry, raw: sa.Engine, advance: object) -> None:
+    version = advance("fraud", State.APPROVED)  # type: ignore[operator]
+    image = "sha256:" + "c" * 64
+    reg.record_build("fraud", version, actor="ci", bento_tag="fraud:1", image_tag="r/fraud:1",
+                     image_id=image)  # fmt: skip
+    assert reg.get_version("fraud", version).image_id == image
+    reg.downgrade("0008")
+    assert "image_id" not in _columns(raw, "versions")
+    assert reg.verify_audit()[0]  # the build's audit row (with the id) stays
+    reg.upgrade()
+    assert reg.schema_revision() == head_revision()
+    assert reg.get_version("fraud", version).image_id is None
+    assert reg.audit("fraud", version)[-1].payload["image_id"] == image
+    # adding and dropping the column kept 0002's guard on version identity
+    with pytest.raises(sa.exc.DBAPIError, match="immutable"), raw.begin() as conn:
+        conn.execute(sa.text("UPDATE versions SET sha256 = :s"), {"s": "b" * 64})

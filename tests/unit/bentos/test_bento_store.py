@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
+import re
 import tarfile
 from pathlib import Path
 
 import pytest
 
 import bentogate.bentos.build
+from bentogate.bentos import base_image
 from bentogate.bentos._cli import bentoml_env, run_python
 from bentogate.bentos.build import (
     VersionSpec,
@@ -23,6 +24,7 @@ from bentogate.bentos.build import (
     save_model,
 )
 from bentogate.errors import BuildError, NotFoundError
+from bentogate.settings import ContainerSettings
 
 MODEL = b"onnx bytes of fraud:1"
 SHA = hashlib.sha256(MODEL).hexdigest()
@@ -139,28 +141,53 @@ def test_import_names_a_missing_or_unreadable_archive(tmp_path: Path) -> None:
         import_bento(tmp_path, junk)
 
 
-def test_containerize_names_a_missing_docker_client(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = _store(tmp_path)
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(BuildError, match="no docker client"):
-        containerize(home, "fraud:1", "bentogate/fraud:1")
+def _based(home: Path, base: str = "localhost/bentogate-base:0123456789ab") -> Path:
+    """``_store`` with a Bento built to be containerized FROM ``base``."""
+    bento = home / "bentos" / "fraud" / "1" / "bento.yaml"
+    bento.write_text(bento.read_text() + f"docker:\n  base_image: {base}\n")
+    return home
 
 
-def test_containerize_names_a_missing_docker_engine(
+def _settings(tmp_path: Path) -> ContainerSettings:
+    return ContainerSettings(storage_dir=tmp_path / "containers")
+
+
+def test_containerize_needs_a_bento_built_for_a_base_image(tmp_path: Path) -> None:
+    home = _store(tmp_path)
+    with pytest.raises(BuildError, match="its Bento names no base image"):
+        containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
+
+
+def test_containerize_names_a_missing_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = _store(tmp_path)
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/docker")
-    monkeypatch.setattr(bentogate.bentos.build, "docker_engine_available", lambda: False)
-    with pytest.raises(BuildError, match="no Docker engine answers on this machine"):
-        containerize(home, "fraud:1", "bentogate/fraud:1")
+    home = _based(_store(tmp_path))
+    monkeypatch.setattr(
+        bentogate.bentos.build, "engine_problem", lambda settings: "no podman on this machine"
+    )
+    with pytest.raises(BuildError, match="cannot containerize fraud:1: no podman on this machine"):
+        containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
+
+
+def test_containerize_names_a_missing_base_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = base_image(_settings(tmp_path))
+    monkeypatch.setattr(bentogate.bentos.build, "engine_problem", lambda settings: None)
+    monkeypatch.setattr(bentogate.bentos.build, "image_id", lambda settings, image: None)
+    home = _based(_store(tmp_path / "now"), current)
+    missing = f"base image {current} is not in the engine's store"
+    with pytest.raises(BuildError, match=re.escape(missing + " (make it with `./run containers`)")):
+        containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
+    # a Bento built for the base of an older recipe: ./run containers would not make that one
+    home = _based(_store(tmp_path / "then"), "localhost/bentogate-base:0123456789ab")
+    with pytest.raises(BuildError, match=re.escape(f"this machine's base image is now {current}")):
+        containerize(home, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
 
 
 def test_containerize_needs_the_bento(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="no Bento fraud:1"):
-        containerize(tmp_path, "fraud:1", "bentogate/fraud:1")
+        containerize(tmp_path, "fraud:1", "bentogate/fraud:1", _settings(tmp_path))
 
 
 def test_every_bentoml_process_has_its_own_store_and_no_tracking(tmp_path: Path) -> None:

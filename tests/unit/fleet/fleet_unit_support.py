@@ -9,6 +9,7 @@ from governance_support import register
 
 from bentogate.bentos import Handle
 from bentogate.context import Context
+from bentogate.errors import NotFoundError
 from bentogate.governance import Registry
 from bentogate.settings import Settings
 
@@ -21,15 +22,22 @@ def context(tmp_path: Path, **settings: object) -> Context:
     return ctx
 
 
-def gated(reg: Registry, model: str = "fraud", *, image_tag: str | None = None) -> str:
+def gated(
+    reg: Registry,
+    model: str = "fraud",
+    *,
+    image_tag: str | None = None,
+    image_id: str | None = None,
+) -> str:
     """Register a version of ``model`` (created if needed) and drive it to gated."""
     reg.ensure_model(model, owner="risk", production_port=10000, actor="admin")
     version = register(reg, model, sha256=SHA, feature_names=["f1"], artifact_uri="/nowhere")
     reg.validate(model, version, actor="val", results={}, passed=True)
     reg.approve(model, version, actor="boss")
     reg.record_build(
-        model, version, actor="ci", bento_tag=f"{model}:{version}", image_tag=image_tag
-    )
+        model, version, actor="ci", bento_tag=f"{model}:{version}", image_tag=image_tag,
+        image_id=image_id,
+    )  # fmt: skip
     reg.stage(model, version, actor="ci")
     reg.record_gate(
         model,
@@ -53,6 +61,11 @@ class RecordingRuntime:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
+
+    def model_sha256(self, tag: str) -> tuple[str, str]:
+        """Like an empty Bento store: nothing to measure."""
+        self.calls.append(("model_sha256", tag))
+        raise NotFoundError(f"no model {tag} (a recording runtime serves none)")
 
     def start(self, tag: str, port: int) -> Handle:
         self.calls.append(("start", tag))

@@ -12,29 +12,31 @@ import pytest
 from fleet_unit_support import RecordingRuntime, context, gated
 
 from bentogate import agent
-from bentogate.bentos import DockerBackend, container_name
+from bentogate.bentos import ContainerBackend, container_name
 from bentogate.context import Context
 from bentogate.errors import DatabaseUnavailable, RuntimeBackendError
 from bentogate.settings import Settings
 
 
-def test_fleet_docker_runtime_runs_the_image_recorded_in_the_db(tmp_path: Path) -> None:
-    ctx = context(tmp_path, agent={"runtime": "docker"})
-    version = gated(ctx.registry, image_tag="registry.local/fraud:7")
+def test_the_container_runtime_runs_the_image_id_recorded_in_the_db(tmp_path: Path) -> None:
+    ctx = context(tmp_path, bento={"runtime": "container"})
+    image = "sha256:" + "7" * 64
+    version = gated(ctx.registry, image_tag="bentogate/fraud:7", image_id=image)
     runtime = ctx.runtime
-    assert isinstance(runtime, DockerBackend)
+    assert isinstance(runtime, ContainerBackend)
     command = runtime.run_command(f"fraud:{version}", 3005)
-    assert command[-1] == "registry.local/fraud:7"
-    assert "127.0.0.1:3005:3000" in command
+    assert command[command.index(image) :] == [
+        image, "serve", "--host", "127.0.0.1", "--port", "3005",
+    ]  # fmt: skip
     handle = ctx.handle(f"fraud:{version}", 3005, None)
     assert handle.container == container_name(f"fraud:{version}", 3005)
     ctx.close()
 
 
-def test_fleet_docker_runtime_refuses_a_version_without_an_image(tmp_path: Path) -> None:
-    ctx = context(tmp_path, agent={"runtime": "docker"})
+def test_the_container_runtime_refuses_a_version_without_an_image(tmp_path: Path) -> None:
+    ctx = context(tmp_path, bento={"runtime": "container"})
     version = gated(ctx.registry)
-    with pytest.raises(RuntimeBackendError, match="no container image"):
+    with pytest.raises(RuntimeBackendError, match="no container image recorded"):
         ctx.runtime.run_command(f"fraud:{version}", 3005)  # type: ignore[attr-defined]
     ctx.close()
 
