@@ -1,17 +1,18 @@
 """The machine the suite's workers share (here, beside ``hosts.py``: conftest puts ``tests/``
 on sys.path). Every running test holds it shared (conftest's autouse ``machine`` fixture); a
 part of a test that must be measured as on a quiet host takes it whole (:meth:`Machine.alone`),
-the other worker's tests waiting.
+the other worker's tests waiting; so does every gate (:func:`gates_run_alone`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 #: held shared by every running test of every worker; exclusively by a part of a test that
 #: must run alone (:meth:`Machine.alone`)
@@ -35,12 +36,55 @@ class Machine:
             fcntl.flock(self._handle, fcntl.LOCK_SH)
 
 
+_current: Machine | None = None  # this process's running test's hold, if a test runs
+
+
 @contextlib.contextmanager
 def held() -> Iterator[Machine]:
-    """Hold the machine shared for the block."""
+    """Hold the machine shared for the block (a test)."""
+    global _current
     with MACHINE_LOCK.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
+        _current = Machine(handle)
         try:
-            yield Machine(handle)
+            yield _current
+        finally:
+            _current = None
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """:meth:`Machine.alone` from anywhere: in a test, its own hold taken whole; in a module
+    fixture's set-up (no test of this process runs), the machine taken whole outright."""
+    if _current is not None:
+        with _current.alone():
+            yield
+        return
+    with MACHINE_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def gates_run_alone() -> None:
+    """Every gate this process runs (``bentogate.gating.run_gate``: the load test of a
+    ``gate``, whether a test, a fixture or the release workflow calls it) runs alone: a gate
+    measures latency, and the other worker's load would make it inconclusive ("host stalls"),
+    as it would on any busy host. Its few seconds are all that is kept from running side by
+    side."""
+    from bentogate import gating
+
+    if getattr(gating.run_gate, "runs_alone", False):
+        return
+    measure = gating.run_gate
+
+    @functools.wraps(measure)
+    def run_gate_alone(*args: Any, **kwargs: Any) -> Any:
+        with alone():
+            return measure(*args, **kwargs)
+
+    run_gate_alone.runs_alone = True  # type: ignore[attr-defined]
+    gating.run_gate = run_gate_alone

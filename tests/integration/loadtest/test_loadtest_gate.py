@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from machine import Machine
 
 from bentogate.errors import LoadTestError
 from bentogate.loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, GateResult, Target, run_gate
 from bentogate.settings import GateSettings
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _alone(machine: Machine) -> Iterator[None]:
+    """Each test here judges the gate's verdicts as on a quiet host: the other worker waits
+    (tests/machine.py)."""
+    with machine.alone():
+        yield
 
 POLICY = GatePolicy.from_settings(
     GateSettings(rate=300.0, warmup_s=2.0, duration_s=4.0, users=16, min_samples=500),
