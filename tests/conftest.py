@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from free_ports import free_port_block
-from machine import Machine, held
+from machine import Machine, current, held
 
 if TYPE_CHECKING:
     from hosts import Models
@@ -33,12 +33,19 @@ def _clean_bentogate_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
-@pytest.fixture(autouse=True)
-def machine() -> Iterator[Machine]:
-    """Every test holds the machine shared (``machine.Machine``; ``alone()`` for a part that
-    must run as on a quiet host)."""
-    with held() as hold:
-        yield hold
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """Every test, its fixtures' set-up and tear-down included (a module's host starts in its
+    first test's set-up), holds the machine shared (tests/machine.py)."""
+    with held():
+        return (yield)
+
+
+@pytest.fixture
+def machine() -> Machine:
+    """This test's hold on the machine: ``machine.alone()`` for a part that must run as on a
+    quiet host, the other worker's tests waiting."""
+    return current()
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +90,10 @@ def pg_server_url() -> str:
 
 
 @pytest.fixture
-def pg_base_url(pg_server_url: str) -> Iterator[str]:
-    """:func:`pg_server_url`, held (shared) for the test: a test stopping PostgreSQL waits."""
-    from governance_support import postgres_lock
-
-    with postgres_lock(exclusive=False):
-        yield pg_server_url
+def pg_base_url(pg_server_url: str) -> str:
+    """:func:`pg_server_url` (a test that stops PostgreSQL waits until no other test runs:
+    tests/machine.py)."""
+    return pg_server_url
 
 
 @pytest.hookimpl(wrapper=True)

@@ -5,8 +5,6 @@ sys.path, so unit and integration suites import it alike):
                                                per test, and its dropper (fleet tests too)
     people_database(base, people)              a database of its own with ``bentogate db
                                                roles`` and one login role per person
-    postgres_lock(exclusive)                   the machine's PostgreSQL, shared by tests that
-                                               use it, taken whole by a test that stops it
     Clock                                      a registry clock that stands still until moved
     register, gate, shadow                     one registry call each, with the plainest valid
                                                arguments (a test passes only what it is about)
@@ -19,13 +17,10 @@ sys.path, so unit and integration suites import it alike):
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -67,23 +62,6 @@ def pg_schema(base: str, prefix: str) -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return url.render_as_string(hide_password=False), drop
-
-
-#: one lock file per machine: test workers and whole test runs (several checkouts) alike
-PG_LOCK = Path(tempfile.gettempdir()) / "bentogate-tests-postgresql.lock"
-
-
-@contextlib.contextmanager
-def postgres_lock(*, exclusive: bool) -> Iterator[None]:
-    """Hold the machine's PostgreSQL: shared while a test uses it, exclusive while a test
-    stops it (the fleet's outage tests), so no test of another worker or run finds it down.
-    A process must not ask for it exclusively while it holds it shared."""
-    with PG_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

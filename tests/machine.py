@@ -1,7 +1,12 @@
-"""The machine the suite's workers share (here, beside ``hosts.py``: conftest puts ``tests/``
-on sys.path). Every running test holds it shared (conftest's autouse ``machine`` fixture); a
-part of a test that must be measured as on a quiet host takes it whole (:meth:`Machine.alone`),
-the other worker's tests waiting; so does every gate (:func:`gates_run_alone`).
+"""The machine the suite's workers (and other test runs on it) share, as one file lock (here,
+beside ``hosts.py``: conftest puts ``tests/`` on sys.path). Every running test holds it shared,
+its fixtures' set-up and tear-down included (conftest's ``pytest_runtest_protocol``). A part of
+a test that must run as on a quiet host takes it whole (:meth:`Machine.alone`, :func:`alone`),
+the other worker's tests waiting: every gate (:func:`gates_run_alone`), the wheel's demo, and
+a fleet test's PostgreSQL outage (nobody else's test may find the server down).
+
+One lock, so no two holds can wait for each other: taking it whole first gives up this
+test's shared hold (flock converts a lock by releasing it first).
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ def held() -> Iterator[Machine]:
         finally:
             _current = None
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def current() -> Machine:
+    """The running test's hold (every test has one: conftest's ``pytest_runtest_protocol``)."""
+    assert _current is not None, "no test of this process holds the machine"
+    return _current
 
 
 @contextlib.contextmanager

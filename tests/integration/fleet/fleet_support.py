@@ -27,8 +27,9 @@ from typing import Any
 import governance_support
 import sqlalchemy as sa
 from governance_support import PG_DEFAULT as PG_DEFAULT  # re-exported for the fleet tests
-from governance_support import pg_problem, postgres_lock
+from governance_support import pg_problem
 from hosts import host_settings, settings_env
+from machine import alone
 from network import Network
 
 from bentogate.context import Context
@@ -55,19 +56,16 @@ def _pg_cluster(action: str) -> None:
 
 
 class PostgresHold:
-    """A fleet test's hold on the machine's PostgreSQL (governance_support.postgres_lock):
-    shared from the start, so no other test (of this run or another) stops it under the
-    test; :meth:`take_whole` trades it for the whole server, once no other test uses it, for
-    a test that stops it itself (before its rollout, so the stop comes when the test means
-    it, not when the others are done)."""
+    """A fleet test's claim on the machine's PostgreSQL: :meth:`take_whole` takes the machine
+    (tests/machine.py: no other test runs, in this run or another, until :meth:`release`), for
+    a test that stops PostgreSQL itself (before its rollout, so the stop comes when the test
+    means it, not when the others are done)."""
 
     def __init__(self) -> None:
         self._held = contextlib.ExitStack()
-        self._held.enter_context(postgres_lock(exclusive=False))
 
     def take_whole(self) -> None:
-        self._held.close()
-        self._held.enter_context(postgres_lock(exclusive=True))
+        self._held.enter_context(alone())
 
     def release(self) -> None:
         self._held.close()

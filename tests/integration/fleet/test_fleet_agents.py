@@ -81,8 +81,7 @@ def net() -> Iterator[Network]:
 
 @pytest.fixture(autouse=True)
 def postgres() -> Iterator[PostgresHold]:
-    """Each test holds the machine's PostgreSQL, shared (a test that stops it takes it whole:
-    :class:`fleet_support.PostgresHold`)."""
+    """A test that stops PostgreSQL takes the machine first (``fleet_support.PostgresHold``)."""
     hold = PostgresHold()
     try:
         yield hold
