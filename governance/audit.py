@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -256,14 +257,14 @@ def _check_refusals(session: Session, summary: str) -> tuple[bool, int | None, s
             AuditRow.outcome == Outcome.REFUSED, AuditRow.payload.like(marker)
         )
     ).scalars()
-    chained = [json.loads(p)["refusal"] for p in payloads]
+    chained = Counter(json.loads(p)["refusal"] for p in payloads)
     missing = sorted(kept - set(chained))
     if missing:
         return False, None, (
             f"refusals {missing} kept by the database are not in the audit chain "
             "(the head was moved past them)"
         )
-    twice = sorted({r for r in chained if chained.count(r) > 1})
+    twice = sorted(r for r, n in chained.items() if n > 1)
     if twice:
         return False, None, f"refusals {twice} kept by the database are in the chain twice"
     if pending:

@@ -75,8 +75,9 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
-    """The PostgreSQL server URL, or skip (fail when BENTOGATE_TEST_PG_URL is set but dead)."""
+def pg_base_url() -> str:
+    """The PostgreSQL server URL, or skip (fail when BENTOGATE_TEST_PG_URL is set but dead).
+    A test that stops PostgreSQL waits until no other test runs (tests/machine.py)."""
     from governance_support import PG_DEFAULT, pg_problem
 
     configured = os.environ.get("BENTOGATE_TEST_PG_URL")
@@ -87,13 +88,6 @@ def pg_server_url() -> str:
             pytest.fail(f"BENTOGATE_TEST_PG_URL is set but unusable: {problem}")
         pytest.skip(f"no PostgreSQL at {PG_DEFAULT} ({problem}); set BENTOGATE_TEST_PG_URL")
     return url
-
-
-@pytest.fixture
-def pg_base_url(pg_server_url: str) -> str:
-    """:func:`pg_server_url` (a test that stops PostgreSQL waits until no other test runs:
-    tests/machine.py)."""
-    return pg_server_url
 
 
 @pytest.hookimpl(wrapper=True)
