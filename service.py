@@ -28,8 +28,10 @@ from pydantic import BaseModel
 from serving import (
     LATENCY_BUCKETS_S,
     RecentRequests,
+    RequestMetrics,
     Scorer,
     canary_refusal,
+    install_lean_stack,
     install_one_write_protocol,
     prediction_app,
     publish_identity,
@@ -48,35 +50,39 @@ class BentoArgs(BaseModel):
 
 ARGS = bentoml.use_arguments(BentoArgs)
 
-app = prediction_app(
-    get_current_service,
-    max_body_bytes=ARGS.max_body_bytes,
-    max_batch_rows=ARGS.max_batch_rows,
-    recent=RecentRequests(ARGS.recent_rows, ARGS.recent_max_age_s) if ARGS.recent_rows else None,
+METRICS_NAMESPACE = "bentoml_service"
+
+app = RequestMetrics(
+    prediction_app(
+        get_current_service,
+        max_body_bytes=ARGS.max_body_bytes,
+        max_batch_rows=ARGS.max_batch_rows,
+        recent=RecentRequests(ARGS.recent_rows, ARGS.recent_max_age_s)
+        if ARGS.recent_rows
+        else None,
+    ),
+    namespace=METRICS_NAMESPACE,
+    buckets=LATENCY_BUCKETS_S,
 )
 
-# Here, at import: BentoML's worker imports this module, then starts uvicorn, which picks
-# its protocol class then.
+# Here, at import: BentoML's worker imports this module, then builds the service's app
+# (without the layers serving/stack.py leaves out) and starts uvicorn, which picks its
+# protocol class then.
+install_lean_stack()
 install_one_write_protocol()
 
 
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="bentogate_model",
-    # BentoML's timeout keeps a timer (and a future) per request alive this long; under
-    # load they fill the oldest GC generation, and full collections grew to tens of ms at
-    # 10 s (bench/README.md). 2 s is still far above any prediction, and below HAProxy's
-    # `timeout server`, which answers the client first anyway.
-    traffic={"timeout": 2},
+    # /metrics stays BentoML's; the app records its requests there (RequestMetrics).
     metrics={
         "enabled": True,
-        "namespace": "bentoml_service",
+        "namespace": METRICS_NAMESPACE,
         "duration": {"buckets": list(LATENCY_BUCKETS_S)},
     },
-    # Per-request costs that buy nothing here (measured in-process, bench/README.md): an
-    # OpenTelemetry span per prediction (~200 us of CPU; no exporter is configured) and an
-    # access-log line (~20-40 us). HAProxy in front counts and times every request.
-    tracing={"excluded_urls": ["/predict"]},  # a regex: /predict_batch too
+    # An access-log line per request costs ~20-40 us (bench/README.md); HAProxy in front
+    # logs, counts and times every request.
     logging={"access": {"enabled": False}},
 )
 class ModelService:

@@ -122,6 +122,15 @@ def _metrics(port: int) -> dict[str, list[Any]]:
     return {family.name: family.samples for family in text_string_to_metric_families(body.decode())}
 
 
+def _request_counts(families: dict[str, list[Any]]) -> dict[tuple[str, str], float]:
+    """``bentoml_service_request_total`` by (endpoint, response code)."""
+    return {
+        (sample.labels["endpoint"], sample.labels["http_response_code"]): sample.value
+        for sample in families.get("bentoml_service_request", [])
+        if sample.name.endswith("_total")
+    }
+
+
 def _first_reads(port: int, raw: bytes, times: int) -> list[tuple[int, int]]:
     """Send ``raw`` (one whole HTTP request) ``times`` times on one keep-alive connection;
     for each response, (bytes the first ``recv`` returned, bytes of the whole response)."""
@@ -191,9 +200,22 @@ def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(
     fleet: dict[str, tuple[Built, Handle]],
 ) -> None:
     built, handle = fleet["fraud:1"]
+    before = _request_counts(_metrics(handle.port))
     for _ in range(3):
         assert post_json(handle.port, "/predict", {"features": built.artifact.canary_row})[0] == 200
+    assert post_json(handle.port, "/predict", {"features": [1.0]})[0] == 400
+    for path in ("/no-such-path", "/another-one"):
+        assert request(handle.port, "GET", path)[0] == 404
     families = _metrics(handle.port)
+    # Every answer is counted under BentoML's names, by endpoint and response code; paths no
+    # route serves share one series (random paths cannot grow /metrics without bound).
+    after = _request_counts(families)
+    counted = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert {key: n for key, n in counted.items() if n} == {
+        ("/predict", "200"): 3.0,
+        ("/predict", "400"): 1.0,
+        ("(unrouted)", "404"): 2.0,
+    }
     # BentoML labels its request metrics with the Bento's name and version: model and version.
     buckets = [
         sample

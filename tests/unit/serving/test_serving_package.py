@@ -17,9 +17,10 @@ from bentogate.context import PROJECT_DIR
 PACKAGE = Path(serving.__file__).parent
 PROJECT = PACKAGE.parent
 # What a served Bento has: the standard library, its pinned requirements (and what BentoML
-# itself brings and serves /metrics with), and the package itself.
+# itself brings: its serving half, its /metrics and its tracing middleware, whose layers
+# serving/stack.py names), and the package itself.
 REQUIREMENTS = PROJECT / "bentos" / "requirements-serve.txt"
-BENTOML_BRINGS = {"prometheus_client"}
+BENTOML_BRINGS = {"prometheus_client", "_bentoml_impl", "opentelemetry"}
 
 
 def _pinned() -> set[str]:

@@ -1,0 +1,121 @@
+"""Which of BentoML's layers wrap a Bento (serving/stack.py), and the requests the app counts
+in their place (serving/metrics.py's RequestMetrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving import RequestMetrics
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+
+
+def test_the_lean_stack_leaves_out_only_bentomls_four_per_request_layers() -> None:
+    # In a process of its own: installing changes BentoML for the process.
+    check = textwrap.dedent(
+        """
+        import bentoml
+        from starlette.middleware.gzip import GZipMiddleware
+        import serving
+        from serving.stack import LEFT_OUT
+
+        @bentoml.service(http={"cors": {"enabled": True, "access_control_allow_origins": ["*"]}},
+                         traffic={"timeout": 2, "max_concurrency": 8})
+        class Probe:
+            @bentoml.api
+            def ping(self) -> str:
+                return "pong"
+
+        Probe.add_asgi_middleware(GZipMiddleware)
+
+        def layers():
+            return [m.cls.__name__ for m in Probe.to_asgi(is_main=True).user_middleware]
+
+        full = layers()
+        serving.install_lean_stack()
+        serving.install_lean_stack()  # idempotent
+        lean = layers()
+        left_out = sorted(cls.__name__ for cls in LEFT_OUT)
+        assert sorted(set(full) - set(lean)) == left_out, (full, lean)
+        assert lean == [name for name in full if name not in left_out], (full, lean)
+        assert {"MaxConcurrencyMiddleware", "GZipMiddleware", "CORSMiddleware"} <= set(lean), lean
+        """
+    )
+    subprocess.run([sys.executable, "-c", check], cwd=PROJECT_DIR, check=True, timeout=120)
+
+
+class _Recorded(RequestMetrics):
+    """RequestMetrics whose answers are listed instead of sent to prometheus_client."""
+
+    answers: list[tuple[str, int]]
+
+    def record(self, path: str, status: int, seconds: float) -> None:
+        assert 0.0 <= seconds < 5.0
+        self.answers.append((path, status))
+
+
+def _call(app: Any, path: str, messages: list[dict[str, Any]]) -> None:
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    asyncio.run(app(scope, receive, send))
+
+
+@pytest.mark.parametrize(("path", "status"), [("/ok", 200), ("/bad", 400), ("/nowhere", 404)])
+def test_each_answer_is_counted_once_with_its_status_after_its_last_body(
+    path: str, status: int
+) -> None:
+    async def ok(request: Any) -> Response:
+        return Response(b"{}", status_code=200)
+
+    async def bad(request: Any) -> Response:
+        return Response(b"{}", status_code=400)
+
+    app = _Recorded(
+        Starlette(routes=[Route("/ok", ok), Route("/bad", bad)]),
+        namespace="test",
+        buckets=(0.001, 1.0),
+    )
+    app.answers = []
+    sent: list[dict[str, Any]] = []
+    _call(app, path, sent)
+    assert sent[0]["status"] == status
+    assert app.answers == [(path, status)]
+
+
+def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
+    async def ok(request: Any) -> Response:
+        return Response(b"{}")
+
+    registry = prometheus_client.CollectorRegistry()
+    app = RequestMetrics(
+        Starlette(routes=[Route("/ok", ok)]), namespace="ns", buckets=(1.0,), registry=registry
+    )
+    for path in ("/ok", "/a", "/b", "/ok", "/c"):
+        _call(app, path, [])
+    samples = [sample for family in registry.collect() for sample in family.samples]
+    counts = {
+        (s.labels["endpoint"], s.labels["http_response_code"]): s.value
+        for s in samples
+        if s.name == "ns_request_total"
+    }
+    assert counts == {("/ok", "200"): 2.0, (RequestMetrics.UNROUTED, "404"): 3.0}
+    timed = sum(s.value for s in samples if s.name == "ns_request_duration_seconds_count")
+    assert timed == 5.0
+    assert any(s.name == "ns_last_request_timestamp_seconds" and s.value > 0 for s in samples)
