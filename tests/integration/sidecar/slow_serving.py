@@ -55,6 +55,7 @@ def prediction_app(*args, **kwargs):  # noqa: F811 - the wrapped one service.py 
 
         return await app(scope, replay, send)
 
+    slow_on_a_class.routes = app.routes  # what serving.RequestMetrics labels endpoints by
     return slow_on_a_class
 """
 
