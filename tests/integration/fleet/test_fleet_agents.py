@@ -6,11 +6,11 @@ retried, the heartbeat goes on while a Bento is slow, a bake breach rolls the fl
 
 One module-scoped fleet: a release workstation (this process, the root namespace) builds v1
 and v2 into the shared archive directory; three hosts, each in a network namespace of its
-own (``network.py``: an address on a bridge, the DB through a relay there), each run
+own (``bentogate.netns``: an address on a bridge, the DB through a relay there), each run
 ``python -m bentogate.cli agent`` as a real subprocess inside it, which serves the model's
 production port — the same on every host — at the host's address. Client load
-(``fleet_support.Load``) hits every host's address during each fault. Each test first brings
-the fleet to the state it needs (every cut undone, PostgreSQL up, every agent running, the
+(``bentogate.fleetload.Load``) hits every host's address during each fault. Each test first
+brings the fleet to the state it needs (every cut undone, PostgreSQL up, every agent running, the
 fleet consistent, serving the version named by the fixture, by a fleet promotion when it
 does not), so the tests pass in any order and one at a time. The gate itself is exercised in
 tests/integration/e2e and loadtest; here its passing verdict is recorded directly so that
@@ -36,6 +36,7 @@ from fleet_support import (
     Host,
     Load,
     PostgresHold,
+    client_load,
     make_host,
     pg_problem,
     pg_schema,
@@ -45,13 +46,13 @@ from fleet_support import (
     wait_for,
 )
 from hosts import ACTORS, Models, host_lifetime, host_settings, register
-from network import Network, netns_problem
 
 from bentogate import bake, fleet, fleetstatus, gating, release
 from bentogate.bentos import pid_alive, process_tree
 from bentogate.cli import main
 from bentogate.context import Context, Ref
 from bentogate.governance import DeploymentInfo, RolloutInfo
+from bentogate.netns import Network, netns_problem
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +228,7 @@ def _port(ctx: Context) -> int:
 
 
 def _load(ctx: Context, net: Network, hosts: list[Host]) -> Load:
-    return Load([h.address for h in hosts], _port(ctx), net.client_address)
+    return client_load([h.address for h in hosts], _port(ctx), net.client_address)
 
 
 def _serving(hosts: list[Host], ctx: Context) -> list[str]:
@@ -663,7 +664,8 @@ def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
             done = _settled(ctx, _promote(ctx, target))
             assert done.status == "complete", (done.outcome, _dump(hosts))
             assert _serving(hosts, ctx) == [target] * 3
-            with Load([h.address for h in hosts[:2]], _port(ctx), net.client_address) as load:
+            two = [h.address for h in hosts[:2]]
+            with client_load(two, _port(ctx), net.client_address) as load:
                 started = time.monotonic()
                 wait_for(lambda: _production(ctx) == current, 30, "the automatic rollback", 0.05)
                 rolled = time.monotonic()

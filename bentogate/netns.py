@@ -1,5 +1,6 @@
-"""Hosts with addresses of their own: one Linux network namespace per fleet host, on a bridge
-of the root namespace, and the local PostgreSQL reachable from each through a relay.
+"""Hosts with addresses of their own on one machine: one Linux network namespace per fleet
+host, on a bridge of the root namespace, and the local PostgreSQL reachable from each through
+a relay. The fleet demo (:mod:`bentogate.fleetdemo`) and the fleet tests make their hosts so.
 
     problem = netns_problem()          why namespaces cannot be made here (None: they can)
     with Network.create(["h1", "h2"], ("127.0.0.1", 5432)) as net:   (then all deleted)
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 from bentogate.bentos import pid_alive
 
-log = logging.getLogger("fleet.network")
+log = logging.getLogger("bentogate.netns")
 _NETNS = re.compile(r"^bgfleet-(\d+)-\S+")
 _LINK = re.compile(r"^bg[bv](\d+)(?:x\d+)?$")
 _NOWHERE = "02:00:00:00:00:01"  # a MAC address nobody on the bridge has: frames vanish
