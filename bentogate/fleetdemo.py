@@ -22,14 +22,12 @@ consistent.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,6 @@ from bentogate import fleet, fleetstatus, host, release
 from bentogate.context import Context, Progress, Ref, artifact_dir
 from bentogate.data import make_demo_files
 from bentogate.errors import (
-    BentogateError,
     ConfigError,
     DatabaseUnavailable,
     FleetDiverged,
@@ -50,7 +47,7 @@ from bentogate.fleetload import Load
 from bentogate.gating import gate
 from bentogate.governance import RolloutInfo, RolloutStatus
 from bentogate.modelimport import load_artifact
-from bentogate.netns import Network, netns_problem
+from bentogate.netns import AgentProcess, Network, netns_problem
 from bentogate.settings import Settings
 
 MODEL = "fraud"
@@ -64,60 +61,6 @@ ACTORS = release.Actors(
 )
 #: How long the demo waits for what its agents do (a rollout has its own deadline).
 WAIT_S = 120.0
-
-
-@dataclass
-class AgentProcess:
-    """A host's ``bentogate agent`` as a process of its own, started with ``prefix`` (e.g.
-    ``ip netns exec <namespace>``) and exactly ``settings`` (a JSON file named by
-    ``BENTOGATE_CONFIG``; no ``BENTOGATE_*`` variable of this process reaches it). Its output
-    goes to ``<home>/agent.log``."""
-
-    settings: Settings
-    prefix: list[str] = field(default_factory=list)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.settings.home / "agent.log"
-
-    def start(self, program: list[str] | None = None) -> None:
-        """Start the agent (it must not be running): ``program`` (default ``python -m
-        bentogate.cli agent``) in the namespace."""
-        if self.alive():
-            raise BentogateError(f"the agent of {self.settings.host} is already running")
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        config = self.settings.home / "agent-settings.json"
-        config.write_text(self.settings.model_dump_json())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
-        env |= {"BENTOGATE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            # `ip netns exec` execs the agent: the process is the agent itself (a kill hits it)
-            self.process = subprocess.Popen(
-                [*self.prefix, *(program or [sys.executable, "-m", "bentogate.cli", "agent"])],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up of any kind, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (the agent ends its pass's wait and exits), SIGKILL after ``timeout`` s."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 def schema_url(base: str, schema: str) -> str:

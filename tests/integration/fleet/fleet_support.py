@@ -3,7 +3,7 @@ agents, client load on every host's address.
 
 Each host has a network namespace of its own (``bentogate.netns``): its address on a bridge,
 its HAProxy serving the model's production port there (the same port on every host), its
-Bentos on its own 127.0.0.1, its agent (``bentogate.fleetdemo.AgentProcess``, run with ``ip
+Bentos on its own 127.0.0.1, its agent (``bentogate.netns.AgentProcess``, run with ``ip
 netns exec``), and the governance DB through the relay on the bridge. Its state
 (BENTOGATE_HOME) is a directory of this machine.
 """
@@ -15,9 +15,12 @@ import http.client
 import json
 import os
 import subprocess
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +32,16 @@ from hosts import host_settings
 from machine import alone
 
 from bentogate.context import Context
-from bentogate.fleetdemo import AgentProcess
+from bentogate.errors import BentogateError
 from bentogate.fleetload import Load
-from bentogate.netns import Network
+from bentogate.netns import AgentProcess, Network
 from bentogate.settings import Settings
 
 FEATURES = 220
 BODY = json.dumps({"features": [0.0] * FEATURES}).encode()
+#: An agent that is SIGKILLed by itself the moment HAProxy confirmed its switch of a production
+#: port, before it records anything (``agent_dies_after_switch.py``).
+DIES_AFTER_SWITCH = [sys.executable, str(Path(__file__).with_name("agent_dies_after_switch.py"))]
 
 
 def pg_schema(base: str) -> tuple[str, Callable[[], None]]:
@@ -91,7 +97,7 @@ def pg_start(url: str, timeout: float = 60.0) -> None:
 @dataclass
 class Host:
     """A fleet host: its settings (its address among them) and its agent, a real subprocess
-    in its namespace (``bentogate.fleetdemo.AgentProcess``, as the fleet demo runs them)."""
+    in its namespace (``bentogate.netns.AgentProcess``, as the fleet demo runs them)."""
 
     name: str
     agent: AgentProcess
@@ -108,8 +114,9 @@ class Host:
     def log_path(self) -> Path:
         return self.agent.log_path
 
-    def start_agent(self) -> None:
-        self.agent.start()
+    def start_agent(self, program: list[str] | None = None) -> None:
+        """Start the agent: ``bentogate agent``, or ``program`` (e.g. :data:`DIES_AFTER_SWITCH`)."""
+        self.agent.start(program)
 
     def kill_agent(self) -> None:
         """SIGKILL: no clean-up of any kind, as a crash would."""
@@ -184,6 +191,51 @@ def client_load(addresses: list[str], port: int, source: str) -> Load:
     """Client load on ``port`` of every address (``bentogate.fleetload.Load``), each request
     the all-zero row of :data:`FEATURES` features."""
     return Load(addresses, port, source, BODY)
+
+
+@dataclass
+class RouteWatch:
+    """Every host's production route of ``model`` (its HAProxy's map, read on its admin
+    socket, a file of this machine: readable while the host is cut off), every ``poll_s``
+    while open, recorded at each change: ``changes`` holds (host, backend or None, the
+    ``time.time()`` it was first seen), the first reading of each host included."""
+
+    hosts: list[Host]
+    model: str
+    poll_s: float = 0.05
+    changes: list[tuple[str, str | None, float]] = field(default_factory=list)
+    unread: Counter[str] = field(default_factory=Counter)  # readings that failed (a reload)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RouteWatch:
+        self._thread = threading.Thread(target=self._watch, name="route-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        contexts = {h.name: h.context() for h in self.hosts}
+        last: dict[str, str | None] = {}
+        try:
+            while not self._stop.is_set():
+                for name, ctx in contexts.items():
+                    try:
+                        backend = ctx.sidecar.routes().get(self.model)
+                    except BentogateError:  # reloading, or not running: not a route
+                        self.unread[name] += 1
+                        continue
+                    if name not in last or last[name] != backend:
+                        last[name] = backend
+                        self.changes.append((name, backend, time.time()))
+                self._stop.wait(self.poll_s)
+        finally:
+            for ctx in contexts.values():
+                ctx.close()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.25) -> None:
