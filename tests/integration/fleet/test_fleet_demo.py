@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cli_docs import json_fields
 from hosts import CI_GATE
 
 from bentogate.cli import main
@@ -61,6 +62,8 @@ def test_fleet_demo_promotes_v2_on_three_namespaced_hosts_under_load(
         pytest.fail(f"the fleet demo exited {exit_.code}:\n{captured.err[-6000:]}")
     captured = capsys.readouterr()
     result = json.loads(captured.out)
+    assert set(result) == {"status", "rollouts", "promotion", "port", "example"}
+    assert set(result) <= json_fields()["demo"], "the README's JSON fields of `demo`"
     rows, promotion = result["status"], result["promotion"]
     [v1_rollout, v2_rollout] = result["rollouts"]
     assert [r["status"] for r in result["rollouts"]] == ["complete", "complete"]
