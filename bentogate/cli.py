@@ -657,18 +657,49 @@ def roles(obj: dict[str, Any], prefix: str) -> None:
 
 
 @cli.command()
-@click.option("--keep-running", is_flag=True, help="Leave HAProxy and the live Bento up.")
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Leave HAProxy and the live Bento up; with --fleet, everything until Ctrl-C.",
+)
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path),
     default=Path("demo-data"),
     show_default=True,
-    help="Where the demo writes its models and data.",
+    help="Where the demo writes its models and data (with --fleet: its hosts' state too).",
+)
+@click.option(
+    "--fleet",
+    "on_fleet",
+    is_flag=True,
+    help="Three API hosts in network namespaces (root), one PostgreSQL: v1 rolled out, "
+    "then v2 under load on every host's address.",
+)
+@click.option(
+    "--db-url",
+    help="With --fleet: the PostgreSQL server (default: BENTOGATE_DB_URL, else the local one).",
+)
+@click.option(
+    "--schema",
+    default="bentogate_fleet_demo",
+    show_default=True,
+    help="With --fleet: the schema the demo makes afresh there for its governance DB.",
 )
 @output.json_option
 @click.pass_obj
-def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
+def demo(
+    obj: dict[str, Any],
+    keep_running: bool,
+    workdir: Path,
+    on_fleet: bool,
+    db_url: str | None,
+    schema: str,
+) -> None:
     """The whole story: train v1 and v2, v1 to production, then v2 through gate and cutover."""
+    if on_fleet:
+        _fleet_demo(keep_running, workdir / "fleet", db_url, schema)
+        return
     from bentogate.demo import example_path, run_demo
 
     ctx = _context(obj)
@@ -679,6 +710,35 @@ def demo(obj: dict[str, Any], keep_running: bool, workdir: Path) -> None:
         {"status": rows, "example": example_path(workdir).resolve(), "warm": warm_rows},
         status_table(rows),
     )
+
+
+def _fleet_demo(keep_running: bool, workdir: Path, db_url: str | None, schema: str) -> None:
+    """`demo --fleet`: :mod:`bentogate.fleetdemo`, its end printed as `status --fleet`; with
+    ``keep_running`` the hosts serve on until Ctrl-C, then everything stops."""
+    from bentogate import fleetdemo
+    from bentogate.fleetstatus import fleet_table
+
+    base = Settings()
+    url = db_url or base.db_url or fleetdemo.LOCAL_PG
+    with (
+        progress_view() as progress,
+        fleetdemo.FleetDemo.up(
+            base, workdir, db_url=url, schema=schema, progress=progress
+        ) as fleet_demo,
+    ):
+        result = fleet_demo.run()
+        if keep_running:
+            output.emit(result.to_json(), fleet_table(result.rows))
+            addresses = ", ".join(f["address"] for f in map(vars, result.hosts.values()))
+            _echo(
+                f"the hosts serve on until Ctrl-C: curl -s -XPOST <{addresses}>:"
+                f"{result.port}/predict -d @{result.example} (from this machine); "
+                f"BENTOGATE_DB_URL='{fleet_demo.ws.settings.database_url}' "
+                "bentogate status --fleet"
+            )
+            fleet_demo.hold()
+            return
+    output.emit(result.to_json(), fleet_table(result.rows))
 
 
 def main(argv: list[str] | None = None) -> None:

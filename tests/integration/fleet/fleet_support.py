@@ -1,10 +1,11 @@
 """Helpers for the fleet tests: PostgreSQL schemas, hosts in network namespaces, their
 agents, client load on every host's address.
 
-Each host has a network namespace of its own (``network.py``): its address on a bridge, its
-HAProxy serving the model's production port there (the same port on every host), its
-Bentos on its own 127.0.0.1, its agent (run with ``ip netns exec``), and the governance DB
-through the relay on the bridge. Its state (BENTOGATE_HOME) is a directory of this machine.
+Each host has a network namespace of its own (``bentogate.netns``): its address on a bridge,
+its HAProxy serving the model's production port there (the same port on every host), its
+Bentos on its own 127.0.0.1, its agent (``bentogate.netns.AgentProcess``, run with ``ip
+netns exec``), and the governance DB through the relay on the bridge. Its state
+(BENTOGATE_HOME) is a directory of this machine.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +28,20 @@ import governance_support
 import sqlalchemy as sa
 from governance_support import PG_DEFAULT as PG_DEFAULT  # re-exported for the fleet tests
 from governance_support import pg_problem
-from hosts import host_settings, settings_env
+from hosts import host_settings
 from machine import alone
-from network import Network
 
 from bentogate.context import Context
+from bentogate.errors import BentogateError
+from bentogate.fleetload import Load
+from bentogate.netns import AgentProcess, Network
 from bentogate.settings import Settings
 
 FEATURES = 220
+BODY = json.dumps({"features": [0.0] * FEATURES}).encode()
+#: An agent that is SIGKILLed by itself the moment HAProxy confirmed its switch of a production
+#: port, before it records anything (``agent_dies_after_switch.py``).
+DIES_AFTER_SWITCH = [sys.executable, str(Path(__file__).with_name("agent_dies_after_switch.py"))]
 
 
 def pg_schema(base: str) -> tuple[str, Callable[[], None]]:
@@ -90,50 +96,37 @@ def pg_start(url: str, timeout: float = 60.0) -> None:
 
 @dataclass
 class Host:
-    """A fleet host: its settings (its address among them), the argv prefix that runs a
-    process in its namespace, and its agent as a real subprocess there."""
+    """A fleet host: its settings (its address among them) and its agent, a real subprocess
+    in its namespace (``bentogate.netns.AgentProcess``, as the fleet demo runs them)."""
 
     name: str
-    settings: Settings
-    env: dict[str, str]
-    prefix: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
+    agent: AgentProcess
+
+    @property
+    def settings(self) -> Settings:
+        return self.agent.settings
 
     @property
     def address(self) -> str:
         return self.settings.address
 
-    def start_agent(self) -> None:
-        assert self.process is None or self.process.poll() is not None
-        log = self.log_path.open("ab")
-        # `ip netns exec` execs the agent: the process is the agent itself (a kill hits it)
-        self.process = subprocess.Popen(
-            [*self.prefix, sys.executable, "-m", "bentogate.cli", "agent", "--host", self.name],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+    @property
+    def log_path(self) -> Path:
+        return self.agent.log_path
+
+    def start_agent(self, program: list[str] | None = None) -> None:
+        """Start the agent: ``bentogate agent``, or ``program`` (e.g. :data:`DIES_AFTER_SWITCH`)."""
+        self.agent.start(program)
 
     def kill_agent(self) -> None:
         """SIGKILL: no clean-up of any kind, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        self.agent.kill()
 
     def stop_agent(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        self.agent.stop()
 
     def agent_alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.agent.alive()
 
     def context(self) -> Context:
         return Context(self.settings)
@@ -158,8 +151,7 @@ class Host:
         """Change these ``bento`` settings (e.g. ``keep_previous_s``); the agent takes them
         at its next start."""
         changed = self.settings.bento.model_copy(update=bento)
-        self.settings = self.settings.model_copy(update={"bento": changed})
-        self.env = settings_env(self.settings) | {"PYTHONUNBUFFERED": "1"}
+        self.agent.settings = self.settings.model_copy(update={"bento": changed})
 
 
 def make_host(name: str, home: Path, db_url: str, shared: Path, net: Network) -> Host:
@@ -178,16 +170,14 @@ def make_host(name: str, home: Path, db_url: str, shared: Path, net: Network) ->
         # (warm previous versions: tests/unit/fleet/test_fleet_warm.py, e2e, sidecar).
         bento={"ready_timeout_s": 120, "keep_previous_s": 0, "expire_warm": "agent"},
     )
-    env = settings_env(settings) | {"PYTHONUNBUFFERED": "1"}
-    return Host(name, settings, env, net.exec_prefix(name), home / "agent.log")
+    return Host(name, AgentProcess(settings, net.exec_prefix(name)))
 
 
 def predict(address: str, port: int, timeout: float = 5.0) -> str:
     """POST one prediction to ``address:port``; returns the model_version that answered."""
     connection = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        body = json.dumps({"features": [0.0] * FEATURES})
-        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        connection.request("POST", "/predict", BODY, {"Content-Type": "application/json"})
         response = connection.getresponse()
         payload = response.read()
         if response.status != 200:
@@ -197,82 +187,55 @@ def predict(address: str, port: int, timeout: float = 5.0) -> str:
         connection.close()
 
 
+def client_load(addresses: list[str], port: int, source: str) -> Load:
+    """Client load on ``port`` of every address (``bentogate.fleetload.Load``), each request
+    the all-zero row of :data:`FEATURES` features."""
+    return Load(addresses, port, source, BODY)
+
+
 @dataclass
-class Load:
-    """Steady client traffic on ``port`` of every address (keep-alive, one client each,
-    connecting from ``source``), counted per address: answers per version, when each version
-    first answered (``time.monotonic()``), and each failure with its time. A request gets
-    ``timeout_s`` to answer: a host that cannot be reached fails a request every
-    ``timeout_s``."""
+class RouteWatch:
+    """Every host's production route of ``model`` (its HAProxy's map, read on its admin
+    socket, a file of this machine: readable while the host is cut off), every ``poll_s``
+    while open, recorded at each change: ``changes`` holds (host, backend or None, the
+    ``time.time()`` it was first seen), the first reading of each host included."""
 
-    addresses: list[str]
-    port: int
-    source: str
-    pause_s: float = 0.01
-    timeout_s: float = 2.0
-    versions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    first: dict[tuple[str, str], float] = field(default_factory=dict)
-    failures: defaultdict[str, list[tuple[float, str]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    hosts: list[Host]
+    model: str
+    poll_s: float = 0.05
+    changes: list[tuple[str, str | None, float]] = field(default_factory=list)
+    unread: Counter[str] = field(default_factory=Counter)  # readings that failed (a reload)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _thread: threading.Thread | None = None
 
-    def __enter__(self) -> Load:
-        for address in self.addresses:
-            thread = threading.Thread(target=self._drive, args=(address,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def __enter__(self) -> RouteWatch:
+        self._thread = threading.Thread(target=self._watch, name="route-watch", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
-    @property
-    def total(self) -> int:
-        return sum(self.versions.values())
-
-    def answered(self, address: str) -> int:
-        return sum(n for (where, _), n in self.versions.items() if where == address)
-
-    def failed(self, *addresses: str) -> list[str]:
-        """The failures on these addresses (all, if none named), with their times."""
-        named = addresses or tuple(self.failures)
-        return [f"{a} at {t:.1f}: {text}" for a in named for t, text in self.failures[a]]
-
-    def _connect(self, address: str) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(
-            address, self.port, timeout=self.timeout_s, source_address=(self.source, 0)
-        )
-
-    def _drive(self, address: str) -> None:
-        body = json.dumps({"features": [0.0] * FEATURES})
-        headers = {"Content-Type": "application/json"}
-        connection = self._connect(address)
-        while not self._stop.is_set():
-            try:
-                connection.request("POST", "/predict", body, headers)
-                response = connection.getresponse()
-                payload = response.read()
-                if response.status != 200:
-                    self._fail(address, f"{response.status} {payload[:120]!r}")
-                else:
-                    key = (address, str(json.loads(payload)["model_version"]))
-                    self.first.setdefault(key, time.monotonic())
-                    self.versions[key] += 1
-                if response.getheader("Connection", "").lower() == "close":
-                    connection.close()
-            except (OSError, http.client.HTTPException, ValueError) as err:
-                self._fail(address, f"{type(err).__name__}: {err}")
-                connection.close()
-                connection = self._connect(address)
-            time.sleep(self.pause_s)
-        connection.close()
-
-    def _fail(self, address: str, text: str) -> None:
-        self.failures[address].append((time.monotonic(), text))
+    def _watch(self) -> None:
+        contexts = {h.name: h.context() for h in self.hosts}
+        last: dict[str, str | None] = {}
+        try:
+            while not self._stop.is_set():
+                for name, ctx in contexts.items():
+                    try:
+                        backend = ctx.sidecar.routes().get(self.model)
+                    except BentogateError:  # reloading, or not running: not a route
+                        self.unread[name] += 1
+                        continue
+                    if name not in last or last[name] != backend:
+                        last[name] = backend
+                        self.changes.append((name, backend, time.time()))
+                self._stop.wait(self.poll_s)
+        finally:
+            for ctx in contexts.values():
+                ctx.close()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.25) -> None:

@@ -6,11 +6,11 @@ retried, the heartbeat goes on while a Bento is slow, a bake breach rolls the fl
 
 One module-scoped fleet: a release workstation (this process, the root namespace) builds v1
 and v2 into the shared archive directory; three hosts, each in a network namespace of its
-own (``network.py``: an address on a bridge, the DB through a relay there), each run
+own (``bentogate.netns``: an address on a bridge, the DB through a relay there), each run
 ``python -m bentogate.cli agent`` as a real subprocess inside it, which serves the model's
 production port — the same on every host — at the host's address. Client load
-(``fleet_support.Load``) hits every host's address during each fault. Each test first brings
-the fleet to the state it needs (every cut undone, PostgreSQL up, every agent running, the
+(``bentogate.fleetload.Load``) hits every host's address during each fault. Each test first
+brings the fleet to the state it needs (every cut undone, PostgreSQL up, every agent running, the
 fleet consistent, serving the version named by the fixture, by a fleet promotion when it
 does not), so the tests pass in any order and one at a time. The gate itself is exercised in
 tests/integration/e2e and loadtest; here its passing verdict is recorded directly so that
@@ -26,16 +26,19 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fleet_support import (
+    DIES_AFTER_SWITCH,
     PG_DEFAULT,
     Host,
     Load,
     PostgresHold,
+    RouteWatch,
+    client_load,
     make_host,
     pg_problem,
     pg_schema,
@@ -45,13 +48,15 @@ from fleet_support import (
     wait_for,
 )
 from hosts import ACTORS, Models, host_lifetime, host_settings, register
-from network import Network, netns_problem
 
 from bentogate import bake, fleet, fleetstatus, gating, release
 from bentogate.bentos import pid_alive, process_tree
 from bentogate.cli import main
 from bentogate.context import Context, Ref
+from bentogate.errors import BentogateError, GovernanceError
 from bentogate.governance import DeploymentInfo, RolloutInfo
+from bentogate.haproxy import backend_name
+from bentogate.netns import Network, netns_problem
 
 pytestmark = pytest.mark.integration
 
@@ -111,8 +116,9 @@ def workstation(
     tmp_path_factory: pytest.TempPathFactory, pg_url: str, trained_models: Models
 ) -> Iterator[tuple[Context, dict[str, str]]]:
     """The release workstation: v1 and v2 registered, approved, built (archives in the
-    shared directory) and gated; nothing served here. The model gets the default production
-    port (10000): every host serves it there, at its own address."""
+    shared directory) and gated, v3 approved and built only; nothing served here. The model
+    gets the default production port (10000): every host serves it there, at its own
+    address."""
     root = tmp_path_factory.mktemp("fleet")
     settings = host_settings(
         root / "rel",
@@ -134,6 +140,13 @@ def workstation(
         ctx.registry.stage(MODEL, ref.version, actor=ACTORS.release)
         _record_passed_gate(ctx, ref.version, "fleet test: the gate is exercised in e2e")
         versions[name] = ref.version
+    # v3: approved and built (its archive beside the others), never gated nor promoted: no
+    # host may ever serve it (_routes_follow_the_db)
+    ref = register(ctx, MODEL, trained_models.b, holdout)
+    release.validate(ctx, ref, holdout, actor=ACTORS.validator)
+    release.approve(ctx, ref, actor=ACTORS.approver)
+    release.build(ctx, ref, actor=ACTORS.release)
+    versions["v3"] = ref.version
     try:
         yield ctx, versions
     finally:
@@ -177,6 +190,82 @@ def hosts(
         for host in fleet_hosts:
             host.start_agent()
         yield fleet_hosts
+
+
+#: How long after the DB stopped naming a version production a host may still switch to it:
+#: the agent reads production just before its ``set map`` (milliseconds apart), plus the
+#: watch's poll. Generous; a host that switched to a version seconds after it left
+#: production would break it.
+SWITCH_LAG_S = 2.0
+
+
+@pytest.fixture(autouse=True)
+def _routes_follow_the_db(
+    workstation: tuple[Context, dict[str, str]], hosts: list[Host]
+) -> Iterator[RouteWatch]:
+    """During every test, every host's production route is watched (its HAProxy map, every
+    50 ms): a host switches only to a version the governance DB made production before, and
+    not more than SWITCH_LAG_S after it stopped being production (a rolled-back version is
+    never switched to again); v3 (approved and built, never promoted) is never routed. At
+    the end, every host routes the DB's production version."""
+    ctx, versions = workstation
+    with RouteWatch(hosts, MODEL) as watch:
+        yield watch
+    assert not [c for c in watch.changes if c[1] == backend_name(MODEL, versions["v3"])], watch
+    production = _production_intervals(ctx)
+    backends = {backend_name(MODEL, v): v for v in versions.values()}
+    seen: set[str] = set()
+    for name, backend, at in watch.changes:
+        switched, first = backend is not None, name not in seen
+        seen.add(name)
+        if not switched:
+            continue
+        version = backends.get(backend)
+        assert version is not None, f"{name} routed {backend}, no version of {MODEL}"
+        spans = production.get(version, [])
+        assert spans, f"{name} routed {version}, which the DB never made production"
+        if first:  # what the host routed when the test began (switched to before)
+            continue
+        assert any(
+            start <= at + 0.5 and (end is None or at <= end + SWITCH_LAG_S) for start, end in spans
+        ), f"{name} switched to {version} at {at:.2f}, outside its production spans {spans}"
+    live = _production(ctx)
+    if live is not None:
+        wait_for(lambda: _routed(hosts) == [backend_name(MODEL, live)] * len(hosts), 60,
+                 f"every host routing the DB's production version {live}")  # fmt: skip
+
+
+def _routed(hosts: list[Host]) -> list[str | None]:
+    routes = []
+    for host in hosts:
+        context = host.context()
+        try:
+            routes.append(context.sidecar.routes().get(MODEL))
+        except BentogateError:
+            routes.append(None)
+        finally:
+            context.close()
+    return routes
+
+
+def _production_intervals(ctx: Context) -> dict[str, list[tuple[float, float | None]]]:
+    """Each version's spans as the DB's production version (epoch seconds; end None: it still
+    is), from the audit trail's state changes."""
+    spans: dict[str, list[tuple[float, float | None]]] = {}
+    for entry in ctx.registry.audit(MODEL):
+        if entry.outcome != "ok" or entry.version is None:
+            continue
+        at = _epoch(entry.at)
+        mine = spans.setdefault(entry.version, [])
+        if entry.to_state == "production" and entry.from_state != "production":
+            mine.append((at, None))
+        elif entry.from_state == "production" and entry.to_state != "production" and mine:
+            mine[-1] = (mine[-1][0], at)
+    return {v: s for v, s in spans.items() if s}
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _converge(ctx: Context, net: Network, hosts: list[Host], version: str | None) -> None:
@@ -227,7 +316,7 @@ def _port(ctx: Context) -> int:
 
 
 def _load(ctx: Context, net: Network, hosts: list[Host]) -> Load:
-    return Load([h.address for h in hosts], _port(ctx), net.client_address)
+    return client_load([h.address for h in hosts], _port(ctx), net.client_address)
 
 
 def _serving(hosts: list[Host], ctx: Context) -> list[str]:
@@ -329,7 +418,10 @@ def test_fleet_promotion_under_load_loses_no_request_on_any_host(
     assert done.status == "complete", (done.outcome, _dump(hosts))
     assert load.failed() == [], load.failed()[:10]
     for host in hosts:
-        assert {v for (a, v) in load.versions if a == host.address} == set(versions.values())
+        assert {v for (a, v) in load.versions if a == host.address} == {
+            versions["v1"],
+            versions["v2"],
+        }
     assert _serving(hosts, ctx) == [versions["v2"]] * 3
     for host in hosts:
         _records_match_processes(host)
@@ -369,9 +461,12 @@ def test_fleet_rollout_through_db_cuts_and_an_agent_killed_mid_cutover(
 ) -> None:
     """v1 goes out under load on every address. h2 is cut off from the DB before the
     promotion (its packets to it dropped), h3 as soon as it has started v1, and h1's agent
-    is SIGKILLed once it has started v1 and restarted. Both cut hosts hit the DB's network
-    bounds (libpq's timeouts, not minutes of TCP retries), keep serving v2 untouched, and
-    once reconnected cut over; the rollout completes with no failed request anywhere."""
+    is SIGKILLed once it has started v1, restarted, and killed again the instant HAProxy
+    confirmed its switch (before it records anything: the DB still has h1 on v2), then
+    restarted: it adopts what runs, ends v2 and reports v1. Both cut hosts hit the DB's
+    network bounds (libpq's timeouts, not minutes of TCP retries), keep serving v2
+    untouched, and once reconnected cut over; the rollout completes with no failed request
+    anywhere, recorded per host."""
     ctx, versions = workstation
     target, current = versions["v1"], versions["v2"]
     h1, h2, h3 = hosts
@@ -387,6 +482,16 @@ def test_fleet_rollout_through_db_cuts_and_an_agent_killed_mid_cutover(
         cut["h3"] = datetime.now()
         _starting(ctx, h1, target)
         h1.kill_agent()
+        # Restarted, it adopts v1 and switches; it dies the instant HAProxy confirmed the
+        # switch, before it records anything. Restarted again, it converges.
+        h1.start_agent(DIES_AFTER_SWITCH)
+        wait_for(lambda: not h1.agent_alive(), 60, "h1's agent to die after its switch")
+        assert h1.agent.process is not None and h1.agent.process.returncode == -signal.SIGKILL
+        assert "dying before recording it" in h1.log_since(marks["h1"]), _dump(hosts)
+        assert predict(h1.address, _port(ctx)) == target  # HAProxy switched...
+        [beat] = [h for h in ctx.registry.hosts() if h.name == "h1"]
+        assert fleet.model_report(beat, MODEL).get("live") != target  # ...the DB never heard
+        assert {d.version for d in ctx.registry.deployments(host="h1")} == {current, target}
         h1.start_agent()
         # Bounded by libpq's connect_timeout and tcp_user_timeout (5 s each, PG_NETWORK_BOUNDS),
         # after h3's Bento start (seconds, no DB call): without them, minutes of TCP retries.
@@ -547,6 +652,55 @@ def test_a_host_cut_off_from_its_clients_returns_after_the_fleet_moved_on(
           f"after its cable returned; {len(failures)} requests to it failed meanwhile")  # fmt: skip
 
 
+@pytest.mark.usefixtures("on_v1")
+def test_a_host_cut_off_after_a_completed_rollout_serves_on_and_returns_unchanged(
+    workstation: tuple[Context, dict[str, str]], net: Network, hosts: list[Host]
+) -> None:
+    """v2 goes out to the fleet under load and completes; then h3's cable is pulled (cut off
+    from PostgreSQL and its clients) for longer than libpq's network bounds, so its agent's
+    pooled connections die and it drops out of the fleet (STALE, UNREACHABLE). The cable
+    back, h3 answers v2 again from the very Bento it ran before (no restart, no switch),
+    reports again, and the fleet is consistent. Requests fail only on h3 and only while it
+    was cut; the rollout's audit row names every host live."""
+    ctx, versions = workstation
+    target = versions["v2"]
+    h3 = hosts[2]
+    with _load(ctx, net, hosts) as load:
+        rollout = _promote(ctx, target)
+        done = _settled(ctx, rollout)
+        assert done.status == "complete", (done.outcome, _dump(hosts))
+        wait_for(lambda: _single_deployment(ctx, h3), 30, "h3 to stop v1")
+        [before] = ctx.registry.deployments(host=h3.name)
+        mark = h3.log_size()
+        wait_for(lambda: load.versions[(h3.address, target)] > 20, 30, "load on h3's v2")
+        net.cut_link("h3")
+        cut = time.monotonic()
+        wait_for(lambda: "h3" not in {h.name for h in fleet.live_hosts(ctx)}, 30, "h3 stale")
+        # its agent's passes fail on the DB (libpq's bounds: 5 s), and it keeps what runs
+        wait_for(lambda: KEEPING in h3.log_since(mark), 40, "h3 to keep what runs")
+        [row] = [r for r in _rows(ctx) if r["host"] == "h3"]
+        assert {"STALE", "UNREACHABLE"} <= set(row["flags"]), row
+        net.restore_link("h3")
+        back = time.monotonic()
+        served = load.versions[(h3.address, target)]
+        wait_for(lambda: load.versions[(h3.address, target)] > served + 20, 30, "h3 answering")
+        wait_for(lambda: "h3" in {h.name for h in fleet.live_hosts(ctx)}, 60, "h3's heartbeat")
+        wait_for(lambda: fleetstatus.consistent(_rows(ctx)), 60, "a consistent fleet")
+    assert load.failed(hosts[0].address, hosts[1].address) == []
+    failures = load.failures[h3.address]
+    assert failures, "h3 answered while its cable was pulled"
+    assert all(cut <= t <= back + load.timeout_s for t, _ in failures), load.failed(h3.address)
+    assert {v for (a, v) in load.versions if a == h3.address} == {versions["v1"], target}
+    [after] = ctx.registry.deployments(host=h3.name)
+    assert (after.id, after.pid, after.version) == (before.id, before.pid, target)
+    assert _serving(hosts, ctx) == [target] * 3
+    [settled] = [e for e in ctx.registry.audit(MODEL) if e.action == "rollout"
+                 and e.payload.get("rollout_id") == rollout.id]  # fmt: skip
+    assert settled.payload["results"] == {name: "live" for name in NAMES}, settled
+    print(f"\nh3 cut off {back - cut:.1f} s after the rollout; {len(failures)} requests to it "
+          f"failed meanwhile, none elsewhere; back with the same Bento")  # fmt: skip
+
+
 def _signal_tree(pid: int, signum: int) -> None:
     for each in process_tree(pid):
         with contextlib.suppress(ProcessLookupError):
@@ -663,7 +817,8 @@ def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
             done = _settled(ctx, _promote(ctx, target))
             assert done.status == "complete", (done.outcome, _dump(hosts))
             assert _serving(hosts, ctx) == [target] * 3
-            with Load([h.address for h in hosts[:2]], _port(ctx), net.client_address) as load:
+            two = [h.address for h in hosts[:2]]
+            with client_load(two, _port(ctx), net.client_address) as load:
                 started = time.monotonic()
                 wait_for(lambda: _production(ctx) == current, 30, "the automatic rollback", 0.05)
                 rolled = time.monotonic()
@@ -714,3 +869,49 @@ def _all_serve(hosts: list[Host], ctx: Context, version: str) -> bool:
         return _serving(hosts, ctx) == [version] * 3
     except (AssertionError, OSError):
         return False
+
+
+@pytest.mark.usefixtures("on_v2")
+def test_no_host_serves_a_version_the_db_has_not_made_production(
+    workstation: tuple[Context, dict[str, str]], net: Network, hosts: list[Host]
+) -> None:
+    """v3 is approved and built (its archive in the shared directory) but never gated: its
+    fleet promotion is refused by the DB and records no rollout. Under load, through a few
+    agent passes and a restart of every agent (which adopts what runs), no host starts or
+    routes v3 (the route watch of every test checks every host's map every 50 ms, and that
+    no host ever switched to a version the DB had not made production or had rolled back),
+    and every client answer is v2's."""
+    ctx, versions = workstation
+    current, unpromoted = versions["v2"], versions["v3"]
+    rollouts = len(ctx.registry.rollouts(MODEL))
+    with _load(ctx, net, hosts) as load:
+        with pytest.raises(GovernanceError):
+            _promote(ctx, unpromoted)
+        assert len(ctx.registry.rollouts(MODEL)) == rollouts
+        for host in hosts:
+            host.stop_agent()
+            host.start_agent()
+        for host in hosts:
+            wait_for(lambda h=host: _passed(ctx, h), 60, f"{host.name}'s first pass")  # type: ignore[misc]
+        # what must not happen has a few more passes (every 0.5 s) to happen in
+        watched = time.monotonic()
+        wait_for(lambda: time.monotonic() - watched > 3, 10, "3 s more of agent passes")
+        wait_for(lambda: fleetstatus.consistent(_rows(ctx)), 30, "a consistent fleet")
+    assert load.failed() == [], load.failed()[:10]
+    assert {v for (_, v) in load.versions} == {current}, load.versions
+    assert all(load.answered(h.address) > 20 for h in hosts), load.versions
+    for host in hosts:
+        assert {d.version for d in ctx.registry.deployments(host=host.name)} == {current}
+    assert _production(ctx) == current
+    refused = [e for e in ctx.registry.audit(MODEL, unpromoted) if e.outcome != "ok"]
+    assert refused, "the refused promotion of v3 is not in the audit trail"
+
+
+def _passed(ctx: Context, host: Host) -> bool:
+    """True once ``host``'s running agent has reported a whole pass (its pid in the heartbeat,
+    which is a pass's report, not a keep-alive: no ``busy``)."""
+    [beat] = [h for h in ctx.registry.hosts() if h.name == host.name]
+    process = host.agent.process
+    return (
+        process is not None and beat.report.get("pid") == process.pid and "busy" not in beat.report
+    )

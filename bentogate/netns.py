@@ -1,5 +1,6 @@
-"""Hosts with addresses of their own: one Linux network namespace per fleet host, on a bridge
-of the root namespace, and the local PostgreSQL reachable from each through a relay.
+"""Hosts with addresses of their own on one machine: one Linux network namespace per fleet
+host, on a bridge of the root namespace, and the local PostgreSQL reachable from each through
+a relay. The fleet demo (:mod:`bentogate.fleetdemo`) and the fleet tests make their hosts so.
 
     problem = netns_problem()          why namespaces cannot be made here (None: they can)
     with Network.create(["h1", "h2"], ("127.0.0.1", 5432)) as net:   (then all deleted)
@@ -10,6 +11,7 @@ of the root namespace, and the local PostgreSQL reachable from each through a re
         net.cut_db("h1") / net.restore_db("h1")       h1's packets to the DB are dropped
         net.cut_link("h1") / net.restore_link("h1")   h1's cable: cut off from everything
         net.restore_all()                             every cut undone
+    AgentProcess(settings, net.exec_prefix("h1")).start()   the host's `bentogate agent`
 
 Only iproute2 (``ip``) and root. The bridge carries two addresses: clients' and the DB
 relay's, so that cutting a host off from the DB (its packets to the relay's address go to a
@@ -33,12 +35,16 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bentogate.bentos import pid_alive
+from bentogate.errors import BentogateError
+from bentogate.settings import Settings
 
-log = logging.getLogger("fleet.network")
+log = logging.getLogger("bentogate.netns")
 _NETNS = re.compile(r"^bgfleet-(\d+)-\S+")
 _LINK = re.compile(r"^bg[bv](\d+)(?:x\d+)?$")
 _NOWHERE = "02:00:00:00:00:01"  # a MAC address nobody on the bridge has: frames vanish
@@ -296,3 +302,57 @@ class Relay:
             writer.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+
+
+@dataclass
+class AgentProcess:
+    """A host's ``bentogate agent`` as a process of its own, started with ``prefix`` (e.g.
+    ``ip netns exec <namespace>``) and exactly ``settings`` (a JSON file named by
+    ``BENTOGATE_CONFIG``; no ``BENTOGATE_*`` variable of this process reaches it). Its output
+    goes to ``<home>/agent.log``."""
+
+    settings: Settings
+    prefix: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.home / "agent.log"
+
+    def start(self, program: list[str] | None = None) -> None:
+        """Start the agent (it must not be running): ``program`` (default ``python -m
+        bentogate.cli agent``) in the namespace."""
+        if self.alive():
+            raise BentogateError(f"the agent of {self.settings.host} is already running")
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        config = self.settings.home / "agent-settings.json"
+        config.write_text(self.settings.model_dump_json())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
+        env |= {"BENTOGATE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            # `ip netns exec` execs the agent: the process is the agent itself (a kill hits it)
+            self.process = subprocess.Popen(
+                [*self.prefix, *(program or [sys.executable, "-m", "bentogate.cli", "agent"])],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (the agent ends its pass's wait and exits), SIGKILL after ``timeout`` s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
