@@ -802,9 +802,11 @@ def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
     workstation: tuple[Context, dict[str, str]], net: Network, hosts: list[Host]
 ) -> None:
     """v1 is promoted to the fleet and every agent bakes it while v2 stays warm. The model's
-    policy asks of the Bento a p99 of 0.1 ms, which no real answer meets (its own time is
-    about a millisecond): v1 breaches the latency rule wherever enough clients come (a
-    version slow on a class of rows is the sidecar test's; here the fleet is under test).
+    policy asks of the Bento a p99 of 0.01 ms (the histogram's lowest bound), which no real
+    answer meets (its own work alone, parse + check + score, takes ≈ 30 µs in-process:
+    bench/README.md, "The framework tax"): v1 breaches the latency rule wherever enough
+    clients come (a version slow on a class of rows is the sidecar test's; here the fleet is
+    under test).
     The rollout completes without clients (health checks alone are under
     bake_min_requests); then clients come to h1 and h2 at once: one automatic rollback in
     the DB, the other host's refused or never needed, and every host, h3 too, serves v2."""
@@ -813,7 +815,7 @@ def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
     before = gating.gate_policy(ctx, MODEL).p99_ms
     try:
         with _baking_agents(hosts, 120):
-            gating.set_gate_policy(ctx, MODEL, {"p99_ms": 0.1}, actor=ACTORS.release)
+            gating.set_gate_policy(ctx, MODEL, {"p99_ms": 0.01}, actor=ACTORS.release)
             done = _settled(ctx, _promote(ctx, target))
             assert done.status == "complete", (done.outcome, _dump(hosts))
             assert _serving(hosts, ctx) == [target] * 3
@@ -835,7 +837,7 @@ def test_a_bake_breach_on_one_host_rolls_the_fleet_back(
         [done_once] = [e for e in rollbacks if e.outcome == "ok"]
         evidence = done_once.payload["evidence"]
         assert evidence["host"] in ("h1", "h2") and evidence["version"] == target, evidence
-        assert evidence["breach"].startswith("server p99 > 0.1 ms (p99_ms): "), evidence
+        assert evidence["breach"].startswith("server p99 > 0.01 ms (p99_ms): "), evidence
         assert evidence["server_answers"] >= 20 and evidence["server_over_limit"] >= 20
         assert done_once.reason.startswith(
             f"automatic rollback of {MODEL}:{target} (bake breach on {evidence['host']}): "

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import prometheus_client
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from bentogate.bake import Reading
 from bentogate.latency import (
@@ -26,7 +28,10 @@ from bentogate.latency import (
 from bentogate.latency import window as window_of
 from bentogate.loadtest import GatePolicy
 from bentogate.status import _bake_text
-from serving.metrics import LATENCY_BUCKETS_S
+from serving.metrics import LATENCY_BUCKETS_S, RequestMetrics
+
+#: the namespace service.py gives its metrics (checked below): latency.METRIC's prefix
+METRICS_NAMESPACE = "bentoml_service"
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 POLICY = GatePolicy(
@@ -44,29 +49,28 @@ def histogram(durations_s: Iterable[float], bounds: tuple[float, ...] = BOUNDS) 
 
 
 def metrics_page(observed: dict[tuple[str, str], list[float]]) -> str:
-    """A ``/metrics`` page as BentoML's middleware fills it: one series per endpoint and
-    response code, the labels BentoML gives them, the buckets service.py configures."""
+    """A ``/metrics`` page as a Bento fills it: its app's RequestMetrics, as service.py makes
+    it, recording each answer (one series per endpoint and response code)."""
     registry = prometheus_client.CollectorRegistry()
-    duration = prometheus_client.Histogram(
-        "request_duration_seconds", "API HTTP request duration in seconds",
-        labelnames=["endpoint", "service_name", "service_version", "http_response_code",
-                    "runner_name"],
-        namespace="bentoml_service", buckets=LATENCY_BUCKETS_S, registry=registry,
+    metrics = RequestMetrics(
+        Starlette(routes=[Route(ENDPOINT, _unused), Route("/predict_batch", _unused)]),
+        namespace=METRICS_NAMESPACE, buckets=LATENCY_BUCKETS_S, registry=registry,
     )  # fmt: skip
     for (endpoint, code), values in observed.items():
-        series = duration.labels(
-            endpoint=endpoint, service_name="fraud", service_version="3",
-            http_response_code=code, runner_name="bentogate_model",
-        )  # fmt: skip
         for value in values:
-            series.observe(value)
+            metrics.record(endpoint, int(code), value)
     return prometheus_client.generate_latest(registry).decode()
 
 
-def test_service_py_names_the_histogram_the_watcher_reads() -> None:
+async def _unused(request: object) -> None:
+    raise AssertionError("never called: answers are recorded directly")
+
+
+def test_service_py_records_its_requests_where_the_watcher_reads_them() -> None:
     service = (PROJECT_DIR / "service.py").read_text()
-    assert re.search(r'"namespace":\s*"bentoml_service"', service)
-    assert '"duration": {"buckets": list(LATENCY_BUCKETS_S)}' in service
+    assert f'METRICS_NAMESPACE = "{METRICS_NAMESPACE}"\n' in service
+    assert re.search(r"namespace=METRICS_NAMESPACE,\s*buckets=LATENCY_BUCKETS_S", service)
+    assert '"namespace": METRICS_NAMESPACE' in service  # BentoML's /metrics, the same name
 
 
 def test_parse_keeps_the_successful_predictions_of_every_response_code() -> None:
