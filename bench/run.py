@@ -96,7 +96,10 @@ def _bodies(models: ModelFiles, path: Path, count: int = 64) -> Path:
 def run_inprocess(models_dir: Path, out: Path, options: Options) -> dict[str, dict[str, float]]:
     """pytest-benchmark over bench/test_inprocess.py; medians and minimums in µs per test."""
     command = [
-        sys.executable, "-m", "pytest", "bench/test_inprocess.py", "-q", "-p", "no:cacheprovider",
+        # -n 0: one process (the suite's addopts start two xdist workers, and pytest-benchmark
+        # switches itself off under xdist; two would also share the cores they time).
+        sys.executable, "-m", "pytest", "bench/test_inprocess.py", "-q", "-n", "0",
+        "-p", "no:cacheprovider",
         "--bench-models", str(models_dir), "--benchmark-json", str(out),
         "--bench-project-dir", str(options.project_dir),
         "--benchmark-columns", "median,min,rounds", "--benchmark-sort", "name",

@@ -14,7 +14,12 @@ versions kept for the whole run). Then, against every ref's production port:
 
 Every figure is also a ratio to the first ref's. This is how "no slowdown" of a refactor is
 shown: the commit before it and the commit after it, measured together, not two runs on two
-days. Writes ``bench/results/versions.{json,md}``.
+days. Writes ``bench/results/<--name>.{json,md}`` (default ``versions``).
+
+A ref may carry settings that its demo runs with instead of its defaults, after commas:
+``HEAD,bento.replicas=1,haproxy.access_log=false`` (each ``section.field=value`` becomes
+``BENTOGATE_SECTION__FIELD``): to compare two commits deployed alike when their defaults
+differ, beside the same commits as each deploys itself.
 """
 
 from __future__ import annotations
@@ -63,6 +68,19 @@ def _git(*args: str, cwd: Path = PROJECT_DIR) -> str:
     ).stdout.strip()
 
 
+def split_ref(spec: str) -> tuple[str, dict[str, str]]:
+    """``REF[,section.field=value...]`` → the git ref and the settings' environment."""
+    ref, *pairs = spec.split(",")
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        section, dot, field = key.partition(".")
+        if not (equals and dot and section and field):
+            raise SystemExit(f"{spec}: {pair!r} is not section.field=value")
+        settings[f"BENTOGATE_{section.upper()}__{field.upper()}"] = value
+    return ref, settings
+
+
 def _environment(home: Path, base: int) -> dict[str, str]:
     """Settings for one ref's demo: its own state and ports, warm versions kept all run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENTOGATE_")}
@@ -78,9 +96,11 @@ def _environment(home: Path, base: int) -> dict[str, str]:
 
 
 @contextmanager
-def deployed(ref: str, work: Path, index: int, progress: Progress) -> Iterator[Deployed]:
-    """The demo of ``ref`` running (set up in ``work``; the ``index``-th ref of the run, its
-    ports and state apart from the others'), shut down at the end."""
+def deployed(spec: str, work: Path, index: int, progress: Progress) -> Iterator[Deployed]:
+    """The demo of ``spec``'s ref running with its settings (:func:`split_ref`; set up in
+    ``work``; the ``index``-th ref of the run, its ports and state apart from the others'),
+    shut down at the end."""
+    ref, settings = split_ref(spec)
     base = PORT_BASE + index * PORT_BLOCK
     commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     tree = work / commit[:12]
@@ -91,13 +111,14 @@ def deployed(ref: str, work: Path, index: int, progress: Progress) -> Iterator[D
     subprocess.run(["./run", "setup"], cwd=tree, check=True, stdout=sys.stderr)
     state = work / f"state-{index}"
     shutil.rmtree(state, ignore_errors=True)  # a demo starts from nothing
-    env = _environment(state / "home", base)
+    env = _environment(state / "home", base) | settings
     demo = state / "demo"
-    progress(f"{ref}: bentogate demo --keep-running (its default settings)")
+    told = ", ".join(f"{k}={v}" for k, v in settings.items()) or "its default settings"
+    progress(f"{ref}: bentogate demo --keep-running ({told})")
     command = [str(tree / ".venv/bin/bentogate"), "demo", "--keep-running", "--workdir", str(demo)]
     try:
         subprocess.run(command, cwd=tree, env=env, check=True, stdout=sys.stderr, timeout=900)
-        yield Deployed(f"{index + 1}:{ref}", commit, tree, base)
+        yield Deployed(f"{index + 1}:{spec}", commit, tree, base)
     finally:
         progress(f"{ref}: bentogate shutdown")
         subprocess.run(
@@ -146,9 +167,9 @@ def measure(
     return rows
 
 
-def write(results: dict[str, Any], out: Path) -> None:
+def write(results: dict[str, Any], out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "versions.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     machine = results["machine"]
     lines = [
         "# bentogate at several commits, side by side",
@@ -160,7 +181,8 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"{results['busy_after']:.0%} after.",
         "",
         "Each ref is its own checkout running `bentogate demo --keep-running` with its own "
-        "default settings (replicas, workers, HAProxy config as that commit deploys them). "
+        "default settings (replicas, workers, HAProxy config as that commit deploys them), "
+        "except the settings named after a ref's commas. "
         f"Serial: {results['serial_count']} requests per ref in interleaved rounds. Capacity "
         f"at p99 ≤ 5 ms: {results['repeats']} searches per ref, the refs alternating.",
         "",
@@ -176,15 +198,15 @@ def write(results: dict[str, Any], out: Path) -> None:
             f"| {s['p99_9_ms']:.3f} | {v['p50']:.3f}x | {v['p99']:.3f}x "
             f"| {row['capacity_median_rps']:.0f} ({each}) | {v['capacity']:.2f}x |"
         )
-    (out / "versions.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "refs", nargs="+",
-        help="git refs; ratios are to the first; a ref given twice is an A/A pair (the run's "
-        "own resolution)",
+        help="git refs, each with settings after commas (REF,section.field=value); ratios are "
+        "to the first; a ref given twice is an A/A pair (the run's own resolution)",
     )  # fmt: skip
     parser.add_argument("--serial-count", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=2, help="capacity searches per ref")
@@ -194,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         help="worktrees and their state (kept: a second run reuses the venvs)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--name", default="versions", help="the results' file name")
     args = parser.parse_args(argv)
     progress = Progress()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -222,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "rows": rows,
     }
-    write(results, args.out)
-    progress(f"wrote {args.out / 'versions.md'}")
+    write(results, args.out, args.name)
+    progress(f"wrote {args.out / args.name}.md")
     return 0
 
 
