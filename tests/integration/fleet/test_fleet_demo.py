@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from cli_docs import json_fields
-from hosts import CI_GATE
+from hosts import CI_GATE, HOST_PORTS, port_layout
 
 from bentogate.cli import main
 from bentogate.netns import netns_problem
@@ -48,12 +48,18 @@ def test_fleet_demo_promotes_v2_on_three_namespaced_hosts_under_load(
     schema: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    port_block: Callable[[int], int],
 ) -> None:
     problem = netns_problem()
     if problem is not None:
         pytest.skip(f"the fleet demo needs network namespaces, which cannot be made: {problem}")
     for field, value in CI_GATE.items():
         monkeypatch.setenv(f"BENTOGATE_GATE__{field.upper()}", str(value))
+    # The workstation serves on this machine's 127.0.0.1 beside the other worker's tests: a
+    # port block of its own, not the defaults (a CI run once had a container test's Bento
+    # find its port taken). The hosts, in namespaces of their own, take the same numbers.
+    for field, port in port_layout(port_block(HOST_PORTS), models=1).items():
+        monkeypatch.setenv(f"BENTOGATE_PORTS__{field.upper()}", str(port))
     argv = ["demo", "--fleet", "--workdir", str(tmp_path), "--db-url", pg_base_url]
     try:
         main([*argv, "--schema", schema, "--json"])
