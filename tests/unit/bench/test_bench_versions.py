@@ -20,5 +20,5 @@ def test_settings_after_commas_become_the_demos_environment() -> None:
 
 @pytest.mark.parametrize("bad", ["HEAD,replicas=1", "HEAD,bento.replicas", "HEAD,.x=1"])
 def test_a_setting_not_section_field_value_is_refused(bad: str) -> None:
-    with pytest.raises(SystemExit, match="is not section.field=value"):
+    with pytest.raises(SystemExit, match=r"is not section\.field=value"):
         split_ref(bad)
