@@ -1,8 +1,9 @@
 """What an operator reads afterwards (``bentogate logs``): HAProxy's request log, one line
 per request, and where each Bento's own log is, per version.
 
-The request log's lines are HAProxy's own, drained into the file by the sidecar's log writer
-(:mod:`bentogate.haproxy.accesslog`); this module finds the file and picks the lines of one model:
+The request log's lines are HAProxy's own, kept in its memory and saved to the file
+(:mod:`bentogate.haproxy.ring`, :mod:`bentogate.haproxy.accesslog`); this module saves what
+HAProxy holds, reads the file and picks the lines of one model:
 those of its two ports' frontends and of its versions' backends (a 503 of an unrouted port
 has no backend of a version, a server going DOWN has no frontend).
 """
@@ -15,8 +16,7 @@ from pathlib import Path
 
 from bentogate.bentos import container_name, log_path
 from bentogate.context import Context
-from bentogate.errors import HAProxyError
-from bentogate.haproxy import backend_name, follow_log, frontend_name, lines_about, tail_log
+from bentogate.haproxy import backend_name, frontend_name, lines_about, tail_log
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,20 @@ def model_lines(ctx: Context, model: str) -> Callable[[str], bool]:
 
 def last_lines(ctx: Context, model: str | None, lines: int) -> list[str]:
     """The last ``lines`` request-log lines (of ``model``, if given), oldest first, rotated
-    copies included."""
+    copies included: what HAProxy holds in memory is saved to the file first."""
     keep = model_lines(ctx, model) if model else None
+    if ctx.sidecar.is_running():
+        ctx.sidecar.save_request_log()
     return tail_log(request_log(ctx), lines, keep)
 
 
 def follow(
     ctx: Context, model: str | None, *, stop: Callable[[], bool] = lambda: False
 ) -> Iterator[str]:
-    """The request-log lines (of ``model``, if given) appended from now on, until ``stop()``
-    (or the caller stops iterating); a rotation meanwhile is followed."""
+    """The request-log lines (of ``model``, if given) HAProxy writes from now on, until
+    ``stop()`` (or the caller stops iterating); a reload meanwhile is followed."""
     keep = model_lines(ctx, model) if model else None
-    yield from follow_log(request_log(ctx), keep, stop=stop)
+    yield from ctx.sidecar.follow_requests(keep, stop=stop)
 
 
 def bento_logs(ctx: Context, model: str | None = None) -> list[BentoLog]:
@@ -91,9 +93,7 @@ def _version_key(version: str) -> tuple[int, str]:
 
 def notes(ctx: Context, model: str | None = None) -> list[str]:
     """What ``bentogate logs`` says before the lines (on stderr): each Bento's log (of
-    ``model``, if given), the request log's path, and why it may stay empty. A log writer
-    found dead (killed) is started again here (what it missed meanwhile waited in the FIFO,
-    up to its capacity)."""
+    ``model``, if given), the request log's path, and why it may stay empty."""
     lines = [
         f"Bento log of {b.model}:{b.version} on :{b.port} "
         f"({'running' if b.running else 'stopped'}): {b.where}"
@@ -102,18 +102,4 @@ def notes(ctx: Context, model: str | None = None) -> list[str]:
     lines.append(f"HAProxy request log: {request_log(ctx)}")
     if not ctx.settings.haproxy.access_log:
         lines.append("requests are not logged: haproxy.access_log is off")
-    elif ctx.sidecar.is_running() and not ctx.sidecar.logs_requests():
-        lines.append(
-            "the running HAProxy was started without the request log (by an older bentogate):"
-            " it logs no request until it is restarted (`bentogate shutdown`, then deploy)"
-        )
-    elif ctx.sidecar.is_running() and not ctx.sidecar.process.log_writer_pid():
-        try:
-            started = ctx.sidecar.ensure_log_writer()
-        except HAProxyError:  # a change holds the sidecar: it starts the writer itself
-            started = False
-        lines.append(
-            "the request log's writer was not running: "
-            + ("started again" if started else "it could not be started (see haproxy/haproxy.log)")
-        )
     return lines

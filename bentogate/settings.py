@@ -68,14 +68,21 @@ class HAProxySettings(BaseModel):
     access_log: bool = Field(
         True,
         description="HAProxy logs one line per request (frontend, backend/server, status, "
-        "timers, bytes) to logs/haproxy.log (through a FIFO and a small writer process that "
-        "rotates the file); `bentogate logs` shows it.",
+        "timers, bytes) into a ring in its own memory, saved to logs/haproxy.log at every "
+        "reload, stop and `bentogate logs`; `bentogate logs` shows it.",
+    )
+    access_log_memory_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="How much of the newest request-log lines HAProxy keeps in memory "
+        "(≈ 200 bytes a line): lines older than this that no reload, stop or `bentogate logs` "
+        "saved meanwhile are lost.",
     )
     access_log_max_bytes: int = Field(
         20 * 1024 * 1024,
         ge=4096,
-        description="The request log is rotated (renamed to haproxy.log.1 …) once larger "
-        "than this.",
+        description="The request log's file is rotated (renamed to haproxy.log.1 …) once "
+        "larger than this.",
     )
     access_log_keep: int = Field(
         3, ge=0, description="Rotated copies of the request log kept (haproxy.log.1 …)."

@@ -11,12 +11,13 @@ reads no database.
     sidecar.wait_healthy("fraud", "4")  # drain → passed canary check → ready
     sidecar.switch("fraud", "4")        # one `set map`, confirmed by `show map`
     sidecar.drain("fraud", "3")         # in-flight requests finish, then maint
+    sidecar.save_request_log()          # HAProxy's in-memory request log to its file
     tail_log(paths.access_log, 20, lines_about(["fe_fraud"], ["be_fraud_4"]))  # requests
 """
 
 from __future__ import annotations
 
-from .accesslog import LOG_FD, RequestLine, follow_log, lines_about, tail_log
+from .accesslog import RequestLine, lines_about, tail_log
 from .config import quote, render, render_map
 from .runtime import RuntimeAPI
 from .sidecar import Sidecar
@@ -34,7 +35,6 @@ from .spec import (
 from .stats import PortCounts, ServerStatus
 
 __all__ = [
-    "LOG_FD",
     "ModelRoute",
     "PortCounts",
     "ProxyPaths",
@@ -46,7 +46,6 @@ __all__ = [
     "Sidecar",
     "VersionBackend",
     "backend_name",
-    "follow_log",
     "frontend_name",
     "lines_about",
     "quote",

@@ -1,16 +1,9 @@
-"""HAProxy's request log: one line per request in a file of its own, bounded by rotation.
+"""HAProxy's request log on disk: one line per request, in files bounded by rotation.
 
-HAProxy formats every line itself and writes it, one non-blocking ``writev`` per request
-after the response went out, to descriptor :data:`LOG_FD` (``log fd@9``): a FIFO the master
-is started with (opened read-write, so neither opening nor writing ever waits for a reader),
-inherited by each worker and across seamless reloads. A small writer process
-(:mod:`bentogate.haproxy._logwriter`) drains the FIFO into the file every 0.1 s at most and rotates
-it by size (``haproxy.log`` → ``haproxy.log.1`` … ``.<keep>``); it exits with HAProxy. Why a
-writer: HAProxy 2.6 makes the descriptor non-blocking with ``F_SETFL``, which clears
-``O_APPEND``, and never reopens it, so a file HAProxy wrote itself could not be rotated (after
-a truncate it writes on at its old offset, behind a hole of NULs: measured). Nothing on the
-way of a request waits for the writer: a full FIFO (1 MiB) drops lines, counted in HAProxy's
-``DroppedLogs``, never a request.
+HAProxy keeps the newest lines in its own memory (:mod:`bentogate.haproxy.ring`); they are
+saved here, each line once, by whoever reloads or stops it and by ``bentogate logs``
+(:class:`LogFile`): appended to ``haproxy.log`` and rotated by size (``haproxy.log`` →
+``haproxy.log.1`` … ``.<keep>``). Nothing on the way of a request waits for the file.
 
 A line is HAProxy's ``option httplog`` behind the ISO time it was written
 (:class:`RequestLine`)::
@@ -19,23 +12,18 @@ A line is HAProxy's ``option httplog`` behind the ISO time it was written
     be_fraud_2/v2_3005 0/0/0/1/1 200 187 - - ---- 2/1/0/0/0 0/0 "POST /predict HTTP/1.1"
 
 Server state changes (``Server be_fraud_2/v2_3005 is DOWN, reason: …``) come in the same
-file, each with its time. This module reads it: parse, pick a model's lines, the last lines
-(rotated copies included), follow.
+file, each with its time. This module writes and reads it: save, parse, pick a model's
+lines, the last lines (rotated copies included).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-#: The request log's descriptor in haproxy. A POSIX shell (what hands it over at start)
-#: redirects only descriptors 0-9; haproxy takes the lowest free ones for its own files.
-LOG_FD = 9
 
 _REQUEST = re.compile(
     r"(?P<at>\S+) (?P<client>\S+) \[(?P<accepted>[^\]]+)\] (?P<frontend>\S+) "
@@ -143,69 +131,57 @@ def _read_lines(path: Path) -> list[str]:
     return data.decode(errors="replace").splitlines()
 
 
-def follow_log(
-    path: Path,
-    keep: LineFilter | None = None,
-    *,
-    stop: Callable[[], bool] = lambda: False,
-    poll_s: float = 0.2,
-) -> Iterator[str]:
-    """The lines appended to ``path`` from now on (as ``tail -F``), those ``keep`` keeps,
-    until ``stop()`` is true (checked at least every ``poll_s``). A rotation (the file
-    renamed away and a new one started) is followed: reading goes on from the new start."""
-    reader = _Follower(path)
-    try:
-        while not stop():
-            lines = reader.read()
-            if not lines:
-                time.sleep(poll_s)
-            for line in lines:
-                if keep is None or keep(line):
-                    yield line
-    finally:
-        reader.close()
+def rotate(path: Path, keep: int) -> None:
+    """``path`` → ``path.1``, each older copy one up, at most ``keep`` kept (0: dropped)."""
+    if keep <= 0:
+        path.unlink(missing_ok=True)
+        return
+    for number in range(keep - 1, 0, -1):
+        if rotation(path, number).exists():
+            os.replace(rotation(path, number), rotation(path, number + 1))
+    if path.exists():
+        os.replace(path, rotation(path, 1))
 
 
-class _Follower:
-    """Reads the complete lines appended to a file since the last read."""
+class LogFile:
+    """The request log's files: ``path`` and its rotated copies, ``path`` rotated once it is
+    larger than ``max_bytes``, ``keep`` copies kept. Which worker's lines were saved up to
+    which line is kept beside it (``<path>.mark``), so that saving the same ring twice
+    appends each line once. The caller makes sure one saves at a time (the sidecar's lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
         self.path = path
-        self.handle: BinaryIO | None = None
-        self.pending = b""  # a line not complete yet
-        self.from_end = True  # the file there at the start: only what comes next
+        self.max_bytes = max_bytes
+        self.keep = keep
 
-    def read(self) -> list[str]:
-        if self.handle is None:
-            try:
-                self.handle = open(self.path, "rb")  # noqa: SIM115 (kept open between reads)
-            except FileNotFoundError:
-                self.from_end = False  # a file that appears later is read whole
-                return []
-            if self.from_end:
-                self.handle.seek(0, os.SEEK_END)
-            self.from_end = False
-        if os.fstat(self.handle.fileno()).st_size < self.handle.tell():  # emptied: rotated
-            self.handle.seek(0)
-            self.pending = b""
-        chunk = self.handle.read()
-        if not chunk:
-            if self._replaced():
-                self.close()
-            return []
-        head, newline, self.pending = (self.pending + chunk).rpartition(b"\n")
-        if not newline:
-            return []
-        return head.decode(errors="replace").split("\n")
+    @property
+    def _mark(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.mark")
 
-    def _replaced(self) -> bool:
-        assert self.handle is not None
+    def save(self, lines: Sequence[str], worker: int | None) -> int:
+        """Append the lines of ``worker``'s ring not saved yet (``lines``: what it holds,
+        oldest first); returns how many were new."""
         try:
-            return os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
-        except FileNotFoundError:
-            return False
+            mark = json.loads(self._mark.read_text())
+        except (OSError, ValueError):
+            mark = {}
+        new = after(lines, mark.get("last")) if mark.get("worker") == worker else list(lines)
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as out:
+                out.write("\n".join(new) + "\n")
+            if self.path.stat().st_size > self.max_bytes:
+                rotate(self.path, self.keep)
+        last = new[-1] if new else mark.get("last") if mark.get("worker") == worker else None
+        self._mark.write_text(json.dumps({"worker": worker, "last": last}))
+        return len(new)
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+
+def after(lines: Sequence[str], last: str | None) -> list[str]:
+    """The lines that follow the last occurrence of ``last`` (all of them when it is None
+    or not there any more: a ring that went round since)."""
+    if last is not None:
+        for index in range(len(lines) - 1, -1, -1):
+            if lines[index] == last:
+                return list(lines[index + 1 :])
+    return list(lines)

@@ -26,7 +26,7 @@ from pathlib import Path
 from bentogate.errors import HAProxyError
 from bentogate.settings import HAProxySettings
 
-from .accesslog import LOG_FD
+from .ring import RING
 from .spec import (
     LOCAL,
     UNAVAILABLE_BACKEND,
@@ -76,20 +76,19 @@ def render(
     paths: ProxyPaths,
     *,
     start_disabled: Collection[tuple[str, str]] = (),
-    access_log: bool | None = None,
 ) -> str:
     """The complete haproxy.cfg for ``spec``.
 
     ``start_disabled`` holds ``(backend, server)`` pairs rendered ``disabled`` (new servers,
-    see the module docstring). ``access_log`` (default ``settings.access_log``): log each
-    request to the FIFO haproxy was started with (``log fd@9``); only true for a haproxy
-    that has it (:meth:`Sidecar.logs_requests`). Raises ``HAProxyError`` if the spec is
-    invalid.
+    see the module docstring). With ``settings.access_log``, each request is
+    logged into HAProxy's ring (:mod:`bentogate.haproxy.ring`). Raises ``HAProxyError`` if
+    the spec is invalid.
     """
     validate(spec)
-    logging = settings.access_log if access_log is None else access_log
+    logging = settings.access_log
     sections = [
         _global(settings, paths, logging),
+        *([_ring(settings)] if logging else []),
         _defaults(settings, logging),
         _stats(spec.stats_port, logging),
         *(_frontends(route, paths.map_file, spec) for route in spec.routes),
@@ -104,9 +103,7 @@ def _section(title: str, lines: Iterable[str]) -> str:
 
 
 def _global(settings: HAProxySettings, paths: ProxyPaths, logging: bool) -> str:
-    # The time each line was written, then the message: server state changes have no
-    # other time of their own.
-    log = [f"log fd@{LOG_FD} format iso local0"] if logging else []
+    log = [f"log ring@{RING} local0"] if logging else []
     return _section(
         "global",
         [
@@ -117,6 +114,20 @@ def _global(settings: HAProxySettings, paths: ProxyPaths, logging: bool) -> str:
             f"hard-stop-after {settings.hard_stop_after_s}s",
             f"maxconn {_MAXCONN}",
             *log,
+        ],
+    )
+
+
+def _ring(settings: HAProxySettings) -> str:
+    # The time each line was written, then the message (format iso): server state changes
+    # have no other time of their own. maxlen: a longer line (a long URI) is cut, not lost.
+    return _section(
+        f"ring {RING}",
+        [
+            'description "request log"',
+            "format iso",
+            "maxlen 2048",
+            f"size {settings.access_log_memory_bytes}",
         ],
     )
 

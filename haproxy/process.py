@@ -2,14 +2,11 @@
 
 HAProxy runs in master-worker mode (``-W``), daemonized (``-D``) so it outlives the command
 that started it; the master's pid is in ``paths.pid_file`` and its CLI on
-``paths.master_socket``. It is started with the request log's FIFO (``paths.log_fifo``)
-open as descriptor :data:`~bentogate.haproxy.accesslog.LOG_FD` (a daemon closes its standard
-output), which the master keeps across reloads and hands to every worker; the FIFO's writer
-(:mod:`bentogate.haproxy._logwriter`) runs beside it and exits with it
-(:mod:`bentogate.haproxy.accesslog`). A reload is ``SIGUSR2`` to the master: the new worker takes
+``paths.master_socket``. A reload is ``SIGUSR2`` to the master: the new worker takes
 over the listening sockets (``expose-fd listeners``) while old workers finish their requests
 (bounded by ``hard-stop-after``). A reload is confirmed when the admin socket answers from a new
-pid.
+pid. The request log lives in each worker's memory (:mod:`bentogate.haproxy.ring`): a reload
+and a stop save the leaving worker's lines to ``paths.access_log`` first, to its last request.
 """
 
 from __future__ import annotations
@@ -18,19 +15,20 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from bentogate.errors import HAProxyError
 
-from .accesslog import LOG_FD
+from .accesslog import LogFile
+from .ring import Tap, ring_lines, wait_idle
 from .runtime import RuntimeAPI
 from .spec import ProxyPaths
 
 _POLL_S = 0.05
-_LOG_WRITER = Path(str(resources.files("bentogate.haproxy") / "_logwriter.py"))
+#: How long a leaving worker may take to finish its requests before its ring is read out
+#: (its later lines are lost; hard-stop-after still bounds the worker itself).
+_LAST_REQUESTS_S = 2.0
 _MIB = 1 << 20
 
 
@@ -68,43 +66,14 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         raise HAProxyError(f"cannot run {argv[0]}: {exc}") from exc
 
 
-def _running(pid: int) -> bool:
-    """True if ``pid`` is a process that has not exited (a zombie has)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def _stop_log_writer(pid: int, timeout: float = 3.0) -> None:
-    """Wait for the log writer ``pid`` to drain the FIFO and exit (it does once no haproxy
-    holds the FIFO); SIGTERM, then SIGKILL it if it outlives ``timeout``."""
-    for sig, seconds in ((None, timeout), (signal.SIGTERM, 1.0), (signal.SIGKILL, 1.0)):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        if _exits_within(pid, seconds):
-            return
-
-
-def _exits_within(pid: int, seconds: float) -> bool:
-    """Wait up to ``seconds`` for ``pid`` to exit; True if it did."""
-    deadline = time.monotonic() + seconds
-    while _running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(_POLL_S)
-    return True
-
-
 def _alerts(output: str) -> str:
     lines = [ln for ln in output.splitlines() if "[NOTICE]" not in ln]
     return "\n".join(lines[-20:])
 
 
 class HAProxyProcess:
-    """The daemonized master-worker haproxy of one sidecar directory (and its request log's
-    writer, which keeps ``paths.access_log`` under ``log_max_bytes``, ``log_keep`` copies)."""
+    """The daemonized master-worker haproxy of one sidecar directory; its request log saved
+    to ``paths.access_log``, rotated past ``log_max_bytes``, ``log_keep`` copies kept."""
 
     def __init__(
         self,
@@ -117,8 +86,7 @@ class HAProxyProcess:
     ) -> None:
         self.paths = paths
         self.binary = binary
-        self.log_max_bytes = log_max_bytes
-        self.log_keep = log_keep
+        self.requests = LogFile(paths.access_log, log_max_bytes, log_keep)
         self.admin = RuntimeAPI(paths.admin_socket, timeout)
         self.master = RuntimeAPI(paths.master_socket, timeout)
         self._last_master: int | None = None
@@ -157,58 +125,39 @@ class HAProxyProcess:
         """True if this directory's master process is alive."""
         return self.master_pid() is not None
 
-    def logs_to(self) -> Path | None:
-        """What the running master's :data:`LOG_FD` is open on (where its workers write the
-        request log's lines), or None if none runs or it has no such descriptor (started
-        before bentogate logged requests: a restart gives it one)."""
-        pid = self.master_pid()
-        if pid is None:
+    def save_request_log(self) -> int:
+        """Save what the running worker's ring holds and is not saved yet; returns how many
+        lines (0 if none runs). The caller holds the sidecar's lock."""
+        worker = self.worker_pid()
+        if worker is None:
+            return 0
+        try:
+            lines = ring_lines(self.admin)
+        except HAProxyError:
+            return 0  # it left meanwhile: whoever stopped it saved its lines
+        return self.requests.save(lines, worker)
+
+    def _tap(self) -> tuple[Tap, int] | None:
+        """A :class:`Tap` on the worker answering now, and its pid (None if none answers):
+        opened before a reload or stop, it keeps every line to the worker's last."""
+        worker = self.worker_pid()
+        if worker is None:
             return None
         try:
-            return Path(os.readlink(f"/proc/{pid}/fd/{LOG_FD}"))
-        except OSError:
+            return Tap(self.paths.admin_socket), worker
+        except HAProxyError:
             return None
 
-    def log_writer_pid(self) -> int | None:
-        """The pid of this sidecar's request-log writer, or None if none runs."""
-        pid = _read_pid(self.paths.log_writer_pid_file)
-        if pid is None:
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        ours = str(self.paths.log_fifo).encode() in cmdline
-        return pid if ours and _running(pid) else None
-
-    def ensure_log_writer(self, timeout: float = 5.0) -> int | None:
-        """Start the request log's writer unless one runs; returns its pid, or None if the
-        running haproxy holds no log FIFO (then nothing is logged). A writer that does not
-        come up within ``timeout`` leaves lines in the FIFO (and then drops them, never a
-        request): the next call tries again."""
-        if self.logs_to() != self.paths.log_fifo.resolve():
-            return None
-        pid = self.log_writer_pid()
-        if pid is not None:
-            return pid
-        self.paths.access_log.parent.mkdir(parents=True, exist_ok=True)
-        writer = [
-            sys.executable, "-I", str(_LOG_WRITER), str(self.paths.log_fifo),
-            str(self.paths.access_log), str(self.log_max_bytes), str(self.log_keep),
-            str(self.paths.log_writer_pid_file),
-        ]  # fmt: skip
-        with open(self.paths.log, "a") as log:
-            # Through a shell that exits at once: the writer is nobody's child (no zombie,
-            # no Popen left running) and, in a session of its own, gets no terminal's Ctrl-C.
-            subprocess.run(
-                ["/bin/sh", "-c", '"$@" &', "sh", *writer],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True, timeout=timeout, check=False,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while (pid := self.log_writer_pid()) is None and time.monotonic() < deadline:
-            time.sleep(_POLL_S)
-        return pid
+    def _save_tapped(self, tapped: tuple[Tap, int] | None) -> None:
+        """Once the tapped worker is leaving: wait for its last requests (bounded), read its
+        ring to the end, let it go, save the lines."""
+        if tapped is None:
+            return
+        tap, worker = tapped
+        with tap:
+            wait_idle(self.master, worker, _LAST_REQUESTS_S)
+            lines = tap.drain()
+        self.requests.save(lines, worker)
 
     def worker_pid(self) -> int | None:
         """The pid of the worker now answering on the admin socket, or None."""
@@ -224,14 +173,7 @@ class HAProxyProcess:
         """
         if self.is_running():
             raise HAProxyError(f"haproxy already runs for {self.paths.directory}")
-        fifo = self.paths.log_fifo
-        if not fifo.is_fifo():
-            fifo.unlink(missing_ok=True)
-            os.mkfifo(fifo, 0o600)
         argv = [
-            # The shell opens the FIFO as LOG_FD, then becomes haproxy. Read-write: the open
-            # never waits for a reader, and a write never fails for want of one.
-            "/bin/sh", "-c", f'fifo=$1; shift; exec "$@" {LOG_FD}<>"$fifo"', "sh", str(fifo),
             self.binary, "-W", "-D",
             "-S", f"{self.paths.master_socket},mode,600",
             "-p", str(self.paths.pid_file),
@@ -268,9 +210,13 @@ class HAProxyProcess:
         if pid is None:
             raise HAProxyError(f"haproxy does not run for {self.paths.directory}")
         before = self._wait_master(deadline)
-        old = self.worker_pid()
+        tapped = self._tap()
+        old = tapped[1] if tapped is not None else self.worker_pid()
         os.kill(pid, signal.SIGUSR2)
-        return self._wait_new_worker(old, max(0.1, deadline - time.monotonic()), before)
+        try:
+            return self._wait_new_worker(old, max(0.1, deadline - time.monotonic()), before)
+        finally:
+            self._save_tapped(tapped)
 
     def _master_counts(self) -> tuple[int, int] | None:
         """``(reloads, failed reloads)`` from the master CLI's ``show proc``; None if the
@@ -317,21 +263,21 @@ class HAProxyProcess:
         raise HAProxyError(f"no new haproxy worker answered within {timeout}s\n{self.log_tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Soft-stop (``SIGUSR1``: in-flight requests finish), ``SIGTERM`` then ``SIGKILL``
-        if it outlives ``timeout``; then wait for the request log's writer to drain the
-        FIFO and exit. Does nothing if neither runs."""
-        writer = self.log_writer_pid()
+        """Soft-stop (``SIGUSR1``: in-flight requests finish, their lines saved), ``SIGTERM``
+        then ``SIGKILL`` if it outlives ``timeout``. Does nothing if none runs."""
         pid = self.master_pid()
         if pid is not None:
             self._stop_master(pid, timeout)
-        if writer is not None:
-            _stop_log_writer(writer)
 
     def _stop_master(self, pid: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        tapped = self._tap()
         for sig, share in ((signal.SIGUSR1, 0.7), (signal.SIGTERM, 0.3), (signal.SIGKILL, 0.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+            if tapped is not None:  # the soft stop: its last requests, then its lines
+                self._save_tapped(tapped)
+                tapped = None
             until = time.monotonic() + share * max(0.0, deadline - time.monotonic()) + 0.5
             while time.monotonic() < until and self.master_pid() == pid:
                 time.sleep(_POLL_S)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bentogate.errors import HAProxyError, NotFoundError
 from bentogate.locks import file_lock
 from bentogate.settings import HAProxySettings
 
-from . import cutover
+from . import cutover, ring
 from .config import render, render_map
 from .process import HAProxyProcess, atomic_write, check_config
 from .runtime import RuntimeAPI, parse_servers_state
@@ -70,18 +71,15 @@ class Sidecar:
             wanted = {(b.backend_name, s.name): s.port for b in spec.backends() for s in b.servers}
             kept = _kept_servers(state, wanted)
             new = set(wanted) - kept
-            logging = self.settings.access_log and (not running or self.logs_requests())
-            self._check(spec, new, logging)
+            self._check(spec, new)
             atomic_write(self.paths.state_file, _carry_state(state, kept))
             atomic_write(self.paths.map_file, render_map(spec.routing()))
-            config = render(spec, self.settings, self.paths, start_disabled=new, access_log=logging)
+            config = render(spec, self.settings, self.paths, start_disabled=new)
             atomic_write(self.paths.config, config)
             if running:
                 self.process.reload(_left(deadline))
             else:
                 self.process.start(_left(deadline))
-            if logging:  # started with haproxy; one that died comes back with the next change
-                self.process.ensure_log_writer()
             self._confirm(spec, deadline)
             runtime = self.runtime()
             for backend, server in sorted(new):
@@ -90,14 +88,14 @@ class Sidecar:
             for backend in sorted(routed & {b for b, _ in new}):
                 cutover.bring_up(runtime, backend, _left(deadline))
 
-    def _check(self, spec: ProxySpec, new: set[tuple[str, str]], logging: bool) -> None:
+    def _check(self, spec: ProxySpec, new: set[tuple[str, str]]) -> None:
         """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)
         in a short temporary directory: its sockets' paths fit wherever the real ones do."""
         with tempfile.TemporaryDirectory(prefix="bentogate-check-") as directory:
             staged = ProxyPaths(Path(directory))
             atomic_write(staged.state_file, _EMPTY_STATE)
             atomic_write(staged.map_file, render_map(spec.routing()))
-            config = render(spec, self.settings, staged, start_disabled=new, access_log=logging)
+            config = render(spec, self.settings, staged, start_disabled=new)
             atomic_write(staged.config, config)
             check_config(self.settings.binary, staged.config)
 
@@ -153,20 +151,19 @@ class Sidecar:
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
 
-    def logs_requests(self) -> bool:
-        """True if the running haproxy holds this sidecar's log FIFO (it writes one line per
-        request there while the config says so); False if none runs or it was started
-        without it (then a restart, e.g. ``bentogate shutdown`` and a deploy, gives it one:
-        a reload cannot)."""
-        return self.process.logs_to() == self.paths.log_fifo.resolve()
-
-    def ensure_log_writer(self, timeout: float = 10.0) -> bool:
-        """Make sure the request log's writer runs (it drains the FIFO into
-        ``paths.access_log`` and rotates it); True if it does, False if haproxy logs no
-        requests (not running, or started without the FIFO). Under the sidecar's lock (one
-        writer, even beside an apply); ``HAProxyError`` if another holds it past ``timeout``."""
+    def save_request_log(self, timeout: float = 10.0) -> int:
+        """Save the lines HAProxy holds in memory and its file lacks (``paths.access_log``);
+        returns how many. Under the sidecar's lock (no reload meanwhile); ``HAProxyError`` if
+        another holds it past ``timeout``."""
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
-            return self.process.ensure_log_writer() is not None
+            return self.process.save_request_log()
+
+    def follow_requests(
+        self, keep: Callable[[str], bool] | None = None, *, stop: Callable[[], bool]
+    ) -> Iterator[str]:
+        """The request lines HAProxy writes from now on (those ``keep`` keeps), across
+        reloads, until ``stop()`` (:func:`bentogate.haproxy.ring.follow`)."""
+        return ring.follow(self.runtime(), keep, stop=stop)
 
     def server_status(self) -> list[ServerStatus]:
         """Every server's status and counters, from ``show stat``.

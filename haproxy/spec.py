@@ -203,15 +203,6 @@ class ProxyPaths:
         return self.access_log_path or self.directory / "access.log"
 
     @property
-    def log_fifo(self) -> Path:
-        """Where haproxy writes the request log's lines for its writer to drain."""
-        return self.directory / "requests.fifo"
-
-    @property
-    def log_writer_pid_file(self) -> Path:
-        return self.directory / "logwriter.pid"
-
-    @property
     def lock_file(self) -> Path:
         return self.directory / ".lock"
 

@@ -1,20 +1,15 @@
-"""The request log: its lines parsed, picked per model, read back across rotations and
-followed; its writer draining a FIFO and rotating the file (HAProxy writing into it is in
+"""The request log: its lines parsed, picked per model, saved once each and rotated, read
+back across rotations (HAProxy's ring and its saving across reloads are in
 tests/integration/haproxy)."""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bentogate.haproxy import RequestLine, lines_about, tail_log
-from bentogate.haproxy._logwriter import rotate, run
-from bentogate.haproxy.accesslog import follow_log, rotation
+from bentogate.haproxy.accesslog import LogFile, after, rotate, rotation
 
-# Lines as HAProxy 2.6.12 writes them (log fd@9 format iso, option httplog).
+# Lines as HAProxy 2.6.12 writes them (ring format iso, option httplog).
 OK = (
     "2026-12-06T02:22:12.993181+00:00 127.0.0.1:37250 [06/Dec/2026:02:22:12.992] fe_fraud "
     'be_fraud_2/v2_3005 0/0/1/2/3 200 187 - - ---- 2/1/0/0/0 0/0 "POST /predict HTTP/1.1"'
@@ -89,67 +84,31 @@ def test_rotation_renames_keeping_n_copies(tmp_path: Path) -> None:
     assert not log.exists() and rotation(log, 1).read_text() == "gen3\n"
 
 
-def test_the_writer_drains_the_fifo_into_the_file_rotates_it_and_ends_with_haproxy(
+def test_saving_a_ring_twice_appends_each_line_once_and_a_new_worker_starts_afresh(
     tmp_path: Path,
 ) -> None:
-    fifo, log = tmp_path / "requests.fifo", tmp_path / "logs" / "haproxy.log"
-    os.mkfifo(fifo)
-    haproxy = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # as haproxy holds it
-    writer = threading.Thread(target=run, args=(fifo, log, 300, 2, 0.01))
-    writer.start()
-    try:
-        lines = [f"request {i:03d} " + "x" * 40 for i in range(20)]  # 53 bytes each
-        for line in lines[:3]:
-            os.write(haproxy, f"{line}\n".encode())
-        _wait_until(lambda: log.exists() and log.read_text().count("\n") == 3)
-        for line in lines[3:]:
-            os.write(haproxy, f"{line}\n".encode())
-            time.sleep(0.003)
-        _wait_until(lambda: tail_log(log, 100) == lines[-len(tail_log(log, 100)) :])
-        kept = tail_log(log, 100)
-        assert kept == lines[-len(kept) :] and len(kept) >= 10  # in order, none doubled
-        assert rotation(log, 1).exists() and rotation(log, 2).exists()
-        assert not rotation(log, 3).exists()  # older ones dropped
-        assert all(path.stat().st_size < 300 + 20 * 53 for path in (log, rotation(log, 1)))
-    finally:
-        os.close(haproxy)  # haproxy gone: no writer holds the FIFO
-        writer.join(5)
-    assert not writer.is_alive()
+    log = LogFile(tmp_path / "logs" / "haproxy.log", max_bytes=1 << 20, keep=2)
+    assert log.save(["a", "b"], worker=10) == 2
+    assert log.save(["a", "b", "c"], worker=10) == 1  # the ring grew by one
+    assert log.save(["a", "b", "c"], worker=10) == 0
+    assert log.save(["a"], worker=11) == 1  # a new worker's ring: every line is new
+    assert log.save(["a", "d"], worker=11) == 1
+    assert tail_log(log.path, 10) == ["a", "b", "c", "a", "d"]
 
 
-def test_follow_yields_new_lines_only_and_survives_a_rotation(tmp_path: Path) -> None:
-    log = tmp_path / "haproxy.log"
-    write(log, ["old"])
-    done = threading.Event()
-    got: list[str] = []
-
-    def read() -> None:
-        for line in follow_log(log, lambda ln: ln != "skip", stop=done.is_set, poll_s=0.01):
-            got.append(line)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        with open(log, "a") as out:
-            _wait_until(lambda: True, 0.1)  # the reader is at the end
-            out.write("one\nskip\ntw")
-            out.flush()
-            _wait_until(lambda: got == ["one"])
-            out.write("o\n")
-            out.flush()
-            _wait_until(lambda: got == ["one", "two"])
-        rotate(log, 1)  # renamed away, as the writer does; a new file follows
-        write(log, ["three"])
-        _wait_until(lambda: got == ["one", "two", "three"])
-    finally:
-        done.set()
-        reader.join(5)
-    assert got == ["one", "two", "three"]
+def test_a_ring_that_went_round_past_the_last_saved_line_is_saved_whole(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "haproxy.log", max_bytes=1 << 20, keep=2)
+    log.save(["a", "b"], worker=10)
+    assert log.save(["x", "y"], worker=10) == 2  # "b" was overwritten: nothing to skip
+    assert after(["b", "c", "b", "d"], "b") == ["d"]  # the last occurrence counts
+    assert after(["c"], None) == ["c"]
 
 
-def _wait_until(condition: Callable[[], bool], at_least: float = 0.0, timeout: float = 5.0) -> None:
-    time.sleep(at_least)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def test_saving_rotates_past_max_bytes_and_keeps_n_copies(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "haproxy.log", max_bytes=100, keep=2)
+    lines = [f"request {i:03d} " + "x" * 40 for i in range(20)]  # 53 bytes each
+    for worker, start in enumerate(range(0, 20, 2)):
+        log.save(lines[start : start + 2], worker)
+    kept = tail_log(log.path, 100)
+    assert kept == lines[-len(kept) :] and len(kept) >= 4  # in order, none doubled
+    assert rotation(log.path, 2).exists() and not rotation(log.path, 3).exists()

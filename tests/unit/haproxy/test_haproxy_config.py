@@ -118,19 +118,19 @@ def test_the_production_port_listens_on_the_hosts_address_too_the_others_only_lo
     ]
 
 
-def test_each_request_is_logged_to_the_descriptor_haproxy_starts_with() -> None:
-    cfg = render(spec(), HAProxySettings(), PATHS)
+def test_each_request_is_logged_into_a_ring_of_the_size_settings_give() -> None:
+    cfg = render(spec(), HAProxySettings(access_log_memory_bytes=2 << 20), PATHS)
     glob, defaults = cfg.split("\ndefaults\n")[0], cfg.split("\ndefaults\n")[1].split("\n\n")[0]
-    assert "log fd@9 format iso local0" in glob
+    assert "log ring@requests local0" in glob
+    ring = cfg.split("\nring requests\n")[1].split("\n\n")[0]
+    assert "format iso" in ring and f"size {2 << 20}" in ring
     for line in ("log global", "option httplog", "option dontlognull"):
         assert line in defaults
     stats = cfg.split("frontend stats\n")[1].split("\n\n")[0]
     assert "http-request set-log-level silent" in stats  # scrapes are no model's requests
-    for off in (
-        render(spec(), HAProxySettings(access_log=False), PATHS),
-        render(spec(), HAProxySettings(), PATHS, access_log=False),  # haproxy without the fd
-    ):
-        assert "log fd@" not in off and "httplog" not in off and "log-level" not in off
+    off = render(spec(), HAProxySettings(access_log=False), PATHS)
+    assert "log ring@" not in off and "\nring " not in off
+    assert "httplog" not in off and "log-level" not in off
 
 
 def test_settings_flow_into_the_config() -> None:

@@ -1,0 +1,184 @@
+"""HAProxy's request log as HAProxy keeps it: a ring buffer in the worker's memory.
+
+HAProxy writes every request line into a ring of its own (``ring requests`` in the config,
+``log ring@requests``): no descriptor, no file, no process beside it, and nothing on the way
+of a request ever waits for a reader. The ring holds the newest ``access_log_memory_bytes``
+of lines and belongs to one worker: a reload starts the new worker on an empty ring and the
+old one's lines go with it when it exits. So whoever changes HAProxy saves them first
+(:meth:`bentogate.haproxy.process.HAProxyProcess.reload` and ``stop``, through a
+:class:`Tap` opened before the signal and read until the old worker has nothing in flight),
+and ``bentogate logs`` saves what the ring holds before it reads the files
+(:mod:`bentogate.haproxy.accesslog`: appended, rotated by size, each line once).
+
+Two Runtime API commands on the admin socket: ``show events requests`` (the ring's lines) and
+``show events requests -w [-n]`` (the same, then each new line as it is written, until the
+client goes; ``-n``: only new ones). A ``-w`` reader keeps an old worker alive after a
+reload (measured: 20 s, until it left), so a :class:`Tap` is closed as soon as its worker is
+done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bentogate.errors import HAProxyError
+
+from .accesslog import after
+from .runtime import RuntimeAPI
+
+#: The ring's name in the config.
+RING = "requests"
+_NO_RING = "No such event sink"
+
+
+def ring_lines(admin: RuntimeAPI) -> list[str]:
+    """What the worker answering on ``admin`` holds in its ring, oldest first; empty if its
+    config has no ring (the request log is off). ``HAProxyError`` if it does not answer."""
+    return _lines(admin.execute(f"show events {RING}"))
+
+
+def _lines(text: str) -> list[str]:
+    if text.startswith(_NO_RING):
+        return []
+    return [line for line in text.split("\n") if line]
+
+
+class Tap:
+    """``show events requests -w`` on one admin socket connection: the lines the ring
+    held, then each new one (``only_new``: only those), as :meth:`read` collects them."""
+
+    def __init__(self, admin_socket: Path, *, only_new: bool = False, timeout: float = 5.0):
+        self.ended = False  # haproxy closed the connection (its worker left, or no ring)
+        self._pending = b""
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(str(admin_socket))
+            # No shutdown of our side: haproxy ends a -w dump when its client stops sending.
+            self._sock.sendall(f"show events {RING} -w{' -n' if only_new else ''}\n".encode())
+            self._sock.setblocking(False)
+        except OSError as exc:
+            self._sock.close()
+            raise HAProxyError(f"runtime API {admin_socket}: show events: {exc}") from exc
+
+    def read(self, wait_s: float) -> list[str]:
+        """The complete lines that came, waiting up to ``wait_s`` for the first."""
+        if self.ended:
+            return []
+        ready, _, _ = select.select([self._sock], [], [], wait_s)
+        if not ready:
+            return []
+        chunks = [self._pending]
+        while True:
+            try:
+                chunk = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.ended = True
+                break
+            chunks.append(chunk)
+        head, newline, self._pending = b"".join(chunks).rpartition(b"\n")
+        text = head.decode(errors="replace") if newline else ""
+        return [] if text.startswith(_NO_RING) else [line for line in text.split("\n") if line]
+
+    def drain(self, quiet_s: float = 0.05, limit_s: float = 2.0) -> list[str]:
+        """Every line until none came for ``quiet_s`` (or haproxy closed, or ``limit_s``)."""
+        lines: list[str] = []
+        deadline = time.monotonic() + limit_s
+        while not self.ended and time.monotonic() < deadline:
+            got = self.read(quiet_s)
+            if not got and not self._more_soon():
+                break
+            lines += got
+        return lines
+
+    def _more_soon(self) -> bool:
+        """True if bytes of a line not complete yet wait (its end is on the way)."""
+        return bool(self._pending)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> Tap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_idle(master: RuntimeAPI, worker: int, limit_s: float) -> None:
+    """Wait up to ``limit_s`` until ``worker`` (an old or stopping one, reached through the
+    master CLI) holds no connection of a client (its last requests logged), or is gone.
+    CLI connections, a :class:`Tap`'s included, do not count (``CurrConns``)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            info = master.execute(f"@!{worker} show info")
+        except HAProxyError:
+            return  # the master left: its workers with it
+        current = next(
+            (line.split(":", 1)[1].strip() for line in info.splitlines()
+             if line.startswith("CurrConns:")),
+            None,
+        )  # fmt: skip
+        if current is None or current == "0":
+            return  # gone (the master answers about no such process) or idle
+        time.sleep(0.02)
+
+
+def follow(
+    admin: RuntimeAPI,
+    keep: Callable[[str], bool] | None = None,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    poll_s: float = 0.2,
+) -> Iterator[str]:
+    """The request lines written from now on (those ``keep`` keeps), across reloads and
+    restarts, until ``stop()`` is true (checked at least every ``poll_s``). After a reload
+    the old worker's last lines are read to the end, then the new worker's from its first; a
+    connection haproxy closed is opened again without repeating a line; while no haproxy
+    runs, nothing comes."""
+    worker = _worker(admin)
+    tap: Tap | None = Tap(admin.socket_path, only_new=True) if worker is not None else None
+    last: str | None = None  # the newest line seen, of ``worker``
+    try:
+        while not stop():
+            lines = tap.read(poll_s) if tap is not None else []
+            now = _worker(admin)
+            if tap is not None and (now != worker or tap.ended):
+                if not tap.ended:  # reloaded: the old worker's last lines first
+                    lines += tap.drain()
+                tap.close()
+                tap = None
+            if tap is None and now is not None:
+                with contextlib.suppress(HAProxyError):  # between two workers: next time
+                    tap = Tap(admin.socket_path)
+                    if now == worker:  # the same ring again: only what was not seen
+                        again = tap.drain()
+                        lines += after(again, last) if last is not None else []
+                    worker = now
+            if tap is None:
+                time.sleep(poll_s)
+            for line in lines:
+                last = line
+                if keep is None or keep(line):
+                    yield line
+    finally:
+        if tap is not None:
+            tap.close()
+
+
+def _worker(admin: RuntimeAPI) -> int | None:
+    try:
+        return int(admin.show_info()["Pid"])
+    except (HAProxyError, KeyError, ValueError):
+        return None
