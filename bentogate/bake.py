@@ -31,7 +31,7 @@ it). The rollback names the version it judged (``replacing``): if production alr
 of each model is kept in ``run/bake/<model>.json`` for ``bentogate status``.
 
 Who watches (each calls :func:`look` every :data:`POLL_S`):
-- on a single host, the detached ``bentogate expire --wait`` that every cutover schedules
+- on a single host, the detached expirer (:mod:`bentogate.expirer`) that every cutover schedules
   (:mod:`bentogate.warm`) runs :func:`watch_then_expire`: it bakes while a previous version
   is warm, rolls back with :func:`roll_back` (one ``set map`` to the warm version), and stops
   each warm version when its time is over;

@@ -133,8 +133,9 @@ class BentoSettings(BaseModel):
     )
     expire_warm: Literal["detached", "agent", "manual"] = Field(
         "detached",
-        description="Who stops a warm version when its time is over: a detached "
-        "`bentogate expire --wait` that each cutover leaves running, this host's fleet agent, "
+        description="Who stops a warm version when its time is over: a detached expirer "
+        "(`python -m bentogate.expirer`) that each cutover leaves running until then, this "
+        "host's fleet agent, "
         "or nobody until `bentogate expire` is run.",
     )
 

@@ -9,8 +9,9 @@ stopped like any other version. A version taken out of production by an automati
 changes this host (promote, rollback, expiry) holds the host lock, so an expiry never stops a
 version a rollback is taking back.
 
-Who stops it: on a fleet host its agent; elsewhere a detached ``bentogate expire --wait``
-that every cutover schedules (:func:`schedule_expiry`, called by the release workflow, so
+Who stops it: on a fleet host its agent; elsewhere the detached expirer
+(:mod:`bentogate.expirer`, what ``bentogate expire --wait`` does) that every cutover
+schedules (:func:`schedule_expiry`, called by the release workflow, so
 any caller of ``release.promote`` gets it) and ``bentogate shutdown`` cancels; while it
 waits it watches the bake of the version that replaced it (:mod:`bentogate.bake`), as the
 agent does between its reconciliations.
@@ -83,7 +84,7 @@ def _expirers_dir(ctx: Context) -> Path:
 
 
 def schedule_expiry(ctx: Context) -> list[Warm]:
-    """Leave a detached ``bentogate expire --wait`` running (with this context's settings,
+    """Leave the detached expirer (:mod:`bentogate.expirer`) running (with this context's settings,
     whatever their source) that stops the warm versions of this host when their time is
     over; returns them. Nothing is started when none is warm or when
     ``bento.expire_warm`` gives the job to the agent or to the user. Each expirer re-reads
@@ -100,7 +101,7 @@ def schedule_expiry(ctx: Context) -> list[Warm]:
     env["BENTOGATE_CONFIG"] = str(settings_file)
     with open(ctx.settings.logs_dir / "expire.log", "a") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+            [sys.executable, "-m", "bentogate.expirer"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -132,9 +133,9 @@ def cancel_expiry(ctx: Context, timeout: float = 5.0) -> list[int]:
 
 
 def _is_expirer(pid: int) -> bool:
-    """True if ``pid`` still runs ``bentogate.cli expire`` (not a recycled pid)."""
+    """True if ``pid`` still runs the expirer (not a recycled pid)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"bentogate.cli" in argv and b"expire" in argv
+    return b"bentogate.expirer" in argv

@@ -140,10 +140,10 @@ def test_a_warm_version_is_stopped_once_its_time_is_over(released: Context) -> N
     [entry] = warm.warm_versions(ctx)
     assert warm.stop_expired(ctx) == []  # not yet: nothing changes
     assert warm.warm_versions(ctx) == [entry]
-    # `bentogate expire --wait`, what promote leaves behind, here told the warm time is 0.1 s.
+    # The detached expirer promote leaves behind, here told the warm time is 0.1 s.
     env = settings_env(ctx.settings) | {"BENTOGATE_BENTO__KEEP_PREVIOUS_S": "0.1"}
     done = subprocess.run(
-        [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+        [sys.executable, "-m", "bentogate.expirer"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,5 +1,6 @@
 """The watched bake under real client load: real Bentos, the real sidecar, the watcher as the
-detached ``bentogate expire --wait`` every cutover leaves (issue "Live-traffic safety", 3).
+detached expirer (``python -m bentogate.expirer``) every cutover leaves (issue "Live-traffic
+safety", 3).
 
 A version that breaks under clients' traffic after its cutover (its Bento dies; it scores a
 class of clients' rows differently from the version it replaced; it is slow on a class of
@@ -104,9 +105,9 @@ def _production(ctx: Context) -> str:
 
 
 def _watcher(ctx: Context) -> subprocess.Popen[str]:
-    """``bentogate expire --wait`` with this host's settings, as a cutover leaves it."""
+    """The detached expirer with this host's settings, as a cutover leaves it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bentogate.cli", "expire", "--wait"],
+        [sys.executable, "-m", "bentogate.expirer"],
         env=settings_env(ctx.settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
