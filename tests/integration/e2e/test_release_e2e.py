@@ -11,10 +11,13 @@ fixture named after it, ``hosts.reach``), so the tests pass in any order and one
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -181,8 +184,37 @@ def test_bad_input_through_haproxy_is_a_400_naming_the_problem(
 def test_oversized_body_is_refused(released: Context) -> None:
     port = released.registry.get_model("fraud").production_port
     limit = released.settings.bento.max_body_bytes  # built into the Bento; HAProxy enforces it
-    status, _ = post(port, "/predict", b'{"features": [' + b"1," * (limit // 2) + b"1]}")
-    assert status == 413
+    head, answer = post_reading_early(port, b'{"features": [' + b"1," * (limit // 2) + b"1]}")
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"larger than" in answer
+
+
+def post_reading_early(port: int, body: bytes, timeout: float = 5.0) -> tuple[bytes, bytes]:
+    """POST ``body`` as a careful client does (curl, browsers): the server's answer is read
+    as soon as it comes, also while the body is still being sent. A refusal of an oversized
+    body comes after the first 16 KiB, and the server then closes with the rest unread (a
+    reset), so a client that only reads once it has sent everything may lose the answer.
+    Returns the status line and the body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        sent = 0
+        while sent < len(body):
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sent += sock.send(body[sent : sent + 16384])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    head, _, rest = answer.partition(b"\r\n")
+    return head, rest
 
 
 def test_promote_without_a_passed_gate_is_refused(story: Story) -> None:
