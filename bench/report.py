@@ -12,11 +12,16 @@ from bench.stats import ratio
 
 TARGETS = {
     "bare": "bare uvicorn + onnxruntime (floor)",
+    "bare_n": "bare, one process per replica",  # only when the release deploys several
     "bento": "Bento, direct (one replica)",
     "haproxy": "Bento through HAProxy (all replicas)",
     "mlserver": "MLServer + XGBoost runtime (the peer)",
 }
-GOALS = {"serial_p50_ms": 0.5, "serial_p99_ms": 1.0, "capacity_ratio": 0.5}
+#: The acceptance of issue "Performance as deployed": serial latency through HAProxy as a
+#: multiple of the bare floor's; capacity through HAProxy as a share of the bare endpoint's
+#: with as many processes as the release deployed replicas (of one bare process if one).
+GOALS = {"serial_p50_x": 1.6, "serial_p99_x": 2.0, "capacity_same_processes": 0.6,
+         "capacity_one_process": 0.5}  # fmt: skip
 BATCH_SIZES = ("64", "1024")
 
 
@@ -41,17 +46,26 @@ def _met(ok: bool) -> str:
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(goal, target, measured, met) rows of the issue's acceptance figures."""
-    serial = results["serial"]["haproxy"]
-    capacity = results["capacity"]
-    cap_ratio = ratio(capacity["haproxy"]["rate"], capacity["bare"]["rate"])
-    rows = [
-        ("serial p50 through HAProxy", f"≤ {GOALS['serial_p50_ms']} ms",
-         f"{serial['p50_ms']:.3f} ms", serial["p50_ms"] <= GOALS["serial_p50_ms"]),
-        ("serial p99 through HAProxy", f"≤ {GOALS['serial_p99_ms']} ms",
-         f"{serial['p99_ms']:.3f} ms", serial["p99_ms"] <= GOALS["serial_p99_ms"]),
-        ("capacity through HAProxy at p99 ≤ 5 ms, vs bare", f"≥ {GOALS['capacity_ratio']}x",
-         _x(cap_ratio), cap_ratio >= GOALS["capacity_ratio"]),
-    ]  # fmt: skip
+    serial, capacity = results["serial"], results["capacity"]
+    ours, floor = serial["haproxy"], serial["bare"]
+    rows = []
+    for name, key, limit in (
+        ("p50", "p50_ms", GOALS["serial_p50_x"]),
+        ("p99", "p99_ms", GOALS["serial_p99_x"]),
+    ):
+        value = ratio(ours[key], floor[key])
+        rows.append(
+            (f"serial {name} through HAProxy vs bare", f"≤ {limit:.2f}x", _x(value), value <= limit)
+        )
+    replicas = results["config"].get("replicas", 1)
+    if "bare_n" in capacity:
+        floor_n, least = capacity["bare_n"]["rate"], GOALS["capacity_same_processes"]
+        name = f"capacity at p99 ≤ 5 ms, {replicas} replicas through HAProxy vs bare x {replicas}"
+    else:
+        floor_n, least = capacity["bare"]["rate"], GOALS["capacity_one_process"]
+        name = "capacity at p99 ≤ 5 ms, 1 replica through HAProxy vs one bare process"
+    value = ratio(capacity["haproxy"]["rate"], floor_n)
+    rows.append((name, f"≥ {least:.2f}x", _x(value), value >= least))
     peer = peer_ratios(results)
     for name, key in (("serial p50", "p50"), ("serial p99", "p99")):
         value = peer[key]
@@ -145,6 +159,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for key, label in TARGETS.items():
+        if key not in serial:
+            continue
         row = serial[key]
         out.append(
             f"| {label} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {_ms(row['p99_9_ms'])} "
@@ -167,12 +183,15 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---|---:|",
     ]
     for key, label in TARGETS.items():
+        if key not in capacity:
+            continue
         row = capacity[key]
         out.append(
             f"| {label} | {row['rate']:.0f} | {min(row['rates']):.0f} to {max(row['rates']):.0f} "
             f"| {_x(ratio(row['rate'], capacity['bare']['rate']))} "
             f"| {row['limited_by']} | {len(row['steps'])} |"
         )
+    out += _memory_rows(results)
     out += _peer_rows(results)
     out += _batch_rows(results["batch"])
     out += ["", "## In-process (pytest-benchmark medians)", ""]
@@ -180,6 +199,48 @@ def markdown(results: dict[str, Any]) -> str:
     out += _release_rows(results["release"])
     out += ["", "![latency and capacity](latency.png)", ""]
     return "\n".join(out)
+
+
+def _memory_rows(results: dict[str, Any]) -> list[str]:
+    """Resident memory of what serves, and what else of bentogate's ran after the cutover."""
+    memory = results.get("memory")
+    if memory is None:
+        return []
+    replicas = memory["replica_mib"]
+    out = [
+        "",
+        "## Resident memory",
+        "",
+        "While v1 served the measurements; a process counted with its children (a Bento: "
+        "BentoML's arbiter and its worker), VmRSS summed, as `bentogate status` shows a replica.",
+        "",
+        "| what | MiB |",
+        "|---|---:|",
+        *(f"| Bento replica {n} of v1 | {mib:.0f} |" for n, mib in enumerate(replicas, 1)),
+        f"| all {len(replicas)} replicas | {sum(replicas):.0f} |",
+        f"| HAProxy (master and worker) | {memory['haproxy_mib']:.0f} |",
+        f"| bare floor, one process | {memory.get('bare_mib', float('nan')):.0f} |",
+    ]
+    if "bare_n_mib" in memory:
+        out.append(f"| bare floor, one process per replica | {memory['bare_n_mib']:.0f} |")
+    out.append(f"| MLServer (the peer) | {memory['mlserver_mib']:.0f} |")
+    after = memory.get("after_cutover", [])
+    others = [row for row in after if row["kind"] == "other"]
+    kinds = {kind: sum(1 for row in after if row["kind"] == kind) for kind in ("bento", "haproxy")}
+    out += [
+        "",
+        f"Right after v2's cutover and the two rollbacks, the host ran {kinds['bento']} Bento "
+        f"process tree(s) and {kinds['haproxy']} HAProxy; "
+        + (
+            "nothing else of bentogate's."
+            if not others
+            else "and besides them: "
+            + "; ".join(f"`{row['command']}` ({row['resident_mib']:.0f} MiB)" for row in others)
+            + " (the expirer lives while a previous version is warm, `bento.keep_previous_s`, "
+            "and exits with the warm window)."
+        ),
+    ]
+    return out
 
 
 def _peer_rows(results: dict[str, Any]) -> list[str]:
@@ -305,6 +366,8 @@ def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for key, label in TARGETS.items():
+        if key not in results["capacity"]:
+            continue
         values = np.sort(np.asarray(latencies.get(key, []), dtype=float)) / 1000.0
         if values.size:
             quantiles = np.arange(1, values.size + 1) / values.size

@@ -13,7 +13,9 @@ then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,9 +34,18 @@ from bench.machine import cpu_busy, describe
 from bench.models import ModelFiles, train
 from bench.peer import Peer
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
-from bench.stack import backend_port, bare_endpoint, bentogate_host, post, production_port
+from bench.stack import (
+    MODEL,
+    backend_port,
+    bare_endpoint,
+    bentogate_host,
+    listeners,
+    post,
+    production_port,
+)
 from bench.stats import percentiles_ms
 from bentogate.bentos import resident_bytes
+from bentogate.context import Context
 from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -175,6 +186,65 @@ def run_batch(models_dir: Path, options: Options) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def resident_memory(ctx: Context, bare: Mapping[str, int | None]) -> dict[str, Any]:
+    """Resident memory (MiB; a process with its children, as ``bentogate status`` shows a
+    replica's) of each replica of the production version, HAProxy's master and workers, and
+    each bare floor (``bare``: name → port; every process listening there)."""
+    live = ctx.registry.production_version(MODEL)
+    assert live is not None
+    pids = [
+        d.pid for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+        if d.version == live.version and d.pid is not None
+    ]  # fmt: skip
+    replicas = [(b or 0) / 2**20 for b in resident_bytes(pids).values()]
+    master = ctx.sidecar.process.master_pid()
+    haproxy = resident_bytes([master])[master] if master is not None else None
+    floors = {}
+    for name, port in bare.items():
+        if port is not None:
+            held = resident_bytes(listeners(port)).values()
+            floors[f"{name}_mib"] = sum(b or 0 for b in held) / 2**20
+    return {
+        "replica_mib": replicas,
+        "haproxy_mib": (haproxy or 0) / 2**20,
+        **floors,
+    }
+
+
+def processes_of(home: Path) -> list[dict[str, Any]]:
+    """Every live process started for the bentogate host at ``home`` (its argv or
+    environment names a path under it), by kind: Bento (a ``bentoml serve`` tree, one row for
+    the tree), HAProxy (likewise) or anything else, with its resident MiB."""
+    root = str(home.resolve())
+    mine = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            words = (proc / "cmdline").read_bytes().split(b"\0")
+            words += (proc / "environ").read_bytes().split(b"\0")
+            texts = (w.decode(errors="replace").partition("=")[2] or w.decode() for w in words)
+            if int(proc.name) != os.getpid() and any(t.startswith(root) for t in texts):
+                mine.append(int(proc.name))
+    children = set()
+    for pid in mine:
+        with contextlib.suppress(OSError):
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+            if parent in mine:
+                children.add(pid)
+    rows = []
+    for pid in sorted(set(mine) - children):  # each tree once, by its root
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            kind = (
+                "haproxy" if "haproxy" in argv.split(" ", 1)[0]
+                else "bento" if "bentoml" in argv or "_bento" in argv
+                else "other"
+            )  # fmt: skip
+            held = resident_bytes([pid])[pid]
+            rows.append({"pid": pid, "kind": kind, "command": argv.strip()[:200],
+                         "resident_mib": (held or 0) / 2**20})  # fmt: skip
+    return rows
+
+
 def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]:
     """The peer's score of the first row beside bentogate's (the same model: they must
     agree), and what the peer runs with."""
@@ -216,18 +286,24 @@ def on_bentogate(
         steps1["promote"] = first_promotion(ctx, ref1)
         production = production_port(ctx)
         progress(f"starting the peer, MLServer {peer.MLSERVER} with its XGBoost runtime")
-        with (
-            bare_endpoint(models.onnx, work / "bare.log", probe) as bare_port,
-            peer.mlserver(python, models.v1, work) as served,
-        ):
+        replicas = options.replicas or ctx.settings.bento.replica_count()
+        with contextlib.ExitStack() as stack:
+            bare_port = stack.enter_context(bare_endpoint(models.onnx, work / "bare.log", probe))
+            # The floor with as many processes as the release deployed replicas.
+            bare_n_port = stack.enter_context(
+                bare_endpoint(models.onnx, work / "bare-n.log", probe, processes=replicas)
+            ) if replicas > 1 else None  # fmt: skip
+            served = stack.enter_context(peer.mlserver(python, models.v1, work))
             checked = _peer_checked(served, production, models)
             targets = {
                 "bare": (bare_port, options.load),
+                **({"bare_n": (bare_n_port, options.load)} if bare_n_port else {}),
                 "bento": (backend_port(ctx, ref1.version), options.load),
                 "haproxy": (production, options.load),
                 "mlserver": (served.port, peer_load),
             }
             serial, capacity = measure_targets(targets, options, progress)
+            memory = resident_memory(ctx, {"bare": bare_port, "bare_n": bare_n_port})
         progress("releasing v2: deploy, gate, then cutover under a probe")
         ref2, steps2 = release_to_gate(
             ctx, models.v2, models.holdout, progress=progress, replicas=options.replicas
@@ -237,9 +313,11 @@ def on_bentogate(
         steps2["promote"] = float(cut["switch_s"])
         progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
         back = rollbacks(ctx, ref2, probe)
+        after = processes_of(ctx.settings.home)
     return {
         "serial": serial,
         "capacity": capacity,
+        "memory": {**memory, "mlserver_mib": checked["resident_mib"], "after_cutover": after},
         "peer": {**checked, "versions": peer.versions(python)},
         "release": {"v1": steps1, "v2": steps2, "cutover": cut, "rollback": back},
     }

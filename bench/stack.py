@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -130,11 +131,44 @@ def post(port: int, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
         connection.close()
 
 
+def _listening_sockets(port: int) -> set[str]:
+    """The sockets listening on 127.0.0.1:``port``, as ``/proc/<pid>/fd`` links name them."""
+    local = f"0100007F:{port:04X}"
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+            found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:``port``."""
+    return len(_listening_sockets(port))
+
+
+def listeners(port: int) -> list[int]:
+    """The pids of the processes that listen on 127.0.0.1:``port``."""
+    sockets = _listening_sockets(port)
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in (proc / "fd").iterdir()):
+                found.append(int(proc.name))
+    return sorted(found)
+
+
 @contextlib.contextmanager
-def bare_endpoint(onnx: Path, log: Path, probe: bytes, timeout: float = 30.0) -> Iterator[int]:
-    """Run ``bench.bare`` on a free port until the block ends; yields the port."""
+def bare_endpoint(
+    onnx: Path, log: Path, probe: bytes, *, processes: int = 1, timeout: float = 30.0
+) -> Iterator[int]:
+    """Run ``bench.bare`` (``processes`` of them on one port) on a free port until the block
+    ends; yields the port once every process listens and one has answered ``probe``."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.bare", "--model", str(onnx), "--port", str(port)]
+    command = [
+        sys.executable, "-m", "bench.bare", "--model", str(onnx), "--port", str(port),
+        "--processes", str(processes),
+    ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent
@@ -145,7 +179,7 @@ def bare_endpoint(onnx: Path, log: Path, probe: bytes, timeout: float = 30.0) ->
             if process.poll() is not None:
                 raise RuntimeError(f"bench.bare exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(OSError):
-                if post(port, probe)[0] == 200:
+                if listening(port) >= processes and post(port, probe)[0] == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"bench.bare not ready after {timeout:.0f} s")

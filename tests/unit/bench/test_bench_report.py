@@ -86,9 +86,12 @@ def _results() -> dict[str, Any]:
 
 def test_goals_are_judged_from_the_haproxy_figures() -> None:
     rows = {goal: (value, met) for goal, _, value, met in report.goals(_results())}
-    assert rows["serial p50 through HAProxy"] == ("0.450 ms", True)
-    assert rows["serial p99 through HAProxy"] == ("0.900 ms", True)
-    assert rows["capacity through HAProxy at p99 ≤ 5 ms, vs bare"] == ("0.45x", False)
+    assert rows["serial p50 through HAProxy vs bare"] == ("2.25x", False)  # 0.45 / 0.2
+    assert rows["serial p99 through HAProxy vs bare"] == ("2.25x", False)
+    assert rows["capacity at p99 ≤ 5 ms, 1 replica through HAProxy vs one bare process"] == (
+        "0.45x",
+        False,
+    )
     assert rows["serial p50 through HAProxy vs MLServer"] == ("0.50x", True)
     assert rows["capacity through HAProxy vs MLServer"] == ("2.00x", True)
     assert rows["/predict_batch of 64 rows vs XGBoost native (default threads)"] == ("0.30x", True)
@@ -96,6 +99,43 @@ def test_goals_are_judged_from_the_haproxy_figures() -> None:
         "2.00x",
         False,
     )
+
+
+def test_with_several_replicas_capacity_is_judged_against_as_many_bare_processes() -> None:
+    results = _results()
+    results["config"]["replicas"] = 2
+    results["capacity"]["bare_n"] = _capacity(3000)
+    results["serial"]["haproxy"] = {"p50_ms": 0.3, "p99_ms": 0.36, "p99_9_ms": 1.0, "errors": 0}
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    assert rows["capacity at p99 ≤ 5 ms, 2 replicas through HAProxy vs bare x 2"] == (
+        "0.60x",
+        True,
+    )  # 1800 / 3000: the single process's 4000 is not the comparison any more
+    assert rows["serial p50 through HAProxy vs bare"] == ("1.50x", True)
+    assert rows["serial p99 through HAProxy vs bare"] == ("0.90x", True)
+
+
+def test_memory_and_what_else_ran_after_the_cutover_are_reported(tmp_path: Path) -> None:
+    results = _results()
+    results["memory"] = {
+        "replica_mib": [120.0, 121.0], "haproxy_mib": 20.0, "bare_mib": 60.0,
+        "bare_n_mib": 118.0, "mlserver_mib": 480.0,
+        "after_cutover": [
+            {"pid": 1, "kind": "bento", "command": "bentoml serve", "resident_mib": 120.0},
+            {"pid": 2, "kind": "haproxy", "command": "haproxy", "resident_mib": 20.0},
+            {"pid": 3, "kind": "other", "command": "python -m bentogate.expirer",
+             "resident_mib": 80.0},
+        ],
+    }  # fmt: skip
+    report.write(results, tmp_path, {"bare": [200.0]})
+    text = (tmp_path / "results.md").read_text()
+    assert "| Bento replica 2 of v1 | 121 |" in text and "| all 2 replicas | 241 |" in text
+    assert "| bare floor, one process per replica | 118 |" in text
+    assert "1 Bento process tree(s) and 1 HAProxy; and besides them: " in text
+    assert "`python -m bentogate.expirer` (80 MiB)" in text
+    results["memory"]["after_cutover"] = results["memory"]["after_cutover"][:2]
+    report.write(results, tmp_path, {"bare": [200.0]})
+    assert "nothing else of bentogate's." in (tmp_path / "results.md").read_text()
 
 
 def test_the_peer_capacity_ratio_comes_with_the_rounds_paired_extremes() -> None:
