@@ -186,6 +186,13 @@ def run_batch(models_dir: Path, options: Options) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def resident_memory(ctx: Context, bare: Mapping[str, int | None]) -> dict[str, Any]:
     """Resident memory (MiB; a process with its children, as ``bentogate status`` shows a
     replica's) of each replica of the production version, HAProxy's master and workers, and
@@ -202,7 +209,8 @@ def resident_memory(ctx: Context, bare: Mapping[str, int | None]) -> dict[str, A
     floors = {}
     for name, port in bare.items():
         if port is not None:
-            held = resident_bytes(listeners(port)).values()
+            pids = listeners(port)  # the first process and the others it started
+            held = resident_bytes(pid for pid in pids if _parent(pid) not in pids).values()
             floors[f"{name}_mib"] = sum(b or 0 for b in held) / 2**20
     return {
         "replica_mib": replicas,
@@ -224,14 +232,8 @@ def processes_of(home: Path) -> list[dict[str, Any]]:
             texts = (w.decode(errors="replace").partition("=")[2] or w.decode() for w in words)
             if int(proc.name) != os.getpid() and any(t.startswith(root) for t in texts):
                 mine.append(int(proc.name))
-    children = set()
-    for pid in mine:
-        with contextlib.suppress(OSError):
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
-            if parent in mine:
-                children.add(pid)
     rows = []
-    for pid in sorted(set(mine) - children):  # each tree once, by its root
+    for pid in sorted(pid for pid in mine if _parent(pid) not in mine):  # each tree once
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             kind = (

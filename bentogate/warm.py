@@ -33,7 +33,9 @@ from pathlib import Path
 from bentogate import host
 from bentogate.bentos import pid_alive
 from bentogate.context import Context, Ref
+from bentogate.errors import BentogateError
 from bentogate.governance import SYSTEM_ACTOR, Role, State
+from bentogate.locks import file_lock
 
 
 @dataclass(frozen=True)
@@ -80,20 +82,36 @@ def stop_expired(
 
 
 def _expirers_dir(ctx: Context) -> Path:
-    return ctx.settings.run_dir / "expirers"
+    directory = ctx.settings.run_dir / "expirers"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def expirer_lock(ctx: Context) -> Path:
+    """The lock the one running expirer of this host holds (:mod:`bentogate.expirer`)."""
+    return _expirers_dir(ctx) / "running.lock"
+
+
+def expirer_runs(ctx: Context) -> bool:
+    """True if an expirer holds :func:`expirer_lock` now."""
+    try:
+        with file_lock(expirer_lock(ctx), 0):
+            return False
+    except BentogateError:
+        return True
 
 
 def schedule_expiry(ctx: Context) -> list[Warm]:
     """Leave the detached expirer (:mod:`bentogate.expirer`) running (with this context's settings,
     whatever their source) that stops the warm versions of this host when their time is
-    over; returns them. Nothing is started when none is warm or when
-    ``bento.expire_warm`` gives the job to the agent or to the user. Each expirer re-reads
-    the DB, so a rollback meanwhile is respected; log: ``logs/expire.log``."""
+    over; returns them. Nothing is started when none is warm, when ``bento.expire_warm``
+    gives the job to the agent or to the user, or when an expirer runs already: one per
+    host, whatever the number of cutovers in its window. It re-reads the DB, so a rollback
+    or another cutover meanwhile is respected; log: ``logs/expire.log``."""
     pending = warm_versions(ctx)
-    if not pending or ctx.settings.bento.expire_warm != "detached":
-        return pending
+    if not pending or ctx.settings.bento.expire_warm != "detached" or expirer_runs(ctx):
+        return pending  # one that runs sees these (it reads the DB again before it leaves)
     directory = _expirers_dir(ctx)
-    directory.mkdir(parents=True, exist_ok=True)
     settings_file = directory / "settings.json"
     settings_file.write_text(ctx.settings.model_dump_json())
     # The child's settings are exactly these: no BENTOGATE_* variable may override them.
