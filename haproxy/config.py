@@ -11,9 +11,9 @@ Choices verified against the real haproxy 2.6.12 (see tests/integration/haproxy)
   a new server counts as UP before its first check; the sidecar moves them to ``drain``
   (checked, no traffic) and to ``ready`` after L7OK;
 - one log line per request (``option httplog``: frontend, backend/server, timers, status,
-  bytes, termination state), sent by HAProxy to the log FIFO it was started with, drained
-  into the request log by its writer (:mod:`bentogate.haproxy.accesslog`); the stats frontend logs
-  nothing;
+  bytes, termination state), kept by HAProxy in a ring in its memory and saved to the
+  request log by whoever reloads or stops it (:mod:`bentogate.haproxy.ring`); the stats
+  frontend logs nothing;
 - config words are single-quoted (literal in HAProxy, ``'`` spelled ``'\\''``), so JSON bodies
   and regexes need no other escaping.
 """
