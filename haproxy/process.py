@@ -21,7 +21,7 @@ from pathlib import Path
 from bentogate.errors import HAProxyError
 
 from .accesslog import LogFile
-from .ring import Tap, ring_lines, wait_idle
+from .ring import Tap, read_to_the_end, ring_lines
 from .runtime import RuntimeAPI
 from .spec import ProxyPaths
 
@@ -149,14 +149,13 @@ class HAProxyProcess:
             return None
 
     def _save_tapped(self, tapped: tuple[Tap, int] | None) -> None:
-        """Once the tapped worker is leaving: wait for its last requests (bounded), read its
-        ring to the end, let it go, save the lines."""
+        """Once the tapped worker is leaving: read its ring until it is done (bounded:
+        :func:`~bentogate.haproxy.ring.read_to_the_end`), let it go, save the lines."""
         if tapped is None:
             return
         tap, worker = tapped
         with tap:
-            wait_idle(self.master, worker, _LAST_REQUESTS_S)
-            lines = tap.drain()
+            lines = read_to_the_end(tap, self.master, worker, limit_s=_LAST_REQUESTS_S)
         self.requests.save(lines, worker)
 
     def worker_pid(self) -> int | None:

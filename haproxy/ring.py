@@ -115,24 +115,49 @@ class Tap:
         self.close()
 
 
-def wait_idle(master: RuntimeAPI, worker: int, limit_s: float) -> None:
-    """Wait up to ``limit_s`` until ``worker`` (an old or stopping one, reached through the
-    master CLI) holds no connection of a client (its last requests logged), or is gone.
-    CLI connections, a :class:`Tap`'s included, do not count (``CurrConns``)."""
+def read_to_the_end(
+    tap: Tap, master: RuntimeAPI, worker: int, *, limit_s: float, quiet_s: float = 0.1
+) -> list[str]:
+    """Every line ``tap`` brings until ``worker`` (an old or stopping one, reached through
+    the master CLI) is done, bounded by ``limit_s``: done once it holds no client
+    connection or is gone, or once it has no request in flight and wrote no line for
+    ``quiet_s``. The last rule is for idle keep-alive connections: ``option
+    idle-close-on-response`` keeps them open on the old worker until their next request,
+    which may never come; one that comes after the worker was let go is answered and
+    logged by it, and that line is not kept."""
+    lines: list[str] = []
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            info = master.execute(f"@!{worker} show info")
-        except HAProxyError:
-            return  # the master left: its workers with it
-        current = next(
-            (line.split(":", 1)[1].strip() for line in info.splitlines()
-             if line.startswith("CurrConns:")),
-            None,
-        )  # fmt: skip
-        if current is None or current == "0":
-            return  # gone (the master answers about no such process) or idle
-        time.sleep(0.02)
+    last_line = time.monotonic()
+    while time.monotonic() < deadline and not tap.ended:
+        got = tap.read(0.02)
+        if got:
+            lines += got
+            last_line = time.monotonic()
+        connections, in_flight = _activity(master, worker)
+        if connections == 0:
+            break
+        if in_flight == 0 and time.monotonic() - last_line >= quiet_s:
+            break
+    return lines + tap.drain()
+
+
+def _activity(master: RuntimeAPI, worker: int) -> tuple[int, int]:
+    """``worker``'s client connections (``CurrConns``) and requests in flight (``show
+    sess`` streams of any frontend but the CLI's); (0, 0) once it is gone."""
+    try:
+        info = master.execute(f"@!{worker} show info")
+        sessions = master.execute(f"@!{worker} show sess")
+    except HAProxyError:
+        return 0, 0  # the master left: its workers with it
+    current = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines()
+         if line.startswith("CurrConns:")),
+        "0",  # no such process any more
+    )  # fmt: skip
+    in_flight = sum(
+        1 for line in sessions.splitlines() if " fe=" in line and " fe=GLOBAL " not in line
+    )
+    return int(current) if current.isdigit() else 0, in_flight
 
 
 def follow(
