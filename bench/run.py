@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,20 +32,18 @@ from bench.capacity import LoadSpec, interleaved_capacities
 from bench.machine import cpu_busy, describe
 from bench.models import ModelFiles, train
 from bench.peer import Peer
+from bench.processes import processes_of, resident_memory
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import (
     MODEL,
     backend_port,
     bare_endpoint,
     bentogate_host,
-    listeners,
     post,
     production_port,
 )
 from bench.stats import percentiles_ms
 from bentogate.bentos import resident_bytes
-from bentogate.context import Context
-from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -186,67 +183,6 @@ def run_batch(models_dir: Path, options: Options) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def resident_memory(ctx: Context, bare: Mapping[str, int | None]) -> dict[str, Any]:
-    """Resident memory (MiB; a process with its children, as ``bentogate status`` shows a
-    replica's) of each replica of the production version, HAProxy's master and workers, and
-    each bare floor (``bare``: name → port; every process listening there)."""
-    live = ctx.registry.production_version(MODEL)
-    assert live is not None
-    pids = [
-        d.pid for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-        if d.version == live.version and d.pid is not None
-    ]  # fmt: skip
-    replicas = [(b or 0) / 2**20 for b in resident_bytes(pids).values()]
-    master = ctx.sidecar.process.master_pid()
-    haproxy = resident_bytes([master])[master] if master is not None else None
-    floors = {}
-    for name, port in bare.items():
-        if port is not None:
-            pids = listeners(port)  # the first process and the others it started
-            held = resident_bytes(pid for pid in pids if _parent(pid) not in pids).values()
-            floors[f"{name}_mib"] = sum(b or 0 for b in held) / 2**20
-    return {
-        "replica_mib": replicas,
-        "haproxy_mib": (haproxy or 0) / 2**20,
-        **floors,
-    }
-
-
-def processes_of(home: Path) -> list[dict[str, Any]]:
-    """Every live process started for the bentogate host at ``home`` (its argv or
-    environment names a path under it), by kind: Bento (a ``bentoml serve`` tree, one row for
-    the tree), HAProxy (likewise) or anything else, with its resident MiB."""
-    root = str(home.resolve())
-    mine = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            words = (proc / "cmdline").read_bytes().split(b"\0")
-            words += (proc / "environ").read_bytes().split(b"\0")
-            texts = (w.decode(errors="replace").partition("=")[2] or w.decode() for w in words)
-            if int(proc.name) != os.getpid() and any(t.startswith(root) for t in texts):
-                mine.append(int(proc.name))
-    rows = []
-    for pid in sorted(pid for pid in mine if _parent(pid) not in mine):  # each tree once
-        with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            kind = (
-                "haproxy" if "haproxy" in argv.split(" ", 1)[0]
-                else "bento" if "bentoml" in argv or "_bento" in argv
-                else "other"
-            )  # fmt: skip
-            held = resident_bytes([pid])[pid]
-            rows.append({"pid": pid, "kind": kind, "command": argv.strip()[:200],
-                         "resident_mib": (held or 0) / 2**20})  # fmt: skip
-    return rows
-
-
 def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]:
     """The peer's score of the first row beside bentogate's (the same model: they must
     agree), and what the peer runs with."""
@@ -288,7 +224,12 @@ def on_bentogate(
         steps1["promote"] = first_promotion(ctx, ref1)
         production = production_port(ctx)
         progress(f"starting the peer, MLServer {peer.MLSERVER} with its XGBoost runtime")
-        replicas = options.replicas or ctx.settings.bento.replica_count()
+        # As many as the release deployed (not as the settings say it would): the bare
+        # floor runs as many processes.
+        replicas = sum(
+            1 for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+            if d.version == ref1.version
+        )  # fmt: skip
         with contextlib.ExitStack() as stack:
             bare_port = stack.enter_context(bare_endpoint(models.onnx, work / "bare.log", probe))
             # The floor with as many processes as the release deployed replicas.
@@ -315,8 +256,16 @@ def on_bentogate(
         steps2["promote"] = float(cut["switch_s"])
         progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
         back = rollbacks(ctx, ref2, probe)
-        after = processes_of(ctx.settings.home)
+        # What of bentogate's runs once the cutover (and the rollbacks) ended: the
+        # deployments' pids are the Bentos, the master's HAProxy; anything else is listed.
+        after = processes_of(
+            ctx.settings.home,
+            bentos=[d.pid for d in ctx.registry.deployments(host=ctx.settings.host)
+                    if d.pid is not None],
+            haproxy=ctx.sidecar.process.master_pid(),
+        )  # fmt: skip
     return {
+        "replicas": replicas,
         "serial": serial,
         "capacity": capacity,
         "memory": {**memory, "mlserver_mib": checked["resident_mib"], "after_cutover": after},
@@ -385,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = on_bentogate(work, models, options, progress)
     background_end = cpu_busy(2.0)
     latencies = {key: row.pop("latencies_us") for key, row in measured["serial"].items()}
+    replicas = measured.pop("replicas")  # as deployed, and as many bare processes
     results: dict[str, Any] = {
         "started": started,
         "elapsed_s": progress.elapsed,
@@ -392,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "background_cpu": {"start": background_start, "end": background_end},
         "config": {
             "workers": options.workers,
-            "replicas": options.replicas or BentoSettings().replica_count(),
+            "replicas": replicas,
             "project_dir": str(options.project_dir),
             "quick": options.quick,
             "serial_count": options.serial_count,
