@@ -24,9 +24,6 @@ from bentogate.bentos import resident_bytes
 from bentogate.context import Context
 
 MIB = 2**20
-#: Kinds of :func:`processes_of` rows. The issue allows these once a cutover ends; the
-#: agent only on fleet hosts (it is the host's fleet agent: a bench host has none).
-ALLOWED = ("bento", "haproxy", "agent")
 
 
 def parent(pid: int) -> int | None:
@@ -97,11 +94,6 @@ def processes_of(
                          "name": short_name(argv), "command": " ".join(argv)[:200],
                          "resident_mib": held / MIB})  # fmt: skip
     return rows
-
-
-def others(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The rows of :func:`processes_of` the issue does not allow after a cutover."""
-    return [row for row in rows if row["kind"] not in ALLOWED]
 
 
 def _pids() -> list[int]:

@@ -357,5 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, out, latencies)
     progress(f"done: {out / 'results.md'}")
     for goal, aim, value, ok in report.goals(results):
-        print(f"{goal}: {value} (goal {aim}) {'met' if ok else 'NOT met'}")
+        verdict = "" if ok is None else " met" if ok else " NOT met"
+        print(f"{goal}: {value} (goal {aim}){verdict}")
     return 0
