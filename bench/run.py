@@ -5,8 +5,10 @@
 2. ``/predict_batch``'s scoring against XGBoost native, interleaved (``bench.batch``);
 3. a real bentogate host: v1 released through the workflow (each step timed);
 4. serial latency and open-loop capacity (repeated, interleaved searches) of the bare
-   endpoint, the Bento, HAProxy and the peer, MLServer (``bench.peer``);
-5. v2 released and promoted under a probe (deploy and cutover times);
+   endpoint (one process, and one per replica), the Bento, HAProxy and the peer, MLServer
+   (``bench.peer``); then the resident memory of each (``bench.processes``);
+5. v2 released and promoted under a probe (deploy and cutover times), and every process of
+   the host that is neither a Bento nor HAProxy once that is over;
 then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
 """
 
@@ -203,9 +205,11 @@ def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]
 def on_bentogate(
     work: Path, models: ModelFiles, options: Options, progress: Progress
 ) -> dict[str, Any]:
-    """A bentogate host: v1 released (timed), the four targets (the floor, one Bento, the
-    production port, the peer) measured, v2 released and cut over under a probe. The
-    figures of all of it."""
+    """A bentogate host: v1 released (timed); the targets (the floor with one process and,
+    when the release deployed several replicas, with as many processes; one Bento; the
+    production port; the peer) measured, with their resident memory; v2 released and cut
+    over under a probe, rolled back twice, then what of the host still runs. The figures of
+    all of it."""
     probe = json.loads(options.load.bodies.read_text())[0].encode()
     python = peer.peer_python(progress=progress)
     peer_load = replace(
