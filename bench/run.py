@@ -250,6 +250,7 @@ def on_bentogate(
                 "mlserver": (served.port, peer_load),
             }
             serial, capacity = measure_targets(targets, options, progress)
+            progress("resident memory: each replica of v1, HAProxy, the floors")
             memory = resident_memory(ctx, {"bare": bare_port, "bare_n": bare_n_port})
         progress("releasing v2: deploy, gate, then cutover under a probe")
         ref2, steps2 = release_to_gate(
@@ -260,6 +261,7 @@ def on_bentogate(
         steps2["promote"] = float(cut["switch_s"])
         progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
         back = rollbacks(ctx, ref2, probe)
+        progress("what of bentogate's runs now, besides the Bentos and HAProxy")
         # What of bentogate's runs once the cutover (and the rollbacks) ended: the
         # deployments' pids are the Bentos, the master's HAProxy; anything else is listed.
         after = processes_of(
