@@ -8,7 +8,12 @@ else: it is what the hardware, the HTTP stack and the model cost, the best any B
 with its own listening socket bound with ``SO_REUSEPORT``: the kernel spreads connections
 over them, the bare equivalent of N replicas behind one port. Not uvicorn's ``--workers``:
 those share one socket and whichever wakes first accepts, which splits connections
-unevenly (the reason bentogate deploys N replicas x 1 worker rather than 1 x N).
+unevenly (the reason bentogate deploys N replicas x 1 worker rather than 1 x N). HAProxy
+gives each request to the replica with the fewest in flight (``leastconn``); a floor has no
+proxy to do that, and the kernel's hash of each connection over the N sockets is the
+nearest it gets: the capacity search's 32 keep-alive connections split about evenly, each
+process serving its share. (One connection, as in the serial figures, is served by one
+process: the serial floor is the single-process one.)
 """
 
 from __future__ import annotations

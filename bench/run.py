@@ -5,8 +5,10 @@
 2. ``/predict_batch``'s scoring against XGBoost native, interleaved (``bench.batch``);
 3. a real bentogate host: v1 released through the workflow (each step timed);
 4. serial latency and open-loop capacity (repeated, interleaved searches) of the bare
-   endpoint, the Bento, HAProxy and the peer, MLServer (``bench.peer``);
-5. v2 released and promoted under a probe (deploy and cutover times);
+   endpoint (one process, and one per replica), the Bento, HAProxy and the peer, MLServer
+   (``bench.peer``); then the resident memory of each (``bench.processes``);
+5. v2 released and promoted under a probe (deploy and cutover times), and every process of
+   the host that is neither a Bento nor HAProxy once that is over;
 then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,20 +34,18 @@ from bench.capacity import LoadSpec, interleaved_capacities
 from bench.machine import cpu_busy, describe
 from bench.models import ModelFiles, train
 from bench.peer import Peer
+from bench.processes import processes_of, resident_memory
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import (
     MODEL,
     backend_port,
     bare_endpoint,
     bentogate_host,
-    listeners,
     post,
     production_port,
 )
 from bench.stats import percentiles_ms
 from bentogate.bentos import resident_bytes
-from bentogate.context import Context
-from bentogate.settings import BentoSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -186,67 +185,6 @@ def run_batch(models_dir: Path, options: Options) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def resident_memory(ctx: Context, bare: Mapping[str, int | None]) -> dict[str, Any]:
-    """Resident memory (MiB; a process with its children, as ``bentogate status`` shows a
-    replica's) of each replica of the production version, HAProxy's master and workers, and
-    each bare floor (``bare``: name → port; every process listening there)."""
-    live = ctx.registry.production_version(MODEL)
-    assert live is not None
-    pids = [
-        d.pid for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-        if d.version == live.version and d.pid is not None
-    ]  # fmt: skip
-    replicas = [(b or 0) / 2**20 for b in resident_bytes(pids).values()]
-    master = ctx.sidecar.process.master_pid()
-    haproxy = resident_bytes([master])[master] if master is not None else None
-    floors = {}
-    for name, port in bare.items():
-        if port is not None:
-            pids = listeners(port)  # the first process and the others it started
-            held = resident_bytes(pid for pid in pids if _parent(pid) not in pids).values()
-            floors[f"{name}_mib"] = sum(b or 0 for b in held) / 2**20
-    return {
-        "replica_mib": replicas,
-        "haproxy_mib": (haproxy or 0) / 2**20,
-        **floors,
-    }
-
-
-def processes_of(home: Path) -> list[dict[str, Any]]:
-    """Every live process started for the bentogate host at ``home`` (its argv or
-    environment names a path under it), by kind: Bento (a ``bentoml serve`` tree, one row for
-    the tree), HAProxy (likewise) or anything else, with its resident MiB."""
-    root = str(home.resolve())
-    mine = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            words = (proc / "cmdline").read_bytes().split(b"\0")
-            words += (proc / "environ").read_bytes().split(b"\0")
-            texts = (w.decode(errors="replace").partition("=")[2] or w.decode() for w in words)
-            if int(proc.name) != os.getpid() and any(t.startswith(root) for t in texts):
-                mine.append(int(proc.name))
-    rows = []
-    for pid in sorted(pid for pid in mine if _parent(pid) not in mine):  # each tree once
-        with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            kind = (
-                "haproxy" if "haproxy" in argv.split(" ", 1)[0]
-                else "bento" if "bentoml" in argv or "_bento" in argv
-                else "other"
-            )  # fmt: skip
-            held = resident_bytes([pid])[pid]
-            rows.append({"pid": pid, "kind": kind, "command": argv.strip()[:200],
-                         "resident_mib": (held or 0) / 2**20})  # fmt: skip
-    return rows
-
-
 def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]:
     """The peer's score of the first row beside bentogate's (the same model: they must
     agree), and what the peer runs with."""
@@ -267,9 +205,11 @@ def _peer_checked(served: Peer, port: int, models: ModelFiles) -> dict[str, Any]
 def on_bentogate(
     work: Path, models: ModelFiles, options: Options, progress: Progress
 ) -> dict[str, Any]:
-    """A bentogate host: v1 released (timed), the four targets (the floor, one Bento, the
-    production port, the peer) measured, v2 released and cut over under a probe. The
-    figures of all of it."""
+    """A bentogate host: v1 released (timed); the targets (the floor with one process and,
+    when the release deployed several replicas, with as many processes; one Bento; the
+    production port; the peer) measured, with their resident memory; v2 released and cut
+    over under a probe, rolled back twice, then what of the host still runs. The figures of
+    all of it."""
     probe = json.loads(options.load.bodies.read_text())[0].encode()
     python = peer.peer_python(progress=progress)
     peer_load = replace(
@@ -288,7 +228,12 @@ def on_bentogate(
         steps1["promote"] = first_promotion(ctx, ref1)
         production = production_port(ctx)
         progress(f"starting the peer, MLServer {peer.MLSERVER} with its XGBoost runtime")
-        replicas = options.replicas or ctx.settings.bento.replica_count()
+        # As many as the release deployed (not as the settings say it would): the bare
+        # floor runs as many processes.
+        replicas = sum(
+            1 for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+            if d.version == ref1.version
+        )  # fmt: skip
         with contextlib.ExitStack() as stack:
             bare_port = stack.enter_context(bare_endpoint(models.onnx, work / "bare.log", probe))
             # The floor with as many processes as the release deployed replicas.
@@ -305,6 +250,7 @@ def on_bentogate(
                 "mlserver": (served.port, peer_load),
             }
             serial, capacity = measure_targets(targets, options, progress)
+            progress("resident memory: each replica of v1, HAProxy, the floors")
             memory = resident_memory(ctx, {"bare": bare_port, "bare_n": bare_n_port})
         progress("releasing v2: deploy, gate, then cutover under a probe")
         ref2, steps2 = release_to_gate(
@@ -315,8 +261,17 @@ def on_bentogate(
         steps2["promote"] = float(cut["switch_s"])
         progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
         back = rollbacks(ctx, ref2, probe)
-        after = processes_of(ctx.settings.home)
+        progress("what of bentogate's runs now, besides the Bentos and HAProxy")
+        # What of bentogate's runs once the cutover (and the rollbacks) ended: the
+        # deployments' pids are the Bentos, the master's HAProxy; anything else is listed.
+        after = processes_of(
+            ctx.settings.home,
+            bentos=[d.pid for d in ctx.registry.deployments(host=ctx.settings.host)
+                    if d.pid is not None],
+            haproxy=ctx.sidecar.process.master_pid(),
+        )  # fmt: skip
     return {
+        "replicas": replicas,
         "serial": serial,
         "capacity": capacity,
         "memory": {**memory, "mlserver_mib": checked["resident_mib"], "after_cutover": after},
@@ -385,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = on_bentogate(work, models, options, progress)
     background_end = cpu_busy(2.0)
     latencies = {key: row.pop("latencies_us") for key, row in measured["serial"].items()}
+    replicas = measured.pop("replicas")  # as deployed, and as many bare processes
     results: dict[str, Any] = {
         "started": started,
         "elapsed_s": progress.elapsed,
@@ -392,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "background_cpu": {"start": background_start, "end": background_end},
         "config": {
             "workers": options.workers,
-            "replicas": options.replicas or BentoSettings().replica_count(),
+            "replicas": replicas,
             "project_dir": str(options.project_dir),
             "quick": options.quick,
             "serial_count": options.serial_count,
@@ -407,5 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, out, latencies)
     progress(f"done: {out / 'results.md'}")
     for goal, aim, value, ok in report.goals(results):
-        print(f"{goal}: {value} (goal {aim}) {'met' if ok else 'NOT met'}")
+        verdict = "" if ok is None else " met" if ok else " NOT met"
+        print(f"{goal}: {value} (goal {aim}){verdict}")
     return 0

@@ -115,27 +115,81 @@ def test_with_several_replicas_capacity_is_judged_against_as_many_bare_processes
     assert rows["serial p99 through HAProxy vs bare"] == ("0.90x", True)
 
 
-def test_memory_and_what_else_ran_after_the_cutover_are_reported(tmp_path: Path) -> None:
-    results = _results()
-    results["memory"] = {
-        "replica_mib": [120.0, 121.0], "haproxy_mib": 20.0, "bare_mib": 60.0,
-        "bare_n_mib": 118.0, "mlserver_mib": 480.0,
+def _memory(*others: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "replica_mib": [120.0, 121.0], "replicas_total_mib": 241.0, "haproxy_mib": 20.0,
+        "bare_mib": 60.0, "bare_n_mib": 118.0, "mlserver_mib": 480.0,
         "after_cutover": [
-            {"pid": 1, "kind": "bento", "command": "bentoml serve", "resident_mib": 120.0},
-            {"pid": 2, "kind": "haproxy", "command": "haproxy", "resident_mib": 20.0},
-            {"pid": 3, "kind": "other", "command": "python -m bentogate.expirer",
-             "resident_mib": 80.0},
+            {"pid": 1, "kind": "bento", "name": "python -m bentoml serve fraud:1",
+             "command": "/v/bin/python -m bentoml serve fraud:1", "resident_mib": 120.0},
+            {"pid": 2, "kind": "haproxy", "name": "haproxy -W -D", "command": "haproxy -W -D",
+             "resident_mib": 20.0},
+            *others,
         ],
     }  # fmt: skip
+
+
+_EXPIRER = {"pid": 3, "kind": "other", "name": "python -m bentogate.expirer",
+            "command": "/v/bin/python -m bentogate.expirer", "resident_mib": 80.4}  # fmt: skip
+
+
+def test_memory_per_replica_is_a_goal_row_without_a_limit() -> None:
+    results = _results()
+    results["memory"] = _memory()
+    rows = {goal: (aim, value, met) for goal, aim, value, met in report.goals(results)}
+    assert rows["resident memory per replica (arbiter + worker)"] == (
+        "reported",
+        "120, 121 MiB (all 2: 241 MiB)",
+        None,
+    )
+    other = "other bentogate processes after the cutover (besides Bentos, HAProxy, agent)"
+    assert rows[other] == ("none", "none", True)
+
+
+def test_a_process_of_bentogate_besides_bentos_and_haproxy_fails_its_goal() -> None:
+    results = _results()
+    results["memory"] = _memory(_EXPIRER)
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    other = "other bentogate processes after the cutover (besides Bentos, HAProxy, agent)"
+    assert rows[other] == ("python -m bentogate.expirer (80 MiB)", False)
+    # the fleet agent is the one more process the issue allows
+    agent = {**_EXPIRER, "kind": "agent", "name": "bentogate agent --host h1"}
+    results["memory"] = _memory(agent)
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    assert rows[other] == ("none", True)
+
+
+def test_no_memory_figures_no_memory_rows(tmp_path: Path) -> None:
+    results = _results()  # a results file from before the memory figures
+    assert not [row for row in report.goals(results) if "memory" in row[0]]
+    report.write(results, tmp_path, {"bare": [200.0]})
+    assert "## Resident memory" not in (tmp_path / "results.md").read_text()
+
+
+def test_the_memory_table_and_what_else_ran_after_the_cutover(tmp_path: Path) -> None:
+    results = _results()
+    results["config"]["replicas"] = 2
+    results["memory"] = _memory(_EXPIRER)
     report.write(results, tmp_path, {"bare": [200.0]})
     text = (tmp_path / "results.md").read_text()
-    assert "| Bento replica 2 of v1 | 121 |" in text and "| all 2 replicas | 241 |" in text
-    assert "| bare floor, one process per replica | 118 |" in text
-    assert "1 Bento process tree(s) and 1 HAProxy; and besides them: " in text
-    assert "`python -m bentogate.expirer` (80 MiB)" in text
-    results["memory"]["after_cutover"] = results["memory"]["after_cutover"][:2]
+    assert "| resident memory per replica (arbiter + worker) | reported | 120, 121 MiB" in text
+    assert "| Bento replica 2 of v1 | 121 |" in text
+    assert "| all 2 replicas of v1 | 241 |" in text
+    assert "| HAProxy (master and worker) | 20 |" in text
+    assert "| bare floor, one process | 60 |" in text
+    assert "| bare floor, 2 processes (one per replica) | 118 |" in text
+    assert "| MLServer (the peer) | 480 |" in text
+    other = "| other bentogate processes after the cutover: python -m bentogate.expirer | 80 |"
+    assert other in text
+    assert "1 Bento process tree(s), 1 HAProxy and 0 agent; besides them: " in text
+    assert "`/v/bin/python -m bentogate.expirer` (80 MiB)." in text
+    saved = json.loads((tmp_path / "results.json").read_text())["memory"]
+    assert saved["replica_mib"] == [120.0, 121.0] and saved["bare_n_mib"] == 118.0
+    results["memory"] = _memory()
     report.write(results, tmp_path, {"bare": [200.0]})
-    assert "nothing else of bentogate's." in (tmp_path / "results.md").read_text()
+    text = (tmp_path / "results.md").read_text()
+    assert "| other bentogate processes after the cutover: none | 0 |" in text
+    assert "nothing else of bentogate's." in text
 
 
 def test_the_peer_capacity_ratio_comes_with_the_rounds_paired_extremes() -> None:
