@@ -192,6 +192,19 @@ def test_the_memory_table_and_what_else_ran_after_the_cutover(tmp_path: Path) ->
     assert "nothing else of bentogate's." in text
 
 
+def test_a_peer_that_holds_no_rate_within_the_limit_is_behind_any_rate() -> None:
+    results = _results()
+    results["capacity"]["mlserver"] = _capacity(0, 0, 0)
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    assert rows["capacity through HAProxy vs MLServer"] == (
+        "MLServer held no rate at p99 ≤ 5 ms",
+        True,
+    )
+    results["capacity"]["haproxy"] = _capacity(0, 0, 0)
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    assert rows["capacity through HAProxy vs MLServer"] == ("-", False)
+
+
 def test_the_peer_capacity_ratio_comes_with_the_rounds_paired_extremes() -> None:
     ratios = report.peer_ratios(_results())
     # rounds: 1800/900, 1700/1000, 2000/850
