@@ -165,15 +165,16 @@ class LogFile:
             mark = json.loads(self._mark.read_text())
         except (OSError, ValueError):
             mark = {}
-        new = after(lines, mark.get("last")) if mark.get("worker") == worker else list(lines)
+        # The last line saved of this worker's ring; None: none of it saved yet.
+        saved = mark.get("last") if mark.get("worker") == worker else None
+        new = after(lines, saved)
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write("\n".join(new) + "\n")
             if self.path.stat().st_size > self.max_bytes:
                 rotate(self.path, self.keep)
-        last = new[-1] if new else mark.get("last") if mark.get("worker") == worker else None
-        self._mark.write_text(json.dumps({"worker": worker, "last": last}))
+        self._mark.write_text(json.dumps({"worker": worker, "last": new[-1] if new else saved}))
         return len(new)
 
 

@@ -85,9 +85,8 @@ class Tap:
                 self.ended = True
                 break
             chunks.append(chunk)
-        head, newline, self._pending = b"".join(chunks).rpartition(b"\n")
-        text = head.decode(errors="replace") if newline else ""
-        return [] if text.startswith(_NO_RING) else [line for line in text.split("\n") if line]
+        head, _, self._pending = b"".join(chunks).rpartition(b"\n")
+        return _lines(head.decode(errors="replace"))
 
     def drain(self, quiet_s: float = 0.05, limit_s: float = 2.0) -> list[str]:
         """Every line until none came for ``quiet_s`` (or haproxy closed, or ``limit_s``)."""
@@ -95,14 +94,10 @@ class Tap:
         deadline = time.monotonic() + limit_s
         while not self.ended and time.monotonic() < deadline:
             got = self.read(quiet_s)
-            if not got and not self._more_soon():
+            if not got and not self._pending:  # nothing, not even a line's beginning
                 break
             lines += got
         return lines
-
-    def _more_soon(self) -> bool:
-        """True if bytes of a line not complete yet wait (its end is on the way)."""
-        return bool(self._pending)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -145,15 +140,10 @@ def _activity(master: RuntimeAPI, worker: int) -> tuple[int, int]:
     """``worker``'s client connections (``CurrConns``) and requests in flight (``show
     sess`` streams of any frontend but the CLI's); (0, 0) once it is gone."""
     try:
-        info = master.execute(f"@!{worker} show info")
+        current = master.show_info(worker).get("CurrConns", "0")  # none: no such process
         sessions = master.execute(f"@!{worker} show sess")
     except HAProxyError:
         return 0, 0  # the master left: its workers with it
-    current = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines()
-         if line.startswith("CurrConns:")),
-        "0",  # no such process any more
-    )  # fmt: skip
     in_flight = sum(
         1 for line in sessions.splitlines() if " fe=" in line and " fe=GLOBAL " not in line
     )
@@ -161,24 +151,26 @@ def _activity(master: RuntimeAPI, worker: int) -> tuple[int, int]:
 
 
 def follow(
-    admin: RuntimeAPI,
+    admin_socket: Path,
+    worker_pid: Callable[[], int | None],
     keep: Callable[[str], bool] | None = None,
     *,
     stop: Callable[[], bool] = lambda: False,
     poll_s: float = 0.2,
 ) -> Iterator[str]:
     """The request lines written from now on (those ``keep`` keeps), across reloads and
-    restarts, until ``stop()`` is true (checked at least every ``poll_s``). After a reload
+    restarts, until ``stop()`` is true (checked at least every ``poll_s``); ``worker_pid``:
+    the pid of the worker answering on ``admin_socket`` now, None if none. After a reload
     the old worker's last lines are read to the end, then the new worker's from its first; a
     connection haproxy closed is opened again without repeating a line; while no haproxy
     runs, nothing comes."""
-    worker = _worker(admin)
-    tap: Tap | None = Tap(admin.socket_path, only_new=True) if worker is not None else None
+    worker = worker_pid()
+    tap: Tap | None = Tap(admin_socket, only_new=True) if worker is not None else None
     last: str | None = None  # the newest line seen, of ``worker``
     try:
         while not stop():
             lines = tap.read(poll_s) if tap is not None else []
-            now = _worker(admin)
+            now = worker_pid()
             if tap is not None and (now != worker or tap.ended):
                 if not tap.ended:  # reloaded: the old worker's last lines first
                     lines += tap.drain()
@@ -186,7 +178,7 @@ def follow(
                 tap = None
             if tap is None and now is not None:
                 with contextlib.suppress(HAProxyError):  # between two workers: next time
-                    tap = Tap(admin.socket_path)
+                    tap = Tap(admin_socket)
                     if now == worker:  # the same ring again: only what was not seen
                         again = tap.drain()
                         lines += after(again, last) if last is not None else []
@@ -200,10 +192,3 @@ def follow(
     finally:
         if tap is not None:
             tap.close()
-
-
-def _worker(admin: RuntimeAPI) -> int | None:
-    try:
-        return int(admin.show_info()["Pid"])
-    except (HAProxyError, KeyError, ValueError):
-        return None

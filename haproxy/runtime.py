@@ -52,10 +52,12 @@ class RuntimeAPI:
         if answer:
             raise HAProxyError(f"HAProxy refused {command!r}: {answer}")
 
-    def show_info(self) -> dict[str, str]:
-        """``show info`` as a dict (e.g. ``Pid``, ``Uptime_sec``)."""
+    def show_info(self, worker: int | None = None) -> dict[str, str]:
+        """``show info`` as a dict (e.g. ``Pid``, ``Uptime_sec``); on the master CLI, of the
+        (old or current) ``worker`` given (empty once it is gone)."""
         info: dict[str, str] = {}
-        for line in self.execute("show info").splitlines():
+        command = "show info" if worker is None else f"@!{worker} show info"
+        for line in self.execute(command).splitlines():
             key, sep, value = line.partition(":")
             if sep:
                 info[key.strip()] = value.strip()

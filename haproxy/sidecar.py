@@ -163,7 +163,7 @@ class Sidecar:
     ) -> Iterator[str]:
         """The request lines HAProxy writes from now on (those ``keep`` keeps), across
         reloads, until ``stop()`` (:func:`bentogate.haproxy.ring.follow`)."""
-        return ring.follow(self.runtime(), keep, stop=stop)
+        return ring.follow(self.paths.admin_socket, self.process.worker_pid, keep, stop=stop)
 
     def server_status(self) -> list[ServerStatus]:
         """Every server's status and counters, from ``show stat``.
