@@ -44,7 +44,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.fixture
 def machine() -> Machine:
     """This test's hold on the machine: ``machine.alone()`` for a part that must run as on a
-    quiet host, the other worker's tests waiting."""
+    quiet host, the other workers' tests waiting."""
     return current()
 
 

@@ -2,7 +2,7 @@
 beside ``hosts.py``: conftest puts ``tests/`` on sys.path). Every running test holds it shared,
 its fixtures' set-up and tear-down included (conftest's ``pytest_runtest_protocol``). A part of
 a test that must run as on a quiet host takes it whole (:meth:`Machine.alone`, :func:`alone`),
-the other worker's tests waiting: every gate (:func:`gates_run_alone`), the wheel's demo, and
+the other workers' tests waiting: every gate (:func:`gates_run_alone`), the wheel's demo, and
 a fleet test's PostgreSQL outage (nobody else's test may find the server down).
 
 One lock, so no two holds can wait for each other: taking it whole first gives up this
@@ -83,7 +83,7 @@ def alone() -> Iterator[None]:
 def gates_run_alone() -> None:
     """Every gate this process runs (``bentogate.gating.run_gate``: the load test of a
     ``gate``, whether a test, a fixture or the release workflow calls it) runs alone: a gate
-    measures latency, and the other worker's load would make it inconclusive ("host stalls"),
+    measures latency, and another worker's load would make it inconclusive ("host stalls"),
     as it would on any busy host. Its few seconds are all that is kept from running side by
     side."""
     from bentogate import gating
