@@ -122,8 +122,9 @@ def test_the_installed_wheel_takes_v2_live_through_the_gate_and_leaves_nothing_r
     # another worker's load test can push into "inconclusive", as it can on any busy host:
     # the demo runs as on a user's quiet host, the other workers waiting. (Holding the machine
     # whole only for the demo's gates, through a hook in the wheel's venv that converted this
-    # test's inherited hold, made the suite slower, 15.3 and 15.8 against 14.3 and 13.5 min:
-    # this test's shared hold still kept every other worker's gate waiting for the whole demo.)
+    # test's inherited hold, gained nothing measurable: 15.3 and 15.8 min against 13.5, 14.3
+    # and 16.7 without, the same code's runs spreading that much; this test's shared hold
+    # still kept every other worker's gate waiting for the whole demo.)
     with machine.alone():
         done = subprocess.run(
             [venv / "bin" / "bentogate", "demo", "--workdir", str(tmp_path / "demo")],
