@@ -148,10 +148,8 @@ class ReferenceModel:
 
 REFERENCE_MODELS: dict[str, ReferenceModel] = {
     # The same ensemble, so one row costs the same to score; v2 is retrained on 2.5x the rows
-    # and ranks fraud better (holdout AUC 0.875 against 0.862). A v2 of 300 trees beside a
-    # v1 of 40 trees of depth 2 cost ~100 us more per request under the gate's load (its
-    # nodes miss the CPU caches: 254 against 116 us per row with caches flushed), 1.22-1.27x
-    # v1's server p50: the gate rightly called it a regression at the 1.25x limit.
+    # and ranks fraud better. Why not a small v1 (the gate rightly failed a 7.5x bigger v2):
+    # bench/README.md, "The demo's two versions".
     "v1": ReferenceModel(rows=0.4),
     "v2": ReferenceModel(rows=1.0),
 }
