@@ -209,7 +209,10 @@ def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     if not watch.live_scores:
         return None, 0, ""
     comparison = compare(
-        _joined(watch.live_scores), _joined(watch.previous_scores), _threshold(ctx, watch.live)
+        _joined(watch.live_scores),
+        _joined(watch.previous_scores),
+        _threshold(ctx, watch.live),
+        watch.policy,
     )
     verdict, reasons = judge(comparison, watch.policy)
     breach = None

@@ -52,11 +52,16 @@ class GatePolicy:
     Shadow scoring (loadtest/shadow.py) replays recent live rows to candidate and live:
     ``require_shadow`` makes a passed shadow run (newer than the build) a condition of
     promotion and a step of ``release``; it needs ``shadow_min_rows`` rows; the share of
-    decisions that flip at the model's threshold may be at most ``shadow_max_flip_ratio``
-    (judged on a ``confidence`` Wilson interval, like the gate's limits), the p99 of
-    |candidate - live| at most ``shadow_p99_abs_delta``, the score distributions' PSI at
-    most ``shadow_max_psi``, their rank correlation at least ``shadow_min_rank_correlation``;
-    any candidate error or non-probability fails it.
+    decisions that flip at the model's threshold may be at most ``shadow_max_flip_ratio``,
+    the p99 of |candidate - live| at most ``shadow_p99_abs_delta`` (at most 1 % of rows
+    move by more), the score distributions' PSI at most ``shadow_max_psi``, their rank
+    correlation at least ``shadow_min_rank_correlation``, each judged on an interval at
+    ``confidence`` like the gate's limits (loadtest/shadow.py); any candidate error or
+    non-probability fails it. The defaults let an ordinary retrain through and stop gross
+    changes, measured on retrains of the demo's model (bench/README.md, "Shadow and bake
+    limits"): a retrain on the same rows with another seed moves 0.37 % of scores by more
+    than 0.3 and ranks with a correlation of 0.87; inverted scores, or a shift of every
+    score's log-odds by 1 (PSI 0.38), fail.
 
     The watched bake (bentogate/bake.py) follows a new live version through its warm
     window: more than ``bake_max_error_ratio`` of the production port's requests answered
@@ -89,9 +94,9 @@ class GatePolicy:
     require_shadow: bool = False
     shadow_min_rows: int = 200
     shadow_max_flip_ratio: float = 0.02
-    shadow_p99_abs_delta: float = 0.2
+    shadow_p99_abs_delta: float = 0.3
     shadow_max_psi: float = 0.25
-    shadow_min_rank_correlation: float = 0.9
+    shadow_min_rank_correlation: float = 0.5
     bake_window_s: float = 2.0
     bake_max_error_ratio: float = 0.01
     bake_min_requests: int = 20

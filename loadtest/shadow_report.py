@@ -34,10 +34,13 @@ def write_reports(result: ShadowResult, scored: dict[str, Scored], threshold: fl
         "rows compared": c.rows,
         "max |delta|": f"{c.max_abs_delta:.5f}",
         "p99 |delta|": f"{c.p99_abs_delta:.5f}",
-        "rank correlation": f"{c.rank_correlation:.5f}",
+        f"rows moved by more than {c.delta_limit:g}": f"{c.moved} ({_share(c.moved, c.rows)}, "
+        f"interval {c.moved_interval[0]:.2%}-{c.moved_interval[1]:.2%})",
+        "rank correlation": f"{c.rank_correlation:.5f} (interval "
+        f"{c.rank_interval[0]:.4f}-{c.rank_interval[1]:.4f})",
         "flipped decisions": f"{c.flips} ({c.flip_ratio:.2%}, interval "
         f"{c.flip_interval[0]:.2%}-{c.flip_interval[1]:.2%})",
-        "PSI": f"{c.psi:.4f}",
+        "PSI": f"{c.psi:.4f} (interval {c.psi_interval[0]:.4f}-{c.psi_interval[1]:.4f})",
         "errors (candidate / live)": f"{c.candidate_errors} / {c.live_errors}",
         "rows from (live port: rows)": json.dumps(result.sources),
         "batch latency ms": json.dumps(result.latency_ms),
@@ -102,3 +105,7 @@ time; neither answer reached a client.</p>
 <h2>Policy (frozen into this run)</h2><pre>{policy}</pre>
 </body></html>
 """
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.2%}" if whole else "-"

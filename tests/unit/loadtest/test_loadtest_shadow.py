@@ -26,13 +26,13 @@ def scored(scores: np.ndarray, errors: int = 0) -> Scored:
 def verdict(
     candidate: np.ndarray, live: np.ndarray = LIVE, *, cand_errors: int = 0, live_errors: int = 0
 ) -> tuple[str, tuple[str, ...]]:
-    c = compare(scored(candidate, cand_errors), scored(live, live_errors), 0.5)
+    c = compare(scored(candidate, cand_errors), scored(live, live_errors), 0.5, POLICY)
     return judge(c, POLICY)
 
 
 def test_an_identical_copy_passes() -> None:
     assert verdict(LIVE.copy()) == (PASS, ())
-    c = compare(scored(LIVE), scored(LIVE), 0.5)
+    c = compare(scored(LIVE), scored(LIVE), 0.5, POLICY)
     assert (c.max_abs_delta, c.flips, c.rank_correlation, c.psi) == (0.0, 0, 1.0, 0.0)
 
 
@@ -85,7 +85,7 @@ def test_a_flip_share_whose_interval_straddles_the_limit_is_inconclusive() -> No
     candidate = live.copy()
     near = np.flatnonzero((live >= 0.45) & (live < 0.5))[:40]
     candidate[near] += 0.06
-    result, reasons = judge(compare(scored(candidate), scored(live), 0.5), POLICY)
+    result, reasons = judge(compare(scored(candidate), scored(live), 0.5, POLICY), POLICY)
     assert result == INCONCLUSIVE, reasons
     assert len(reasons) == 1 and reasons[0].endswith("straddles 2.00%"), reasons
 
@@ -93,14 +93,14 @@ def test_a_flip_share_whose_interval_straddles_the_limit_is_inconclusive() -> No
 @pytest.mark.parametrize(("k", "n"), [(0, 100), (5, 100), (100, 100), (40, 2000)])
 def test_the_flip_interval_holds_the_share(k: int, n: int) -> None:
     low, high = compare(scored(np.r_[np.ones(k), np.zeros(n - k)]),
-                        scored(np.zeros(n)), 0.5).flip_interval  # fmt: skip
+                        scored(np.zeros(n)), 0.5, POLICY).flip_interval  # fmt: skip
     assert 0 <= low <= k / n <= high <= 1 and high - low < 0.2
     assert not math.isnan(low)
 
 
 def test_figures_that_cannot_be_computed_are_null_in_the_record() -> None:
     """The governance DB stores strict JSON: no nan, no inf."""
-    record = compare(scored(np.full(5, np.nan)), scored(np.full(5, np.nan)), 0.5).to_dict()
+    record = compare(scored(np.full(5, np.nan)), scored(np.full(5, np.nan)), 0.5, POLICY).to_dict()
     assert record["max_abs_delta"] is None and record["rank_correlation"] is None
     assert record["psi"] is None and record["rows"] == 0
     json_text = json.dumps(record, allow_nan=False)
@@ -112,5 +112,5 @@ def test_a_repeated_row_counts_once() -> None:
     loop must not turn one flipped decision into a 100 % flip ratio); order is kept."""
     row, other = [0.1, 2.0, 3.0], [0.2, 2.0, 3.0]
     assert distinct([row] * 500 + [other, row]) == [row, other]
-    one_input = compare(scored(np.full(1, 0.51)), scored(np.full(1, 0.49)), 0.5)
+    one_input = compare(scored(np.full(1, 0.51)), scored(np.full(1, 0.49)), 0.5, POLICY)
     assert judge(one_input, POLICY)[0] == INCONCLUSIVE  # too few rows, not a failure
