@@ -69,11 +69,12 @@ def test_an_ordinary_retrain_is_never_failed_and_passes_once_rows_suffice(
 def test_the_demos_release_is_never_failed_on_its_holdout_rows(
     scores: dict[str, np.ndarray],
 ) -> None:
-    """v2 replacing v1 as the demo releases it, the demo's holdout sent in its order: 2.5x
-    the training rows move its scores more than a retrain does (PSI 0.25, at the limit:
-    inconclusive), never a failure."""
+    """v2 replacing v1 as the demo releases it, the demo's holdout sent in its order: twice
+    the training rows move its scores more than another seed does (PSI 0.22, rank
+    correlation 0.78), inconclusive at some looks, never a failure, a pass at the end."""
     verdicts = looks(scores["v2"], scores["v1"])
     assert [v for v in verdicts if v[1] == FAIL] == []
+    assert verdicts[-1][1] == PASS, verdicts[-1]
 
 
 @pytest.mark.parametrize(
