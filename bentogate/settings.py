@@ -297,7 +297,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BENTOGATE_",
         env_nested_delimiter="__",
-        toml_file="bentogate.toml",
         extra="forbid",
     )
 
