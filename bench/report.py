@@ -96,8 +96,8 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 
 def _memory_goals(memory: dict[str, Any] | None) -> list[tuple[str, str, str, bool | None]]:
     """Resident memory per replica (no limit: the issue asks for it in the table) and what
-    else of bentogate's ran after the cutover (the issue: nothing but the Bentos, HAProxy and,
-    on fleet hosts, the agent)."""
+    else of bentogate's ran once the cutover ended, its warm window included (the issue:
+    nothing but the Bentos, HAProxy and, on fleet hosts, the agent)."""
     if memory is None:
         return []  # a results file from before these figures
     replicas = memory["replica_mib"]
@@ -107,15 +107,16 @@ def _memory_goals(memory: dict[str, Any] | None) -> list[tuple[str, str, str, bo
     return [
         ("resident memory per replica (arbiter + worker)", "reported",
          f"{each} MiB (all {len(replicas)}: {_mib(sum(replicas))} MiB)", None),
-        ("other bentogate processes after the cutover (besides Bentos, HAProxy, agent)",
-         "none", found or "none", not extra),
+        ("other bentogate processes once the cutover's warm window ended (besides Bentos, "
+         "HAProxy, agent)", "none", found or "none", not extra),
     ]  # fmt: skip
 
 
-def left_over(memory: dict[str, Any]) -> list[dict[str, Any]]:
-    """The processes of the bench host after the cutover that are neither a Bento, HAProxy
-    nor an agent (``bench.processes.ALLOWED``)."""
-    return [row for row in memory.get("after_cutover", []) if row["kind"] not in ALLOWED]
+def left_over(memory: dict[str, Any], moment: str = "after_cutover") -> list[dict[str, Any]]:
+    """The processes of the bench host at ``moment`` (``after_cutover``: once the warm window
+    ended; ``warm_window``: during it) that are neither a Bento, HAProxy nor an agent
+    (``bench.processes.ALLOWED``)."""
+    return [row for row in memory.get(moment, []) if row["kind"] not in ALLOWED]
 
 
 def peer_ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -241,7 +242,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _memory_rows(results: dict[str, Any]) -> list[str]:
-    """Resident memory of what serves, and what else of bentogate's ran after the cutover."""
+    """Resident memory of what serves, and what else of bentogate's ran in the cutover's warm
+    window and once it ended."""
     memory = results.get("memory")
     if memory is None:
         return []
@@ -250,15 +252,19 @@ def _memory_rows(results: dict[str, Any]) -> list[str]:
     after = memory.get("after_cutover", [])
     extra = left_over(memory)
     names = ", ".join(row["name"] for row in extra) or "none"
+    baking = left_over(memory, "warm_window")
+    baking_names = ", ".join(row["name"] for row in baking) or "none"
     out = [
         "",
         "## Resident memory",
         "",
         "While v1 served the measurements; a process counted with its children (a Bento: "
         "BentoML's arbiter and its worker), VmRSS summed, as `bentogate status` shows a replica. "
-        "The last row: right after v2's cutover and the two rollbacks, every process of the "
-        "bench host (its argv, environment, working directory or an open file in its "
-        "`BENTOGATE_HOME`) that is neither a Bento, HAProxy nor an agent.",
+        "The last rows: every process of the bench host (its argv, environment, working "
+        "directory or an open file in its `BENTOGATE_HOME`) that is neither a Bento, HAProxy "
+        "nor an agent, right after v2's cutover and the two rollbacks (the previous version "
+        "warm, its expirer baking v2), and once that warm window ended (its versions stopped "
+        "as the expirer stops them when `bento.keep_previous_s` is over, not waited for here).",
         "",
         "| what | MiB |",
         "|---|---:|",
@@ -274,13 +280,15 @@ def _memory_rows(results: dict[str, Any]) -> list[str]:
         )
     out += [
         f"| MLServer (the peer) | {_mib(memory['mlserver_mib'])} |",
-        f"| other bentogate processes after the cutover: {names} "
+        f"| other bentogate processes in the warm window: {baking_names} "
+        f"| {_mib(sum(row['resident_mib'] for row in baking))} |",
+        f"| other bentogate processes once the warm window ended: {names} "
         f"| {_mib(sum(row['resident_mib'] for row in extra))} |",
     ]
     kinds = {kind: sum(1 for row in after if row["kind"] == kind) for kind in ALLOWED}
     out += [
         "",
-        f"Right after the cutover and the rollbacks the host ran {kinds['bento']} Bento "
+        f"Once the warm window ended the host ran {kinds['bento']} Bento "
         f"process tree(s), {kinds['haproxy']} HAProxy and {kinds['agent']} agent"
         + (
             "; nothing else of bentogate's."

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,9 @@ from bench.stack import (
     production_port,
 )
 from bench.stats import percentiles_ms
+from bentogate import warm
 from bentogate.bentos import resident_bytes
+from bentogate.context import Context
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -261,23 +263,46 @@ def on_bentogate(
         steps2["promote"] = float(cut["switch_s"])
         progress(f"rollback of {ref2}: to the warm v1, then to a stopped v1")
         back = rollbacks(ctx, ref2, probe)
-        progress("what of bentogate's runs now, besides the Bentos and HAProxy")
-        # What of bentogate's runs once the cutover (and the rollbacks) ended: the
-        # deployments' pids are the Bentos, the master's HAProxy; anything else is listed.
-        after = processes_of(
-            ctx.settings.home,
-            bentos=[d.pid for d in ctx.registry.deployments(host=ctx.settings.host)
-                    if d.pid is not None],
-            haproxy=ctx.sidecar.process.master_pid(),
-        )  # fmt: skip
+        progress("what of bentogate's runs in the warm window, besides the Bentos and HAProxy")
+        during = host_processes(ctx)
+        progress("the warm window's end: v1 stopped, the expirer leaves; what runs then")
+        after = after_warm_window(ctx)
     return {
         "replicas": replicas,
         "serial": serial,
         "capacity": capacity,
-        "memory": {**memory, "mlserver_mib": checked["resident_mib"], "after_cutover": after},
+        "memory": {
+            **memory,
+            "mlserver_mib": checked["resident_mib"],
+            "warm_window": during,
+            "after_cutover": after,
+        },
         "peer": {**checked, "versions": peer.versions(python)},
         "release": {"v1": steps1, "v2": steps2, "cutover": cut, "rollback": back},
     }
+
+
+def host_processes(ctx: Context) -> list[dict[str, Any]]:
+    """Every process of the bench host (``bench.processes``): the deployments' pids are the
+    Bentos, the master's HAProxy; anything else is listed as such."""
+    return processes_of(
+        ctx.settings.home,
+        bentos=[d.pid for d in ctx.registry.deployments(host=ctx.settings.host)
+                if d.pid is not None],
+        haproxy=ctx.sidecar.process.master_pid(),
+    )  # fmt: skip
+
+
+def after_warm_window(ctx: Context, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The host's processes once the cutover's warm window is over: the warm versions are
+    stopped as the expirer stops them when their time comes (``bento.keep_previous_s``,
+    300 s, not waited for here), then the expirer itself, which bakes and expires only while
+    a version is warm, is given ``timeout`` seconds to see that and leave."""
+    warm.stop_expired(ctx, now=datetime.now(UTC) + timedelta(days=1))
+    deadline = time.monotonic() + timeout
+    while warm.expirer_runs(ctx) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return host_processes(ctx)
 
 
 def _options(argv: list[str] | None, bodies: Path) -> tuple[Options, Path, float]:

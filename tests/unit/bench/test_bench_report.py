@@ -142,7 +142,10 @@ def test_memory_per_replica_is_a_goal_row_without_a_limit() -> None:
         "120, 121 MiB (all 2: 241 MiB)",
         None,
     )
-    other = "other bentogate processes after the cutover (besides Bentos, HAProxy, agent)"
+    other = (
+        "other bentogate processes once the cutover's warm window ended (besides Bentos, "
+        "HAProxy, agent)"
+    )
     assert rows[other] == ("none", "none", True)
 
 
@@ -150,7 +153,10 @@ def test_a_process_of_bentogate_besides_bentos_and_haproxy_fails_its_goal() -> N
     results = _results()
     results["memory"] = _memory(_EXPIRER)
     rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
-    other = "other bentogate processes after the cutover (besides Bentos, HAProxy, agent)"
+    other = (
+        "other bentogate processes once the cutover's warm window ended (besides Bentos, "
+        "HAProxy, agent)"
+    )
     assert rows[other] == ("python -m bentogate.expirer (80 MiB)", False)
     # the fleet agent is the one more process the issue allows
     agent = {**_EXPIRER, "kind": "agent", "name": "bentogate agent --host h1"}
@@ -179,16 +185,22 @@ def test_the_memory_table_and_what_else_ran_after_the_cutover(tmp_path: Path) ->
     assert "| bare floor, one process | 60 |" in text
     assert "| bare floor, 2 processes (one per replica) | 118 |" in text
     assert "| MLServer (the peer) | 480 |" in text
-    other = "| other bentogate processes after the cutover: python -m bentogate.expirer | 80 |"
+    other = (
+        "| other bentogate processes once the warm window ended: python -m bentogate.expirer | 80 |"
+    )
     assert other in text
+    assert "| other bentogate processes in the warm window: none | 0 |" in text
     assert "1 Bento process tree(s), 1 HAProxy and 0 agent; besides them: " in text
     assert "`/v/bin/python -m bentogate.expirer` (80 MiB)." in text
     saved = json.loads((tmp_path / "results.json").read_text())["memory"]
     assert saved["replica_mib"] == [120.0, 121.0] and saved["bare_n_mib"] == 118.0
-    results["memory"] = _memory()
+    results["memory"] = {**_memory(), "warm_window": [_EXPIRER]}  # baking, then gone
     report.write(results, tmp_path, {"bare": [200.0]})
     text = (tmp_path / "results.md").read_text()
-    assert "| other bentogate processes after the cutover: none | 0 |" in text
+    assert (
+        "| other bentogate processes in the warm window: python -m bentogate.expirer | 80 |" in text
+    )
+    assert "| other bentogate processes once the warm window ended: none | 0 |" in text
     assert "nothing else of bentogate's." in text
 
 
