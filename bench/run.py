@@ -300,7 +300,7 @@ def after_warm_window(ctx: Context, timeout: float = 30.0) -> list[dict[str, Any
     a version is warm, is given ``timeout`` seconds to see that and leave."""
     warm.stop_expired(ctx, now=datetime.now(UTC) + timedelta(days=1))
     deadline = time.monotonic() + timeout
-    while warm.expirer_runs(ctx) and time.monotonic() < deadline:
+    while warm.expirer_pids(ctx) and time.monotonic() < deadline:
         time.sleep(0.1)
     return host_processes(ctx)
 

@@ -133,19 +133,24 @@ def schedule_expiry(ctx: Context) -> list[Warm]:
     return pending
 
 
+def expirer_pids(ctx: Context) -> list[int]:
+    """The pids of this host's scheduled expirers that still run (the lock of
+    :func:`expirer_runs` is let go a moment before an expirer leaves)."""
+    pids = (int(pid_file.stem) for pid_file in sorted(_expirers_dir(ctx).glob("*.pid")))
+    return [pid for pid in pids if pid_alive(pid) and _is_expirer(pid)]
+
+
 def cancel_expiry(ctx: Context, timeout: float = 5.0) -> list[int]:
     """Stop this host's scheduled expirers (e.g. at shutdown, when nothing is left to
     expire); returns their pids."""
-    stopped = []
-    for pid_file in sorted(_expirers_dir(ctx).glob("*.pid")):
-        pid = int(pid_file.stem)
-        if pid_alive(pid) and _is_expirer(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            stopped.append(pid)
+    stopped = expirer_pids(ctx)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for pid_file in _expirers_dir(ctx).glob("*.pid"):
         pid_file.unlink(missing_ok=True)
     return stopped
 
