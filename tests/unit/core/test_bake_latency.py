@@ -142,7 +142,7 @@ def test_a_slow_class_of_answers_is_a_breach_naming_the_figures_and_the_rule() -
     assert (tail.answers, tail.over, tail.over_ms) == (200, 20, 25.0)
     assert tail.p99_bucket_ms == (50.0, 100.0)
     assert breach == (
-        "server p99 > 25 ms (p99_ms): 20 of 200 answers (10.0%, interval 6.6%-14.9%) took over "
+        "server p99 > 25 ms (p99_ms): 20 of 200 answers (10.0%, interval 6.4%-15.2%) took over "
         "25 ms in the Bento over 2.0 s, where at most 1% may; server p99 <= 100 ms "
         "(bucket 50-100 ms)"
     )
