@@ -143,6 +143,7 @@ def expirer_pids(ctx: Context) -> list[int]:
 def cancel_expiry(ctx: Context, timeout: float = 5.0) -> list[int]:
     """Stop this host's scheduled expirers (e.g. at shutdown, when nothing is left to
     expire); returns their pids."""
+    pid_files = sorted(_expirers_dir(ctx).glob("*.pid"))
     stopped = expirer_pids(ctx)
     for pid in stopped:
         with contextlib.suppress(ProcessLookupError):
@@ -150,7 +151,7 @@ def cancel_expiry(ctx: Context, timeout: float = 5.0) -> list[int]:
         deadline = time.monotonic() + timeout
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-    for pid_file in _expirers_dir(ctx).glob("*.pid"):
+    for pid_file in pid_files:  # not one an expirer started meanwhile wrote
         pid_file.unlink(missing_ok=True)
     return stopped
 
