@@ -96,6 +96,7 @@ def compare(candidate: Scored, live: Scored, threshold: float, policy: GatePolic
     flipped = (cand >= threshold) != (base >= threshold)
     flips = int(flipped.sum())
     rho = _spearman(cand, base)
+    psi, psi_interval = _psi(base, cand, confidence)
     return Comparison(
         rows=n,
         max_abs_delta=float(delta.max()) if n else math.nan,
@@ -108,8 +109,8 @@ def compare(candidate: Scored, live: Scored, threshold: float, policy: GatePolic
         flips=flips,
         flip_ratio=flips / n if n else math.nan,
         flip_interval=wilson(flips, n, confidence),
-        psi=_psi(base, cand),
-        psi_interval=_psi_interval(base, cand, confidence),
+        psi=psi,
+        psi_interval=psi_interval,
         candidate_errors=candidate.errors,
         live_errors=live.errors,
         flips_by_band=_flips_by_band(base, flipped),
@@ -327,28 +328,42 @@ def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
     return (max(0.0, low), min(1.0, high))
 
 
-def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def _psi(
+    expected: np.ndarray, actual: np.ndarray, confidence: float
+) -> tuple[float, tuple[float, float]]:
     """Population stability index of ``actual`` against ``expected`` over the deciles of
-    ``expected``; nan without rows."""
+    ``expected``, and its basic (reverse-percentile) bootstrap interval at ``confidence``:
+    the rows resampled as pairs (the same transaction on both sides), bins fixed at the
+    deciles of all of ``expected``; a fixed seed, so the same rows give the same interval.
+    The PSI of a sample is biased upwards (chance alone fills the bins unevenly), and a
+    resample's more so; the basic interval reflects the resamples around the sample's PSI,
+    so that bias moves the interval down, not up (a percentile interval of 200 rows whose
+    PSI was 0.37 lay at 0.29-1.03). Not below 0. nan without rows."""
     if not expected.size:
-        return math.nan
-    binned = _deciles(expected, actual)
-    if binned is None:
-        return 0.0 if np.array_equal(expected, actual) else math.inf
-    bins_e, bins_a, k = binned
-    counts_e, counts_a = (np.bincount(b, minlength=k)[None] for b in (bins_e, bins_a))
-    return float(_psi_of(counts_e, counts_a)[0])
-
-
-def _deciles(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Each row's bin on both sides (the deciles of ``expected``), and the number of bins;
-    None when ``expected`` has a single value."""
+        return math.nan, (math.nan, math.nan)
     edges = np.unique(np.quantile(expected, np.linspace(0, 1, _PSI_BINS + 1)))
     if edges.size < 2:
-        return None
+        psi = 0.0 if np.array_equal(expected, actual) else math.inf
+        return psi, (psi, psi)
     inner = edges[1:-1]
-    return (np.searchsorted(inner, expected, side="right"),
-            np.searchsorted(inner, actual, side="right"), inner.size + 1)  # fmt: skip
+    k = inner.size + 1
+    bins_e = np.searchsorted(inner, expected, side="right")
+    bins_a = np.searchsorted(inner, actual, side="right")
+    # The pairs' (expected bin, actual bin) table; a resample of the rows, binned, is a
+    # multinomial draw over its cells: drawn as such, whatever the number of rows.
+    cells = np.bincount(bins_e * k + bins_a, minlength=k * k)
+    psi = float(_psi_of(*_margins(cells.reshape(1, k, k)))[0])
+    draws = np.random.default_rng(0).multinomial(
+        expected.size, cells / expected.size, size=_PSI_RESAMPLES
+    ).reshape(-1, k, k)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(_psi_of(*_margins(draws)), [tail, 100 - tail])
+    return psi, (max(0.0, 2 * psi - float(high)), 2 * psi - float(low))
+
+
+def _margins(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The expected and the actual bin counts of each (expected bin x actual bin) table."""
+    return tables.sum(axis=2), tables.sum(axis=1)
 
 
 def _psi_of(counts_e: np.ndarray, counts_a: np.ndarray) -> np.ndarray:
@@ -356,36 +371,6 @@ def _psi_of(counts_e: np.ndarray, counts_a: np.ndarray) -> np.ndarray:
     e = np.maximum(counts_e / counts_e.sum(axis=1, keepdims=True), _PSI_FLOOR)
     a = np.maximum(counts_a / counts_a.sum(axis=1, keepdims=True), _PSI_FLOOR)
     return np.sum((a - e) * np.log(a / e), axis=1)
-
-
-def _psi_interval(
-    expected: np.ndarray, actual: np.ndarray, confidence: float
-) -> tuple[float, float]:
-    """Basic (reverse-percentile) bootstrap interval of :func:`_psi`: the rows resampled as
-    pairs (the same transaction on both sides), bins fixed at the deciles of all of
-    ``expected``; a fixed seed, so the same rows give the same interval. The PSI of a sample
-    is biased upwards (chance alone fills the bins unevenly), and a resample's more so; the
-    basic interval reflects the resamples around the sample's PSI, so that bias moves the
-    interval down, not up (a percentile interval of 200 rows whose PSI was 0.37 lay at
-    0.29-1.03). Not below 0. (nan, nan) without rows."""
-    if not expected.size:
-        return (math.nan, math.nan)
-    binned = _deciles(expected, actual)
-    if binned is None:
-        psi = 0.0 if np.array_equal(expected, actual) else math.inf
-        return (psi, psi)
-    bins_e, bins_a, k = binned
-    # A resample of the rows, binned, is a multinomial draw over the cells of the pairs'
-    # (expected bin, actual bin) table: drawn as such, whatever the number of rows.
-    cells = np.bincount(bins_e * k + bins_a, minlength=k * k)
-    draws = np.random.default_rng(0).multinomial(
-        expected.size, cells / expected.size, size=_PSI_RESAMPLES
-    ).reshape(-1, k, k)
-    counts_e, counts_a = draws.sum(axis=2), draws.sum(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(_psi_of(counts_e, counts_a), [tail, 100 - tail])
-    psi = _psi(expected, actual)
-    return (max(0.0, 2 * psi - float(high)), 2 * psi - float(low))
 
 
 def _rank_interval(rho: float, n: int, confidence: float) -> tuple[float, float]:
