@@ -127,7 +127,7 @@ def test_a_bin_empty_by_chance_in_the_first_rows_does_not_fail_the_demos_release
     order = [rng.permutation(scores["v2"].size) for _ in range(7)][-1]
     first = order[: POLICY.shadow_min_rows]
     empty = np.array([])
-    c = compare(Scored(scores["v2"][first], 0, (), empty), Scored(scores["v1"][first], 0, (), empty),
-                THRESHOLD, POLICY)  # fmt: skip
+    candidate, live = scores["v2"][first], scores["v1"][first]
+    c = compare(Scored(candidate, 0, (), empty), Scored(live, 0, (), empty), THRESHOLD, POLICY)
     assert c.psi < 0.5, c.psi
     assert judge(c, POLICY)[0] != FAIL, judge(c, POLICY)
