@@ -225,11 +225,13 @@ def test_fleet_a_deadline_passes_by_the_databases_clock(tmp_path: Path, skew: ti
     version = gated(ctx.registry)
     workstation, agent_host = _skewed(ctx, skew), _skewed(ctx, -skew)
     workstation.registry.start_rollout(
-        "fraud", version, actor="rel", sha256=SHA, hosts=["h1"], deadline_s=0.5
+        "fraud", version, actor="rel", sha256=SHA, hosts=["h1"], deadline_s=2.0
     )
     agent_host.registry.heartbeat("h1", report("fraud", "0"))
-    assert fleet.settle(agent_host, actor="h1") == []  # not yet, by either skewed clock
-    time.sleep(0.6)
+    # Not yet, by either skewed clock. (2 s: with 0.5 s, a CI run on a busy machine took
+    # longer than that from the rollout's start to this settle.)
+    assert fleet.settle(agent_host, actor="h1") == []
+    time.sleep(2.1)
     [done] = fleet.settle(agent_host, actor="h1")
     assert done.status == "failed" and done.outcome["reason"] == "deadline passed; not live on h1"
     for each in (ctx, workstation, agent_host):
