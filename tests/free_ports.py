@@ -12,6 +12,7 @@ Bento's port to another worker's block).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -45,16 +46,22 @@ def free_port_block(size: int) -> int:
 
 
 def _share(size: int) -> range:
-    """The first ports of blocks of ``size`` that this process may hand out: its xdist
-    worker's slice of the 12,000 ports below the ephemeral range (all of them outside
-    xdist)."""
+    """The first ports of blocks of ``size`` that this process may hand out."""
+    first, end = _slice()
+    return range(first, end - size)
+
+
+@functools.cache
+def _slice() -> tuple[int, int]:
+    """This process's ports: its xdist worker's slice of the 12,000 ports below the
+    ephemeral range (all of them outside xdist), read once."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     start = max(1024, low - 12000)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
     span = (low - start) // workers
     first = start + worker * span
-    return range(first, first + span - size)
+    return first, first + span
 
 
 def free_port() -> int:
