@@ -23,10 +23,11 @@ statistical test; Iter8 and Argo Rollouts repeat measurements before they decide
   microseconds, free of the load generator's and the proxy's share. When a target sends
   no server time (a Bento built before it did), client latency stands in, and the
   evidence says so.
-* **Host stalls are named.** A tenth of a second in which a quarter or more of *both*
-  targets' requests took over ``stall_factor`` x their own median client latency is the
-  host's doing, not the candidate's: its requests are left out of every comparison and
-  counted.
+* **Host stalls are named.** A tenth of a second in which the generator itself sent a
+  quarter of its requests late by over ``stall_factor`` x the median client latency, or in
+  which a quarter or more of *both* targets' requests took that much longer than their own
+  median, is the host's doing, not the candidate's: its requests are left out of every
+  comparison and counted (:func:`host_stalls`).
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ class Comparison:
             span = f"{m.low:.2f}x-{m.high:.2f}x"
             text = f"{self.name} {m.estimate:.2f}x (interval {span}) {sign} {self.allowed:.2f}x"
         else:
-            span = f"{_ms(m.low)}-{_ms(m.high)} ms"
-            text = (f"{self.name} {_ms(m.estimate)} ms (interval {span}) {sign} "
-                    f"{_ms(self.allowed)} ms")  # fmt: skip
+            span = f"{ms_text(m.low)}-{ms_text(m.high)} ms"
+            text = (f"{self.name} {ms_text(m.estimate)} ms (interval {span}) {sign} "
+                    f"{ms_text(self.allowed)} ms")  # fmt: skip
         return f"{text} ({self.detail})" if self.detail else text
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +103,7 @@ class Comparison:
         }  # fmt: skip
 
 
-def _ms(value: float) -> str:
+def ms_text(value: float) -> str:
     """Milliseconds to the precision that matters: microseconds below 1 ms."""
     return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
 
@@ -114,7 +115,9 @@ class Evidence:
     ``basis``: what regressions are judged on ("server", "client", or "" without live);
     ``blocks``: bootstrap blocks in the window; ``stalls``: stalled bins as (start, end)
     seconds of the run; ``stall_fraction``: their share of the window; ``limits``: client
-    latency limits of the candidate; ``regressions``: candidate vs live.
+    latency limits of the candidate; ``server_limits``: the same limits on the candidate's
+    own server time (empty when it sends none), which tells whether a client figure beyond
+    its limit was spent in the service; ``regressions``: candidate vs live.
     """
 
     basis: str
@@ -123,6 +126,7 @@ class Evidence:
     stall_fraction: float
     limits: tuple[Comparison, ...]
     regressions: tuple[Comparison, ...]
+    server_limits: tuple[Comparison, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +134,7 @@ class Evidence:
             "stalls": [list(s) for s in self.stalls], "stall_fraction": self.stall_fraction,
             "limits": [c.to_dict() for c in self.limits],
             "regressions": [c.to_dict() for c in self.regressions],
+            "server_limits": [c.to_dict() for c in self.server_limits],
         }  # fmt: skip
 
 
@@ -143,18 +148,12 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
     blocks = np.clip(_bins(samples, policy.block_s), 0, n_blocks - 1)
     rng = np.random.default_rng(SEED)
     draws = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=REPLICATES)
-    alpha = policy.alpha
     cand = kept & (samples.target == samples.target_index(CANDIDATE))
     client = samples.latency.astype(np.float64) * 1e3
-    limits = []
-    if cand.any():
-        boot = bootstrap_quantiles(client[cand], blocks[cand], draws, [q for _, q, _ in
-                                                                          CLIENT_QUANTILES])
-        for (label, q, field), reps in zip(CLIENT_QUANTILES, boot, strict=True):
-            allowed = float(getattr(policy, field))
-            point = quantile(client[cand], q)
-            limits.append(_compare(f"client {label}", "ms", point, reps, allowed,
-                                   point - allowed, reps - allowed, alpha))  # fmt: skip
+    server = samples.server.astype(np.float64) * 1e3
+    limits = _limits("client", client, cand, blocks, draws, policy)
+    server_limits = (_limits("server", server, cand & np.isfinite(server), blocks, draws, policy)
+                     if _covered(server, cand) else [])  # fmt: skip
     basis, regressions = "", list[Comparison]()
     if LIVE in samples.targets:
         live = kept & (samples.target == samples.target_index(LIVE))
@@ -171,6 +170,37 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
         stall_fraction=len(stalled_bins) / n_bins,
         limits=tuple(limits),
         regressions=tuple(regressions),
+        server_limits=tuple(server_limits),
+    )
+
+
+def _limits(
+    side: str,
+    values: np.ndarray,
+    mask: np.ndarray,
+    blocks: np.ndarray,
+    draws: np.ndarray,
+    policy: GatePolicy,
+) -> list[Comparison]:
+    """The absolute latency limits (p50/p95/p99) judged on ``values[mask]`` (ms)."""
+    if not mask.any():
+        return []
+    qs = [q for _, q, _ in CLIENT_QUANTILES]
+    boot = bootstrap_quantiles(values[mask], blocks[mask], draws, qs)
+    out = []
+    for (label, q, field), reps in zip(CLIENT_QUANTILES, boot, strict=True):
+        allowed = float(getattr(policy, field))
+        point = quantile(values[mask], q)
+        out.append(_compare(f"{side} {label}", "ms", point, reps, allowed, point - allowed,
+                            reps - allowed, policy.alpha))  # fmt: skip
+    return out
+
+
+def _covered(server: np.ndarray, *masks: np.ndarray) -> bool:
+    """Whether enough of each mask's requests carry a server time to judge on it."""
+    return all(
+        np.count_nonzero(np.isfinite(server[m])) >= SERVER_COVERAGE * np.count_nonzero(m)
+        for m in masks
     )
 
 
@@ -183,10 +213,7 @@ def _regressions(
     policy: GatePolicy,
 ) -> tuple[str, list[Comparison]]:
     server = samples.server.astype(np.float64) * 1e3
-    covered = all(
-        np.count_nonzero(np.isfinite(server[m])) >= SERVER_COVERAGE * np.count_nonzero(m)
-        for m in (cand, live)
-    )
+    covered = _covered(server, cand, live)
     basis = "server" if covered else "client"
     values = server if covered else samples.latency.astype(np.float64) * 1e3
     cand, live = cand & np.isfinite(values), live & np.isfinite(values)
@@ -202,7 +229,7 @@ def _regressions(
         excess_reps = rc - np.maximum(ratio * rl, rl + floor_ms)
         judged = _compare(f"{basis} {label} vs live", "x", pc / pl, rc / rl, allowed_ms / pl,
                           pc - allowed_ms, excess_reps, policy.alpha)  # fmt: skip
-        detail = f"candidate {_ms(pc)} ms, live {_ms(pl)} ms"
+        detail = f"candidate {ms_text(pc)} ms, live {ms_text(pl)} ms"
         out.append(dataclasses.replace(judged, detail=detail))
     return basis, out
 
@@ -265,26 +292,44 @@ def bootstrap_quantiles(
 
 
 def host_stalls(samples: Samples, ok: np.ndarray, factor: float) -> np.ndarray:
-    """Bins (indices of STALL_BIN_S from the window's start) in which, for every target, at
-    least a quarter of its successful requests took over ``factor`` x its median client
-    latency over the window; empty with one target. (A quarter, not a half: a burst that
-    covers a third of a bin still marks it.)"""
-    if len(samples.targets) < 2:
-        return np.array([], dtype=np.int64)
-    bins = _bins(samples, STALL_BIN_S)
+    """Bins (indices of STALL_BIN_S from the window's start) in which the host stalled.
+
+    Two witnesses, either suffices:
+
+    * the generator itself: it sent at least a quarter of the bin's successful requests
+      (every target's) more than ``factor`` x their median client latency behind the moment
+      it meant to (``late``). A process that cannot run on time cannot time a response on
+      time either, and on a frozen or overbooked host the target stalls with it; this works
+      with one target. (A slow target keeps every user busy, which is not lateness: its
+      requests go out the moment a user is free.)
+    * with two targets: at least a quarter of *every* target's successful requests took over
+      ``factor`` x that target's own median client latency. (A quarter, not a half: a burst
+      that covers a third of a bin still marks it.)
+    """
     n_bins = max(1, math.ceil(samples.duration_s / STALL_BIN_S - 1e-9))
-    stalled = np.ones(n_bins, dtype=bool)
-    for index in range(len(samples.targets)):
-        mine = ok & (samples.target == index)
-        if not mine.any():
-            return np.array([], dtype=np.int64)
-        latency = samples.latency[mine]
-        where = np.clip(bins[mine], 0, n_bins - 1)
-        slow = latency > factor * np.median(latency)
-        total = np.bincount(where, minlength=n_bins)
-        slow_count = np.bincount(where, weights=slow, minlength=n_bins)
-        stalled &= (total >= MIN_BIN_REQUESTS) & (slow_count >= STALL_SHARE * total)
+    where = np.clip(_bins(samples, STALL_BIN_S), 0, n_bins - 1)
+    if not ok.any():
+        return np.array([], dtype=np.int64)
+    late = samples.late > factor * np.median(samples.latency[ok])
+    stalled = _slow_bins(where[ok], late[ok], n_bins)
+    if len(samples.targets) >= 2:
+        both = np.ones(n_bins, dtype=bool)
+        for index in range(len(samples.targets)):
+            mine = ok & (samples.target == index)
+            if not mine.any():
+                both[:] = False
+                break
+            latency = samples.latency[mine]
+            both &= _slow_bins(where[mine], latency > factor * np.median(latency), n_bins)
+        stalled |= both
     return np.flatnonzero(stalled)
+
+
+def _slow_bins(where: np.ndarray, slow: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bins with at least MIN_BIN_REQUESTS requests of which a STALL_SHARE are ``slow``."""
+    total = np.bincount(where, minlength=n_bins)
+    slow_count = np.bincount(where, weights=slow, minlength=n_bins)
+    return (total >= MIN_BIN_REQUESTS) & (slow_count >= STALL_SHARE * total)
 
 
 def _bins(samples: Samples, width: float) -> np.ndarray:

@@ -16,13 +16,15 @@ gate pairs them in time, loadtest/evidence.py). Users take the next free slot, s
 it is due and send. ``start`` is fixed when all users are spawned (the master fixes it for
 its workers and gives each worker every W-th slot). Latency runs from the *intended* send
 time, or from the moment a user was free to send it when every user was busy (coordinated
-omission: the target's slowness is charged to it); the event loop waking a sleeping user
-late is the generator's own lateness, not charged (it still shows in ``lag``, the actual
-send behind the slot). The server's own time comes from the response's
+omission: the target's slowness is charged to it). The event loop waking a sleeping user
+late is charged too, and recorded as the generator's own lateness ``late``: the send behind
+that moment (a stalled host shows there first, loadtest/evidence.py); ``lag`` is the send
+behind the slot, whoever caused it. The server's own time comes from the response's
 ``Server-Timing: svc;dur=<ms>``.
 
 Output (``--gate-out``): ``samples-<node>.npz`` written when the test stops (one row per
-request: intended time, send lag, latency, server time, status, kind, target; plus a JSON
+request: intended time, send lag, the generator's own lateness, latency, server time,
+status, kind, target; plus a JSON
 ``meta`` that names the kinds and targets and holds the CPU series of this process), and
 ``progress-<node>.jsonl`` with one line a second while the test runs.
 """
@@ -46,7 +48,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KINDS = ("ok", "status", "connection", "wrong_version", "bad_body", "unfinished")
 OK, STATUS, CONNECTION, WRONG_VERSION, BAD_BODY, UNFINISHED = range(len(KINDS))
 HEADERS = {"Content-Type": "application/json"}
@@ -90,12 +92,13 @@ class Plan:
     ready: Event = field(default_factory=Event)
     intended: array = field(default_factory=lambda: array("d"))
     lag: array = field(default_factory=lambda: array("f"))
+    late: array = field(default_factory=lambda: array("f"))
     latency: array = field(default_factory=lambda: array("f"))
     server: array = field(default_factory=lambda: array("f"))
     status: array = field(default_factory=lambda: array("h"))
     kind: array = field(default_factory=lambda: array("b"))
     target: array = field(default_factory=lambda: array("b"))
-    in_flight: dict[int, tuple[float, float, int]] = field(default_factory=dict)
+    in_flight: dict[int, tuple[float, float, float, int]] = field(default_factory=dict)
     cpu: list[tuple[float, float]] = field(default_factory=list)
     cpu_warnings: int = 0
     users: int = 0
@@ -130,11 +133,12 @@ class Plan:
                                             minlength=len(self.cfg.targets))]  # fmt: skip
 
     def record(
-        self, t: float, lag: float, latency: float, server: float, status: int, kind: int,
-        tgt: int,
+        self, t: float, lag: float, late: float, latency: float, server: float, status: int,
+        kind: int, tgt: int,
     ) -> None:  # fmt: skip
         self.intended.append(t)
         self.lag.append(lag)
+        self.late.append(late)
         self.latency.append(latency)
         self.server.append(server)
         self.status.append(status)
@@ -303,8 +307,9 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     times = psutil.Process().cpu_times()
     plan.cpu.append((time.time() - plan.start, times.user + times.system))
     now = time.time()
-    for t, sent, tgt in plan.in_flight.values():
-        plan.record(t, sent - plan.start - t, now - plan.start - t, NAN, 0, UNFINISHED, tgt)
+    for t, origin, sent, tgt in plan.in_flight.values():
+        plan.record(t, sent - plan.start - t, sent - plan.start - origin,
+                    now - plan.start - origin, NAN, 0, UNFINISHED, tgt)  # fmt: skip
     meta = {
         "format": FORMAT_VERSION, "start": plan.start, "rate": plan.cfg.rate,
         "warmup_s": plan.cfg.warmup_s, "duration_s": plan.cfg.duration_s,
@@ -319,6 +324,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         tmp, meta=np.array(json.dumps(meta)),
         intended=np.frombuffer(plan.intended, dtype=np.float64),
         lag=np.frombuffer(plan.lag, dtype=np.float32),
+        late=np.frombuffer(plan.late, dtype=np.float32),
         latency=np.frombuffer(plan.latency, dtype=np.float32),
         server=np.frombuffer(plan.server, dtype=np.float32),
         status=np.frombuffer(plan.status, dtype=np.int16),
@@ -395,7 +401,7 @@ class GateUser(FastHttpUser):
         tgt = plan.target_of(k)
         target = plan.cfg.targets[tgt]
         sent = time.time()
-        plan.in_flight[k] = (t, sent, tgt)
+        plan.in_flight[k] = (t, origin, sent, tgt)
         body = plan.bodies[k % len(plan.bodies)]
         with self.client.request(
             # bytes work (typed str): bodies are encoded once, not per request
@@ -414,6 +420,6 @@ class GateUser(FastHttpUser):
         del plan.in_flight[k]
         server = server_time(resp.headers.get("server-timing")) if kind == OK else NAN
         plan.record(
-            t, sent - plan.start - t, done - plan.start - origin, server, resp.status_code, kind,
-            tgt,
+            t, sent - plan.start - t, sent - plan.start - origin, done - plan.start - origin,
+            server, resp.status_code, kind, tgt,
         )  # fmt: skip

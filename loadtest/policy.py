@@ -41,8 +41,9 @@ class GatePolicy:
     whole interval is beyond the limit and passes only when the whole interval is within it.
     Otherwise the run is extended by ``extend_s`` measured seconds at a time, up to
     ``max_duration_s`` measured in all, before it ends inconclusive.
-    Host stalls (a quarter of both targets' requests over ``stall_factor`` x their own median
-    latency in the same tenth of a second) are left out of the comparison; more than
+    Host stalls (a tenth of a second in which the generator sent a quarter of its requests
+    over ``stall_factor`` x the median latency late, or a quarter of both targets' requests
+    took that much over their own median) are left out of the comparison; more than
     ``max_stall_fraction`` of the window stalled makes the run inconclusive.
 
     ``max_auc_drop`` is validation's quality rule, kept here so that every threshold a

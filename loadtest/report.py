@@ -80,7 +80,9 @@ def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
     )
     cpu = "n/a" if np.isnan(result.generator_cpu) else f"{result.generator_cpu:.0%}"
     ev = result.evidence
-    comparisons = "".join(_comparison_row(c) for c in ev.regressions + ev.limits)
+    comparisons = "".join(
+        _comparison_row(c) for c in ev.regressions + ev.limits + ev.server_limits
+    )
     page = _PAGE.format(
         comparisons=comparisons,
         basis=html.escape(ev.basis or "no live target: none"),
@@ -114,8 +116,8 @@ img{{max-width:100%}}</style>
 <h1>Gate verdict: <span class="{cls}">{verdict}</span></h1>
 <ul>{reasons}</ul>
 <h2>The evidence</h2>
-<p>Measured: {measured}. Regressions judged on: {basis} time. Host stalls (both targets slow
-at once) left out: {stalls}.</p>
+<p>Measured: {measured}. Regressions judged on: {basis} time. Host stalls (the generator
+itself late, or both targets slow at once) left out: {stalls}.</p>
 <table><tr><th>limit</th><th>measured</th><th>interval</th><th>allowed</th><th>decision</th></tr>
 {comparisons}</table>
 <h2>What each target did: clients vs server</h2>
@@ -153,7 +155,8 @@ def _comparison_row(c: Comparison) -> str:
 
 def _evidence_plot(result: GateResult) -> str:
     """Each limit's interval (as a fraction of what is allowed) against the allowed band."""
-    comps = result.evidence.regressions + result.evidence.limits
+    ev = result.evidence
+    comps = ev.regressions + ev.limits + ev.server_limits
     fig = figure(10, 0.6 * max(2, len(comps)) + 1, left=1.9)
     ax = fig.add_subplot()
     colors = {"within": "tab:green", "beyond": "tab:red", "unsure": "tab:orange"}

@@ -1,10 +1,11 @@
 """Read the per-request samples the locustfile writes (``samples-<node>.npz``).
 
 Each file holds one row per request (times in seconds from the schedule's start, which every
-process of one run shares): ``intended`` send time, send ``lag`` behind it, ``latency`` from
-the intended time to the response, ``server``: the server's own time for it (its
-``Server-Timing``; nan when it sent none or the request failed), HTTP ``status`` (0 = none),
-``kind`` (index into
+process of one run shares): ``intended`` send time, send ``lag`` behind it, ``late``: the
+generator's own share of that lag (the send behind the moment a user was free to make it),
+``latency`` from the intended time (or that moment, when every user was busy) to the
+response, ``server``: the server's own time for it (its ``Server-Timing``; nan when it sent
+none or the request failed), HTTP ``status`` (0 = none), ``kind`` (index into
 ``meta["kinds"]``, 0 = ok) and ``target`` (index into ``meta["targets"]``); plus a JSON
 ``meta`` with the schedule, the slots scheduled per target in the measured window and the
 process's CPU series ``[(t, cumulative cpu seconds), ...]``.
@@ -23,8 +24,8 @@ import numpy as np
 
 from bentogate.errors import LoadTestError
 
-FORMAT_VERSION = 2
-_COLUMNS = ("intended", "lag", "latency", "server", "status", "kind", "target")
+FORMAT_VERSION = 3
+_COLUMNS = ("intended", "lag", "late", "latency", "server", "status", "kind", "target")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Samples:
 
     intended: np.ndarray
     lag: np.ndarray
+    late: np.ndarray
     latency: np.ndarray
     server: np.ndarray
     status: np.ndarray

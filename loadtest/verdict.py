@@ -4,11 +4,18 @@
   a regression whose whole interval lies beyond the allowed one (server-side figures stay
   trustworthy however busy the generator was), the error ratio, a candidate that could not
   carry the rate with enough users, or a client latency limit whose whole interval lies
-  beyond it while the generator kept its schedule.
+  beyond it while the generator kept its schedule and the service's own time does not
+  clear it.
+* a client latency limit beyond while the candidate's own server time at that quantile is
+  certainly within it (client and server disagree badly) is not the candidate's proven
+  fault: the time went outside its handler (a host stall on the service's core, the proxy,
+  or queueing in front of it). It is named and undecided (inconclusive, extendable), never
+  a pass.
 * ``inconclusive``: no limit is clearly broken, but the run cannot clear the candidate: the
   generator's CPU was saturated, a target got fewer than ``min_samples`` requests or fell
   short of the rate with too few users to blame it, the host stalled too often, or an
-  interval straddles its limit. Only the last can be decided by more data: ``extendable``.
+  interval straddles its limit. The last two can be decided by more data (the stalls are a
+  share of the whole window, so a passing burst of noise is outlasted): ``extendable``.
   Never a pass, even if every estimate is within its limit.
 * ``pass``: every interval lies within its limit; ``reasons`` is empty.
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .evidence import BEYOND, CANDIDATE, LIVE, UNSURE, Evidence
+from .evidence import BEYOND, CANDIDATE, LIVE, UNSURE, WITHIN, Evidence, ms_text
 from .figures import TargetFigures
 from .policy import GatePolicy
 
@@ -34,7 +41,7 @@ _TRANSPORT_KINDS = frozenset({"connection", "unfinished"})
 @dataclass(frozen=True)
 class Verdict:
     """``verdict`` with its ``reasons``; ``extendable``: inconclusive only because some
-    interval straddles its limit, so a longer run may decide it."""
+    interval straddles its limit or the host stalled, so a longer run may decide it."""
 
     verdict: str
     reasons: tuple[str, ...] = ()
@@ -69,10 +76,12 @@ def evaluate(
             violations.append(f"{shortfall} (responses too slow for {policy.users} users)")
         elif shortfall:
             client_doubts.append(shortfall)
+    noise: list[str] = []  # the host was too busy: a longer window may outlast it
     if evidence.stall_fraction > policy.max_stall_fraction:
-        doubts.append(
-            f"host stalls: both targets slow at once in {evidence.stall_fraction:.0%} of the "
-            f"window > {policy.max_stall_fraction:.0%} (a busy machine, not the candidate)"
+        noise.append(
+            f"host stalls (the generator itself late, or both targets slow at once) in "
+            f"{evidence.stall_fraction:.0%} of the window > {policy.max_stall_fraction:.0%} "
+            "(a busy machine, not the candidate)"
         )
     if cand.error_ratio > policy.max_error_ratio:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in cand.errors.items())
@@ -87,17 +96,26 @@ def evaluate(
     if live is not None and math.isnan(live.p50_ms):
         doubts.append("live: no successful request to compare against")
     unsure = []
+    own = {c.name.removeprefix("server "): c for c in evidence.server_limits}
     for comparison in evidence.regressions + evidence.limits:
         client_side = not comparison.name.startswith("server")
-        if comparison.decision == BEYOND and not (client_side and client_doubts):
+        label = comparison.name.removeprefix("client ")
+        served = own.get(label) if client_side else None
+        if comparison.decision == BEYOND and served is not None and served.decision == WITHIN:
+            unsure.append(
+                f"{comparison.describe()}, but the server's own {label} is at most "
+                f"{ms_text(served.measured.high)} ms: the time went outside the service's "
+                "handler (a busy host, the proxy, or queueing in front of it): not decided"
+            )
+        elif comparison.decision == BEYOND and not (client_side and client_doubts):
             violations.append(comparison.describe())
         elif comparison.decision == UNSURE or comparison.decision == BEYOND:
             unsure.append(f"{comparison.describe()}: not decided")
     doubts = client_doubts + doubts
     if violations:
         return Verdict(FAIL, tuple(violations))
-    if doubts or unsure:
-        return Verdict(INCONCLUSIVE, tuple(doubts + unsure), extendable=not doubts)
+    if doubts or noise or unsure:
+        return Verdict(INCONCLUSIVE, tuple(doubts + noise + unsure), extendable=not doubts)
     return Verdict(PASS)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +42,8 @@ REPEAT = GatePolicy.from_dict({**POLICY.to_dict(), "warmup_s": 1.0, "duration_s"
 RNG = random.Random(42)
 ROWS = [[RNG.random() for _ in range(20)] for _ in range(200)]
 StandIn = Callable[..., Target]  # the ``standin`` fixture (conftest.py)
+# what an inconclusive of an identical or fast target may say: the host, or an open interval
+NOISE = re.compile(r"host stalls|outside the service's handler|: not decided$")
 
 
 def gate(tmp_path: Path, candidate: Target, **kw: object) -> GateResult:
@@ -51,21 +54,39 @@ def gate(tmp_path: Path, candidate: Target, **kw: object) -> GateResult:
     return result
 
 
-def test_a_fast_target_passes_every_time(standin: StandIn, tmp_path: Path) -> None:
+def test_a_fast_target_is_never_failed_and_passes_nearly_always(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """Five gates of a stand-in whose own time is ~0.05 ms: all five pass on a quiet host.
+    This machine is shared: a CI run once saw client p95 41 ms / p99 53 ms in one of them
+    and failed it, before the generator's lateness and the server's own time were witnesses.
+    Reproduced by freezing each core for 50 ms in every 0.55 s (a real-time burner; client
+    p99 45 ms while the stand-in's own p99 stayed 0.08 ms), 5 gates then ended 2 pass and
+    3 inconclusive, none failed. So: never a fail; an inconclusive only with the noise named
+    or an interval undecided; and, on a host no worse than CI's, at least three passes."""
     target = standin()
+    passed = []
     for run in range(5):
         result = gate(tmp_path / str(run), target, policy=REPEAT)
+        assert result.verdict != FAIL, result.reasons
+        if result.verdict == INCONCLUSIVE:
+            assert all(NOISE.search(r) for r in result.reasons), result.reasons
+            continue
         assert (result.verdict, result.reasons) == (PASS, ())
+        passed.append(result)
         fig = result.figures["candidate"]
         assert fig.samples == pytest.approx(300 * result.measured_s, abs=2)
         assert 0 < fig.server_p50_ms < fig.p50_ms  # the stand-in's own time, and less
         assert fig.achieved_rate == pytest.approx(300, rel=0.02)
         assert fig.errors == {} and fig.p99_ms < 25
         assert 0 < result.generator_cpu < 0.9
-    assert result.report_html.exists() and result.locust_html is not None
-    assert result.locust_html.stat().st_size > 1000
-    report = json.loads(result.report_json.read_text())
-    assert report["verdict"] == PASS and report["figures"]["candidate"]["samples"] == fig.samples
+    assert len(passed) >= 3, [r.reasons for r in passed]
+    last = passed[-1]
+    assert last.report_html.exists() and last.locust_html is not None
+    assert last.locust_html.stat().st_size > 1000
+    report = json.loads(last.report_json.read_text())
+    assert report["verdict"] == PASS
+    assert report["figures"]["candidate"]["samples"] == last.figures["candidate"].samples
 
 
 def test_a_slow_target_fails_on_p99_every_time(standin: StandIn, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 KINDS = ["ok", "status", "connection", "wrong_version", "bad_body", "unfinished"]
-# intended, lag, latency, status, kind, target[, server time (s); nan when left out]
+# intended, lag, latency, status, kind, target[, server time (s); nan when left out
+# [, the generator's own lateness (s); 0 when left out]]
 Row = tuple[float, ...]
 NAN = float("nan")
 
@@ -18,18 +19,19 @@ NAN = float("nan")
 def write_samples(path: Path, rows: Sequence[Row], **meta: Any) -> Path:
     """Write one ``samples-*.npz`` exactly as loadtest/locustfile.py does."""
     full = {
-        "format": 2, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
+        "format": 3, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
         "offset": 0, "stride": 1, "targets": ["candidate"], "kinds": KINDS,
         "scheduled": [1000], "cpu": [[0.0, 0.0], [11.0, 2.2]], "cpu_warnings": 0, "users": 16,
         **meta,
     }  # fmt: skip
-    full_rows = [tuple(r) + (NAN,) * (7 - len(r)) for r in rows]
-    cols = list(zip(*full_rows, strict=True)) if rows else [[]] * 7
+    full_rows = [tuple(r) + (NAN, 0.0)[len(r) - 6 :] for r in rows]
+    cols = list(zip(*full_rows, strict=True)) if rows else [[]] * 8
     np.savez(
         path,
         meta=np.array(json.dumps(full)),
         intended=np.array(cols[0], dtype=np.float64),
         lag=np.array(cols[1], dtype=np.float32),
+        late=np.array(cols[7], dtype=np.float32),
         latency=np.array(cols[2], dtype=np.float32),
         server=np.array(cols[6], dtype=np.float32),
         status=np.array(cols[3], dtype=np.int16),

@@ -36,13 +36,15 @@ def paired(
     live: bool = True,
     bursts: tuple[tuple[float, float, tuple[int, ...]], ...] = (),
     server_timing: bool = True,
+    frozen: bool = False,
 ) -> Samples:
     """Candidate and live taking turns at RATE each, like the locustfile schedules them.
 
     Server time: lognormal around 0.5 ms (the Bento's, measured under gate load), the
     candidate's scaled by ``factor``; clients see it plus a lognormal ~1.5 ms overhead (the
     generator and HAProxy). ``bursts``: (start s, length s, targets hit): every request of
-    those targets intended in it waits the rest of the burst plus a little (a stalled host).
+    those targets intended in it waits the rest of the burst plus a little (a stalled host);
+    ``frozen``: the generator froze with it, so it sent those requests that late.
     """
     rng = np.random.default_rng(seed)
     targets = ("candidate", "live") if live else ("candidate",)
@@ -53,11 +55,15 @@ def paired(
     server = rng.lognormal(np.log(0.5e-3), 0.35, slots.size)
     server[target == 0] *= factor
     latency = server + rng.lognormal(np.log(1.5e-3), 0.5, slots.size)
+    late = np.zeros(slots.size)
     for start, length, hit in bursts:
         inside = (intended >= start) & (intended < start + length) & np.isin(target, hit)
         latency[inside] += start + length - intended[inside] + 2e-3
+        if frozen:
+            late[inside] = start + length - intended[inside]
     return Samples(
         intended=intended, lag=np.zeros(slots.size, np.float32),
+        late=late.astype(np.float32),
         latency=latency.astype(np.float32),
         server=(server if server_timing else np.full(slots.size, np.nan)).astype(np.float32),
         status=np.full(slots.size, 200, np.int16), kind=np.zeros(slots.size, np.int8),
@@ -164,3 +170,18 @@ def test_one_draw_of_every_block_is_the_plain_quantile() -> None:
 def test_stall_bins_are_a_tenth_of_a_second() -> None:
     ev = gather(paired(9, bursts=((5.0, 0.05, (0, 1)),)), POLICY)
     assert ev.stalls and all(e - s == pytest.approx(STALL_BIN_S) for s, e in ev.stalls)
+
+
+def test_a_frozen_host_is_named_by_the_generator_even_without_live() -> None:
+    # A first release (no live version): the host freezes for 50 ms every 0.55 s (measured
+    # with a real-time burner on both cores: client p99 45 ms, the stand-in's own p99
+    # 0.08 ms) and the generator, frozen too, sends what fell due in the freeze late.
+    bursts = tuple((1.0 + 0.55 * i, 0.05, (0,)) for i in range(36))
+    frozen = paired(4, live=False, bursts=bursts, frozen=True)
+    ev = gather(frozen, POLICY)
+    for start, _length, _hit in bursts:
+        assert any(s <= start + 0.02 < e for s, e in ev.stalls), start
+    assert decisions(ev)["client p99"] == WITHIN
+    # the same bursts on a generator that kept its schedule are the target's own slowness
+    slow = gather(paired(4, live=False, bursts=bursts), POLICY)
+    assert slow.stalls == () and decisions(slow)["client p99"] == BEYOND
