@@ -8,8 +8,8 @@
   clear it.
 * a client latency limit beyond while the candidate's own server time at that quantile is
   certainly within it (client and server disagree badly) is not the candidate's proven
-  fault: the time went outside its handler (a host stall on the service's core, the proxy,
-  or queueing in front of it). It is named and undecided (inconclusive, extendable), never
+  fault: the time went outside it (a host stall on the service's core, the proxy, or
+  queueing in front of it). It is named and undecided (inconclusive, extendable), never
   a pass.
 * ``inconclusive``: no limit is clearly broken, but the run cannot clear the candidate: the
   generator's CPU was saturated, a target got fewer than ``min_samples`` requests or fell
@@ -104,8 +104,8 @@ def evaluate(
         if comparison.decision == BEYOND and served is not None and served.decision == WITHIN:
             unsure.append(
                 f"{comparison.describe()}, but the server's own {label} is at most "
-                f"{ms_text(served.measured.high)} ms: the time went outside the service's "
-                "handler (a busy host, the proxy, or queueing in front of it): not decided"
+                f"{ms_text(served.measured.high)} ms: the time went outside the service "
+                "(a busy host, the proxy, or queueing in front of it): not decided"
             )
         elif comparison.decision == BEYOND and not (client_side and client_doubts):
             violations.append(comparison.describe())

@@ -43,7 +43,7 @@ RNG = random.Random(42)
 ROWS = [[RNG.random() for _ in range(20)] for _ in range(200)]
 StandIn = Callable[..., Target]  # the ``standin`` fixture (conftest.py)
 # what an inconclusive of an identical or fast target may say: the host, or an open interval
-NOISE = re.compile(r"host stalls|outside the service's handler|: not decided$")
+NOISE = re.compile(r"host stalls|outside the service|: not decided$")
 
 
 def gate(tmp_path: Path, candidate: Target, **kw: object) -> GateResult:

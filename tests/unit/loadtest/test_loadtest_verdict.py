@@ -71,7 +71,7 @@ def test_a_client_limit_beyond_is_undecided_while_the_service_own_time_clears_it
     verdict = evaluate(POLICY, {"candidate": figs()}, ev, 0.3)
     assert verdict == Verdict(INCONCLUSIVE, (
         "client p99 41.8 ms (interval 29.7-45.2 ms) > 25.0 ms, but the server's own p99 is at "
-        "most 0.097 ms: the time went outside the service's handler (a busy host, the "
+        "most 0.097 ms: the time went outside the service (a busy host, the "
         "proxy, or queueing in front of it): not decided",
     ), extendable=True)  # fmt: skip
     # the service's own time beyond the limit (or unsure of it) leaves the failure standing
