@@ -50,7 +50,8 @@ SEED = 20181127  # fixed: the same samples always give the same intervals (and v
 SERVER_COVERAGE = 0.99  # share of successful requests with a server time to judge on it
 CANDIDATE, LIVE = "candidate", "live"
 WITHIN, BEYOND, UNSURE = "within", "beyond", "unsure"
-CLIENT_QUANTILES = (("p50", 0.50, "p50_ms"), ("p95", 0.95, "p95_ms"), ("p99", 0.99, "p99_ms"))
+# the absolute limits: judged on what clients see, and on the server's own time beside it
+LIMIT_QUANTILES = (("p50", 0.50, "p50_ms"), ("p95", 0.95, "p95_ms"), ("p99", 0.99, "p99_ms"))
 REGRESSION_QUANTILES = (("p50", 0.50, "max_regression"), ("p99", 0.99, "max_tail_regression"))
 _CHUNK = 200  # replicates per vectorised step (bounds memory: chunk x requests weights)
 
@@ -185,10 +186,10 @@ def _limits(
     """The absolute latency limits (p50/p95/p99) judged on ``values[mask]`` (ms)."""
     if not mask.any():
         return []
-    qs = [q for _, q, _ in CLIENT_QUANTILES]
+    qs = [q for _, q, _ in LIMIT_QUANTILES]
     boot = bootstrap_quantiles(values[mask], blocks[mask], draws, qs)
     out = []
-    for (label, q, field), reps in zip(CLIENT_QUANTILES, boot, strict=True):
+    for (label, q, field), reps in zip(LIMIT_QUANTILES, boot, strict=True):
         allowed = float(getattr(policy, field))
         point = quantile(values[mask], q)
         out.append(_compare(f"{side} {label}", "ms", point, reps, allowed, point - allowed,
