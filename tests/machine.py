@@ -6,13 +6,7 @@ the other workers' tests waiting: every gate (:func:`gates_run_alone`), the whee
 a fleet test's PostgreSQL outage (nobody else's test may find the server down).
 
 One lock, so no two holds can wait for each other: taking it whole first gives up this
-test's shared hold (flock converts a lock by releasing it first). flock favours no one, so
-a turnstile in front of it keeps a part that waits to run alone from starving: it holds
-the turnstile while it waits, and a test passes the turnstile before it takes its shared
-hold, so no new test starts meanwhile. (Without it a worker's gates waited up to 400 s for
-a moment when no other worker ran a test, its own queue of test files idle behind them.)
-A part that waits gives up its test's hold before the turnstile: two waiting at once never
-wait for each other.
+test's shared hold (flock converts a lock by releasing it first).
 """
 
 from __future__ import annotations
@@ -28,20 +22,6 @@ from typing import IO, Any
 #: held shared by every running test of every worker; exclusively by a part of a test that
 #: must run alone (:meth:`Machine.alone`)
 MACHINE_LOCK = Path(tempfile.gettempdir()) / "bentogate-tests-machine.lock"
-#: passed (taken shared for a moment) by every test before it holds the machine; held
-#: exclusively by a part that waits to take the machine whole
-TURNSTILE = Path(tempfile.gettempdir()) / "bentogate-tests-turnstile.lock"
-
-
-def _take(handle: IO[str], op: int) -> None:
-    """Take the machine ``op`` (LOCK_SH or LOCK_EX) through the turnstile: shared, pass it;
-    whole, hold it while waiting, so that no new test starts meanwhile."""
-    with TURNSTILE.open("a") as turnstile:
-        fcntl.flock(turnstile, op)
-        try:
-            fcntl.flock(handle, op)
-        finally:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 class Machine:
@@ -54,8 +34,7 @@ class Machine:
     def alone(self) -> Iterator[None]:
         """Wait until no test of another worker runs, and keep them waiting for the block:
         for what must be measured as a quiet host would (the default gate policy)."""
-        fcntl.flock(self._handle, fcntl.LOCK_UN)  # not held while waiting at the turnstile
-        _take(self._handle, fcntl.LOCK_EX)
+        fcntl.flock(self._handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -70,7 +49,7 @@ def held() -> Iterator[Machine]:
     """Hold the machine shared for the block (a test)."""
     global _current
     with MACHINE_LOCK.open("a") as handle:
-        _take(handle, fcntl.LOCK_SH)
+        fcntl.flock(handle, fcntl.LOCK_SH)
         _current = Machine(handle)
         try:
             yield _current
@@ -94,7 +73,7 @@ def alone() -> Iterator[None]:
             yield
         return
     with MACHINE_LOCK.open("a") as handle:
-        _take(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
