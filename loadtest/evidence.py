@@ -145,7 +145,7 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
     ok = samples.measured & (samples.kind == 0)
     stalled_bins = host_stalls(samples, ok, policy.stall_factor)
     kept = ok & ~np.isin(_bins(samples, STALL_BIN_S), stalled_bins)
-    n_blocks = max(1, math.ceil(samples.duration_s / policy.block_s - 1e-9))
+    n_blocks = _bin_count(samples, policy.block_s)
     blocks = np.clip(_bins(samples, policy.block_s), 0, n_blocks - 1)
     rng = np.random.default_rng(SEED)
     draws = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=REPLICATES)
@@ -159,8 +159,7 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
     if LIVE in samples.targets:
         live = kept & (samples.target == samples.target_index(LIVE))
         if cand.any() and live.any():
-            basis, regressions = _regressions(samples, cand, live, blocks, draws, policy)
-    n_bins = max(1, math.ceil(samples.duration_s / STALL_BIN_S - 1e-9))
+            basis, regressions = _regressions(client, server, cand, live, blocks, draws, policy)
     return Evidence(
         basis=basis,
         blocks=n_blocks,
@@ -168,7 +167,7 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
             (samples.warmup_s + b * STALL_BIN_S, samples.warmup_s + (b + 1) * STALL_BIN_S)
             for b in stalled_bins.tolist()
         ),
-        stall_fraction=len(stalled_bins) / n_bins,
+        stall_fraction=len(stalled_bins) / _bin_count(samples, STALL_BIN_S),
         limits=tuple(limits),
         regressions=tuple(regressions),
         server_limits=tuple(server_limits),
@@ -206,17 +205,18 @@ def _covered(server: np.ndarray, *masks: np.ndarray) -> bool:
 
 
 def _regressions(
-    samples: Samples,
+    client: np.ndarray,
+    server: np.ndarray,
     cand: np.ndarray,
     live: np.ndarray,
     blocks: np.ndarray,
     draws: np.ndarray,
     policy: GatePolicy,
 ) -> tuple[str, list[Comparison]]:
-    server = samples.server.astype(np.float64) * 1e3
+    """Candidate vs live on server time (ms) where both send it, else on client time."""
     covered = _covered(server, cand, live)
     basis = "server" if covered else "client"
-    values = server if covered else samples.latency.astype(np.float64) * 1e3
+    values = server if covered else client
     cand, live = cand & np.isfinite(values), live & np.isfinite(values)
     qs = [q for _, q, _ in REGRESSION_QUANTILES]
     boot_c = bootstrap_quantiles(values[cand], blocks[cand], draws, qs)
@@ -307,7 +307,7 @@ def host_stalls(samples: Samples, ok: np.ndarray, factor: float) -> np.ndarray:
       ``factor`` x that target's own median client latency. (A quarter, not a half: a burst
       that covers a third of a bin still marks it.)
     """
-    n_bins = max(1, math.ceil(samples.duration_s / STALL_BIN_S - 1e-9))
+    n_bins = _bin_count(samples, STALL_BIN_S)
     where = np.clip(_bins(samples, STALL_BIN_S), 0, n_bins - 1)
     if not ok.any():
         return np.array([], dtype=np.int64)
@@ -331,6 +331,11 @@ def _slow_bins(where: np.ndarray, slow: np.ndarray, n_bins: int) -> np.ndarray:
     total = np.bincount(where, minlength=n_bins)
     slow_count = np.bincount(where, weights=slow, minlength=n_bins)
     return (total >= MIN_BIN_REQUESTS) & (slow_count >= STALL_SHARE * total)
+
+
+def _bin_count(samples: Samples, width: float) -> int:
+    """Bins of ``width`` seconds in the measured window (at least one)."""
+    return max(1, math.ceil(samples.duration_s / width - 1e-9))
 
 
 def _bins(samples: Samples, width: float) -> np.ndarray:

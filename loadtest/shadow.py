@@ -373,10 +373,14 @@ def _psi_of(counts_e: np.ndarray, counts_a: np.ndarray) -> np.ndarray:
     bin made the PSI 0.82 where all rows' is 0.22, and its bootstrap cannot refill it (a
     multinomial draw keeps an empty cell empty), so the demo's release was failed at the
     bake's first look in 1 of 40 orders (bench/README.md, "Shadow and bake limits")."""
-    k = counts_e.shape[1]
-    e = (counts_e + _PSI_PSEUDO) / (counts_e.sum(axis=1, keepdims=True) + k * _PSI_PSEUDO)
-    a = (counts_a + _PSI_PSEUDO) / (counts_a.sum(axis=1, keepdims=True) + k * _PSI_PSEUDO)
+    e, a = _smoothed_shares(counts_e), _smoothed_shares(counts_a)
     return np.sum((a - e) * np.log(a / e), axis=1)
+
+
+def _smoothed_shares(counts: np.ndarray) -> np.ndarray:
+    """Each row's bin shares with ``_PSI_PSEUDO`` rows added to every bin."""
+    smoothed = counts + _PSI_PSEUDO
+    return smoothed / smoothed.sum(axis=1, keepdims=True)
 
 
 def _rank_interval(rho: float, n: int, confidence: float) -> tuple[float, float]:
