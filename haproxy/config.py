@@ -93,7 +93,7 @@ def render(
         _stats(spec.stats_port, logging),
         *(_frontends(route, paths.map_file, spec) for route in spec.routes),
         _unavailable(),
-        *(_backend(b, settings, start_disabled) for b in spec.backends()),
+        *(_backend(b, settings, paths, start_disabled) for b in spec.backends()),
     ]
     return _HEADER + "\n\n" + "\n".join(sections)
 
@@ -249,8 +249,37 @@ def _body_limit(limit: int) -> list[str]:
     ]
 
 
+def in_service_entry(backend: str, server: str) -> str:
+    """The line of :attr:`ProxyPaths.in_service_file` that puts ``server`` in service."""
+    return f"{backend}/{server}"
+
+
+def _first_idle_replica(backend: VersionBackend, in_service: Path) -> list[str]:
+    """A request goes to the first replica, in the backend's order, that has nothing in
+    flight and is in service; only when every replica is busy does ``leastconn`` choose.
+
+    ``leastconn`` alone alternates idle replicas, so at a low rate each request meets a
+    process whose caches the other one's requests have not warmed (≈ 90 µs of serial p50
+    on this model: bench/README.md, "Routing to a hot replica"). "In service" is the
+    ``in_service`` ACL (servers set ``ready``; :mod:`.cutover` keeps it in step): HAProxy
+    skips a DOWN or ``maint`` server in a ``use-server`` rule but not one in ``drain``,
+    and a new replica is in ``drain`` until its first passed check. The rules choose the
+    first attempt only: a retry (``option redispatch 1``) is balanced by ``leastconn``
+    away from the server that failed. Rendered for one replica too: every server's state
+    change updates the ACL, which HAProxy knows only if a rule loads it."""
+    name = backend.backend_name
+    return [
+        f"use-server {s.name} if {{ srv_conn({name}/{s.name}) eq 0 }}"
+        f" {{ str({in_service_entry(name, s.name)}) -m str -f {in_service} }}"
+        for s in backend.servers
+    ]
+
+
 def _backend(
-    backend: VersionBackend, settings: HAProxySettings, start_disabled: Collection[tuple[str, str]]
+    backend: VersionBackend,
+    settings: HAProxySettings,
+    paths: ProxyPaths,
+    start_disabled: Collection[tuple[str, str]],
 ) -> str:
     name = backend.backend_name
     server_defaults = (
@@ -265,6 +294,7 @@ def _backend(
     lines = [
         "balance leastconn",
         *_body_limit(backend.max_body_bytes),
+        *_first_idle_replica(backend, paths.in_service_file),
         *_health_check(backend),
         server_defaults,
     ]

@@ -8,7 +8,9 @@ from having sent a command. Lessons reproduced live on 2.6 (see DESIGN.md):
 - a server going from maint/new to ready counts as UP before its first check, so servers
   come up in ``drain`` (checked, no traffic) and are set ``ready`` only after L7OK;
 - ``maint`` kills nothing only once in-flight requests are done: drain, wait for
-  ``scur == 0``, then maint.
+  ``scur == 0``, then maint;
+- every state change goes through :func:`set_server_state`, which keeps the in-service ACL
+  (the servers set ``ready``, which a request may prefer when idle: :mod:`.config`) in step.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from bentogate.errors import CutoverError, HAProxyError, NotFoundError
 
-from .config import parse_map_file, render_map
+from .config import in_service_entry, parse_map_file, render_map
 from .process import atomic_write
 from .runtime import RuntimeAPI
 from .stats import ServerStatus, backend_names, server_statuses
@@ -36,6 +38,21 @@ def backend_servers(runtime: RuntimeAPI, backend: str) -> list[ServerStatus]:
     if backend not in backend_names(rows):
         raise NotFoundError(f"the running HAProxy has no backend {backend}")
     return [s for s in server_statuses(rows) if s.backend == backend]
+
+
+def set_server_state(
+    runtime: RuntimeAPI, in_service: Path, backend: str, server: str, state: str
+) -> None:
+    """Set ``server``'s state and its entry in the ``in_service`` ACL: into service after
+    ``ready`` is set, out of it before ``drain`` or ``maint`` is (an interruption between
+    the two leaves a server merely not preferred, never preferred out of service)."""
+    entry = in_service_entry(backend, server)
+    if state == "ready":
+        runtime.set_server_state(backend, server, state)
+        runtime.add_acl(in_service, entry)
+    else:
+        runtime.del_acl(in_service, entry)
+        runtime.set_server_state(backend, server, state)
 
 
 def switch_route(
@@ -87,7 +104,9 @@ def _confirm_route(
         time.sleep(_POLL_S)
 
 
-def drain_backend(runtime: RuntimeAPI, map_file: Path, backend: str, timeout: float = 30.0) -> None:
+def drain_backend(
+    runtime: RuntimeAPI, map_file: Path, in_service: Path, backend: str, timeout: float = 30.0
+) -> None:
     """Take every server of ``backend`` out of service without cutting a request:
     ``drain``, wait until no request is in flight or queued, then ``maint``.
 
@@ -100,7 +119,7 @@ def drain_backend(runtime: RuntimeAPI, map_file: Path, backend: str, timeout: fl
     deadline = time.monotonic() + timeout
     for server in backend_servers(runtime, backend):
         if server.status != "MAINT":
-            runtime.set_server_state(backend, server.server, "drain")
+            set_server_state(runtime, in_service, backend, server.server, "drain")
     while True:
         busy = [s for s in backend_servers(runtime, backend) if s.scur or s.qcur]
         if not busy:
@@ -109,17 +128,17 @@ def drain_backend(runtime: RuntimeAPI, map_file: Path, backend: str, timeout: fl
             raise HAProxyError(f"{backend} still busy after {timeout}s: {busy[0].reason}")
         time.sleep(_POLL_S)
     for server in backend_servers(runtime, backend):
-        runtime.set_server_state(backend, server.server, "maint")
+        set_server_state(runtime, in_service, backend, server.server, "maint")
     _wait_for(runtime, backend, lambda s: s.status == "MAINT", "MAINT", deadline)
 
 
-def warm_servers(runtime: RuntimeAPI, backend: str, servers: list[str]) -> None:
+def warm_servers(runtime: RuntimeAPI, in_service: Path, backend: str, servers: list[str]) -> None:
     """Move ``servers`` (new, in maint) to ``drain``: health-checked, but given no traffic."""
     for server in servers:
-        runtime.set_server_state(backend, server, "drain")
+        set_server_state(runtime, in_service, backend, server, "drain")
 
 
-def bring_up(runtime: RuntimeAPI, backend: str, timeout: float = 30.0) -> None:
+def bring_up(runtime: RuntimeAPI, in_service: Path, backend: str, timeout: float = 30.0) -> None:
     """Bring every server of ``backend`` into service safely and wait until all are UP/L7OK.
 
     A server in ``maint`` goes to ``drain`` (checks resume, no traffic); a server in
@@ -134,9 +153,9 @@ def bring_up(runtime: RuntimeAPI, backend: str, timeout: float = 30.0) -> None:
             raise HAProxyError(f"{backend} has no servers")
         for s in servers:
             if s.status == "MAINT":
-                runtime.set_server_state(backend, s.server, "drain")
+                set_server_state(runtime, in_service, backend, s.server, "drain")
             elif s.status == "DRAIN" and s.check_status == "L7OK":
-                runtime.set_server_state(backend, s.server, "ready")
+                set_server_state(runtime, in_service, backend, s.server, "ready")
         failing = [s for s in servers if not s.healthy]
         if not failing:
             return

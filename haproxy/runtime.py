@@ -85,6 +85,21 @@ class RuntimeAPI:
         """Add a map entry (``add map``)."""
         self._quiet(f"add map {map_path} {key} {value}")
 
+    def add_acl(self, acl_file: Path | str, pattern: str) -> None:
+        """Add ``pattern`` to the running ACL loaded from ``acl_file`` (``add acl``; the file
+        itself is not changed)."""
+        self._quiet(f"add acl {acl_file} {pattern}")
+
+    def del_acl(self, acl_file: Path | str, pattern: str) -> bool:
+        """Remove every entry ``pattern`` from the running ACL of ``acl_file`` (``del acl``);
+        False if it held none."""
+        answer = self.execute(f"del acl {acl_file} {pattern}").strip()
+        if answer == "Key not found.":
+            return False
+        if answer:
+            raise HAProxyError(f"HAProxy refused 'del acl {acl_file} {pattern}': {answer}")
+        return True
+
     def set_server_state(self, backend: str, server: str, state: str) -> None:
         """``set server <backend>/<server> state ready|drain|maint``."""
         if state not in SERVER_STATES:

@@ -16,7 +16,7 @@ from bentogate.locks import file_lock
 from bentogate.settings import HAProxySettings
 
 from . import cutover, ring
-from .config import render, render_map
+from .config import in_service_entry, render, render_map
 from .process import HAProxyProcess, atomic_write, check_config
 from .runtime import RuntimeAPI, parse_servers_state
 from .spec import ProxyPaths, ProxySpec, backend_name, frontend_name, route_key
@@ -73,6 +73,7 @@ class Sidecar:
             new = set(wanted) - kept
             self._check(spec, new)
             atomic_write(self.paths.state_file, _carry_state(state, kept))
+            atomic_write(self.paths.in_service_file, _in_service(state, kept))
             atomic_write(self.paths.map_file, render_map(spec.routing()))
             config = render(spec, self.settings, self.paths, start_disabled=new)
             atomic_write(self.paths.config, config)
@@ -83,10 +84,10 @@ class Sidecar:
             self._confirm(spec, deadline)
             runtime = self.runtime()
             for backend, server in sorted(new):
-                cutover.warm_servers(runtime, backend, [server])
+                cutover.warm_servers(runtime, self.paths.in_service_file, backend, [server])
             routed = set(spec.routing().values())
             for backend in sorted(routed & {b for b, _ in new}):
-                cutover.bring_up(runtime, backend, _left(deadline))
+                cutover.bring_up(runtime, self.paths.in_service_file, backend, _left(deadline))
 
     def _check(self, spec: ProxySpec, new: set[tuple[str, str]]) -> None:
         """``haproxy -c`` on a staged copy (own map and empty state file, never the live ones)
@@ -94,6 +95,7 @@ class Sidecar:
         with tempfile.TemporaryDirectory(prefix="bentogate-check-") as directory:
             staged = ProxyPaths(Path(directory))
             atomic_write(staged.state_file, _EMPTY_STATE)
+            atomic_write(staged.in_service_file, "")
             atomic_write(staged.map_file, render_map(spec.routing()))
             config = render(spec, self.settings, staged, start_disabled=new)
             atomic_write(staged.config, config)
@@ -138,7 +140,11 @@ class Sidecar:
         it; ``NotFoundError`` for an unknown version; ``HAProxyError`` on timeout."""
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
             cutover.drain_backend(
-                self.runtime(), self.paths.map_file, backend_name(model, version), timeout
+                self.runtime(),
+                self.paths.map_file,
+                self.paths.in_service_file,
+                backend_name(model, version),
+                timeout,
             )
 
     def wait_healthy(self, model: str, version: str, *, timeout: float = 30.0) -> None:
@@ -149,7 +155,9 @@ class Sidecar:
         failing server's ``last_chk`` (e.g. the expect comment that failed) on timeout.
         """
         with file_lock(self.paths.lock_file, timeout, error=HAProxyError):
-            cutover.bring_up(self.runtime(), backend_name(model, version), timeout)
+            cutover.bring_up(
+                self.runtime(), self.paths.in_service_file, backend_name(model, version), timeout
+            )
 
     def save_request_log(self, timeout: float = 10.0) -> int:
         """Save the lines HAProxy holds in memory and its file lacks (``paths.access_log``);
@@ -201,6 +209,16 @@ def _kept_servers(state: str, wanted: dict[tuple[str, str], int]) -> set[tuple[s
         if key in wanted and row.get("srv_port") == str(wanted[key]):
             kept.add(key)
     return kept
+
+
+def _in_service(state: str, kept: set[tuple[str, str]]) -> str:
+    """The in-service ACL file for the reload: the kept servers that are ``ready`` now (no
+    admin flag: neither drain nor any maint); new servers start ``disabled``."""
+    return "".join(
+        in_service_entry(row["be_name"], row["srv_name"]) + "\n"
+        for row in parse_servers_state(state)
+        if (row["be_name"], row["srv_name"]) in kept and row.get("srv_admin_state") == "0"
+    )
 
 
 def _carry_state(state: str, kept: set[tuple[str, str]]) -> str:

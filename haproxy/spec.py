@@ -194,6 +194,12 @@ class ProxyPaths:
         return self.directory / "server-state"
 
     @property
+    def in_service_file(self) -> Path:
+        """``<backend>/<server>`` of each server in service (``ready``), one a line: the
+        ACL that lets a request prefer the first idle replica (:mod:`.config`)."""
+        return self.directory / "in-service.acl"
+
+    @property
     def log(self) -> Path:
         return self.directory / "haproxy.log"
 

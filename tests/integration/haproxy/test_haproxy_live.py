@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import stat
 import threading
@@ -56,6 +57,7 @@ def test_config_with_awkward_strings_passes_haproxy_check(tmp_path: Path, ports:
     paths = ProxyPaths(tmp_path)
     paths.map_file.write_text("fraud be_fraud_3_rc_1\n")
     paths.state_file.write_text("1\n")
+    paths.in_service_file.write_text("")
     paths.config.write_text(render(spec, HAProxySettings(), paths))
     check_config("/usr/sbin/haproxy", paths.config)
 
@@ -225,6 +227,38 @@ def test_dead_replica_is_retried_elsewhere(
         load.wait_for(500)
     assert load.failed() == 0, load.errors
     assert status_of(sidecar, "be_fraud_3", dead)[0].startswith("DOWN")
+
+
+def test_one_request_at_a_time_goes_to_the_first_replica_concurrent_ones_to_both(
+    sidecar: Sidecar, ports: Ports, standin: StartStandIn
+) -> None:
+    """The first idle replica in service takes a request (its caches stay warm at a low
+    rate); leastconn spreads the rest."""
+    sidecar.apply(
+        spec_of(
+            ports,
+            [version_backend("fraud", "3", standin("fraud", "3"), standin("fraud", "3"))],
+            "3",
+        )
+    )
+
+    def served() -> dict[str, int]:
+        return {s.server: s.stot for s in sidecar.server_status() if s.backend == "be_fraud_3"}
+
+    conn = http.client.HTTPConnection("127.0.0.1", ports.production, timeout=5)
+    try:  # one keep-alive connection (a new one may meet the last stream still on r1)
+        for _ in range(200):
+            conn.request("POST", "/predict", body=b'{"features":[1,2]}')
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        conn.close()
+    assert served() == {"r1": 200, "r2": 0}
+    with LoadClient(ports.production) as load:
+        load.wait_for(300)
+    assert load.failed() == 0, load.errors
+    assert served()["r2"] > 0
 
 
 def test_a_500_is_not_retried(sidecar: Sidecar, ports: Ports, standin: StartStandIn) -> None:

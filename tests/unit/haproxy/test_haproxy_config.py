@@ -214,3 +214,19 @@ def test_the_hosts_own_paths_are_never_routed_to_a_bento() -> None:
         block = next(line for line in section.splitlines() if "path_beg /_" in line)
         assert "return status 404" in block
         assert section.index("path_beg /_") < section.index("use_backend")
+
+
+def test_a_request_prefers_the_first_idle_replica_in_service_then_leastconn() -> None:
+    cfg = render(spec(backend("3", 3003, 3004)), HAProxySettings(), PATHS)
+    section = cfg.split("\nbackend be_fraud_3\n")[1].split("\n\n")[0]
+    rules = [line.strip() for line in section.splitlines() if "use-server" in line]
+    assert rules == [
+        f"use-server {r} if {{ srv_conn(be_fraud_3/{r}) eq 0 }}"
+        f" {{ str(be_fraud_3/{r}) -m str -f /srv/hx/in-service.acl }}"
+        for r in ("r1", "r2")
+    ]
+    assert "balance leastconn" in section  # when every replica is busy, and for retries
+    # HAProxy runs http-request rules first whatever their place, and warns otherwise
+    assert section.index("http-request") < section.index("use-server")
+    # one replica too: each state change updates the ACL, which only a rule loads
+    assert "use-server r1 if" in render(spec(), HAProxySettings(), PATHS)

@@ -14,12 +14,13 @@ from bentogate.errors import CutoverError, HAProxyError, NotFoundError
 from bentogate.haproxy import RuntimeAPI
 from bentogate.haproxy.cutover import bring_up, drain_backend, switch_route
 from bentogate.haproxy.runtime import parse_servers_state, parse_show_map, parse_stat_csv
-from bentogate.haproxy.sidecar import _carry_state, _kept_servers
+from bentogate.haproxy.sidecar import _carry_state, _in_service, _kept_servers
 from bentogate.haproxy.stats import server_statuses
 
 DATA = Path(__file__).with_name("data")
 STAT = (DATA / "show_stat.csv").read_text()
 HEADER = STAT.splitlines()[0][2:].split(",")
+ACL = Path("/srv/hx/in-service.acl")
 
 
 def test_parse_real_show_stat() -> None:
@@ -53,6 +54,16 @@ def test_carried_state_keeps_runtime_states_but_not_config_maint() -> None:
     assert _carry_state("", set()) == "1\n"
 
 
+def test_only_kept_servers_with_no_admin_flag_stay_in_service_across_a_reload() -> None:
+    state = (DATA / "servers_state.txt").read_text()  # be_fraud_3/r1 config-maint, 4/r1 drained
+    both = {("be_fraud_3", "r1"), ("be_fraud_4", "r1")}
+    assert _in_service(state, both) == ""
+    ready = state.replace("be_fraud_3 1 r1 127.0.0.1 2 4 ", "be_fraud_3 1 r1 127.0.0.1 2 0 ")
+    assert ready != state
+    assert _in_service(ready, both) == "be_fraud_3/r1\n"
+    assert _in_service(ready, {("be_fraud_4", "r1")}) == ""  # not kept: new, starts disabled
+
+
 def test_stat_parse_rejects_garbage() -> None:
     with pytest.raises(HAProxyError, match="unexpected"):
         parse_stat_csv("Unknown command")
@@ -67,6 +78,7 @@ class FakeRuntime(RuntimeAPI):
         self.map: dict[str, str] = {}
         self.servers: dict[tuple[str, str], dict[str, str]] = {}
         self.ignore_set_map = False
+        self.in_service: list[str] = []
 
     def server(self, backend: str, name: str, status: str = "UP", check: str = "L7OK") -> None:
         self.servers[backend, name] = {"status": status, "check_status": check, "scur": "0"}
@@ -80,6 +92,12 @@ class FakeRuntime(RuntimeAPI):
             return "".join(f"0x1 {k} {v}\n" for k, v in self.map.items())
         if words[:2] in (["set", "map"], ["add", "map"]) and not self.ignore_set_map:
             self.map[words[3]] = words[4]
+        if words[:2] == ["add", "acl"]:
+            self.in_service.append(words[3])
+        if words[:2] == ["del", "acl"]:
+            if words[3] not in self.in_service:
+                return "Key not found.\n"
+            self.in_service = [e for e in self.in_service if e != words[3]]
         if words[:2] == ["set", "server"]:
             backend, name = words[2].split("/")
             new = {"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}[words[4]]
@@ -161,7 +179,8 @@ def test_drain_waits_for_in_flight_then_maint(fake: FakeRuntime, tmp_path: Path)
     fake.servers["be_fraud_4", "r1"]["scur"] = "2"
     timer = threading.Timer(0.2, lambda: fake.servers["be_fraud_4", "r1"].update(scur="0"))
     timer.start()
-    drain_backend(fake, tmp_path / "routes.map", "be_fraud_4", timeout=5)
+    fake.in_service = ["be_fraud_4/r1", "be_fraud_4/r2"]
+    drain_backend(fake, tmp_path / "routes.map", ACL, "be_fraud_4", timeout=5)
     sets = [c for c in fake.commands if c.startswith("set")]
     assert sets[:2] == [
         "set server be_fraud_4/r1 state drain",
@@ -171,18 +190,22 @@ def test_drain_waits_for_in_flight_then_maint(fake: FakeRuntime, tmp_path: Path)
         "set server be_fraud_4/r1 state maint",
         "set server be_fraud_4/r2 state maint",
     ]
+    # out of the in-service ACL before the drain: never preferred while draining
+    changes = [c for c in fake.commands if c.startswith(("set", "del"))]
+    assert changes[:2] == [f"del acl {ACL} be_fraud_4/r1", "set server be_fraud_4/r1 state drain"]
+    assert fake.in_service == []
 
 
 def test_drain_refuses_a_routed_backend(fake: FakeRuntime, tmp_path: Path) -> None:
     with pytest.raises(CutoverError, match="still routed"):
-        drain_backend(fake, tmp_path / "routes.map", "be_fraud_3")
+        drain_backend(fake, tmp_path / "routes.map", ACL, "be_fraud_3")
     with pytest.raises(NotFoundError):
-        drain_backend(fake, tmp_path / "routes.map", "be_fraud_9")
+        drain_backend(fake, tmp_path / "routes.map", ACL, "be_fraud_9")
 
 
 def test_bring_up_goes_through_drain_and_waits_for_a_check(fake: FakeRuntime) -> None:
     fake.server("be_fraud_5", "r1", "MAINT", "")
-    bring_up_thread = threading.Thread(target=bring_up, args=(fake, "be_fraud_5", 5.0))
+    bring_up_thread = threading.Thread(target=bring_up, args=(fake, ACL, "be_fraud_5", 5.0))
     bring_up_thread.start()
     threading.Timer(
         0.2, lambda: fake.servers["be_fraud_5", "r1"].update(check_status="L7OK")
@@ -190,12 +213,16 @@ def test_bring_up_goes_through_drain_and_waits_for_a_check(fake: FakeRuntime) ->
     bring_up_thread.join(timeout=6)
     sets = [c for c in fake.commands if c.startswith("set")]
     assert sets == ["set server be_fraud_5/r1 state drain", "set server be_fraud_5/r1 state ready"]
+    # into the in-service ACL only once ready
+    changes = [c for c in fake.commands if c.startswith(("set", "add", "del"))]
+    assert changes[-2:] == ["set server be_fraud_5/r1 state ready", f"add acl {ACL} be_fraud_5/r1"]
+    assert fake.in_service == ["be_fraud_5/r1"]
 
 
 def test_bring_up_times_out_with_the_reason(fake: FakeRuntime) -> None:
     fake.server("be_fraud_5", "r1", "DOWN", "L7RSP")
     with pytest.raises(HAProxyError, match="be_fraud_5/r1: DOWN L7RSP"):
-        bring_up(fake, "be_fraud_5", timeout=0.2)
+        bring_up(fake, ACL, "be_fraud_5", timeout=0.2)
 
 
 def test_runtime_api_talks_one_command_per_connection(tmp_path: Path) -> None:
