@@ -72,8 +72,9 @@ class Sidecar:
             kept = _kept_servers(state, wanted)
             new = set(wanted) - kept
             self._check(spec, new)
-            atomic_write(self.paths.state_file, _carry_state(state, kept))
-            atomic_write(self.paths.in_service_file, _in_service(state, kept))
+            carried = _carry_state(state, kept)
+            atomic_write(self.paths.state_file, carried)
+            atomic_write(self.paths.in_service_file, _in_service(carried))
             atomic_write(self.paths.map_file, render_map(spec.routing()))
             config = render(spec, self.settings, self.paths, start_disabled=new)
             atomic_write(self.paths.config, config)
@@ -211,13 +212,14 @@ def _kept_servers(state: str, wanted: dict[tuple[str, str], int]) -> set[tuple[s
     return kept
 
 
-def _in_service(state: str, kept: set[tuple[str, str]]) -> str:
-    """The in-service ACL file for the reload: the kept servers that are ``ready`` now (no
-    admin flag: neither drain nor any maint); new servers start ``disabled``."""
+def _in_service(carried: str) -> str:
+    """The in-service ACL file for the reload: the servers of the carried state
+    (:func:`_carry_state`) with no admin flag, that is ``ready`` (neither drain nor any
+    maint); new servers start ``disabled``."""
     return "".join(
         in_service_entry(row["be_name"], row["srv_name"]) + "\n"
-        for row in parse_servers_state(state)
-        if (row["be_name"], row["srv_name"]) in kept and row.get("srv_admin_state") == "0"
+        for row in parse_servers_state(carried)
+        if row["srv_admin_state"] == "0"
     )
 
 

@@ -233,27 +233,30 @@ def test_one_request_at_a_time_goes_to_the_first_replica_concurrent_ones_to_both
     sidecar: Sidecar, ports: Ports, standin: StartStandIn
 ) -> None:
     """The first idle replica in service takes a request (its caches stay warm at a low
-    rate); leastconn spreads the rest."""
-    sidecar.apply(
-        spec_of(
-            ports,
-            [version_backend("fraud", "3", standin("fraud", "3"), standin("fraud", "3"))],
-            "3",
-        )
-    )
+    rate), also after a reload; leastconn spreads the rest."""
+    v3 = version_backend("fraud", "3", standin("fraud", "3"), standin("fraud", "3"))
+    sidecar.apply(spec_of(ports, [v3], "3"))
 
     def served() -> dict[str, int]:
         return {s.server: s.stot for s in sidecar.server_status() if s.backend == "be_fraud_3"}
 
-    conn = http.client.HTTPConnection("127.0.0.1", ports.production, timeout=5)
-    try:  # one keep-alive connection (a new one may meet the last stream still on r1)
-        for _ in range(200):
-            conn.request("POST", "/predict", body=b'{"features":[1,2]}')
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
-    finally:
-        conn.close()
+    def one_at_a_time(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", ports.production, timeout=5)
+        try:  # one keep-alive connection (a new one may meet the last stream still on r1)
+            for _ in range(count):
+                conn.request("POST", "/predict", body=b'{"features":[1,2]}')
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200
+        finally:
+            conn.close()
+
+    one_at_a_time(200)
+    assert served() == {"r1": 200, "r2": 0}
+    # a reload (another version deployed beside it) carries the servers' states and the
+    # in-service list; counters restart
+    sidecar.apply(spec_of(ports, [v3, version_backend("fraud", "4", standin("fraud", "4"))], "3"))
+    one_at_a_time(200)
     assert served() == {"r1": 200, "r2": 0}
     with LoadClient(ports.production) as load:
         load.wait_for(300)
