@@ -58,15 +58,6 @@ class HAProxySettings(BaseModel):
     timeout_server_ms: int = Field(5000, description="Response timeout of a Bento.")
     timeout_client_ms: int = Field(30000, description="Idle timeout of a client connection.")
     server_maxconn: int = Field(64, description="Per-server concurrency; beyond it HAProxy queues.")
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="HAProxy's threads (`nbthread`); default: one per four CPU cores this host "
-        "lets bentogate use, at least one. A request costs HAProxy about a quarter of the CPU "
-        "it costs the Bentos; more threads than that take cores the Bentos need (on 2 cores, "
-        "one thread held about 30 % more requests than two: bench/README.md).",
-        examples=[1],
-    )
     hard_stop_after_s: int = Field(30, description="Old workers exit this long after a reload.")
     command_timeout_s: float = Field(5.0, description="Runtime API call timeout.")
     healthy_timeout_s: float = Field(
@@ -96,10 +87,6 @@ class HAProxySettings(BaseModel):
     access_log_keep: int = Field(
         3, ge=0, description="Rotated copies of the request log kept (haproxy.log.1 …)."
     )
-
-    def thread_count(self) -> int:
-        """``threads``, or one per four CPU cores this process may run on (at least one)."""
-        return self.threads or max(1, len(os.sched_getaffinity(0)) // 4)
 
 
 class BentoSettings(BaseModel):

@@ -113,7 +113,6 @@ def _global(settings: HAProxySettings, paths: ProxyPaths, logging: bool) -> str:
             f"server-state-file {paths.state_file}",
             f"hard-stop-after {settings.hard_stop_after_s}s",
             f"maxconn {_MAXCONN}",
-            f"nbthread {settings.thread_count()}",
             *log,
         ],
     )

@@ -134,18 +134,9 @@ def test_each_request_is_logged_into_a_ring_of_the_size_settings_give() -> None:
 
 
 def test_settings_flow_into_the_config() -> None:
-    settings = HAProxySettings(check_inter_ms=700, check_fall=4, server_maxconn=9, threads=3)
+    settings = HAProxySettings(check_inter_ms=700, check_fall=4, server_maxconn=9)
     cfg = render(spec(), settings, PATHS)
     assert "inter 700ms" in cfg and "fall 4" in cfg and "maxconn 9" in cfg
-    assert "    nbthread 3\n" in cfg
-
-
-@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4)])
-def test_haproxy_takes_one_thread_per_four_cores_by_default(
-    monkeypatch: pytest.MonkeyPatch, cores: int, threads: int
-) -> None:
-    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
-    assert f"    nbthread {threads}\n" in render(spec(), HAProxySettings(), PATHS)
 
 
 def test_each_version_gets_413_above_its_own_body_limit_with_the_default_buffer() -> None:
