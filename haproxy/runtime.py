@@ -90,15 +90,12 @@ class RuntimeAPI:
         itself is not changed)."""
         self._quiet(f"add acl {acl_file} {pattern}")
 
-    def del_acl(self, acl_file: Path | str, pattern: str) -> bool:
+    def del_acl(self, acl_file: Path | str, pattern: str) -> None:
         """Remove every entry ``pattern`` from the running ACL of ``acl_file`` (``del acl``);
-        False if it held none."""
+        none there is no error (HAProxy answers "Key not found.")."""
         answer = self.execute(f"del acl {acl_file} {pattern}").strip()
-        if answer == "Key not found.":
-            return False
-        if answer:
+        if answer and answer != "Key not found.":
             raise HAProxyError(f"HAProxy refused 'del acl {acl_file} {pattern}': {answer}")
-        return True
 
     def set_server_state(self, backend: str, server: str, state: str) -> None:
         """``set server <backend>/<server> state ready|drain|maint``."""
