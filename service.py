@@ -66,9 +66,9 @@ app = RequestMetrics(
 )
 
 # Here, at import: BentoML's worker imports this module, then builds the service's app
-# (without the layers serving/stack.py leaves out) and starts uvicorn, which picks its
-# protocol class then.
-install_lean_stack()
+# (without the layers serving/stack.py leaves out, with the prediction endpoints reached
+# without routing) and starts uvicorn, which picks its protocol class then.
+install_lean_stack(direct=app.direct_routes())
 install_one_write_protocol()
 
 

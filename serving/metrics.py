@@ -3,11 +3,13 @@ buckets that fit a prediction, and the identity of the model version it serves."
 
 from __future__ import annotations
 
+from functools import partial
 from time import perf_counter
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.types import Message, Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.scorer import Scorer
 
@@ -80,6 +82,23 @@ class RequestMetrics:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
+        await self.timed(self._app, scope, receive, send)
+
+    def direct_routes(self) -> dict[tuple[str, str], ASGIApp]:
+        """The app's routes whose endpoint Starlette calls as it is (a plain ASGI app: no
+        Request, no exception handlers, nothing read from the router's scope), by method and
+        path, each counted and timed as a request through the app is: what
+        :class:`serving.stack.DirectRoutes` sends such a request to without routing it."""
+        return {
+            (method, route.path): partial(self.timed, route.endpoint)
+            for route in self._app.routes
+            if isinstance(route, Route) and route.app is route.endpoint
+            and not route.param_convertors
+            for method in route.methods or ()
+        }  # fmt: skip
+
+    async def timed(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Call ``app`` with one HTTP request, counted and timed."""
         started = perf_counter()
         status = 0
 
@@ -91,7 +110,7 @@ class RequestMetrics:
                 self.record(scope["path"], status, perf_counter() - started)
             await send(message)
 
-        await self._app(scope, receive, timed_send)
+        await app(scope, receive, timed_send)
 
     def record(self, path: str, status: int, seconds: float) -> None:
         """Count one answer to ``path`` with ``status`` that took ``seconds``."""

@@ -204,6 +204,8 @@ def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(
     for _ in range(3):
         assert post_json(handle.port, "/predict", {"features": built.artifact.canary_row})[0] == 200
     assert post_json(handle.port, "/predict", {"features": [1.0]})[0] == 400
+    # A prediction path with another method is routed, not sent to the endpoint directly.
+    assert request(handle.port, "GET", "/predict")[0] == 405
     for path in ("/no-such-path", "/another-one"):
         assert request(handle.port, "GET", path)[0] == 404
     families = _metrics(handle.port)
@@ -214,6 +216,7 @@ def test_metrics_name_the_model_version_with_sub_millisecond_latency_buckets(
     assert {key: n for key, n in counted.items() if n} == {
         ("/predict", "200"): 3.0,
         ("/predict", "400"): 1.0,
+        ("/predict", "405"): 1.0,
         ("(unrouted)", "404"): 2.0,
     }
     # BentoML labels its request metrics with the Bento's name and version: model and version.

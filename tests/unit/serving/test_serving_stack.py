@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving import RequestMetrics
+from serving.stack import DirectRoutes
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 
@@ -28,7 +29,7 @@ def test_the_lean_stack_leaves_out_only_bentomls_four_per_request_layers() -> No
         import bentoml
         from starlette.middleware.gzip import GZipMiddleware
         import serving
-        from serving.stack import left_out
+        from serving.stack import DirectRoutes, left_out
 
         @bentoml.service(http={"cors": {"enabled": True, "access_control_allow_origins": ["*"]}},
                          traffic={"timeout": 2, "max_concurrency": 8})
@@ -50,6 +51,11 @@ def test_the_lean_stack_leaves_out_only_bentomls_four_per_request_layers() -> No
         assert sorted(set(full) - set(lean)) == dropped, (full, lean)
         assert lean == [name for name in full if name not in dropped], (full, lean)
         assert {"MaxConcurrencyMiddleware", "GZipMiddleware", "CORSMiddleware"} <= set(lean), lean
+        # Direct routes: innermost, inside every layer a user configures; once however
+        # often installed.
+        serving.install_lean_stack(direct={("POST", "/ping"): object()})
+        serving.install_lean_stack(direct={("POST", "/ping"): object()})
+        assert layers() == [*lean, DirectRoutes.__name__], layers()
         """
     )
     subprocess.run([sys.executable, "-c", check], cwd=PROJECT_DIR, check=True, timeout=120)
@@ -65,8 +71,8 @@ class _Recorded(RequestMetrics):
         self.answers.append((path, status))
 
 
-def _call(app: Any, path: str, messages: list[dict[str, Any]]) -> None:
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+def _call(app: Any, path: str, messages: list[dict[str, Any]], method: str = "GET") -> None:
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -119,3 +125,56 @@ def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
     timed = sum(s.value for s in samples if s.name == "ns_request_duration_seconds_count")
     assert timed == 5.0
     assert any(s.name == "ns_last_request_timestamp_seconds" and s.value > 0 for s in samples)
+
+
+class _Endpoint:
+    """A plain ASGI endpoint (Starlette calls it as it is), answering 201."""
+
+    calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def test_direct_routes_are_the_plain_asgi_endpoints_by_method_and_path() -> None:
+    async def info(request: Any) -> Response:
+        return Response(b"{}")
+
+    endpoint = _Endpoint()
+    app = _Recorded(
+        Starlette(routes=[Route("/score", endpoint, methods=["POST"]), Route("/info", info),
+                          Route("/items/{item}", _Endpoint(), methods=["POST"])]),
+        namespace="test", buckets=(1.0,),
+    )  # fmt: skip
+    # A function endpoint needs Starlette's Request and exception handlers; a path with
+    # parameters needs the router: neither is direct.
+    assert set(app.direct_routes()) == {("POST", "/score")}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "direct"),
+    [("POST", "/score", 201, True), ("GET", "/score", 405, False), ("POST", "/other", 404, False)],
+)
+def test_a_direct_route_skips_routing_and_is_counted_as_a_routed_request_is(
+    method: str, path: str, status: int, direct: bool
+) -> None:
+    endpoint = _Endpoint()
+    app = _Recorded(
+        Starlette(routes=[Route("/score", endpoint, methods=["POST"])]),
+        namespace="test", buckets=(1.0,),
+    )  # fmt: skip
+    app.answers = []
+    routed: list[str] = []
+
+    async def router(scope: Any, receive: Any, send: Any) -> None:
+        routed.append(scope["path"])
+        await app(scope, receive, send)
+
+    sent: list[dict[str, Any]] = []
+    _call(DirectRoutes(router, app.direct_routes()), path, sent, method)
+    assert sent[0]["status"] == status
+    assert app.answers == [(path, status)]
+    assert endpoint.calls == (1 if status == 201 else 0)
+    assert routed == ([] if direct else [path])
