@@ -1,10 +1,10 @@
 """A build context whose Bento is slow on a class of clients' rows: the project's own
-service.py and serving/ (what ``bentoml build`` takes, ``bentogate.bentos.build.BUILD_FILES``) with
-the prediction app wrapped so that a ``/predict`` row whose feature ``feature`` is above
-``above`` waits ``delay_s`` (an ``asyncio`` sleep: other requests go on meanwhile) before
-it is answered. The scores are the model's; only the Bento's own time changes, as with a
-pathological path of a real model on some inputs. Build with it by pointing
-``Context.project_dir`` at the returned directory.
+service.py and serving/ (what ``bentoml build`` takes, ``bentogate.bentos.build.BUILD_FILES``)
+with the ``/predict`` endpoint wrapped (where the router and ``serving.stack.DirectRoutes``
+both reach it) so that a row whose feature ``feature`` is above ``above`` waits ``delay_s``
+(an ``asyncio`` sleep: other requests go on meanwhile) before it is answered. The scores are
+the model's; only the Bento's own time changes, as with a pathological path of a real model
+on some inputs. Build with it by pointing ``Context.project_dir`` at the returned directory.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ _FEATURE, _ABOVE, _DELAY_S = {feature!r}, {above!r}, {delay_s!r}
 _prediction_app = prediction_app
 
 
-def prediction_app(*args, **kwargs):  # noqa: F811 - the wrapped one service.py imports
-    app = _prediction_app(*args, **kwargs)
-
-    async def slow_on_a_class(scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].endswith("/predict"):
-            return await app(scope, receive, send)
+def _slow_on_a_class(endpoint):
+    async def slow(scope, receive, send):
         chunks, more = [], True
         while more:
             message = await receive()
@@ -53,10 +49,17 @@ def prediction_app(*args, **kwargs):  # noqa: F811 - the wrapped one service.py 
             replayed = True
             return {{"type": "http.request", "body": body, "more_body": False}}
 
-        return await app(scope, replay, send)
+        return await endpoint(scope, replay, send)
 
-    slow_on_a_class.routes = app.routes  # what serving.RequestMetrics labels endpoints by
-    return slow_on_a_class
+    return slow
+
+
+def prediction_app(*args, **kwargs):  # noqa: F811 - the wrapped one service.py imports
+    app = _prediction_app(*args, **kwargs)
+    for route in app.routes:  # the endpoint itself, however a request reaches it
+        if getattr(route, "path", "") == "/predict":
+            route.endpoint = route.app = _slow_on_a_class(route.endpoint)
+    return app
 """
 
 
