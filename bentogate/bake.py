@@ -17,9 +17,10 @@ What is watched, every :data:`POLL_S`, over the last ``bake_window_s`` (once at 
   histogram only brackets a quantile, so the rule counts answers over the lowest bucket
   bound at or above the limit (exact when the limit is a bound, as the default 25 ms is),
   and the reading shows the window's server p99 as its bucket's *upper* bound;
-- the new version's scores on the rows its clients sent since the cutover (kept by its
-  Bentos, ``serving/recent.py``), scored again by the warm previous version on its own
-  port: the shadow limits of the policy (loadtest/shadow.py) failing on them.
+- the new version's scores on the rows its clients sent since the cutover, as it answered
+  them (its Bentos keep each row with its score, ``serving/recent.py``: the live Bentos
+  score nothing for the bake), against the warm previous version's scores of the same rows
+  on its own port: the shadow limits of the policy (loadtest/shadow.py) failing on them.
 The limits are the model's gate policy as stored now (``bentogate policy``), the one its
 gate judged it by unless it was changed since.
 
@@ -185,26 +186,26 @@ def _server_window(watch: Watch) -> tuple[Histogram, float]:
 
 def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     """Score the rows clients sent the new version since the last look on the warm previous
-    version (and on the new one again, the same way); judge everything compared so far."""
+    version and compare with the scores the new version answered them (kept beside each
+    row: the live Bentos score nothing more); judge everything compared so far."""
     until_ns = time.monotonic_ns()
     kept = host.recent_rows(ctx, watch.live, since_ns=watch.compared_until_ns)
-    rows = []
-    for row in (row for found in kept.values() for row in found):
-        key = hash(tuple(row))  # a repeat, here or since an earlier look, is no new row
-        if key not in watch.seen:
-            watch.seen[key] = None
-            rows.append(row)
+    rows, answered = [], []
+    for found in kept.values():
+        for row, score in zip(found.rows, found.scores, strict=True):
+            key = hash(row.tobytes())  # a repeat, here or since an earlier look, is no new row
+            if key not in watch.seen:
+                watch.seen[key] = None
+                rows.append(row)
+                answered.append(score)
     for old in list(itertools.islice(watch.seen, max(0, len(watch.seen) - SEEN_ROWS))):
         del watch.seen[old]
     watch.compared_until_ns = until_ns
-    urls = {
-        "live": host.backend_urls(ctx, watch.live),
-        "previous": host.backend_urls(ctx, watch.previous),
-    }
-    if rows and urls["live"] and urls["previous"]:
-        live = score_rows(Target("live", urls["live"][0], watch.live.version), rows)
-        previous = score_rows(Target("previous", urls["previous"][0], watch.previous.version), rows)
-        watch.live_scores = _newest([*watch.live_scores, live.scores])
+    previous_urls = host.backend_urls(ctx, watch.previous)
+    if rows and previous_urls:
+        target = Target("previous", previous_urls[0], watch.previous.version)
+        previous = score_rows(target, np.asarray(rows).tolist())
+        watch.live_scores = _newest([*watch.live_scores, np.asarray(answered, dtype=float)])
         watch.previous_scores = _newest([*watch.previous_scores, previous.scores])
     if not watch.live_scores:
         return None, 0, ""

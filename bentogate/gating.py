@@ -105,7 +105,7 @@ def shadow(ctx: Context, ref: Ref, *, actor: str) -> ShadowResult:
     if live is None or live.version == ref.version:
         raise NotFoundError(f"{ref}: no other production version to shadow against")
     sources = host.recent_rows(ctx, Ref(ref.model, live.version))
-    rows = [row for kept in sources.values() for row in kept]
+    rows = [row for kept in sources.values() for row in kept.rows.tolist()]
     if not rows:
         raise NotFoundError(
             f"{ref}: the live {ref.model}:{live.version} kept no recent client rows on this "

@@ -21,9 +21,12 @@ process nobody knows about.
 from __future__ import annotations
 
 import contextlib
+import io
 import urllib.request
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from bentogate.bentos import (
@@ -284,21 +287,35 @@ def stop_all(ctx: Context, *, actor: str) -> list[DeploymentInfo]:
     return deployments
 
 
+@dataclass(frozen=True)
+class Kept:
+    """The client rows one replica kept, oldest first, and the score it answered each."""
+
+    rows: np.ndarray  # float32, one row per request, features in schema order
+    scores: np.ndarray  # float32, the model's score as answered
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def recent_rows(
     ctx: Context, ref: Ref, *, since_ns: int = 0, timeout: float = 10.0
-) -> dict[int, list[list[float]]]:
+) -> dict[int, Kept]:
     """The recent client rows each replica of ``ref`` on this host kept (``GET /_recent`` on
     its own port, never through HAProxy), those kept at or after ``since_ns`` (this host's
-    monotonic clock): backend port → rows, oldest first. A replica that does not answer is
-    left out (its rows are in its memory only)."""
-    found: dict[int, list[list[float]]] = {}
+    monotonic clock), with their answered scores: backend port → what it kept. A replica
+    that does not answer (or not with a float32 matrix, serving/recent.py) is left out: its
+    rows are in its memory only."""
+    found: dict[int, Kept] = {}
     for deployment in _deployments(ctx, ref):
         url = f"http://127.0.0.1:{deployment.port}/_recent?since={since_ns}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                found[deployment.port] = orjson.loads(response.read())
-        except (OSError, orjson.JSONDecodeError):
+                matrix = np.load(io.BytesIO(response.read()), allow_pickle=False)
+        except (OSError, ValueError):
             continue  # dead or unready: its rows are lost with it (in memory only)
+        if matrix.dtype == np.float32 and matrix.ndim == 2:
+            found[deployment.port] = Kept(matrix[:, :-1], matrix[:, -1])
     return found
 
 

@@ -70,7 +70,7 @@ def prediction_app(
             if not since.isdigit():
                 return Response(b'{"error":"since: nanoseconds of the host\'s monotonic clock"}',
                                 status_code=400, media_type="application/json")  # fmt: skip
-            return Response(recent.recent(int(since)), media_type="application/json")
+            return Response(recent.recent(int(since)), media_type="application/octet-stream")
 
         routes.append(Route("/_recent", recent_rows, methods=["GET"]))
     return Starlette(routes=routes)
@@ -136,7 +136,7 @@ class _Prediction(Generic[_Checked]):
         row = scorer.last_row() if keep is not None else b""
         await _respond(send, 200, orjson.dumps(answer))
         if keep is not None:
-            keep(row)
+            keep(row, answer["score"])
 
 
 def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:

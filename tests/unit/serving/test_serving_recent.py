@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,21 +22,29 @@ def _row(*values: float) -> bytes:
     return np.asarray(values, dtype=np.float32).tobytes()
 
 
-def test_only_the_last_rows_are_kept() -> None:
+def _read(answer: bytes) -> list[list[float]]:
+    """GET /_recent's answer (a float32 .npy matrix, the score last) as lists of values."""
+    matrix = np.load(io.BytesIO(answer), allow_pickle=False)
+    assert matrix.dtype == np.float32 and matrix.ndim == 2, (matrix.dtype, matrix.shape)
+    return [[float(v) for v in row] for row in matrix]
+
+
+def test_only_the_last_rows_are_kept_each_with_its_answered_score() -> None:
     kept = RecentRequests(rows=3, max_age_s=60)
     for i in range(5):
-        kept.keep(_row(i, 0.1))
-    assert orjson.loads(kept.recent()) == [[2, 0.1], [3, 0.1], [4, 0.1]] and len(kept) == 3
+        kept.keep(_row(i, 0.5), i / 8)
+    assert _read(kept.recent()) == [[2, 0.5, 0.25], [3, 0.5, 0.375], [4, 0.5, 0.5]]
+    assert len(kept) == 3
 
 
 def test_a_kept_row_reads_back_as_the_same_float32_values() -> None:
-    """What shadow scoring replays is exactly what the model saw: each float32 value's JSON
-    text parses (as float64, as JSON clients send it) back to the same float32."""
+    """What shadow scoring replays is exactly what the model saw, and its score as answered."""
     values = np.random.default_rng(3).normal(0, 1e4, 220).astype(np.float32)
     kept = RecentRequests(rows=1, max_age_s=60)
-    kept.keep(values.tobytes())
-    [back] = orjson.loads(kept.recent())
-    assert np.array_equal(np.asarray(back, dtype=np.float32), values)
+    kept.keep(values.tobytes(), 0.123456789)
+    [back] = _read(kept.recent())
+    assert np.array_equal(np.asarray(back[:-1], dtype=np.float32), values)
+    assert back[-1] == float(np.float32(0.123456789))
 
 
 def test_rows_older_than_the_age_limit_are_not_handed_out(
@@ -44,14 +53,14 @@ def test_rows_older_than_the_age_limit_are_not_handed_out(
     clock = [0]
     monkeypatch.setattr(recent_module, "monotonic_ns", lambda: clock[0])
     kept = RecentRequests(rows=10, max_age_s=2)
-    kept.keep(_row(1))
+    kept.keep(_row(1), 0.25)
     clock[0] = 1_500_000_000
-    kept.keep(_row(2))
+    kept.keep(_row(2), 0.5)
     clock[0] = 2_500_000_000  # [1] is 2.5 s old, [2] 1 s
-    assert orjson.loads(kept.recent()) == [[2]]
-    assert orjson.loads(kept.recent(since_ns=1_600_000_000)) == []  # kept before that
-    assert orjson.loads(kept.recent(since_ns=1_500_000_000)) == [[2]]
-    assert RecentRequests(rows=0, max_age_s=1).recent() == b"[]"
+    assert _read(kept.recent()) == [[2, 0.5]]
+    assert _read(kept.recent(since_ns=1_600_000_000)) == []  # kept before that
+    assert _read(kept.recent(since_ns=1_500_000_000)) == [[2, 0.5]]
+    assert _read(RecentRequests(rows=0, max_age_s=1).recent()) == []
 
 
 class _Running:
@@ -77,7 +86,7 @@ def _call(app: Any, method: str, path: str, body: bytes = b"", query: bytes = b"
         "query_string": query, "headers": [],
     }  # fmt: skip
     asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def test_a_client_row_is_kept_in_schema_order_marked_or_batch_requests_are_not(
@@ -90,10 +99,13 @@ def test_a_client_row_is_kept_in_schema_order_marked_or_batch_requests_are_not(
     row = [float(v) for v in artifact.canary_row]
     named = dict(zip(scorer.feature_names, row, strict=True))
     client = orjson.dumps({"features": named, "customer": "4111-1111"})  # extra field: not kept
-    assert _call(app, "POST", "/predict", client)[0] == 200
+    status, answer = _call(app, "POST", "/predict", client)
+    assert status == 200
     assert _call(app, "POST", "/predict", client, query=b"from=check")[0] == 200
     assert _call(app, "POST", "/predict_batch", orjson.dumps({"features": [row]}))[0] == 200
     assert _call(app, "POST", "/predict", b'{"features": [1]}')[0] == 400  # refused: not kept
-    status, rows = _call(app, "GET", "/_recent")
+    status, kept_rows = _call(app, "GET", "/_recent")
+    rows = _read(kept_rows)
     assert status == 200 and len(rows) == 1  # once, in schema order, nothing but the features
-    assert np.array_equal(np.float32(rows[0]), np.float32(row))  # as the model read it
+    assert np.array_equal(np.float32(rows[0][:-1]), np.float32(row))  # as the model read it
+    assert rows[0][-1] == orjson.loads(answer)["score"]  # the score it was answered
