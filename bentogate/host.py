@@ -304,19 +304,29 @@ def recent_rows(
     """The recent client rows each replica of ``ref`` on this host kept (``GET /_recent`` on
     its own port, never through HAProxy), those kept at or after ``since_ns`` (this host's
     monotonic clock), with their answered scores: backend port → what it kept. A replica
-    that does not answer (or not with a float32 matrix, serving/recent.py) is left out: its
-    rows are in its memory only."""
+    that does not answer (or not with :func:`read_kept`'s matrix) is left out: its rows are
+    in its memory only."""
     found: dict[int, Kept] = {}
     for deployment in _deployments(ctx, ref):
         url = f"http://127.0.0.1:{deployment.port}/_recent?since={since_ns}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                matrix = np.load(io.BytesIO(response.read()), allow_pickle=False)
+                found[deployment.port] = read_kept(response.read())
         except (OSError, ValueError):
             continue  # dead or unready: its rows are lost with it (in memory only)
-        if matrix.dtype == np.float32 and matrix.ndim == 2:
-            found[deployment.port] = Kept(matrix[:, :-1], matrix[:, -1])
     return found
+
+
+def read_kept(answer: bytes) -> Kept:
+    """A Bento's ``GET /_recent`` answer (serving/recent.py: a float32 matrix in ``.npy``
+    format, a row per request, the answered score last); ValueError if it is not one."""
+    try:
+        matrix = np.load(io.BytesIO(answer), allow_pickle=False)
+    except EOFError as exc:
+        raise ValueError("an empty answer") from exc
+    if matrix.dtype != np.float32 or matrix.ndim != 2 or matrix.shape[1] < 1:
+        raise ValueError(f"not rows with their scores: {matrix.dtype} {matrix.shape}")
+    return Kept(matrix[:, :-1], matrix[:, -1])
 
 
 def backend_urls(ctx: Context, ref: Ref) -> list[str]:

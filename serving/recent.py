@@ -52,7 +52,7 @@ class RecentRequests:
         in ``bentogate.host.recent_rows``)."""
         oldest = max(monotonic_ns() - self._max_age_ns, since_ns)
         kept = [(row, score) for at, row, score in self._kept if at >= oldest]
-        matrix = np.empty((0, 0), dtype=np.float32)
+        matrix = np.empty((0, 1), dtype=np.float32)  # no row: the score column alone
         if kept:
             rows = np.frombuffer(b"".join(row for row, _ in kept), dtype=np.float32)
             scores = np.fromiter((score for _, score in kept), np.float32, count=len(kept))

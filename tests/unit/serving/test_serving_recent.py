@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
+from bentogate.host import read_kept
 from bentogate.modelimport import Artifact
 from serving import RecentRequests, Scorer, prediction_app
 from serving import recent as recent_module
@@ -22,11 +23,29 @@ def _row(*values: float) -> bytes:
     return np.asarray(values, dtype=np.float32).tobytes()
 
 
+def _npy(matrix: np.ndarray) -> bytes:
+    answer = io.BytesIO()
+    np.save(answer, matrix)
+    return answer.getvalue()
+
+
 def _read(answer: bytes) -> list[list[float]]:
-    """GET /_recent's answer (a float32 .npy matrix, the score last) as lists of values."""
-    matrix = np.load(io.BytesIO(answer), allow_pickle=False)
-    assert matrix.dtype == np.float32 and matrix.ndim == 2, (matrix.dtype, matrix.shape)
-    return [[float(v) for v in row] for row in matrix]
+    """GET /_recent's answer as the host reads it: each row's values, its score last."""
+    kept = read_kept(answer)
+    assert len(kept.scores) == len(kept)
+    return [
+        [*map(float, row), float(score)] for row, score in zip(kept.rows, kept.scores, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[]", b"", np.zeros(3, dtype=np.float32).tobytes(), _npy(np.zeros((2, 3))),
+     _npy(np.zeros((2, 0), dtype=np.float32)), _npy(np.array(["a"]))],
+)  # fmt: skip
+def test_an_answer_that_is_not_rows_with_scores_is_refused(answer: bytes) -> None:
+    with pytest.raises(ValueError):
+        read_kept(answer)
 
 
 def test_only_the_last_rows_are_kept_each_with_its_answered_score() -> None:
