@@ -19,6 +19,7 @@ response leaves in one write (serving.protocol).
 from __future__ import annotations
 
 import gc
+from functools import partial
 from pathlib import Path
 
 import bentoml
@@ -33,6 +34,7 @@ from serving import (
     canary_refusal,
     install_lean_stack,
     install_one_write_protocol,
+    latency_page,
     prediction_app,
     publish_identity,
 )
@@ -60,6 +62,7 @@ app = RequestMetrics(
         recent=RecentRequests(ARGS.recent_rows, ARGS.recent_max_age_s)
         if ARGS.recent_rows
         else None,
+        latency=partial(latency_page, METRICS_NAMESPACE),
     ),
     namespace=METRICS_NAMESPACE,
     buckets=LATENCY_BUCKETS_S,

@@ -7,8 +7,8 @@ What is watched, every :data:`POLL_S`, over the last ``bake_window_s`` (once at 
 - the production port's answers (HAProxy's frontend counters): more than
   ``bake_max_error_ratio`` of them 5xx (errors of the Bento, a score that is not a
   probability, no server up) — :func:`error_breach`;
-- the Bento's own time (BentoML's request-duration histogram on each replica's
-  ``/metrics``, :mod:`bentogate.latency`; one GET per replica every other look): the policy's
+- the Bento's own time (BentoML's request-duration histogram, from each replica's
+  ``/_latency``, :mod:`bentogate.latency`; one GET per replica every other look): the policy's
   ``p99_ms`` is broken when more than 1 % of the window's successful ``/predict`` answers
   certainly took longer than it *inside the Bento* — judged, like the shadow's flip share,
   on a ``confidence`` Wilson interval whose whole range is over 1 %
@@ -70,9 +70,10 @@ WATCHER = "bake-watcher"  # the actor of an automatic rollback
 POLL_S = 0.25  # between two looks
 COMPARED_ROWS = 5000  # the newest rows the score comparison judges (a bounded cost per look)
 SEEN_ROWS = 4 * COMPARED_ROWS  # remembered to recognise repeats (bounded memory)
-METRICS_TIMEOUT_S = 0.5  # a replica's /metrics slower than this is left out of the look
-# A GET /metrics costs the Bento ~6 ms (BentoML merges its workers' files; measured p50 on
-# 2 cores): read every 0.5 s, that is ~1 % of a core per replica, and a window still has 5.
+METRICS_TIMEOUT_S = 0.5  # a replica's /_latency slower than this is left out of the look
+# A GET /_latency costs the Bento ~0.3 ms (its histogram files alone; BentoML's /metrics,
+# every metric merged and formatted, ~7 ms, during which it answers no prediction; measured
+# on 2 cores, serving/metrics.py): read every 0.5 s, a window still has 5.
 METRICS_EVERY_S = 0.5
 
 
@@ -159,7 +160,7 @@ def _count(ctx: Context, watch: Watch, now: float) -> None:
 
 
 def _time(ctx: Context, watch: Watch, now: float) -> None:
-    """Add each replica's latency histogram (its own ``/metrics``, never through HAProxy),
+    """Add each replica's latency histogram (its own ``/_latency``, never through HAProxy),
     at most every :data:`METRICS_EVERY_S`; keep the last ``bake_window_s`` of them. A replica
     that does not answer within :data:`METRICS_TIMEOUT_S` is left out of this reading (and
     so of the windows it bounds)."""
@@ -168,7 +169,7 @@ def _time(ctx: Context, watch: Watch, now: float) -> None:
     found: dict[str, Histogram] = {}
     for url in host.backend_urls(ctx, watch.live):
         try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=METRICS_TIMEOUT_S) as response:
+            with urllib.request.urlopen(f"{url}/_latency", timeout=METRICS_TIMEOUT_S) as response:
                 found[url] = latency.parse(response.read().decode())
         except (OSError, UnicodeDecodeError, ValueError, KeyError):
             continue

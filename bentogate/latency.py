@@ -1,5 +1,5 @@
 """The Bento's own latency, as the bake watcher reads it: BentoML's request-duration histogram
-on each replica's ``/metrics`` (the buckets of ``serving.metrics.LATENCY_BUCKETS_S``), its
+on each replica's ``/_latency`` (the buckets of ``serving.metrics.LATENCY_BUCKETS_S``), its
 growth over a window, and what that growth says about a tail. Pure, but :func:`parse`'s
 input, which the caller fetches.
 
@@ -49,9 +49,10 @@ class Histogram:
 
 
 def parse(text: str, endpoint: str = ENDPOINT) -> Histogram:
-    """The histogram of ``endpoint``'s successful (2xx) answers in a ``/metrics`` page
-    (Prometheus text format), its response codes summed; empty if the page has none. Like
-    the gate's percentiles, it times answers that succeeded: failures are the error ratio's."""
+    """The histogram of ``endpoint``'s successful (2xx) answers in a ``/_latency`` or
+    ``/metrics`` page (Prometheus text format), its response codes summed; empty if the page
+    has none. Like the gate's percentiles, it times answers that succeeded: failures are the
+    error ratio's."""
     sums: dict[float, int] = {}
     for line in text.splitlines():
         if not line.startswith(METRIC + "{"):

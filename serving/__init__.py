@@ -6,7 +6,7 @@
 | ``scorer`` | the model: ONNX file checked against its approved sha256, onnxruntime, canary |
 | ``endpoint`` | the prediction API as an ASGI app; ``/predict``'s raw fast path |
 | ``openapi`` | the OpenAPI document of one version's API, with its exact schema |
-| ``metrics`` | the app's requests on ``/metrics`` (BentoML's names), the version's identity |
+| ``metrics`` | requests on ``/metrics`` (BentoML's names), ``/_latency``; the version's identity |
 | ``stack`` | which of BentoML's per-request layers wrap the service, and why |
 | ``protocol`` | uvicorn's protocol sending each response in one write, with Server-Timing |
 | ``recent`` | the rows of recent client requests, bounded, kept for shadow scoring |
@@ -18,7 +18,7 @@ Importing it changes nothing; service.py installs the protocol and the lean stac
 
 from serving.contract import FeatureSchema, InputError
 from serving.endpoint import Serving, canary_refusal, prediction_app
-from serving.metrics import LATENCY_BUCKETS_S, RequestMetrics, publish_identity
+from serving.metrics import LATENCY_BUCKETS_S, RequestMetrics, latency_page, publish_identity
 from serving.openapi import openapi_document
 from serving.protocol import OneWriteHttpProtocol, install_one_write_protocol
 from serving.recent import RecentRequests
@@ -37,6 +37,7 @@ __all__ = [
     "canary_refusal",
     "install_lean_stack",
     "install_one_write_protocol",
+    "latency_page",
     "openapi_document",
     "prediction_app",
     "publish_identity",

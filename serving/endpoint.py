@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from serving.contract import InputError, parse_features
+from serving.metrics import PROMETHEUS_TEXT
 from serving.openapi import openapi_document
 from serving.recent import RecentRequests
 from serving.scorer import Scorer
@@ -43,10 +44,13 @@ def prediction_app(
     max_body_bytes: int,
     max_batch_rows: int,
     recent: RecentRequests | None = None,
+    latency: Callable[[], bytes] | None = None,
 ) -> Starlette:
     """The service's ASGI app. ``current`` returns the running service: the app is made at
     import, before BentoML creates the service (and loads the model). With ``recent``, the
-    rows of client ``/predict`` requests are kept there and ``GET /_recent`` answers them."""
+    rows of client ``/predict`` requests are kept there and ``GET /_recent`` answers them;
+    with ``latency``, ``GET /_latency`` answers what it returns (a Prometheus text page:
+    serving.metrics.latency_page)."""
 
     async def model_info(request: Request) -> Response:
         return _ok(current().scorer.describe())
@@ -73,6 +77,12 @@ def prediction_app(
             return Response(recent.recent(int(since)), media_type="application/octet-stream")
 
         routes.append(Route("/_recent", recent_rows, methods=["GET"]))
+    if latency is not None:
+
+        async def latency_histogram(request: Request) -> Response:
+            return Response(latency(), media_type=PROMETHEUS_TEXT)
+
+        routes.append(Route("/_latency", latency_histogram, methods=["GET"]))
     return Starlette(routes=routes)
 
 

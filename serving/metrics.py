@@ -1,9 +1,19 @@
 """What the Bento puts on BentoML's ``/metrics``: its requests, counted and timed in latency
-buckets that fit a prediction, and the identity of the model version it serves."""
+buckets that fit a prediction, and the identity of the model version it serves; and on its
+own ``/_latency``, the request-duration histogram alone, for the bake watcher.
+
+BentoML's ``/metrics`` merges every metric of every worker and formats it: ≈ 7 ms during
+which the Bento answers no prediction (measured on 2 cores). The bake reads each replica's
+latency every half second through its warm window, so on ``/metrics`` it stalled every
+live replica twice a second; :func:`latency_page` reads the histogram files alone
+(≈ 0.3 ms) and answers the same figures in the same format.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import partial
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -21,6 +31,37 @@ LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+#: The content type of a Prometheus text page.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def latency_page(namespace: str) -> bytes:
+    """``<namespace>_request_duration_seconds`` of every worker of this Bento (RequestMetrics'
+    histogram, as ``/metrics`` shows it: the same series, buckets cumulative, workers
+    summed), nothing else, in Prometheus text format. Reads the histogram files of
+    prometheus_client's multiprocess directory, which BentoML sets in each worker."""
+    # Imported here: prometheus_client picks its storage at import (see publish_identity).
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    files = sorted(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("histogram_*.db"))
+    name = f"{namespace}_request_duration_seconds"
+    families = [f for f in MultiProcessCollector.merge([str(f) for f in files]) if f.name == name]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+class _Families:
+    """A collector of metric families already merged."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
 
 
 def publish_identity(scorer: Scorer) -> None:

@@ -28,6 +28,7 @@ from bento_support import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from bentogate import latency
 from bentogate.bentos.build import bento_path
 from bentogate.bentos.runtime import Handle, ProcessBackend
 
@@ -308,3 +309,21 @@ def test_the_schemathesis_run_fails_when_an_api_answers_5xx(tmp_path: Path) -> N
     assert run.exit_code != 0
     assert run.report["failures"], run.output[-2000:]
     assert "Server error" in run.output
+
+
+def test_latency_answers_the_request_duration_histogram_of_metrics_alone(
+    fleet: dict[str, tuple[Built, Handle]],
+) -> None:
+    """``GET /_latency`` (what the bake reads every half second) holds the same
+    ``/predict`` histogram as BentoML's ``/metrics`` and nothing else."""
+    built, handle = fleet["fraud:2"]
+    for _ in range(5):
+        assert post_json(handle.port, "/predict", {"features": built.artifact.canary_row})[0] == 200
+    status, page = request(handle.port, "GET", "/_latency")
+    assert status == 200
+    status, metrics = request(handle.port, "GET", "/metrics")
+    assert status == 200
+    served = latency.parse(page.decode())
+    assert served.total >= 5 and served == latency.parse(metrics.decode())
+    names = {family.name for family in text_string_to_metric_families(page.decode())}
+    assert names == {"bentoml_service_request_duration_seconds"}
