@@ -5,12 +5,14 @@ own ``/_latency``, the request-duration histogram alone, for the bake watcher.
 BentoML's ``/metrics`` merges every metric of every worker and formats it: ≈ 7 ms during
 which the Bento answers no prediction (measured on 2 cores). The bake reads each replica's
 latency every half second through its warm window, so on ``/metrics`` it stalled every
-live replica twice a second; :func:`latency_page` reads the histogram files alone
-(≈ 0.3 ms) and answers the same figures in the same format.
+live replica twice a second; :func:`latency_page` reads the one series it needs from the
+histogram files and answers it in the same format.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from functools import partial
 from pathlib import Path
@@ -37,31 +39,38 @@ LATENCY_BUCKETS_S = (
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def latency_page(namespace: str) -> bytes:
-    """``<namespace>_request_duration_seconds`` of every worker of this Bento (RequestMetrics'
-    histogram, as ``/metrics`` shows it: the same series, buckets cumulative, workers
-    summed), nothing else, in Prometheus text format. Reads the histogram files of
-    prometheus_client's multiprocess directory, which BentoML sets in each worker."""
-    # Imported here: prometheus_client picks its storage at import (see publish_identity).
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
+def latency_page(namespace: str, endpoint: str = "/predict") -> bytes:
+    """``endpoint``'s successful (2xx) answers in ``<namespace>_request_duration_seconds``
+    (RequestMetrics' histogram), every worker's summed, its buckets cumulative as on
+    ``/metrics``, and nothing else: Prometheus text, one line per bucket.
 
-    files = sorted(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("histogram_*.db"))
-    name = f"{namespace}_request_duration_seconds"
-    families = [f for f in MultiProcessCollector.merge([str(f) for f in files]) if f.name == name]
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry)
+    Read straight from the histogram files of prometheus_client's multiprocess directory
+    (which BentoML sets in each worker; a worker adds 1 to one bucket per answer), skipping
+    every other series without parsing it: ≈ 0.2 ms where merging every histogram and
+    formatting it, as ``/metrics`` does, took ≈ 2.3 ms in-process.
+    """
+    from prometheus_client.mmap_dict import MmapedDict
 
-
-class _Families:
-    """A collector of metric families already merged."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Any]:
-        return self._families
+    bucket = f"{namespace}_request_duration_seconds_bucket"
+    wanted = f'"endpoint": {json.dumps(endpoint)}'
+    per_bound: dict[float, float] = {}
+    for path in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("histogram_*.db"):
+        for entry in MmapedDict.read_all_values_from_file(str(path)):
+            key, value = entry[0], entry[1]
+            if bucket not in key or wanted not in key:
+                continue
+            labels = json.loads(key)[2]
+            if labels["endpoint"] == endpoint and labels["http_response_code"].startswith("2"):
+                bound = float(labels["le"])
+                per_bound[bound] = per_bound.get(bound, 0.0) + value
+    lines, total = [], 0.0
+    for bound in sorted(per_bound):
+        total += per_bound[bound]
+        le = "+Inf" if bound == math.inf else repr(bound)
+        lines.append(
+            f'{bucket}{{endpoint="{endpoint}",http_response_code="2xx",le="{le}"}} {total:.1f}\n'
+        )
+    return "".join(lines).encode()
 
 
 def publish_identity(scorer: Scorer) -> None:

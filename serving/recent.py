@@ -51,7 +51,12 @@ class RecentRequests:
         score in the last column: one float32 matrix in ``.npy`` format (the host reads it
         in ``bentogate.host.recent_rows``)."""
         oldest = max(monotonic_ns() - self._max_age_ns, since_ns)
-        kept = [(row, score) for at, row, score in self._kept if at >= oldest]
+        kept = []
+        for at, row, score in reversed(self._kept):  # newest first: the deque is in time order
+            if at < oldest:
+                break
+            kept.append((row, score))
+        kept.reverse()
         matrix = np.empty((0, 1), dtype=np.float32)  # no row: the score column alone
         if kept:
             rows = np.frombuffer(b"".join(row for row, _ in kept), dtype=np.float32)

@@ -314,8 +314,8 @@ def test_the_schemathesis_run_fails_when_an_api_answers_5xx(tmp_path: Path) -> N
 def test_latency_answers_the_request_duration_histogram_of_metrics_alone(
     fleet: dict[str, tuple[Built, Handle]],
 ) -> None:
-    """``GET /_latency`` (what the bake reads every half second) holds the same
-    ``/predict`` histogram as BentoML's ``/metrics`` and nothing else."""
+    """``GET /_latency`` (what the bake reads every half second) holds the same successful
+    ``/predict`` answers as BentoML's ``/metrics``, and nothing else."""
     built, handle = fleet["fraud:2"]
     for _ in range(5):
         assert post_json(handle.port, "/predict", {"features": built.artifact.canary_row})[0] == 200
@@ -325,5 +325,6 @@ def test_latency_answers_the_request_duration_histogram_of_metrics_alone(
     assert status == 200
     served = latency.parse(page.decode())
     assert served.total >= 5 and served == latency.parse(metrics.decode())
-    names = {family.name for family in text_string_to_metric_families(page.decode())}
-    assert names == {"bentoml_service_request_duration_seconds"}
+    lines = page.decode().splitlines()
+    prefix = 'bentoml_service_request_duration_seconds_bucket{endpoint="/predict",'
+    assert lines and all(line.startswith(prefix) for line in lines), lines
