@@ -128,3 +128,19 @@ def test_a_client_row_is_kept_in_schema_order_marked_or_batch_requests_are_not(
     assert status == 200 and len(rows) == 1  # once, in schema order, nothing but the features
     assert np.array_equal(np.float32(rows[0][:-1]), np.float32(row))  # as the model read it
     assert rows[0][-1] == orjson.loads(answer)["score"]  # the score it was answered
+
+
+@pytest.mark.parametrize(("query", "status"), [(b"since=0", 200), (b"", 200), (b"since=-1", 400),
+                                               (b"since=soon", 400)])  # fmt: skip
+def test_recent_rows_since_a_moment_of_the_hosts_monotonic_clock(
+    artifact: Artifact, query: bytes, status: int
+) -> None:
+    scorer = Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+    app = prediction_app(lambda: _Running(scorer), max_body_bytes=1 << 16, max_batch_rows=4,
+                         recent=RecentRequests(rows=10, max_age_s=60))  # fmt: skip
+    answered, body = _call(app, "GET", "/_recent", query=query)
+    assert answered == status
+    if status == 400:
+        assert b"monotonic clock" in body
+    else:
+        assert _read(body) == []
