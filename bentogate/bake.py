@@ -75,6 +75,7 @@ METRICS_TIMEOUT_S = 0.5  # a replica's /_latency slower than this is left out of
 # every metric merged and formatted, ~7 ms, during which it answers no prediction; measured
 # on 2 cores, serving/metrics.py): read every 0.5 s, a window still has 5.
 METRICS_EVERY_S = 0.5
+URLS_EVERY_S = 2.0  # between two reads of a bake's replicas from the governance DB
 
 
 @dataclass
@@ -119,6 +120,16 @@ class Watch:
     # send again is no new evidence (as in bentogate.loadtest.shadow.distinct).
     seen: dict[int, None] = field(default_factory=dict)
     ended: bool = False  # a breach was acted on: no more looks, whatever the rollback did
+    # Each version's replicas on this host and the live version's threshold, read from the
+    # governance DB at most every URLS_EVERY_S (a look reads no more of the DB than
+    # _watches does: its queries cost the host's cores what the Bentos need).
+    live_urls: list[str] = field(default_factory=list)
+    previous_urls: list[str] = field(default_factory=list)
+    threshold: float = 0.5
+    urls_at: float = -math.inf
+    # The scores' last judgement (breach, rows compared, verdict): the same until new rows
+    # are compared (a look with none judges nothing again).
+    scores_judged: tuple[str | None, int, str] | None = None
 
 
 Rollback = Callable[[Context, Watch, Reading], object]
@@ -167,7 +178,7 @@ def _time(ctx: Context, watch: Watch, now: float) -> None:
     if watch.histograms and now - watch.histograms[-1][0] < METRICS_EVERY_S:
         return
     found: dict[str, Histogram] = {}
-    for url in host.backend_urls(ctx, watch.live):
+    for url in watch.live_urls:
         try:
             with urllib.request.urlopen(f"{url}/_latency", timeout=METRICS_TIMEOUT_S) as response:
                 found[url] = latency.parse(response.read().decode())
@@ -190,9 +201,14 @@ def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     version and compare with the scores the new version answered them (kept beside each
     row: the live Bentos score nothing more); judge everything compared so far."""
     until_ns = time.monotonic_ns()
-    kept = host.recent_rows(ctx, watch.live, since_ns=watch.compared_until_ns)
+    kept = []
+    for url in watch.live_urls:
+        try:
+            kept.append(host.kept_rows(url, since_ns=watch.compared_until_ns))
+        except (OSError, ValueError):
+            continue  # dead or unready: its rows are lost with it (in memory only)
     rows, answered = [], []
-    for found in kept.values():
+    for found in kept:
         for row, score in zip(found.rows, found.scores, strict=True):
             key = hash(row.tobytes())  # a repeat, here or since an earlier look, is no new row
             if key not in watch.seen:
@@ -202,25 +218,27 @@ def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
     for old in list(itertools.islice(watch.seen, max(0, len(watch.seen) - SEEN_ROWS))):
         del watch.seen[old]
     watch.compared_until_ns = until_ns
-    previous_urls = host.backend_urls(ctx, watch.previous)
-    if rows and previous_urls:
-        target = Target("previous", previous_urls[0], watch.previous.version)
+    if rows and watch.previous_urls:
+        target = Target("previous", watch.previous_urls[0], watch.previous.version)
         previous = score_rows(target, np.asarray(rows).tolist())
         watch.live_scores = _newest([*watch.live_scores, np.asarray(answered, dtype=float)])
         watch.previous_scores = _newest([*watch.previous_scores, previous.scores])
+        watch.scores_judged = None  # new evidence: judged again below
     if not watch.live_scores:
         return None, 0, ""
-    comparison = compare(
-        _joined(watch.live_scores),
-        _joined(watch.previous_scores),
-        _threshold(ctx, watch.live),
-        watch.policy,
-    )
-    verdict, reasons = judge(comparison, watch.policy)
-    breach = None
-    if verdict == Verdict.FAIL:
-        breach = f"scores on clients' rows vs {watch.previous}: " + "; ".join(reasons)
-    return breach, comparison.rows, verdict
+    if watch.scores_judged is None:
+        comparison = compare(
+            _joined(watch.live_scores),
+            _joined(watch.previous_scores),
+            watch.threshold,
+            watch.policy,
+        )
+        verdict, reasons = judge(comparison, watch.policy)
+        breach = None
+        if verdict == Verdict.FAIL:
+            breach = f"scores on clients' rows vs {watch.previous}: " + "; ".join(reasons)
+        watch.scores_judged = (breach, comparison.rows, verdict)
+    return watch.scores_judged
 
 
 def _newest(parts: list[np.ndarray]) -> list[np.ndarray]:
@@ -233,14 +251,22 @@ def _joined(parts: list[np.ndarray]) -> Scored:
     return Scored(scores, int(np.isnan(scores).sum()), (), np.array([]))
 
 
-def _threshold(ctx: Context, ref: Ref) -> float:
-    return ctx.registry.get_version(ref.model, ref.version).threshold
+def _locate(ctx: Context, watch: Watch, now: float) -> None:
+    """Read the bake's replicas and threshold from the governance DB, at most every
+    :data:`URLS_EVERY_S` (a replica replaced meanwhile is missed until the next read)."""
+    if now - watch.urls_at < URLS_EVERY_S:
+        return
+    watch.live_urls = host.backend_urls(ctx, watch.live)
+    watch.previous_urls = host.backend_urls(ctx, watch.previous)
+    watch.threshold = ctx.registry.get_version(watch.live.model, watch.live.version).threshold
+    watch.urls_at = now
 
 
 def poll(ctx: Context, watch: Watch) -> Reading:
     """One look at ``watch``'s new live version; a reading with ``breach`` set when its
     policy is broken."""
     now = time.monotonic()
+    _locate(ctx, watch, now)
     _count(ctx, watch, now)
     _time(ctx, watch, now)
     breach, requests, errors, seconds = error_breach(watch.counts, watch.policy)
@@ -324,15 +350,21 @@ def _keep(ctx: Context, reading: Reading) -> None:
 
 
 def _watches(
-    ctx: Context, current: dict[str, Watch], serving: Mapping[str, str | None] | None = None
+    ctx: Context,
+    current: dict[str, Watch],
+    serving: Mapping[str, str | None] | None = None,
+    warm_now: list[warm.Warm] | None = None,
 ) -> dict[str, Watch]:
     """One watch per model whose production version was *promoted* over a version still
     warm on this host (kept where it already runs, new ones started, ended ones dropped);
     with ``serving`` (model → the version its port routes), only models whose port routes
     their production version. A version rolled back to is not baked against the one it
-    replaced: a comparison says the two differ, not which one is right."""
+    replaced: a comparison says the two differ, not which one is right. ``warm_now``: the
+    host's warm versions if just read (warm.warm_versions)."""
     wanted: dict[str, Watch] = {}
-    latest = {entry.ref.model: entry for entry in warm.warm_versions(ctx)}  # soonest first
+    if warm_now is None:
+        warm_now = warm.warm_versions(ctx)
+    latest = {entry.ref.model: entry for entry in warm_now}  # soonest first
     for entry in latest.values():  # per model, the version demoted last
         live = ctx.registry.production_version(entry.ref.model)
         if live is None or live.version == entry.ref.version:
@@ -369,14 +401,15 @@ def look(
     roll: Rollback,
     progress: Progress,
     serving: Mapping[str, str | None] | None = None,
+    warm_now: list[warm.Warm] | None = None,
 ) -> dict[str, Watch]:
-    """One look at every bake of this host (``serving`` as in :func:`_watches`): each new
-    live version is polled and its reading kept for ``bentogate status``; a breach is
-    rolled back by ``roll`` (once per bake: a refused or failed rollback is reported, kept
-    in the reading, and not retried). Returns the bakes for the next look. Raises what
-    reading the governance DB raises."""
+    """One look at every bake of this host (``serving`` and ``warm_now`` as in
+    :func:`_watches`): each new live version is polled and its reading kept for ``bentogate
+    status``; a breach is rolled back by ``roll`` (once per bake: a refused or failed
+    rollback is reported, kept in the reading, and not retried). Returns the bakes for the
+    next look. Raises what reading the governance DB raises."""
     known = {id(watch) for watch in watches.values()}
-    watches = _watches(ctx, watches, serving)
+    watches = _watches(ctx, watches, serving, warm_now)
     for watch in watches.values():
         if id(watch) not in known:
             until = watch.until.isoformat(timespec="seconds")
@@ -408,10 +441,11 @@ def watch_then_expire(ctx: Context, progress: Progress, *, poll_s: float = POLL_
     warm; what was stopped."""
     stopped: list[Ref] = []
     watches: dict[str, Watch] = {}
-    while warm.warm_versions(ctx):
-        watches = look(ctx, watches, roll=roll_back, progress=progress)
-        for ref in warm.stop_expired(ctx):
-            progress(f"{ref}: warm time over, stopped")
-            stopped.append(ref)
+    while pending := warm.warm_versions(ctx):  # soonest to expire first
+        watches = look(ctx, watches, roll=roll_back, progress=progress, warm_now=pending)
+        if pending[0].until <= datetime.now(UTC):
+            for ref in warm.stop_expired(ctx):
+                progress(f"{ref}: warm time over, stopped")
+                stopped.append(ref)
         time.sleep(poll_s)
     return stopped

@@ -308,13 +308,20 @@ def recent_rows(
     in its memory only."""
     found: dict[int, Kept] = {}
     for deployment in _deployments(ctx, ref):
-        url = f"http://127.0.0.1:{deployment.port}/_recent?since={since_ns}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                found[deployment.port] = read_kept(response.read())
+            found[deployment.port] = kept_rows(
+                f"http://127.0.0.1:{deployment.port}", since_ns=since_ns, timeout=timeout
+            )
         except (OSError, ValueError):
             continue  # dead or unready: its rows are lost with it (in memory only)
     return found
+
+
+def kept_rows(url: str, *, since_ns: int = 0, timeout: float = 10.0) -> Kept:
+    """What the replica at ``url`` kept since ``since_ns`` (``GET /_recent``). Raises OSError
+    if it does not answer, ValueError if not with :func:`read_kept`'s matrix."""
+    with urllib.request.urlopen(f"{url}/_recent?since={since_ns}", timeout=timeout) as response:
+        return read_kept(response.read())
 
 
 def read_kept(answer: bytes) -> Kept:

@@ -171,7 +171,7 @@ def test_a_breach_is_acted_on_once_and_a_refused_rollback_is_kept_in_the_reading
     ctx = context(tmp_path)
     watch = _watch("2")
     first = {"fraud": watch}
-    monkeypatch.setattr(bake, "_watches", lambda _, current, serving=None: current or first)
+    monkeypatch.setattr(bake, "_watches", lambda _, current, *__: current or first)
     breach = "error ratio 20.0% (40 of 200 requests answered 5xx) > 1.0% over 2.0 s"
     reading = bake.Reading("fraud", "2", "1", until="-", at="12:00:02", breach=breach)
     monkeypatch.setattr(bake, "poll", lambda *_: reading)
