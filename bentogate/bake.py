@@ -71,9 +71,9 @@ POLL_S = 0.25  # between two looks
 COMPARED_ROWS = 5000  # the newest rows the score comparison judges (a bounded cost per look)
 SEEN_ROWS = 4 * COMPARED_ROWS  # remembered to recognise repeats (bounded memory)
 METRICS_TIMEOUT_S = 0.5  # a replica's /_latency slower than this is left out of the look
-# A GET /_latency costs the Bento ~0.3 ms (its histogram files alone; BentoML's /metrics,
-# every metric merged and formatted, ~7 ms, during which it answers no prediction; measured
-# on 2 cores, serving/metrics.py): read every 0.5 s, a window still has 5.
+# A GET /_latency costs the Bento ~1 ms of its own time (one series of its histogram files;
+# BentoML's /metrics, every metric merged and formatted, ~7 ms, during which it answers no
+# prediction; measured on 2 cores): read every 0.5 s, a window still has 5.
 METRICS_EVERY_S = 0.5
 URLS_EVERY_S = 2.0  # between two reads of a bake's replicas from the governance DB
 
@@ -196,7 +196,7 @@ def _server_window(watch: Watch) -> tuple[Histogram, float]:
     return latency.window(first, last), t1 - t0
 
 
-def _scores_breach(ctx: Context, watch: Watch) -> tuple[str | None, int, str]:
+def _scores_breach(watch: Watch) -> tuple[str | None, int, str]:
     """Score the rows clients sent the new version since the last look on the warm previous
     version and compare with the scores the new version answered them (kept beside each
     row: the live Bentos score nothing more); judge everything compared so far."""
@@ -272,7 +272,7 @@ def poll(ctx: Context, watch: Watch) -> Reading:
     breach, requests, errors, seconds = error_breach(watch.counts, watch.policy)
     slow, tail = latency_breach(*_server_window(watch), watch.policy)
     breach = breach or slow
-    scores_breach, compared, verdict = (None, 0, "") if breach else _scores_breach(ctx, watch)
+    scores_breach, compared, verdict = (None, 0, "") if breach else _scores_breach(watch)
     p99_le = tail.p99_bucket_ms[1] if tail.p99_bucket_ms is not None else math.inf
     return Reading(
         model=watch.live.model,

@@ -25,8 +25,9 @@ Routing itself costs a prediction more than it needs: BentoML's router tries its
 (``/livez``, ``/metrics``, ...) before the mount that holds the service's app, whose own
 Starlette app then routes again, each app behind its own error and exception layers.
 :class:`DirectRoutes`, the innermost layer (inside every layer a user configures), sends a
-request whose method and path name a prediction endpoint straight to it; everything else
-goes on to BentoML's router as before (a wrong method, ``/predict/``, any other path).
+request whose method and path name a prediction endpoint (or the host's own ``/_recent``
+and ``/_latency``) straight to it; everything else goes on to BentoML's router as before
+(a wrong method, ``/predict/``, any other path).
 
 Nothing here changes BentoML on import: :func:`install_lean_stack` does, called by
 service.py where BentoML's worker imports it, before the worker builds the app.
