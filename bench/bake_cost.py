@@ -156,7 +156,7 @@ def write(results: dict[str, Any], out: Path) -> None:
             f"({', '.join(f'{x:.1f}' for x in a_all)}) | {b:.2f} "
             f"({', '.join(f'{x:.1f}' for x in b_all)}) | {ratio(a, b):.2f}x |"
         )
-    rerun = "Rerun: `.venv/bin/python -m bench.bake_cost` (about 8 minutes; a quiet machine)."
+    rerun = "Rerun: `.venv/bin/python -m bench.bake_cost` (about 4 minutes; a quiet machine)."
     lines += ["", rerun]
     (out / "bake_cost.md").write_text("\n".join(lines) + "\n")
 
