@@ -63,16 +63,7 @@ def demo(work: Path, progress: Progress) -> Iterator[tuple[int, Context]]:
     try:
         subprocess.run(command, cwd=PROJECT_DIR, env=env, check=True, stdout=sys.stderr,
                        timeout=900)  # fmt: skip
-        saved = {k: os.environ.get(k) for k in env if k.startswith("BENTOGATE_")}
-        os.environ.update({k: v for k, v in env.items() if k.startswith("BENTOGATE_")})
-        try:
-            ctx = Context(Settings())
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        ctx = Context(Settings(home=work / "home"))  # the demo's state: its expirer's pid
         yield PORT_BASE, ctx
         ctx.close()
     finally:

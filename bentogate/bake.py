@@ -201,14 +201,9 @@ def _scores_breach(watch: Watch) -> tuple[str | None, int, str]:
     version and compare with the scores the new version answered them (kept beside each
     row: the live Bentos score nothing more); judge everything compared so far."""
     until_ns = time.monotonic_ns()
-    kept = []
-    for url in watch.live_urls:
-        try:
-            kept.append(host.kept_rows(url, since_ns=watch.compared_until_ns))
-        except (OSError, ValueError):
-            continue  # dead or unready: its rows are lost with it (in memory only)
+    kept = host.kept_rows(watch.live_urls, since_ns=watch.compared_until_ns)
     rows, answered = [], []
-    for found in kept:
+    for found in kept.values():
         for row, score in zip(found.rows, found.scores, strict=True):
             key = hash(row.tobytes())  # a repeat, here or since an earlier look, is no new row
             if key not in watch.seen:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import urllib.request
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,22 +306,23 @@ def recent_rows(
     monotonic clock), with their answered scores: backend port → what it kept. A replica
     that does not answer (or not with :func:`read_kept`'s matrix) is left out: its rows are
     in its memory only."""
-    found: dict[int, Kept] = {}
-    for deployment in _deployments(ctx, ref):
+    ports = {f"http://127.0.0.1:{d.port}": d.port for d in _deployments(ctx, ref)}
+    found = kept_rows(ports, since_ns=since_ns, timeout=timeout)
+    return {ports[url]: kept for url, kept in found.items()}
+
+
+def kept_rows(urls: Iterable[str], *, since_ns: int = 0, timeout: float = 10.0) -> dict[str, Kept]:
+    """What each replica at ``urls`` kept since ``since_ns`` (``GET /_recent``): URL → its
+    rows. A replica that does not answer (or not with :func:`read_kept`'s matrix) is left
+    out: its rows are in its memory only."""
+    found: dict[str, Kept] = {}
+    for url in urls:
         try:
-            found[deployment.port] = kept_rows(
-                f"http://127.0.0.1:{deployment.port}", since_ns=since_ns, timeout=timeout
-            )
+            with urllib.request.urlopen(f"{url}/_recent?since={since_ns}", timeout=timeout) as got:
+                found[url] = read_kept(got.read())
         except (OSError, ValueError):
             continue  # dead or unready: its rows are lost with it (in memory only)
     return found
-
-
-def kept_rows(url: str, *, since_ns: int = 0, timeout: float = 10.0) -> Kept:
-    """What the replica at ``url`` kept since ``since_ns`` (``GET /_recent``). Raises OSError
-    if it does not answer, ValueError if not with :func:`read_kept`'s matrix."""
-    with urllib.request.urlopen(f"{url}/_recent?since={since_ns}", timeout=timeout) as response:
-        return read_kept(response.read())
 
 
 def read_kept(answer: bytes) -> Kept:
