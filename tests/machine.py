@@ -7,10 +7,14 @@ a fleet test's PostgreSQL outage (nobody else's test may find the server down).
 
 One lock, so no two holds can wait for each other: taking it whole first gives up this
 test's shared hold (flock converts a lock by releasing it first). flock favours no one, so
-a part waiting to run alone may wait minutes for a moment when no other worker runs a test;
-a turnstile that let it in ahead of new tests cut the gate tests' waits from 120-260 s to
-20-30 s but not the suite's time (14:33 against 14:24 min, one run each, 2026-12-07): the
-waiting only moved to other tests. Not kept.
+a turnstile in front of it keeps a part that waits to run alone from starving: it holds
+the turnstile while it waits, and a test passes the turnstile before it takes its shared
+hold, so no new test starts meanwhile. A part that waits gives up its test's hold before
+the turnstile: two waiting at once never wait for each other. Without it a gate test's
+set-up waited up to 400 s for a moment when no other worker ran a test, and once past
+pytest-timeout's 600 s (CI of 2026-12-07, red); with it the gate tests waited 20-30 s. It
+does not shorten the suite (14:33 against 14:24 min, one run each): the waiting moves to
+the tests held at the turnstile.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ from typing import IO, Any
 #: held shared by every running test of every worker; exclusively by a part of a test that
 #: must run alone (:meth:`Machine.alone`)
 MACHINE_LOCK = Path(tempfile.gettempdir()) / "bentogate-tests-machine.lock"
+#: passed (taken shared for a moment) by every test before it holds the machine; held
+#: exclusively by a part that waits to take the machine whole
+TURNSTILE = Path(tempfile.gettempdir()) / "bentogate-tests-turnstile.lock"
+
+
+def _take(handle: IO[str], op: int) -> None:
+    """Take the machine ``op`` (LOCK_SH or LOCK_EX) through the turnstile: shared, pass it;
+    whole, hold it while waiting, so that no new test starts meanwhile."""
+    with TURNSTILE.open("a") as turnstile:
+        fcntl.flock(turnstile, op)
+        try:
+            fcntl.flock(handle, op)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 class Machine:
@@ -38,7 +56,8 @@ class Machine:
     def alone(self) -> Iterator[None]:
         """Wait until no test of another worker runs, and keep them waiting for the block:
         for what must be measured as a quiet host would (the default gate policy)."""
-        fcntl.flock(self._handle, fcntl.LOCK_EX)
+        fcntl.flock(self._handle, fcntl.LOCK_UN)  # not held while waiting at the turnstile
+        _take(self._handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -53,7 +72,7 @@ def held() -> Iterator[Machine]:
     """Hold the machine shared for the block (a test)."""
     global _current
     with MACHINE_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
+        _take(handle, fcntl.LOCK_SH)
         _current = Machine(handle)
         try:
             yield _current
@@ -77,7 +96,7 @@ def alone() -> Iterator[None]:
             yield
         return
     with MACHINE_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        _take(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
