@@ -75,7 +75,13 @@ METRICS_TIMEOUT_S = 0.5  # a replica's /_latency slower than this is left out of
 # BentoML's /metrics, every metric merged and formatted, ~7 ms, during which it answers no
 # prediction; measured on 2 cores): read every 0.5 s, a window still has 5.
 METRICS_EVERY_S = 0.5
-URLS_EVERY_S = 2.0  # between two reads of a bake's replicas from the governance DB
+# Between two reads of the host's bakes from the governance DB (which versions are warm and
+# which replaced them: the expirer's looks; each bake's replicas and threshold: every look's).
+# A rollback names the version it judged, so a look on a state up to this old is refused by
+# the DB, audited, if production moved meanwhile. The queries are most of a look's CPU (a
+# third with them read every look, profiled under serial load), taken from the cores the
+# Bentos and HAProxy serve clients on.
+STATE_EVERY_S = 2.0
 
 
 @dataclass
@@ -121,8 +127,7 @@ class Watch:
     seen: dict[int, None] = field(default_factory=dict)
     ended: bool = False  # a breach was acted on: no more looks, whatever the rollback did
     # Each version's replicas on this host and the live version's threshold, read from the
-    # governance DB at most every URLS_EVERY_S (a look reads no more of the DB than
-    # _watches does: its queries cost the host's cores what the Bentos need).
+    # governance DB at most every STATE_EVERY_S.
     live_urls: list[str] = field(default_factory=list)
     previous_urls: list[str] = field(default_factory=list)
     threshold: float = 0.5
@@ -248,8 +253,8 @@ def _joined(parts: list[np.ndarray]) -> Scored:
 
 def _locate(ctx: Context, watch: Watch, now: float) -> None:
     """Read the bake's replicas and threshold from the governance DB, at most every
-    :data:`URLS_EVERY_S` (a replica replaced meanwhile is missed until the next read)."""
-    if now - watch.urls_at < URLS_EVERY_S:
+    :data:`STATE_EVERY_S` (a replica replaced meanwhile is missed until the next read)."""
+    if now - watch.urls_at < STATE_EVERY_S:
         return
     watch.live_urls = host.backend_urls(ctx, watch.live)
     watch.previous_urls = host.backend_urls(ctx, watch.previous)
@@ -397,14 +402,17 @@ def look(
     progress: Progress,
     serving: Mapping[str, str | None] | None = None,
     warm_now: list[warm.Warm] | None = None,
+    refresh: bool = True,
 ) -> dict[str, Watch]:
     """One look at every bake of this host (``serving`` and ``warm_now`` as in
     :func:`_watches`): each new live version is polled and its reading kept for ``bentogate
     status``; a breach is rolled back by ``roll`` (once per bake: a refused or failed
-    rollback is reported, kept in the reading, and not retried). Returns the bakes for the
-    next look. Raises what reading the governance DB raises."""
+    rollback is reported, kept in the reading, and not retried). ``refresh=False``: the
+    bakes as ``watches`` holds them, not read again from the governance DB. Returns the
+    bakes for the next look. Raises what reading the governance DB raises."""
     known = {id(watch) for watch in watches.values()}
-    watches = _watches(ctx, watches, serving, warm_now)
+    if refresh:
+        watches = _watches(ctx, watches, serving, warm_now)
     for watch in watches.values():
         if id(watch) not in known:
             until = watch.until.isoformat(timespec="seconds")
@@ -432,15 +440,25 @@ def look(
 
 def watch_then_expire(ctx: Context, progress: Progress, *, poll_s: float = POLL_S) -> list[Ref]:
     """Bake every new live version of this host while its previous version is warm, rolling
-    back on a breach; stop each warm version when its time is over. Returns once nothing is
+    back on a breach; stop each warm version when its time is over. The host's warm
+    versions and bakes are read from the governance DB every :data:`STATE_EVERY_S` (and at
+    once after an expiry), the bakes looked at every ``poll_s``. Returns once nothing is
     warm; what was stopped."""
     stopped: list[Ref] = []
     watches: dict[str, Watch] = {}
-    while pending := warm.warm_versions(ctx):  # soonest to expire first
-        watches = look(ctx, watches, roll=roll_back, progress=progress, warm_now=pending)
+    read_at = -math.inf
+    while True:
+        refresh = time.monotonic() - read_at >= STATE_EVERY_S
+        if refresh:
+            pending = warm.warm_versions(ctx)  # soonest to expire first
+            read_at = time.monotonic()
+            if not pending:
+                return stopped
+        watches = look(ctx, watches, roll=roll_back, progress=progress, warm_now=pending,
+                       refresh=refresh)  # fmt: skip
         if pending[0].until <= datetime.now(UTC):
             for ref in warm.stop_expired(ctx):
                 progress(f"{ref}: warm time over, stopped")
                 stopped.append(ref)
+            read_at = -math.inf  # what is warm now: read at once
         time.sleep(poll_s)
-    return stopped
