@@ -311,14 +311,17 @@ def recent_rows(
     return {ports[url]: kept for url, kept in found.items()}
 
 
-def kept_rows(urls: Iterable[str], *, since_ns: int = 0, timeout: float = 10.0) -> dict[str, Kept]:
-    """What each replica at ``urls`` kept since ``since_ns`` (``GET /_recent``): URL → its
-    rows. A replica that does not answer (or not with :func:`read_kept`'s matrix) is left
-    out: its rows are in its memory only."""
+def kept_rows(
+    urls: Iterable[str], *, since_ns: int = 0, limit: int | None = None, timeout: float = 10.0
+) -> dict[str, Kept]:
+    """What each replica at ``urls`` kept since ``since_ns`` (``GET /_recent``), at most the
+    newest ``limit`` rows of each: URL → its rows. A replica that does not answer (or not
+    with :func:`read_kept`'s matrix) is left out: its rows are in its memory only."""
+    query = f"since={since_ns}" + ("" if limit is None else f"&limit={limit}")
     found: dict[str, Kept] = {}
     for url in urls:
         try:
-            with urllib.request.urlopen(f"{url}/_recent?since={since_ns}", timeout=timeout) as got:
+            with urllib.request.urlopen(f"{url}/_recent?{query}", timeout=timeout) as got:
                 found[url] = read_kept(got.read())
         except (OSError, ValueError):
             continue  # dead or unready: its rows are lost with it (in memory only)

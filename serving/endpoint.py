@@ -49,7 +49,8 @@ def prediction_app(
 ) -> Starlette:
     """The service's ASGI app. ``current`` returns the running service: the app is made at
     import, before BentoML creates the service (and loads the model). With ``recent``, the
-    rows of client ``/predict`` requests are kept there and ``GET /_recent`` answers them;
+    rows of client ``/predict`` requests are kept there and ``GET /_recent`` answers them
+    (``?since=`` a moment of the host's monotonic clock, ``&limit=`` the newest rows);
     with ``latency``, ``GET /_latency`` answers what it returns (a Prometheus text page:
     serving.metrics.latency_page)."""
 
@@ -71,10 +72,14 @@ def prediction_app(
     if recent is not None:
 
         def recent_rows(query: bytes) -> bytes:
-            since = parse_qs(query.decode("latin-1")).get("since", ["0"])[-1]
+            asked = parse_qs(query.decode("latin-1"))
+            since = asked.get("since", ["0"])[-1]
             if not since.isdigit():
                 raise InputError("since: nanoseconds of the host's monotonic clock")
-            return recent.recent(int(since))
+            limit = asked.get("limit", [None])[-1]
+            if limit is not None and not limit.isdigit():
+                raise InputError("limit: the most rows to answer, the newest")
+            return recent.recent(int(since), None if limit is None else int(limit))
 
         routes.append(Route("/_recent", _HostRead(recent_rows, b"application/octet-stream"),
                             methods=["GET"]))  # fmt: skip

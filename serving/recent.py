@@ -19,7 +19,8 @@ formatting 220 floats on every request cost more than all the rest). ``GET /_rec
 answers in NumPy's ``.npy`` format (``numpy.save``, no pickles): one float32 matrix, a row
 per kept request, its features in schema order and the answered score last (2,000 rows:
 9.8 ms of the Bento's time, against 26 ms as JSON, during which it answers no prediction;
-a reader asks for the rows since its last read, and they are gathered newest first).
+a reader asks for the rows since its last read, at most the newest ``limit`` of them, and
+they are gathered newest first).
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ class RecentRequests:
         answered (the oldest goes once ``rows`` are kept)."""
         self._kept.append((monotonic_ns(), row, score))
 
-    def recent(self, since_ns: int = 0) -> bytes:
+    def recent(self, since_ns: int = 0, limit: int | None = None) -> bytes:
         """The kept rows younger than ``max_age_s`` and kept at or after ``since_ns`` (this
-        host's monotonic clock, the same in every process), oldest first, each with its
-        score in the last column: one float32 matrix in ``.npy`` format (the host reads it
-        with ``bentogate.host.read_kept``)."""
+        host's monotonic clock, the same in every process), at most the newest ``limit`` of
+        them, oldest first, each with its score in the last column: one float32 matrix in
+        ``.npy`` format (the host reads it with ``bentogate.host.read_kept``)."""
         oldest = max(monotonic_ns() - self._max_age_ns, since_ns)
-        kept = []
+        wanted = len(self._kept) if limit is None else limit
+        kept: list[tuple[bytes, float]] = []
         for at, row, score in reversed(self._kept):  # newest first: the deque is in time order
-            if at < oldest:
+            if at < oldest or len(kept) >= wanted:
                 break
             kept.append((row, score))
         kept.reverse()

@@ -144,3 +144,30 @@ def test_recent_rows_since_a_moment_of_the_hosts_monotonic_clock(
         assert b"monotonic clock" in body
     else:
         assert _read(body) == []
+
+
+def test_a_reader_may_take_only_the_newest_rows() -> None:
+    """What the bake reads each look: at most ``limit`` rows, the newest, oldest first."""
+    kept = RecentRequests(rows=10, max_age_s=60)
+    for i in range(5):
+        kept.keep(_row(i), i / 8)
+    assert [r[0] for r in _read(kept.recent(limit=2))] == [3, 4]
+    assert [r[0] for r in _read(kept.recent(limit=9))] == [0, 1, 2, 3, 4]
+    assert _read(kept.recent(limit=0)) == []
+
+
+@pytest.mark.parametrize(("query", "status"), [(b"limit=1", 200), (b"since=0&limit=0", 200),
+                                               (b"limit=-1", 400), (b"limit=all", 400)])  # fmt: skip
+def test_recent_rows_at_most_a_limit(artifact: Artifact, query: bytes, status: int) -> None:
+    scorer = Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
+    app = prediction_app(lambda: _Running(scorer), max_body_bytes=1 << 16, max_batch_rows=4,
+                         recent=RecentRequests(rows=10, max_age_s=60))  # fmt: skip
+    row = orjson.dumps({"features": [float(v) for v in artifact.canary_row]})
+    for _ in range(3):
+        assert _call(app, "POST", "/predict", row)[0] == 200
+    answered, body = _call(app, "GET", "/_recent", query=query)
+    assert answered == status
+    if status == 400:
+        assert b"the most rows to answer" in body
+    else:
+        assert len(_read(body)) == int(query.decode().rpartition("=")[2])
