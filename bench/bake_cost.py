@@ -155,7 +155,7 @@ def write(results: dict[str, Any], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bake_cost", description=__doc__)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--serial-count", type=int, default=3000, help="per state and round")
     parser.add_argument("--rates", default="1500,3000", help="open-loop steps, req/s")
     parser.add_argument("--wait-quiet", type=float, default=120.0)
