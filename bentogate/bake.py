@@ -86,9 +86,9 @@ METRICS_EVERY_S = 0.5
 # Between two reads of the host's bakes from the governance DB (which versions are warm and
 # which replaced them: the expirer's looks; each bake's replicas and threshold: every look's).
 # A rollback names the version it judged, so a look on a state up to this old is refused by
-# the DB, audited, if production moved meanwhile. The queries are most of a look's CPU (a
-# third with them read every look, profiled under serial load), taken from the cores the
-# Bentos and HAProxy serve clients on.
+# the DB, audited, if production moved meanwhile. Read every look, the queries took a third
+# of the expirer's CPU (py-spy, under serial load), from the cores the Bentos and HAProxy
+# serve clients on. (A fleet agent's looks read them every look: it reconciles from the DB.)
 STATE_EVERY_S = 2.0
 
 
