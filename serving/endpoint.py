@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import parse_qs
 
 import numpy as np
 import orjson
@@ -70,19 +69,8 @@ def prediction_app(
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     if recent is not None:
-
-        def recent_rows(query: bytes) -> bytes:
-            asked = parse_qs(query.decode("latin-1"))
-            since = asked.get("since", ["0"])[-1]
-            if not since.isdigit():
-                raise InputError("since: nanoseconds of the host's monotonic clock")
-            limit = asked.get("limit", [None])[-1]
-            if limit is not None and not limit.isdigit():
-                raise InputError("limit: the most rows to answer, the newest")
-            return recent.recent(int(since), None if limit is None else int(limit))
-
-        routes.append(Route("/_recent", _HostRead(recent_rows, b"application/octet-stream"),
-                            methods=["GET"]))  # fmt: skip
+        answer_recent = _HostRead(recent.answer, b"application/octet-stream")
+        routes.append(Route("/_recent", answer_recent, methods=["GET"]))
     if latency is not None:
         latency_histogram = _HostRead(lambda query: latency(), PROMETHEUS_TEXT.encode())
         routes.append(Route("/_latency", latency_histogram, methods=["GET"]))

@@ -28,8 +28,11 @@ from __future__ import annotations
 import io
 from collections import deque
 from time import monotonic_ns
+from urllib.parse import parse_qs
 
 import numpy as np
+
+from serving.contract import InputError
 
 
 class RecentRequests:
@@ -67,6 +70,18 @@ class RecentRequests:
         answer = io.BytesIO()
         np.save(answer, matrix, allow_pickle=False)
         return answer.getvalue()
+
+    def answer(self, query: bytes) -> bytes:
+        """``GET /_recent``'s answer to its query string: :meth:`recent` of ``since`` (default
+        0) and ``limit`` (default none); InputError naming a value that is not a count."""
+        asked = parse_qs(query.decode("latin-1"))
+        since = asked.get("since", ["0"])[-1]
+        if not since.isdigit():
+            raise InputError("since: nanoseconds of the host's monotonic clock")
+        limit = asked.get("limit", [None])[-1]
+        if limit is not None and not limit.isdigit():
+            raise InputError("limit: the most rows to answer, the newest")
+        return self.recent(int(since), None if limit is None else int(limit))
 
     def __len__(self) -> int:
         return len(self._kept)
