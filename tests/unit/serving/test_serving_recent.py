@@ -156,8 +156,10 @@ def test_a_reader_may_take_only_the_newest_rows() -> None:
     assert _read(kept.recent(limit=0)) == []
 
 
-@pytest.mark.parametrize(("query", "status"), [(b"limit=1", 200), (b"since=0&limit=0", 200),
-                                               (b"limit=-1", 400), (b"limit=all", 400)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [(b"limit=1", 200), (b"since=0&limit=0", 200), (b"limit=-1", 400), (b"limit=all", 400)],
+)
 def test_recent_rows_at_most_a_limit(artifact: Artifact, query: bytes, status: int) -> None:
     scorer = Scorer(artifact.directory, name="fraud", version="1", expected_sha256=artifact.sha256)
     app = prediction_app(lambda: _Running(scorer), max_body_bytes=1 << 16, max_batch_rows=4,
