@@ -263,10 +263,22 @@ class HAProxyProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Soft-stop (``SIGUSR1``: in-flight requests finish, their lines saved), ``SIGTERM``
-        then ``SIGKILL`` if it outlives ``timeout``. Does nothing if none runs."""
+        then ``SIGKILL`` if it outlives ``timeout``; its sockets go with it, and their own
+        directory under the temporary directory if it has one (a deep state directory's,
+        :attr:`ProxyPaths.sockets`). With none running, only sockets an earlier one left go."""
         pid = self.master_pid()
         if pid is not None:
             self._stop_master(pid, timeout)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        sockets = self.paths.sockets
+        if sockets == self.paths.directory:
+            return  # the state directory's own: its files stay where its state is
+        for path in (self.paths.admin_socket, self.paths.master_socket):
+            path.unlink(missing_ok=True)
+        if sockets.is_dir() and not any(sockets.iterdir()):
+            sockets.rmdir()
 
     def _stop_master(self, pid: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hosts import stop_sidecar
 from hx_support import (
     MAX_BODY,
     LoadClient,
@@ -299,3 +300,17 @@ def test_new_replica_in_live_backend_takes_traffic_only_after_a_passed_check(
     assert set(statuses) == {200}
     srv = next(s for s in sidecar.server_status() if s.server == "r2")
     assert srv.stot == 0  # the wrong replica never got a request
+
+
+def test_a_deep_state_directory_leaves_no_sockets_directory_once_stopped(
+    tmp_path: Path, ports: Ports, standin: StartStandIn
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # too long a path for a unix socket in it
+    car = Sidecar(ProxyPaths(deep), HAProxySettings(binary="/usr/sbin/haproxy"))
+    assert car.paths.sockets != deep
+    try:
+        car.apply(spec_of(ports, [version_backend("fraud", "3", standin("fraud", "3"))], "3"))
+        assert post(ports.production)[0] == 200 and car.paths.admin_socket.exists()
+    finally:
+        stop_sidecar(car, timeout=3)
+    assert not car.paths.sockets.exists()
