@@ -168,7 +168,7 @@ def _verify_loaded(ctx: Context, ref: Ref, handles: list[Handle], *, actor: str)
 
 
 def _loaded_sha256(handle: Handle) -> str:
-    url = f"http://127.0.0.1:{handle.port}/model"
+    url = f"{_replica_url(handle.port)}/model"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return str(orjson.loads(response.read())["sha256"])
@@ -306,7 +306,7 @@ def recent_rows(
     monotonic clock), with their answered scores: backend port → what it kept. A replica
     that does not answer (or not with :func:`read_kept`'s matrix) is left out: its rows are
     in its memory only."""
-    ports = {f"http://127.0.0.1:{d.port}": d.port for d in _deployments(ctx, ref)}
+    ports = {_replica_url(d.port): d.port for d in _deployments(ctx, ref)}
     found = kept_rows(ports, since_ns=since_ns, timeout=timeout)
     return {ports[url]: kept for url, kept in found.items()}
 
@@ -343,7 +343,12 @@ def read_kept(answer: bytes) -> Kept:
 def backend_urls(ctx: Context, ref: Ref) -> list[str]:
     """``http://127.0.0.1:<port>`` of each replica of ``ref`` on this host (its own port,
     not through HAProxy)."""
-    return [f"http://127.0.0.1:{d.port}" for d in _deployments(ctx, ref)]
+    return [_replica_url(d.port) for d in _deployments(ctx, ref)]
+
+
+def _replica_url(port: int) -> str:
+    """A replica's own address on this host: its port, never through HAProxy."""
+    return f"http://127.0.0.1:{port}"
 
 
 def routed(ctx: Context) -> dict[str, str | None]:
