@@ -15,6 +15,9 @@ import numpy as np
 import orjson
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A row whose squared norm is within this bound has every value within float32's range
+# (x_i^2 <= sum of squares; float64 holds any such sum).
+_SQUARED_NORM_BOUND = FLOAT32_MAX * FLOAT32_MAX
 _NUMBER_TYPES = (int, float)
 _NUMBERS = frozenset(_NUMBER_TYPES)
 _NON_FINITE = re.compile(rb"NaN|Infinity|\d[eE]\+?\d{3,}")
@@ -43,8 +46,9 @@ class FeatureSchema:
         self.feature_names = feature_names
         self._index = {feature: i for i, feature in enumerate(feature_names)}
 
-    def row(self, features: Any, where: str = "features") -> list[float]:
-        """One row in schema order from a list or a name→value mapping; InputError if bad."""
+    def row(self, features: Any, where: str = "features") -> np.ndarray:
+        """One row in schema order, as float64, from a list or a name→value mapping;
+        InputError if bad."""
         if isinstance(features, list):
             if len(features) != len(self.feature_names):
                 raise InputError(
@@ -56,11 +60,14 @@ class FeatureSchema:
         else:
             raise InputError(f"{where}: expected a list or an object of feature values")
         # Fast path, C loops only: every value an int or float (not bool: type() is exact),
-        # all within float32's finite range (a NaN fails the comparison).
-        if _NUMBERS.issuperset(map(type, values)) and (
-            np.abs(np.array(values, dtype=np.float64)).max() <= FLOAT32_MAX
-        ):
-            return values
+        # converted once; a squared norm within the bound puts every value within float32's
+        # finite range (a NaN or an infinity fails the comparison). A row it turns away may
+        # still be good (large values whose squares add up past the bound): the slow path
+        # decides.
+        if _NUMBERS.issuperset(map(type, values)):
+            row = np.array(values, dtype=np.float64)
+            if row.dot(row) <= _SQUARED_NORM_BOUND:
+                return row
         # Slow path: find the first bad value and name it.
         for i, value in enumerate(values):
             if type(value) not in _NUMBER_TYPES:
@@ -72,9 +79,9 @@ class FeatureSchema:
                     f"{where}: {self._label(i)} must be a finite number within float32 range "
                     f"(|x| <= {FLOAT32_MAX:.7g})"
                 )
-        return values
+        return np.array(values, dtype=np.float64)
 
-    def rows(self, features: Any, max_rows: int) -> list[list[float]]:
+    def rows(self, features: Any, max_rows: int) -> list[np.ndarray]:
         """A batch: a non-empty list of at most ``max_rows`` rows (see :meth:`row`), each
         named by its index in a message; InputError if bad."""
         if not isinstance(features, list) or not features:

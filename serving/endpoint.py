@@ -160,7 +160,7 @@ class _HostRead:
         await _respond(send, 200, body, self._content_type)
 
 
-def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:
+def _answer_one(scorer: Scorer, row: np.ndarray) -> dict[str, Any]:
     """``POST /predict``: one checked row's score and label."""
     score = scorer.score_one(row)
     if not 0.0 <= score <= 1.0:  # NaN fails it too
@@ -168,7 +168,7 @@ def _answer_one(scorer: Scorer, row: list[float]) -> dict[str, Any]:
     return {"score": score, "label": int(score >= scorer.threshold), **scorer.identity()}
 
 
-def _answer_batch(scorer: Scorer, rows: list[list[float]]) -> dict[str, Any]:
+def _answer_batch(scorer: Scorer, rows: list[np.ndarray]) -> dict[str, Any]:
     """``POST /predict_batch``: up to ``max_batch_rows`` rows scored in one session run."""
     scores = scorer.score_rows(np.asarray(rows, dtype=np.float32)).astype(float)
     bad = np.flatnonzero(~((scores >= 0.0) & (scores <= 1.0)))  # NaN included

@@ -73,7 +73,7 @@ class Scorer(FeatureSchema):
         session: every core this process may use)."""
         return self._batch_session.run(self._outputs, {self._input: rows})[0][:, 1]
 
-    def score_one(self, row: list[float]) -> float:
+    def score_one(self, row: np.ndarray | list[float]) -> float:
         """The fraud probability of one checked row (see :meth:`row`), without allocating
         the input: the row is copied into a buffer the session reads."""
         self._one[0] = row

@@ -134,7 +134,7 @@ class _Broken(Scorer):
 
     value = float("nan")
 
-    def score_one(self, row: list[float]) -> float:
+    def score_one(self, row: Any) -> float:
         return self.value
 
     def score_rows(self, rows: Any) -> Any:

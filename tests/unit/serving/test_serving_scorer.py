@@ -41,8 +41,17 @@ def test_a_batch_scores_each_row_as_one_row_requests_do(
 def test_named_and_ordered_inputs_score_the_same(scorer: Scorer, artifact: Artifact) -> None:
     row = artifact.canary_row
     named = dict(zip(artifact.feature_names, row, strict=True))
-    assert scorer.row(named) == row
-    assert scorer.row(list(reversed(row))) != row
+    assert scorer.row(named).tolist() == row
+    assert scorer.row(list(reversed(row))).tolist() != row
+
+
+def test_values_near_float32s_limit_are_scored_not_refused(scorer: Scorer) -> None:
+    """Each value within float32's range although their squares add up past the fast
+    check's bound: the per-value check, not the sum, decides."""
+    big = float(np.finfo(np.float32).max) * 0.9
+    features = [big, -big, 3] + [0.0] * 217
+    assert scorer.row(features).tolist() == features
+    assert 0.0 <= scorer.score_one(scorer.row(features)) <= 1.0
 
 
 @pytest.mark.parametrize(
