@@ -115,6 +115,13 @@ def test_with_several_replicas_capacity_is_judged_against_as_many_bare_processes
     assert rows["serial p99 through HAProxy vs bare"] == ("0.90x", True)
 
 
+def test_a_ratio_that_rounds_to_its_limit_is_printed_to_three_decimals() -> None:
+    results = _results()
+    results["serial"]["haproxy"] = {"p50_ms": 0.321, "p99_ms": 0.4, "p99_9_ms": 1.0, "errors": 0}
+    rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
+    assert rows["serial p50 through HAProxy vs bare"] == ("1.605x", False)  # 0.321 / 0.2
+
+
 def _memory(*others: dict[str, Any]) -> dict[str, Any]:
     return {
         "replica_mib": [120.0, 121.0], "replicas_total_mib": 241.0, "haproxy_mib": 20.0,
