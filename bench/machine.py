@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from importlib import metadata
+from pathlib import Path
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -39,6 +40,19 @@ def _haproxy_version() -> str | None:
     done = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
     first = done.stdout.splitlines()[0] if done.stdout else ""
     return first.split()[2] if len(first.split()) > 2 else first
+
+
+def revision(directory: Path) -> str | None:
+    """The commit ``directory``'s tree is checked out at, with " + uncommitted changes" if
+    its tracked files differ from it; None outside a git checkout."""
+    git = ["git", "-C", str(directory)]
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    if head.returncode != 0:
+        return None
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    return head.stdout.strip() + (" + uncommitted changes" if changed.stdout.strip() else "")
 
 
 def describe() -> dict[str, object]:

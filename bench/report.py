@@ -53,6 +53,10 @@ def _parser(machine: dict[str, Any]) -> str:
     return f"{parser}, {loop} event loop"
 
 
+def _of(revision: str | None) -> str:
+    return f" of commit {revision}" if revision else ""
+
+
 def _met(ok: bool | None) -> str:
     return "-" if ok is None else "yes" if ok else "**no**"
 
@@ -183,7 +187,8 @@ def markdown(results: dict[str, Any]) -> str:
     out = [
         "# bentogate benchmarks",
         "",
-        f"One run of `./run bench` on {results['started']} ({machine['cpus']} x "
+        f"One run of `./run bench`{_of(results['config'].get('revision'))} on "
+        f"{results['started']} ({machine['cpus']} x "
         f"{machine['cpu_model']}, Python {machine['python']}, HAProxy {machine['haproxy']}, "
         f"BentoML {machine['packages']['bentoml']}; {results['config'].get('replicas', 1)} "
         f"Bento replica(s) x {results['config']['workers']} worker(s); HTTP parser "

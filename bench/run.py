@@ -31,7 +31,7 @@ import orjson
 
 from bench import peer, report
 from bench.capacity import LoadSpec, interleaved_capacities
-from bench.machine import cpu_busy, describe
+from bench.machine import cpu_busy, describe, revision
 from bench.models import ModelFiles, train
 from bench.peer import Peer
 from bench.processes import processes_of, resident_memory
@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bentogate-bench-") as temp:
         work = Path(temp)
         options, out, wait_quiet = _options(argv, work / "bodies.json")
+        measured_revision = revision(options.project_dir)  # before this run writes results
         background_start = wait_for_quiet(progress, wait_quiet)
         progress(f"machine busy {background_start:.0%} before the run")
         progress("training v1 and v2 (300 trees, depth 6, 220 features)")
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": options.workers,
             "replicas": replicas,
             "project_dir": str(options.project_dir),
+            "revision": measured_revision,
             "quick": options.quick,
             "serial_count": options.serial_count,
             "serial_warmup": options.serial_warmup,

@@ -100,7 +100,8 @@ class RequestMetrics:
     kept (the middleware looked up five labels three times per request), and a path no
     route serves is counted as :data:`UNROUTED`, so requests for random paths cannot grow
     ``/metrics`` without bound. The duration runs from the app's call to its last body
-    message: the service's own time, as BentoML measured it.
+    message: the service's own time, as BentoML measured it; it is recorded once that
+    message is sent, off the client's wait.
 
     The series are made at the first request: BentoML chooses where prometheus_client
     stores values (its multiprocess directory) after importing service.py.
@@ -157,7 +158,13 @@ class RequestMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif not message.get("more_body", False):
-                self.record(scope["path"], status, perf_counter() - started)
+                # Timed up to the last body message, as before; recorded once it is sent,
+                # so the client does not wait for the metrics' writes (≈ 4 µs).
+                took = perf_counter() - started
+                try:
+                    return await send(message)
+                finally:
+                    self.record(scope["path"], status, took)
             await send(message)
 
         await app(scope, receive, timed_send)

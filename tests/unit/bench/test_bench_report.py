@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,31 @@ def test_a_ratio_that_rounds_to_its_limit_is_printed_to_three_decimals() -> None
     results["serial"]["haproxy"] = {"p50_ms": 0.321, "p99_ms": 0.4, "p99_9_ms": 1.0, "errors": 0}
     rows = {goal: (value, met) for goal, _, value, met in report.goals(results)}
     assert rows["serial p50 through HAProxy vs bare"] == ("1.605x", False)  # 0.321 / 0.2
+
+
+def test_the_measured_revision_heads_the_report() -> None:
+    results = _results()
+    results["config"]["revision"] = "0123456789ab + uncommitted changes"
+    first = report.markdown(results).splitlines()[2]
+    assert first.startswith("One run of `./run bench` of commit 0123456789ab + uncommitted")
+    del results["config"]["revision"]  # a results file from before the revision was kept
+    assert report.markdown(results).splitlines()[2].startswith("One run of `./run bench` on ")
+
+
+def test_the_revision_is_the_checkouts_commit_and_says_if_it_was_changed(tmp_path: Path) -> None:
+    from bench.machine import revision
+
+    assert revision(tmp_path) is None  # not a checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "f").write_text("a")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert revision(tmp_path) == head
+    (tmp_path / "f").write_text("b")
+    assert revision(tmp_path) == f"{head} + uncommitted changes"
 
 
 def _memory(*others: dict[str, Any]) -> dict[str, Any]:

@@ -127,6 +127,36 @@ def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
     assert any(s.name == "ns_last_request_timestamp_seconds" and s.value > 0 for s in samples)
 
 
+def test_an_answer_is_recorded_once_its_last_body_is_sent_and_also_if_sending_fails() -> None:
+    async def ok(request: Any) -> Response:
+        return Response(b"{}")
+
+    registry = prometheus_client.CollectorRegistry()
+    app = RequestMetrics(
+        Starlette(routes=[Route("/ok", ok)]), namespace="ns", buckets=(1.0,), registry=registry
+    )
+
+    def answered() -> float:
+        samples = [sample for family in registry.collect() for sample in family.samples]
+        return sum(s.value for s in samples if s.name == "ns_request_total")
+
+    scope = {"type": "http", "method": "GET", "path": "/ok", "headers": [], "query_string": b""}
+    seen_while_sending: list[float] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            seen_while_sending.append(answered())
+            raise OSError("the client went away")
+
+    with pytest.raises(OSError):
+        asyncio.run(app(scope, receive, send))
+    assert seen_while_sending == [0.0]  # not yet counted while the answer was being sent
+    assert answered() == 1.0
+
+
 class _Endpoint:
     """A plain ASGI endpoint (Starlette calls it as it is), answering 201."""
 
