@@ -18,6 +18,7 @@ from machine import Machine
 
 from bentogate.errors import LoadTestError
 from bentogate.loadtest import FAIL, INCONCLUSIVE, PASS, GatePolicy, GateResult, Target, run_gate
+from bentogate.loadtest.evidence import WITHIN
 from bentogate.settings import GateSettings
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,15 @@ def test_a_fast_target_is_never_failed_and_passes_nearly_always(
         assert fig.samples == pytest.approx(300 * result.measured_s, abs=2)
         assert 0 < fig.server_p50_ms < fig.p50_ms  # the stand-in's own time, and less
         assert fig.achieved_rate == pytest.approx(300, rel=0.02)
-        assert fig.errors == {} and fig.p99_ms < 25
+        assert fig.errors == {}
+        judged = {c.name: c for c in result.evidence.limits}["client p99"]
+        assert judged.decision == WITHIN and judged.measured.high < REPEAT.p99_ms
+        if fig.p99_ms >= REPEAT.p99_ms:
+            # What clients saw includes the host stalls the gate leaves out of what it judges
+            # and names. Measured in a suite run of 2026-12-07 (a busy VM): a pass with the
+            # clients' p99 44.1 ms, one 0.1 s stall at 1.0 s (3 % of the window) left out,
+            # the judged p99 13.3 ms (interval 3.2-19.8 ms), the stand-in's own p99 0.18 ms.
+            assert result.evidence.stalls, (fig.p99_ms, result.evidence)
         assert 0 < result.generator_cpu < 0.9
     assert len(passed) >= 3, verdicts
     last = passed[-1]
