@@ -36,14 +36,15 @@ def _x(value: float) -> str:
     return "-" if value != value else f"{value:.2f}x"
 
 
-def _goal(name: str, limit: str, value: float, met: bool) -> tuple[str, str, str, bool]:
-    """A goal's row: its ratio as :func:`_x` prints it, or to three decimals where a missed
-    goal's two would print its limit (1.605x is over ≤ 1.60x; "1.60x" beside "no" reads as
-    a contradiction)."""
+def _goal(name: str, relation: str, limit: float, value: float) -> tuple[str, str, str, bool]:
+    """A goal's row, ``value`` judged ``relation`` ("≤" or "≥") ``limit``: its ratio as
+    :func:`_x` prints it, or to three decimals where a missed goal's two would print its
+    limit (1.605x is over ≤ 1.60x; "1.60x" beside "no" reads as a contradiction)."""
+    met = value <= limit if relation == "≤" else value >= limit
     shown = _x(value)
-    if not met and value == value and shown == limit.lstrip("≤≥ "):
+    if not met and shown == _x(limit):
         shown = f"{value:.3f}x"
-    return (name, limit, shown, met)
+    return (name, f"{relation} {limit:.2f}x", shown, met)
 
 
 def _parser(machine: dict[str, Any]) -> str:
@@ -76,8 +77,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ("p99", "p99_ms", GOALS["serial_p99_x"]),
     ):
         value = ratio(ours[key], floor[key])
-        goal = f"serial {name} through HAProxy vs bare"
-        rows.append(_goal(goal, f"≤ {limit:.2f}x", value, value <= limit))
+        rows.append(_goal(f"serial {name} through HAProxy vs bare", "≤", limit, value))
     replicas = results["config"].get("replicas", 1)
     if "bare_n" in capacity:
         floor_n, least = capacity["bare_n"]["rate"], GOALS["capacity_same_processes"]
@@ -86,12 +86,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         floor_n, least = capacity["bare"]["rate"], GOALS["capacity_one_process"]
         name = "capacity at p99 ≤ 5 ms, 1 replica through HAProxy vs one bare process"
     value = ratio(capacity["haproxy"]["rate"], floor_n)
-    rows.append(_goal(name, f"≥ {least:.2f}x", value, value >= least))
+    rows.append(_goal(name, "≥", least, value))
     rows += _memory_goals(results.get("memory"))
     peer = peer_ratios(results)
     for name, key in (("serial p50", "p50"), ("serial p99", "p99")):
         value = peer[key]
-        rows.append(_goal(f"{name} through HAProxy vs MLServer", "≤ 1.00x", value, value <= 1.0))
+        rows.append(_goal(f"{name} through HAProxy vs MLServer", "≤", 1.0, value))
     value, theirs = peer["capacity"], results["capacity"]["mlserver"]["rate"]
     if theirs == 0 and results["capacity"]["haproxy"]["rate"] > 0:
         # MLServer held no rate within the limit (its own p99 is over it even when idle):
@@ -99,11 +99,11 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         rows.append(("capacity through HAProxy vs MLServer", "≥ 1.00x",
                      "MLServer held no rate at p99 ≤ 5 ms", True))  # fmt: skip
     else:
-        rows.append(_goal("capacity through HAProxy vs MLServer", "≥ 1.00x", value, value >= 1.0))
+        rows.append(_goal("capacity through HAProxy vs MLServer", "≥", 1.0, value))
     for size in BATCH_SIZES:
         value = results["batch"]["sizes"][size]["bentogate_vs"]["xgboost"]["median"]
         rows.append(_goal(f"/predict_batch of {size} rows vs XGBoost native (default threads)",
-                          "≤ 1.00x", value, value <= 1.0))  # fmt: skip
+                          "≤", 1.0, value))  # fmt: skip
     return rows
 
 

@@ -105,17 +105,26 @@ def test_each_answer_is_counted_once_with_its_status_after_its_last_body(
     assert app.answers == [(path, status)]
 
 
-def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
-    async def ok(request: Any) -> Response:
-        return Response(b"{}")
+async def _ok(request: Any) -> Response:
+    return Response(b"{}")
 
+
+def _counted_ok(registry: prometheus_client.CollectorRegistry) -> RequestMetrics:
+    """RequestMetrics (namespace "ns") over an app whose one route, ``/ok``, answers 200."""
+    app = Starlette(routes=[Route("/ok", _ok)])
+    return RequestMetrics(app, namespace="ns", buckets=(1.0,), registry=registry)
+
+
+def _samples(registry: prometheus_client.CollectorRegistry) -> list[Any]:
+    return [sample for family in registry.collect() for sample in family.samples]
+
+
+def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
     registry = prometheus_client.CollectorRegistry()
-    app = RequestMetrics(
-        Starlette(routes=[Route("/ok", ok)]), namespace="ns", buckets=(1.0,), registry=registry
-    )
+    app = _counted_ok(registry)
     for path in ("/ok", "/a", "/b", "/ok", "/c"):
         _call(app, path, [])
-    samples = [sample for family in registry.collect() for sample in family.samples]
+    samples = _samples(registry)
     counts = {
         (s.labels["endpoint"], s.labels["http_response_code"]): s.value
         for s in samples
@@ -128,17 +137,11 @@ def test_paths_no_route_serves_share_one_series_under_bentomls_names() -> None:
 
 
 def test_an_answer_is_recorded_once_its_last_body_is_sent_and_also_if_sending_fails() -> None:
-    async def ok(request: Any) -> Response:
-        return Response(b"{}")
-
     registry = prometheus_client.CollectorRegistry()
-    app = RequestMetrics(
-        Starlette(routes=[Route("/ok", ok)]), namespace="ns", buckets=(1.0,), registry=registry
-    )
+    app = _counted_ok(registry)
 
     def answered() -> float:
-        samples = [sample for family in registry.collect() for sample in family.samples]
-        return sum(s.value for s in samples if s.name == "ns_request_total")
+        return sum(s.value for s in _samples(registry) if s.name == "ns_request_total")
 
     scope = {"type": "http", "method": "GET", "path": "/ok", "headers": [], "query_string": b""}
     seen_while_sending: list[float] = []
