@@ -45,8 +45,7 @@ from bentogate.errors import IntegrityError
 from bentogate.governance import Role, State
 from bentogate.settings import ContainerSettings
 
-# One worker for the module: its tests share the host (and the images) of one fixture.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
+pytestmark = pytest.mark.integration
 
 MODEL = "fraud"
 
