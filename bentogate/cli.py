@@ -37,6 +37,7 @@ from bentogate.tables import (
     status_renderable,
     story_text,
     to_text,
+    utc_moment,
     watch,
 )
 
@@ -66,7 +67,7 @@ def _say_warm(ctx: Context) -> list[dict[str, Any]]:
     for row in rows:
         _echo(
             f"{row['model']}:{row['version']} stays warm for an instant rollback until "
-            f"{row['until']:%H:%M:%S} UTC, then stops (log: {log_path})"
+            f"{utc_moment(row['until'])}, then stops (log: {log_path})"
         )
     return rows
 
@@ -443,8 +444,7 @@ def expire(obj: dict[str, Any], wait: bool) -> None:
         stopped = bake.watch_then_expire(ctx, progress) if wait else warm.stop_expired(ctx)
     still = _warm_rows(ctx)
     lines = [f"{ref} stopped" for ref in stopped] + [
-        f"{r['model']}:{r['version']} warm until {r['until'].isoformat(timespec='seconds')}"
-        for r in still
+        f"{r['model']}:{r['version']} warm until {utc_moment(r['until'])}" for r in still
     ]
     output.emit(
         {"stopped": [{"model": r.model, "version": r.version} for r in stopped], "warm": still},

@@ -131,16 +131,22 @@ def _status_table(model: str, first: dict[str, Any], rows: list[dict[str, Any]])
 def _notes(row: dict[str, Any]) -> str:
     notes = []
     if row.get("warm_until"):
-        notes.append(f"warm until {_time_of_day(row['warm_until'])}")
+        notes.append(f"warm until {_utc_time(row['warm_until'])}")
     if row.get("bake"):
         notes.append(str(row["bake"]))
     return "; ".join(notes)
 
 
-def _time_of_day(moment: str) -> str:
-    """``12:05:00 UTC`` for an ISO time in UTC (as the rows hold it), else as it is."""
+def utc_moment(moment: datetime) -> str:
+    """``2026-12-06 12:05:00 UTC``: a moment as a person reads it, with its day (a warm
+    window may end tomorrow)."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _utc_time(moment: str) -> str:
+    """:func:`utc_moment` of an ISO time (as the rows hold it), else the text as it is."""
     try:
-        return f"{datetime.fromisoformat(moment).astimezone(UTC):%H:%M:%S} UTC"
+        return utc_moment(datetime.fromisoformat(moment))
     except ValueError:
         return moment
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from bentogate.progress import LiveSteps, PlainSteps, elapsed_text, progress_view
 from bentogate.status import find_problems
-from bentogate.tables import inventory_text, status_text, story_text, to_text
+from bentogate.tables import inventory_text, status_text, story_text, to_text, utc_moment
 
 
 def row(version: str, role: str, health: str = "UP", **extra: Any) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def test_the_status_table_shows_health_check_reason_and_live_figures() -> None:
     live = next(line for line in text.splitlines() if line.split()[:1] == ["2"])
     assert re.search(r"live\s+3002\s+DOWN\s+L7STS 2 ms\s+12\s+7\s+4 ms\s+251.3 MB", live), live
     assert "the canary prediction did not answer 200" in text
-    assert "warm until 12:05:00 UTC" in text
+    assert "warm until 2026-12-06 12:05:00 UTC" in text
     assert "✗ fraud:2 on :3002 takes the traffic of production :10000 but is DOWN" in text
     assert "\x1b[" not in text  # not a terminal: no styles
 
@@ -188,3 +189,11 @@ def test_the_running_step_shows_its_elapsed_time_and_latest_detail() -> None:
 )
 def test_elapsed_time_is_as_precise_as_it_matters(seconds: float, text: str) -> None:
     assert elapsed_text(seconds) == text
+
+
+def test_a_moment_is_shown_in_utc_with_its_day() -> None:
+    """A warm window of a day or more ends on another day than it began: the day is named."""
+    two_hours_east = timezone(timedelta(hours=2))
+    assert (
+        utc_moment(datetime(2026, 12, 8, 1, 5, tzinfo=two_hours_east)) == "2026-12-07 23:05:00 UTC"
+    )
