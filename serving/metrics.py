@@ -162,9 +162,10 @@ class RequestMetrics:
                 # so the client does not wait for the metrics' four writes (4-7 µs).
                 took = perf_counter() - started
                 try:
-                    return await send(message)
+                    await send(message)
                 finally:
                     self.record(scope["path"], status, took)
+                return
             await send(message)
 
         await app(scope, receive, timed_send)

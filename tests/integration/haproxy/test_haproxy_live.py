@@ -199,7 +199,6 @@ def test_reloads_under_wrk_load_lose_nothing(
     # Six reloads however long each takes (0.3-0.8 s here), every one under load: wrk runs
     # until stopped (SIGINT: it prints its summary) or, at the latest, 30 s.
     wrk = start_wrk(ports.production, 30, tmp_path)
-    reloads = 0
     try:
         time.sleep(0.5)
         for reloads in range(1, 7):
