@@ -5,6 +5,7 @@ governance DB and, for the gate and shadow, refuses (raises) unless its verdict 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from bentogate.loadtest import (
     run_shadow,
 )
 from bentogate.modelimport import load_artifact
+
+#: seconds between an inconclusive gate run and the next: a burst on the host may pass
+RERUN_PAUSE_S = 5.0
 
 
 def gate_policy(ctx: Context, model: str) -> GatePolicy:
@@ -72,15 +76,40 @@ def capacity(
 def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = no_progress) -> GateResult:
     """Load-test the candidate through HAProxy (and live in the same run); record the verdict.
 
-    Raises GateFailed or GateInconclusive after recording the run; its ``details`` are
-    :func:`run_fields`.
+    A run that ends inconclusive is no verdict (a busy host, an interval on its limit): after
+    :data:`RERUN_PAUSE_S` the gate measures again in a new run, up to the policy's
+    ``max_runs`` runs in all, each recorded; a pass or a fail ends it. Raises GateFailed or
+    GateInconclusive after recording the last run; its ``details`` are :func:`run_fields`.
     """
     rows = _reference_rows(ctx, ref)
+    policy = gate_policy(ctx, ref.model)
+    for run in range(1, policy.max_runs + 1):
+        result = _gate_run(ctx, ref, rows, policy, actor=actor, progress=progress)
+        if result.verdict != Verdict.INCONCLUSIVE or run == policy.max_runs:
+            break
+        progress(
+            f"gate inconclusive for {ref} ({'; '.join(result.reasons)}): no verdict, so a new "
+            f"run in {RERUN_PAUSE_S:g} s (run {run + 1} of max_runs={policy.max_runs})"
+        )
+        time.sleep(RERUN_PAUSE_S)
+    _refuse_unless_passed("gate", ref, result, GateFailed, GateInconclusive, runs=run)
+    return result
+
+
+def _gate_run(
+    ctx: Context,
+    ref: Ref,
+    rows: list[list[float]],
+    policy: GatePolicy,
+    *,
+    actor: str,
+    progress: Progress,
+) -> GateResult:
+    """One gate run of ``ref`` under ``policy``, recorded in the governance DB."""
     host.wait_healthy(ctx, ref, progress=progress)
     candidate, live_target = gate_targets(ctx, ref)
-    policy = gate_policy(ctx, ref.model)
-    out_dir = _report_dir(ctx, "gate", ref)
     progress(_gate_line(ref, policy, candidate, live_target))
+    out_dir = _report_dir(ctx, "gate", ref)
     result = run_gate(candidate, rows, policy, out_dir, live=live_target, progress=progress)
     ctx.registry.record_gate(
         ref.model,
@@ -89,7 +118,6 @@ def gate(ctx: Context, ref: Ref, *, actor: str, progress: Progress = no_progress
         **_stored(policy, result),
         compared_with=live_target.expected_version if live_target else None,
     )
-    _refuse_unless_passed("gate", ref, result, GateFailed, GateInconclusive)
     return result
 
 
@@ -200,11 +228,15 @@ def _refuse_unless_passed(
     result: GateResult | ShadowResult,
     failed: type[BentogateError],
     inconclusive: type[BentogateError],
+    *,
+    runs: int = 1,
 ) -> None:
-    """Raise ``failed`` if the run failed, ``inconclusive`` if it was, as
-    ``<what> failed for fraud:2: <reason>; <reason> (report: <path>)``: why, with the
-    measured and the allowed values, and where the whole report is."""
-    why = f"for {ref}: {'; '.join(result.reasons)} (report: {result.report_html})"
+    """Raise ``failed`` if the (last of ``runs``) run failed, ``inconclusive`` if it was, as
+    ``<what> failed for fraud:2: <reason>; <reason> (report: <path>)``, or ``... for fraud:2
+    in 2 runs: ...``: why, with the measured and the allowed values, and where the whole
+    report is."""
+    in_runs = f" in {runs} runs" if runs > 1 else ""
+    why = f"for {ref}{in_runs}: {'; '.join(result.reasons)} (report: {result.report_html})"
     if result.verdict == Verdict.FAIL:
         raise failed(f"{what} failed {why}", details=run_fields(ref, result))
     if result.verdict == Verdict.INCONCLUSIVE:

@@ -41,6 +41,10 @@ class GatePolicy:
     whole interval is beyond the limit and passes only when the whole interval is within it.
     Otherwise the run is extended by ``extend_s`` measured seconds at a time, up to
     ``max_duration_s`` measured in all, before it ends inconclusive.
+    A run that still ends inconclusive is no verdict: the promotion's gate
+    (bentogate/gating.py) measures again in a new run, up to ``max_runs`` runs in all (each
+    recorded), as Argo Rollouts' analyses repeat inconclusive measurements up to their
+    ``inconclusiveLimit``; a failed run ends it at once.
     Host stalls (a tenth of a second in which the generator sent a quarter of its requests
     over ``stall_factor`` x the median latency late, or a quarter of both targets' requests
     took that much over their own median) are left out of the comparison; more than
@@ -89,6 +93,7 @@ class GatePolicy:
     confidence: float = 0.95
     extend_s: float = 10.0
     max_duration_s: float = 40.0
+    max_runs: int = 2
     stall_factor: float = 3.0
     max_stall_fraction: float = 0.25
     max_auc_drop: float = 0.005
@@ -118,6 +123,8 @@ class GatePolicy:
             _check(self, name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]")
         for name in ("max_regression", "max_tail_regression"):
             _check(self, name, getattr(self, name) >= 1, "must be >= 1")
+        _check(self, "max_runs", isinstance(self.max_runs, int) and self.max_runs >= 1,
+               "must be a whole number >= 1")  # fmt: skip
         _check(self, "stall_factor", self.stall_factor > 1, "must be > 1")
         _check(self, "shadow_max_psi", self.shadow_max_psi >= 0, "must be >= 0")
         _check(self, "bake_window_s", self.bake_window_s > 0, "must be > 0")
