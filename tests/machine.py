@@ -2,8 +2,9 @@
 beside ``hosts.py``: conftest puts ``tests/`` on sys.path). Every running test holds it shared,
 its fixtures' set-up and tear-down included (conftest's ``pytest_runtest_protocol``). A part of
 a test that must run as on a quiet host takes it whole (:meth:`Machine.alone`, :func:`alone`),
-the other workers' tests waiting: every gate (:func:`gates_run_alone`), the wheel's demo, and
-a fleet test's PostgreSQL outage (nobody else's test may find the server down).
+the other workers' tests waiting: every gate (:func:`gates_run_alone`), the wheel's demo, the
+bake's reaction times under load (tests/integration/sidecar/test_sidecar_bake.py), and a
+fleet test's PostgreSQL outage (nobody else's test may find the server down).
 
 One lock, so no two holds can wait for each other: taking it whole first gives up this
 test's shared hold (flock converts a lock by releasing it first). flock favours no one, so

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from hosts import ACTORS, Models, host_settings, register, running_host, settings_env
+from machine import Machine
 from sidecar_load import PacedLoad
 from slow_serving import slow_project
 
@@ -152,7 +153,7 @@ def _automatic_rollback(ctx: Context, version: str) -> dict[str, object]:
 
 
 def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
-    baking: Baking,
+    baking: Baking, machine: Machine
 ) -> None:
     ctx, (same, _) = baking.ctx, baking.same
     _promote_from(baking, baking.v1, same)
@@ -160,7 +161,7 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
                  if d.version == same.version]  # fmt: skip
     watcher = _watcher(ctx)
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
+        with machine.alone(), PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(150)
             assert replica.pid is not None
             for pid in process_tree(replica.pid):  # the new version crashes
@@ -191,12 +192,12 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
 
 
 def test_a_version_scoring_a_class_of_clients_differently_is_rolled_back(
-    baking: Baking,
+    baking: Baking, machine: Machine
 ) -> None:
     ctx = baking.ctx
     watcher: subprocess.Popen[str] | None = None
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
+        with machine.alone(), PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(50)
             _promote_from(baking, baking.v1, baking.changed)
             promoted = time.monotonic()
@@ -216,7 +217,7 @@ def test_a_version_scoring_a_class_of_clients_differently_is_rolled_back(
 
 
 def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_latency(
-    baking: Baking,
+    baking: Baking, machine: Machine
 ) -> None:
     """The gate passed it (its reference rows are fast); a tenth of the clients' rows take
     it 60 ms inside the Bento, over the model's p99 of 25 ms: the Bento's own histogram
@@ -226,7 +227,7 @@ def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_lat
     gating.set_gate_policy(ctx, MODEL, {"p99_ms": 25}, actor=ACTORS.release)
     watcher: subprocess.Popen[str] | None = None
     try:
-        with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
+        with machine.alone(), PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
             load.wait_for(50)
             _promote_from(baking, baking.v1, baking.slow)
             promoted = time.monotonic()
@@ -243,6 +244,8 @@ def test_a_version_slow_on_a_class_of_clients_rows_is_rolled_back_on_its_own_lat
         # a window of ~50 answers, a tenth of them slow), looks that also score the clients'
         # rows, the rollback (a set map): about 1 s (0.35-1.3 s measured on 2 busy cores).
         # (Before it, the watcher's own start: a Python process, 1-4 s on a busy machine.)
+        # Beside the other workers' tests a CI run once measured 3.29 s: the reaction times
+        # of these three tests are measured alone, as the gates' latencies are.
         assert restored - looked < 3.0
         assert load.failures() == []  # slow, not failing: the latency rule caught it
         assert set(load.versions(restored + 0.5)) == {baking.v1.version}
