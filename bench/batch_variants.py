@@ -11,6 +11,8 @@ same nodes, thresholds and leaf weights), never served:
 - ``padded``: ``regressor`` with every leaf above its tree's deepest level pushed down a
   chain of always-true splits (``x < FLT_MAX``, the false side a copy of the leaf): every
   walk of a tree takes the same number of steps (the loop's exit branch always predicted).
+- ``c_*``: not onnxruntime: the same trees in a kernel of our own in C (bench/tree_kernel.py),
+  as nodes with child indices, and as complete trees (a step is arithmetic, not a load).
 
 ``--walk`` instead times the one-thread session on the first 1, 30 and 300 trees: what a
 call and its outputs cost against what the tree walk costs.
@@ -31,6 +33,7 @@ import numpy as np
 
 from bench.batch import Score, batches, compare
 from bench.models import load
+from bench.tree_kernel import CompleteKernel, Kernel, compile_kernel, complete, ensemble, halves
 from bentogate.data import read_csv
 from bentogate.modelimport import load_artifact
 
@@ -206,6 +209,7 @@ def contenders(models_dir: Path) -> dict[str, Score]:
     classifier = artifact.onnx_path.read_bytes()
     graph = onnx.load(str(artifact.onnx_path))
     one_target, padded = regressor(graph), regressor(graph, pad=True)
+    trees, kernel = ensemble(_attributes(graph)), compile_kernel()
     native, single = xgb.Booster(model_file=str(models.v1)), xgb.Booster(model_file=str(models.v1))
     single.set_param({"nthread": 1})
     return {
@@ -217,6 +221,9 @@ def contenders(models_dir: Path) -> dict[str, Score]:
         "regressor_2_threads_spinning": _session_score(one_target, 2, spin=True),
         "padded_2_threads": _session_score(padded, 2),
         "regressor_halves_2_python_threads": _halves(one_target),
+        "c_nodes_1_thread": Kernel(trees, kernel),
+        "c_complete_trees_1_thread": (whole := CompleteKernel(complete(trees), kernel)),
+        "c_complete_trees_halves_2_python_threads": halves(whole),
         "xgboost": lambda rows: native.inplace_predict(rows, validate_features=False),
         "xgboost_1_thread": lambda rows: single.inplace_predict(rows, validate_features=False),
     }
