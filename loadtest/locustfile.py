@@ -48,7 +48,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KINDS = ("ok", "status", "connection", "wrong_version", "bad_body", "unfinished")
 OK, STATUS, CONNECTION, WRONG_VERSION, BAD_BODY, UNFINISHED = range(len(KINDS))
 HEADERS = {"Content-Type": "application/json"}
@@ -100,6 +100,7 @@ class Plan:
     target: array = field(default_factory=lambda: array("b"))
     in_flight: dict[int, tuple[float, float, float, int]] = field(default_factory=dict)
     cpu: list[tuple[float, float]] = field(default_factory=list)
+    host: list[tuple[float, float, float, float]] = field(default_factory=list)
     cpu_warnings: int = 0
     users: int = 0
     written: bool = False
@@ -274,6 +275,7 @@ def _monitor(environment: Environment, plan: Plan) -> None:
             now = time.time()
             if plan.ready.is_set():  # times are relative to the schedule's start
                 plan.cpu.append((now - plan.start, times.user + times.system))
+                plan.host.append((now - plan.start, *_host_seconds()))
             n = len(plan.kind)
             # slices are copies: a view would pin the arrays and forbid appends
             kinds = np.frombuffer(plan.kind[seen:n], dtype=np.int8)
@@ -291,6 +293,16 @@ def _monitor(environment: Environment, plan: Plan) -> None:
             gevent.sleep(TICK_S)
 
 
+def _host_seconds() -> tuple[float, float, float]:
+    """The host's cumulative (busy, steal, total) CPU-seconds over every CPU: a burst of
+    other work, or a hypervisor running other guests, shows here and not in this process."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # guest time is counted in user and nice already (Linux)
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return total - idle, getattr(t, "steal", 0.0), total
+
+
 def _last_cpu(series: list[tuple[float, float]]) -> float | None:
     if len(series) < 2 or series[-1][0] <= series[-2][0]:
         return None
@@ -306,6 +318,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     plan.written = True
     times = psutil.Process().cpu_times()
     plan.cpu.append((time.time() - plan.start, times.user + times.system))
+    plan.host.append((time.time() - plan.start, *_host_seconds()))
     now = time.time()
     for t, origin, sent, tgt in plan.in_flight.values():
         plan.record(t, sent - plan.start - t, sent - plan.start - origin,
@@ -316,6 +329,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         "offset": plan.offset, "stride": plan.stride,
         "targets": [t["name"] for t in plan.cfg.targets], "kinds": list(KINDS),
         "scheduled": plan.scheduled(), "cpu": plan.cpu, "cpu_warnings": plan.cpu_warnings,
+        "host": plan.host,
         "users": plan.users,
     }  # fmt: skip
     out = Path(plan.cfg.out_dir)

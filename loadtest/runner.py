@@ -92,7 +92,7 @@ def run_gate(
     locust_html = rounds[0] / "locust-report.html"
     result = GateResult(
         verdict=verdict.verdict, reasons=verdict.reasons, policy=policy, figures=figures,
-        evidence=evidence, generator_cpu=cpu, measured_s=samples.duration_s,
+        evidence=evidence, generator_cpu=cpu, host=samples.host, measured_s=samples.duration_s,
         rounds=len(rounds), report_json=out_dir / "gate-report.json",
         report_html=out_dir / "gate-report.html",
         locust_html=locust_html if locust_html.exists() else None,
@@ -114,7 +114,7 @@ def judge(
     figures = all_figures(samples)
     evidence = gather(samples, policy)
     cpu = generator_cpu(samples)
-    return figures, evidence, cpu, evaluate(policy, figures, evidence, cpu)
+    return figures, evidence, cpu, evaluate(policy, figures, evidence, cpu, host=samples.host)
 
 
 def _locust_round(

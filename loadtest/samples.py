@@ -7,8 +7,9 @@ generator's own share of that lag (the send behind the moment a user was free to
 response, ``server``: the server's own time for it (its ``Server-Timing``; nan when it sent
 none or the request failed), HTTP ``status`` (0 = none), ``kind`` (index into
 ``meta["kinds"]``, 0 = ok) and ``target`` (index into ``meta["targets"]``); plus a JSON
-``meta`` with the schedule, the slots scheduled per target in the measured window and the
-process's CPU series ``[(t, cumulative cpu seconds), ...]``.
+``meta`` with the schedule, the slots scheduled per target in the measured window, the
+process's CPU series ``[(t, cumulative cpu seconds), ...]`` and the host's
+``[(t, busy, steal, total cumulative CPU-seconds of every CPU), ...]`` (``host``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,46 @@ import numpy as np
 
 from bentogate.errors import LoadTestError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _COLUMNS = ("intended", "lag", "late", "latency", "server", "status", "kind", "target")
+
+
+@dataclass(frozen=True)
+class HostCPU:
+    """What the host's CPUs did over a measured window, in CPU-seconds of all of them:
+    ``busy`` (all but idle and I/O wait: the gate's own processes, the targets' and
+    everything else) and ``steal`` (the hypervisor ran something else on a VM's CPU),
+    of ``total``. All zero: unknown."""
+
+    busy_s: float = 0.0
+    steal_s: float = 0.0
+    total_s: float = 0.0
+
+    def __add__(self, other: HostCPU) -> HostCPU:
+        return HostCPU(self.busy_s + other.busy_s, self.steal_s + other.steal_s,
+                       self.total_s + other.total_s)  # fmt: skip
+
+    @property
+    def busy(self) -> float:
+        """Busy share of the host's CPU time (nan if unknown)."""
+        return self.busy_s / self.total_s if self.total_s > 0 else float("nan")
+
+    @property
+    def steal(self) -> float:
+        """Stolen share of the host's CPU time (nan if unknown)."""
+        return self.steal_s / self.total_s if self.total_s > 0 else float("nan")
+
+    def describe(self) -> str:
+        """E.g. "the host's CPUs 97% busy, 21% stolen by the hypervisor" ('' if unknown)."""
+        if self.total_s <= 0:
+            return ""
+        return f"the host's CPUs {self.busy:.0%} busy, {self.steal:.0%} stolen by the hypervisor"
+
+    def to_dict(self) -> dict[str, float | None]:
+        """``busy`` and ``steal`` shares (None if unknown)."""
+        known = self.total_s > 0
+        return {"busy": round(self.busy, 4) if known else None,
+                "steal": round(self.steal, 4) if known else None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,6 +87,7 @@ class Samples:
     scheduled: tuple[int, ...]
     cpu_series: tuple[tuple[tuple[float, float], ...], ...]
     cpu_warnings: int
+    host: HostCPU = HostCPU()  # over the measured window(s)
 
     @property
     def measured(self) -> np.ndarray:
@@ -78,7 +118,7 @@ class Samples:
             self, **columns, duration_s=self.duration_s + later.duration_s,
             scheduled=tuple(a + b for a, b in zip(self.scheduled, later.scheduled, strict=True)),
             cpu_series=self.cpu_series + moved,  # one series per process and run
-            cpu_warnings=self.cpu_warnings + later.cpu_warnings,
+            cpu_warnings=self.cpu_warnings + later.cpu_warnings, host=self.host + later.host,
         )  # fmt: skip
 
     def target_index(self, name: str) -> int:
@@ -115,6 +155,9 @@ def load_samples(out_dir: Path) -> Samples:
         scheduled=tuple(int(sum(c)) for c in zip(*(m["scheduled"] for m in metas), strict=True)),
         cpu_series=tuple(tuple((float(t), float(c)) for t, c in m["cpu"]) for m in metas),
         cpu_warnings=sum(int(m["cpu_warnings"]) for m in metas),
+        # every process saw the same host: the first's series
+        host=window_host(first["host"], float(first["warmup_s"]),
+                         float(first["warmup_s"]) + float(first["duration_s"])),
     )  # fmt: skip
 
 
@@ -140,6 +183,22 @@ def window_cpu(series: tuple[tuple[float, float], ...], start: float, end: float
     if hi - lo < 0.5:  # too short to mean anything
         return float("nan")
     return float((np.interp(hi, ts, cs) - np.interp(lo, ts, cs)) / (hi - lo))
+
+
+def window_host(series: list[list[float]], start: float, end: float) -> HostCPU:
+    """The host's CPU-seconds over [start, end] from its cumulative series (unknown if the
+    series covers less than half a second of it)."""
+    if len(series) < 2:
+        return HostCPU()
+    ts = np.array([row[0] for row in series])
+    lo, hi = max(start, ts[0]), min(end, ts[-1])
+    if hi - lo < 0.5:
+        return HostCPU()
+    busy, steal, total = (
+        float(np.interp(hi, ts, column) - np.interp(lo, ts, column))
+        for column in np.array([row[1:4] for row in series]).T
+    )
+    return HostCPU(busy, steal, total)
 
 
 def generator_cpu(samples: Samples) -> float:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .evidence import BEYOND, CANDIDATE, LIVE, UNSURE, WITHIN, Evidence, ms_text
 from .figures import TargetFigures
 from .policy import GatePolicy
+from .samples import HostCPU
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
@@ -54,14 +55,19 @@ def evaluate(
     evidence: Evidence,
     generator_cpu: float,
     *,
+    host: HostCPU | None = None,
     max_cpu: float = MAX_GENERATOR_CPU,
     min_rate_fraction: float = MIN_RATE_FRACTION,
 ) -> Verdict:
     """The verdict on ``candidate`` (and ``live`` if any) from one run's figures and evidence.
 
     ``generator_cpu`` is the busiest Locust process's CPU over the window in cores (nan if
-    unknown, which is not held against the run). Raises KeyError without a candidate.
+    unknown, which is not held against the run); ``host``, what the host's CPUs did
+    meanwhile, is named where the verdict blames the host (it decides nothing). Raises
+    KeyError without a candidate.
     """
+    described = host.describe() if host is not None else ""
+    busy_host = f": {described}" if described else ""
     cand = figures[CANDIDATE]
     doubts: list[str] = []  # the measurement cannot be trusted
     client_doubts: list[str] = []  # ... what clients see cannot (the generator's share)
@@ -81,7 +87,7 @@ def evaluate(
         noise.append(
             f"host stalls (the generator itself late, or both targets slow at once) in "
             f"{evidence.stall_fraction:.0%} of the window > {policy.max_stall_fraction:.0%} "
-            "(a busy machine, not the candidate)"
+            f"(a busy machine, not the candidate{busy_host})"
         )
     if cand.error_ratio > policy.max_error_ratio:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in cand.errors.items())
@@ -105,7 +111,7 @@ def evaluate(
             unsure.append(
                 f"{comparison.describe()}, but the server's own {label} is at most "
                 f"{ms_text(served.measured.high)} ms: the time went outside the service "
-                "(a busy host, the proxy, or queueing in front of it): not decided"
+                f"(a busy host, the proxy, or queueing in front of it{busy_host}): not decided"
             )
         elif comparison.decision == BEYOND and not (client_side and client_doubts):
             violations.append(comparison.describe())

@@ -7,6 +7,7 @@ start-up), in blocks of half a second; an undecided one extends by 2 s, up to 8 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -91,6 +92,9 @@ def test_a_fast_target_is_never_failed_and_passes_nearly_always(
             # the judged p99 13.3 ms (interval 3.2-19.8 ms), the stand-in's own p99 0.18 ms.
             assert result.evidence.stalls, (fig.p99_ms, result.evidence)
         assert 0 < result.generator_cpu < 0.9
+        # the host's CPUs, the generator's own among them, measured over the same window
+        assert result.generator_cpu / (os.cpu_count() or 1) <= result.host.busy <= 1, result.host
+        assert 0 <= result.host.steal <= result.host.busy, result.host
     assert len(passed) >= 3, verdicts
     last = passed[-1]
     assert last.report_html.exists() and last.locust_html is not None

@@ -19,9 +19,10 @@ NAN = float("nan")
 def write_samples(path: Path, rows: Sequence[Row], **meta: Any) -> Path:
     """Write one ``samples-*.npz`` exactly as loadtest/locustfile.py does."""
     full = {
-        "format": 3, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
+        "format": 4, "start": 1000.0, "rate": 100.0, "warmup_s": 1.0, "duration_s": 10.0,
         "offset": 0, "stride": 1, "targets": ["candidate"], "kinds": KINDS,
         "scheduled": [1000], "cpu": [[0.0, 0.0], [11.0, 2.2]], "cpu_warnings": 0, "users": 16,
+        "host": [[0.0, 0.0, 0.0, 0.0], [11.0, 11.0, 2.2, 22.0]],
         **meta,
     }  # fmt: skip
     full_rows = [tuple(r) + (NAN, 0.0)[len(r) - 6 :] for r in rows]

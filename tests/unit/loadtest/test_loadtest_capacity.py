@@ -20,6 +20,7 @@ from bentogate.loadtest import (
 )
 from bentogate.loadtest.evidence import Evidence
 from bentogate.loadtest.figures import TargetFigures
+from bentogate.loadtest.samples import HostCPU
 from bentogate.settings import GateSettings
 
 POLICY = GatePolicy.from_settings(GateSettings(rate=100.0))
@@ -34,7 +35,7 @@ def fake_gate(capacity: float, above: str = FAIL):
         verdict = PASS if policy.rate <= capacity else above
         fig = TargetFigures(1000, 1, 2, 3, 4, 1, 5, policy.rate)
         evidence = Evidence("", 20, (), 0.0, (), ())
-        return GateResult(verdict, (), policy, {"candidate": fig}, evidence, 0.2,
+        return GateResult(verdict, (), policy, {"candidate": fig}, evidence, 0.2, HostCPU(),
                           policy.duration_s, 1, out_dir / "j", out_dir / "h", None)  # fmt: skip
 
     return gate, calls

@@ -32,7 +32,8 @@ def _gate_result(
 ) -> GateResult:
     figures, evidence, cpu, verdict = judge(samples, policy)
     return GateResult(
-        verdict.verdict, verdict.reasons, policy, figures, evidence, cpu, samples.duration_s, 1,
+        verdict.verdict, verdict.reasons, policy, figures, evidence, cpu, samples.host,
+        samples.duration_s, 1,
         tmp_path / "gate-report.json", tmp_path / "gate-report.html", locust_html,
     )  # fmt: skip
 
@@ -41,7 +42,7 @@ def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path:
     result, samples = _result(tmp_path, samples_writer, locust_html=True)
     write_json(result.report_json, report_dict(result, samples, {"wall_s": 1.5}))
     data = json.loads(result.report_json.read_text())
-    for key in ("verdict", "reasons", "policy", "figures", "generator_cpu", "criteria",
+    for key in ("verdict", "reasons", "policy", "figures", "generator_cpu", "host_cpu", "criteria",
                 "target_rate", "cpu_warnings", "locust_html", "wall_s", "evidence",
                 "measured_s", "rounds"):  # fmt: skip
         assert key in data, key

@@ -12,7 +12,7 @@ from lt_samples_factory import uniform_run
 
 from bentogate.errors import LoadTestError
 from bentogate.loadtest.figures import all_figures, quantile_ms, target_figures, time_series
-from bentogate.loadtest.samples import generator_cpu, load_samples, window_cpu
+from bentogate.loadtest.samples import HostCPU, generator_cpu, load_samples, window_cpu
 
 Writer = Callable[..., Path]
 
@@ -125,3 +125,19 @@ def test_generator_cpu_is_the_busiest_process(samples_writer: Writer, tmp_path: 
     samples_writer(uniform_run(10), name="a", cpu=[[0.0, 0.0], [11.0, 2.2]])
     samples_writer(uniform_run(10), name="b", cpu=[[0.0, 0.0], [11.0, 9.9]])
     assert generator_cpu(load_samples(tmp_path)) == pytest.approx(0.9)
+
+
+def test_the_hosts_cpu_over_the_measured_window_and_its_extension(
+    samples_writer: Writer, tmp_path: Path
+) -> None:
+    # cumulative (t, busy, steal, total) CPU-seconds of a 2-CPU host; the window is 1-11 s
+    host = [[0.0, 0.0, 0.0, 0.0], [1.0, 0.5, 0.0, 2.0], [11.0, 18.5, 4.0, 22.0]]
+    samples_writer(uniform_run(10), host=host)
+    samples = load_samples(tmp_path)
+    assert (samples.host.busy, samples.host.steal) == (pytest.approx(0.9), pytest.approx(0.2))
+    assert samples.host.describe() == "the host's CPUs 90% busy, 20% stolen by the hypervisor"
+    longer = samples.extended_by(samples)  # a second run's window adds its CPU-seconds
+    assert longer.host == HostCPU(36.0, 8.0, 40.0)
+    unknown = HostCPU()
+    assert math.isnan(unknown.busy) and unknown.describe() == ""
+    assert unknown.to_dict() == {"busy": None, "steal": None}

@@ -17,6 +17,7 @@ from bentogate.loadtest import (
     evaluate,
 )
 from bentogate.loadtest.evidence import BEYOND, UNSURE, WITHIN, Comparison, Evidence, Interval
+from bentogate.loadtest.samples import HostCPU
 from bentogate.settings import GateSettings
 
 NAN = float("nan")
@@ -74,6 +75,13 @@ def test_a_client_limit_beyond_is_undecided_while_the_service_own_time_clears_it
         "most 0.097 ms: the time went outside the service (a busy host, the "
         "proxy, or queueing in front of it): not decided",
     ), extendable=True)  # fmt: skip
+    # what the host's CPUs did is named where the host is blamed, and decides nothing
+    busy = HostCPU(busy_s=19.4, steal_s=4.2, total_s=20.0)
+    named = evaluate(POLICY, {"candidate": figs()}, ev, 0.3, host=busy)
+    assert named.verdict == INCONCLUSIVE and named.reasons[0].endswith(
+        "(a busy host, the proxy, or queueing in front of it: the host's CPUs 97% busy, 21% "
+        "stolen by the hypervisor): not decided"
+    ), named.reasons
     # the service's own time beyond the limit (or unsure of it) leaves the failure standing
     for decision in (BEYOND, UNSURE):
         slow = dataclasses.replace(ev, server_limits=(dataclasses.replace(own, decision=decision),))
