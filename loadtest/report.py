@@ -20,7 +20,7 @@ import numpy as np
 from .evidence import STALL_BIN_S, Comparison
 from .figures import time_series
 from .result import GateResult
-from .samples import HostCPU, Samples
+from .samples import Samples
 from .verdict import MAX_GENERATOR_CPU, MIN_RATE_FRACTION
 
 if TYPE_CHECKING:
@@ -96,18 +96,12 @@ def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
         header="".join(f"<th>{h}</th>" for h in _COLUMNS),
         rows=rows,
         cpu=cpu,
-        host=html.escape(_host_text(result.host)),
+        host=html.escape(result.host.describe() or "the host's CPUs: not known"),
         plots=plots,
         locust=locust,
     )
     path.write_text(page)
     return path
-
-
-def _host_text(host: HostCPU) -> str:
-    if host.total_s <= 0:
-        return "not known"
-    return f"{host.busy:.0%} busy, {host.steal:.0%} stolen by the hypervisor"
 
 
 _COLUMNS = ("target", "samples", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "server_p50_ms",
@@ -132,8 +126,8 @@ itself late, or both targets slow at once) left out: {stalls}.</p>
 time (Server-Timing). overhead_*: client minus server per request, the load generator's, the
 network's and the proxy's share. lag_p99: how late the generator sent.</p>
 <table><tr>{header}</tr>{rows}</table>
-<p>Generator CPU over the measured window: {cpu} of a core. The host's CPUs meanwhile
-(every process, the gate's own and the targets' included): {host}.</p>
+<p>Generator CPU over the measured window: {cpu} of a core. Over the same window (every
+process, the gate's own and the targets' included): {host}.</p>
 {locust}
 {plots}
 <h2>Policy</h2><pre>{policy}</pre>

@@ -67,6 +67,8 @@ def test_html_report_embeds_the_plots(samples_writer: Callable[..., Path], tmp_p
     assert "Gate verdict" in page and ">fail<" in page
     assert "p99 " in page and "locust-report.html" in page
     assert "<td>candidate</td>" in page and "<td>live</td>" in page
+    # the factory's host: 20 CPU-seconds over the window, 10 busy, 2 stolen
+    assert "the host&#x27;s CPUs 50% busy, 10% stolen by the hypervisor" in page
 
 
 def test_html_report_without_successes_or_locust_report(
