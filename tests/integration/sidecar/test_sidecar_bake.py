@@ -156,20 +156,24 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
     baking: Baking, machine: Machine
 ) -> None:
     ctx, (same, _) = baking.ctx, baking.same
-    _promote_from(baking, baking.v1, same)
-    [replica] = [d for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-                 if d.version == same.version]  # fmt: skip
-    watcher = _watcher(ctx)
+    watcher: subprocess.Popen[str] | None = None
     try:
-        with machine.alone(), PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
-            load.wait_for(150)
-            assert replica.pid is not None
-            for pid in process_tree(replica.pid):  # the new version crashes
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            restored = _wait_production(ctx, baking.v1.version, timeout=10)
-            load.wait_for(load.total + 150)
+        # Alone from before the cutover: it starts the warm window (WARM_S), which a wait for
+        # the machine must not spend (once it did: the previous version had expired).
+        with machine.alone():
+            _promote_from(baking, baking.v1, same)
+            [replica] = [d for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+                         if d.version == same.version]  # fmt: skip
+            watcher = _watcher(ctx)
+            with PacedLoad(_port(ctx), baking.bodies, rate=RATE, spread=True) as load:
+                load.wait_for(150)
+                assert replica.pid is not None
+                for pid in process_tree(replica.pid):  # the new version crashes
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                killed = time.monotonic()
+                restored = _wait_production(ctx, baking.v1.version, timeout=10)
+                load.wait_for(load.total + 150)
         failures = load.failures()
         first_failure = min(a.sent for a in failures)
         print(f"\nbake: {len(failures)} failed, restored {restored - first_failure:.2f} s after "
@@ -185,8 +189,9 @@ def test_a_version_whose_bento_dies_under_clients_is_rolled_back_within_2_s(
         with pytest.raises(IllegalTransition, match="bake"):
             release.promote(ctx, same, actor=ACTORS.release)  # it needs a new passed gate
     finally:
-        watcher.kill()
-        watcher.communicate(timeout=10)
+        if watcher is not None:
+            watcher.kill()
+            watcher.communicate(timeout=10)
     release.deploy(ctx, same, actor=ACTORS.release)  # gated again, for the next tests
     gating.gate(ctx, same, actor=ACTORS.release)
 
