@@ -157,17 +157,19 @@ def ensemble(attrs: dict[str, Any]) -> Ensemble:
     )
 
 
-def compile_kernel(workdir: Path | None = None) -> ctypes.CDLL:
-    """Compile :data:`SOURCE` with the machine's ``cc`` and load it. Raises RuntimeError
-    without a compiler."""
+def compile_kernel() -> ctypes.CDLL:
+    """Compile :data:`SOURCE` with the machine's ``cc`` and load it (the loaded library
+    outlives its file, which goes with its temporary directory). Raises RuntimeError without
+    a compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler (cc) on this machine")
-    where = Path(workdir or tempfile.mkdtemp(prefix="tree-kernel-"))
-    src, lib = where / "kernel.c", where / "kernel.so"
-    src.write_text(SOURCE)
-    subprocess.run([cc, "-O3", "-shared", "-fPIC", "-o", str(lib), str(src), "-lm"], check=True)
-    kernel = ctypes.CDLL(str(lib))
+    with tempfile.TemporaryDirectory(prefix="tree-kernel-") as where:
+        src, lib = Path(where) / "kernel.c", Path(where) / "kernel.so"
+        src.write_text(SOURCE)
+        subprocess.run([cc, "-O3", "-shared", "-fPIC", "-o", str(lib), str(src), "-lm"],
+                       check=True)  # fmt: skip
+        kernel = ctypes.CDLL(str(lib))
     kernel.score.restype = None
     return kernel
 
