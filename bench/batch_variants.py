@@ -33,7 +33,7 @@ import numpy as np
 
 from bench.batch import Score, batches, compare
 from bench.models import load
-from bench.tree_kernel import CompleteKernel, Kernel, compile_kernel, complete, ensemble, halves
+from bench.tree_kernel import CompleteKernel, Kernel, compile_kernel, complete, ensemble
 from bentogate.data import read_csv
 from bentogate.modelimport import load_artifact
 
@@ -182,10 +182,9 @@ def _session_score(model: bytes, threads: int, *, spin: bool = False) -> Score:
     return lambda rows: session.run([output], {"features": rows})[0][:, column]
 
 
-def _halves(model: bytes) -> Score:
-    """Two one-thread sessions, each on half the rows, from two Python threads (onnxruntime
-    releases the GIL while it scores)."""
-    first, second = _session_score(model, 1), _session_score(model, 1)
+def halves(first: Score, second: Score) -> Score:
+    """``first`` on the first half of a batch and ``second`` on the other, from two Python
+    threads (onnxruntime and ctypes let go of the GIL while they score)."""
     pool = ThreadPoolExecutor(1)
 
     def score(rows: np.ndarray) -> np.ndarray:
@@ -220,10 +219,12 @@ def contenders(models_dir: Path) -> dict[str, Score]:
         "regressor_2_threads": _session_score(one_target, 2),
         "regressor_2_threads_spinning": _session_score(one_target, 2, spin=True),
         "padded_2_threads": _session_score(padded, 2),
-        "regressor_halves_2_python_threads": _halves(one_target),
+        "regressor_halves_2_python_threads": halves(
+            _session_score(one_target, 1), _session_score(one_target, 1)
+        ),
         "c_nodes_1_thread": Kernel(trees, kernel),
         "c_complete_trees_1_thread": (whole := CompleteKernel(complete(trees), kernel)),
-        "c_complete_trees_halves_2_python_threads": halves(whole),
+        "c_complete_trees_halves_2_python_threads": halves(whole, whole),  # reentrant
         "xgboost": lambda rows: native.inplace_predict(rows, validate_features=False),
         "xgboost_1_thread": lambda rows: single.inplace_predict(rows, validate_features=False),
     }

@@ -10,7 +10,7 @@ each tree together, so the steps of different rows overlap in the CPU. The margi
 in double, tree by tree, then the logistic. Compiled by the machine's C compiler at study
 time (``cc -O3``, no ``-march``: what a Bento built here and shipped elsewhere could run);
 scored through ctypes, which lets go of the GIL, so halves of a batch can run on two Python
-threads.
+threads (``bench.batch_variants.halves``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import ctypes
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,18 +34,30 @@ typedef struct { float threshold; int32_t feature; int32_t left; int32_t right; 
 /* rows walked together; 8, 32, 64 and 128 were 1-11 % slower at 1,024 rows */
 #define BLOCK 16
 
+/* A block's rows (at most BLOCK from r0) and their margins at the base; returns how many. */
+static inline int32_t block_start(const float *x, int32_t r0, int32_t rows, int32_t features,
+                                  double base, double *acc, const float **row) {
+    int32_t n = rows - r0 < BLOCK ? rows - r0 : BLOCK;
+    for (int32_t i = 0; i < n; i++) {
+        acc[i] = base;
+        row[i] = x + (int64_t)(r0 + i) * features;
+    }
+    return n;
+}
+
+/* The block's probabilities: the logistic of each margin. */
+static inline void block_end(const double *acc, int32_t n, double *out) {
+    for (int32_t i = 0; i < n; i++) out[i] = 1.0 / (1.0 + exp(-acc[i]));
+}
+
 void score(const node_t *nodes, const int32_t *roots, const int32_t *depths, int32_t trees,
            const float *values, const float *x, int32_t rows, int32_t features, double base,
            double *out) {
     for (int32_t r0 = 0; r0 < rows; r0 += BLOCK) {
-        int32_t n = rows - r0 < BLOCK ? rows - r0 : BLOCK;
         double acc[BLOCK];
         int32_t at[BLOCK];
         const float *row[BLOCK];
-        for (int32_t i = 0; i < n; i++) {
-            acc[i] = base;
-            row[i] = x + (int64_t)(r0 + i) * features;
-        }
+        int32_t n = block_start(x, r0, rows, features, base, acc, row);
         for (int32_t t = 0; t < trees; t++) {
             for (int32_t i = 0; i < n; i++) at[i] = roots[t];
             for (int32_t d = 0; d < depths[t]; d++) {
@@ -57,7 +68,7 @@ void score(const node_t *nodes, const int32_t *roots, const int32_t *depths, int
             }
             for (int32_t i = 0; i < n; i++) acc[i] += values[at[i]];
         }
-        for (int32_t i = 0; i < n; i++) out[r0 + i] = 1.0 / (1.0 + exp(-acc[i]));
+        block_end(acc, n, out + r0);
     }
 }
 
@@ -68,14 +79,10 @@ void score_complete(const float *thresholds, const int32_t *features, int32_t de
                     int32_t nfeatures, double base, double *out) {
     const int32_t inner = (1 << depth) - 1;
     for (int32_t r0 = 0; r0 < rows; r0 += BLOCK) {
-        int32_t n = rows - r0 < BLOCK ? rows - r0 : BLOCK;
         double acc[BLOCK];
         int32_t at[BLOCK];
         const float *row[BLOCK];
-        for (int32_t i = 0; i < n; i++) {
-            acc[i] = base;
-            row[i] = x + (int64_t)(r0 + i) * nfeatures;
-        }
+        int32_t n = block_start(x, r0, rows, nfeatures, base, acc, row);
         for (int32_t t = 0; t < trees; t++) {
             const float *th = thresholds + (int64_t)t * inner;
             const int32_t *fe = features + (int64_t)t * inner;
@@ -89,7 +96,7 @@ void score_complete(const float *thresholds, const int32_t *features, int32_t de
             }
             for (int32_t i = 0; i < n; i++) acc[i] += va[at[i] - inner];
         }
-        for (int32_t i = 0; i < n; i++) out[r0 + i] = 1.0 / (1.0 + exp(-acc[i]));
+        block_end(acc, n, out + r0);
     }
 }
 """
@@ -194,19 +201,6 @@ class Kernel:
 
 def _ptr(array: np.ndarray) -> Any:
     return array.ctypes.data_as(ctypes.c_void_p)
-
-
-def halves(score: Any) -> Any:
-    """``score`` on the two halves of a batch from two Python threads (ctypes lets go of the
-    GIL while C runs)."""
-    pool = ThreadPoolExecutor(1)
-
-    def both(rows: np.ndarray) -> np.ndarray:
-        half = len(rows) // 2
-        other = pool.submit(score, rows[half:])
-        return np.concatenate([score(rows[:half]), other.result()])
-
-    return both
 
 
 @dataclass(frozen=True)

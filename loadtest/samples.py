@@ -173,27 +173,34 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, columns
 
 
+def _window(times: np.ndarray, start: float, end: float) -> tuple[float, float] | None:
+    """The part of [start, end] a series sampled at ``times`` covers, or None if it covers
+    less than half a second of it (too short to mean anything)."""
+    lo, hi = max(start, times[0]), min(end, times[-1])
+    return (lo, hi) if hi - lo >= 0.5 else None
+
+
 def window_cpu(series: tuple[tuple[float, float], ...], start: float, end: float) -> float:
     """CPU of one process over [start, end] as a fraction of one core (nan if unknown)."""
     if len(series) < 2:
         return float("nan")
     ts = np.array([t for t, _ in series])
     cs = np.array([c for _, c in series])
-    lo, hi = max(start, ts[0]), min(end, ts[-1])
-    if hi - lo < 0.5:  # too short to mean anything
+    if (window := _window(ts, start, end)) is None:
         return float("nan")
+    lo, hi = window
     return float((np.interp(hi, ts, cs) - np.interp(lo, ts, cs)) / (hi - lo))
 
 
 def window_host(series: list[list[float]], start: float, end: float) -> HostCPU:
-    """The host's CPU-seconds over [start, end] from its cumulative series (unknown if the
-    series covers less than half a second of it)."""
+    """The host's CPU-seconds over [start, end] from its cumulative series (unknown where
+    :func:`window_cpu` would be)."""
     if len(series) < 2:
         return HostCPU()
     ts = np.array([row[0] for row in series])
-    lo, hi = max(start, ts[0]), min(end, ts[-1])
-    if hi - lo < 0.5:
+    if (window := _window(ts, start, end)) is None:
         return HostCPU()
+    lo, hi = window
     busy, steal, total = (
         float(np.interp(hi, ts, column) - np.interp(lo, ts, column))
         for column in np.array([row[1:4] for row in series]).T

@@ -10,15 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from bench.batch_variants import _attributes
-from bench.tree_kernel import (
-    CompleteKernel,
-    Kernel,
-    compile_kernel,
-    complete,
-    ensemble,
-    halves,
-)
+from bench.batch_variants import _attributes, halves
+from bench.tree_kernel import CompleteKernel, Kernel, compile_kernel, complete, ensemble
 from bentogate.data import make_transactions, train_xgboost
 from bentogate.modelimport import _to_onnx
 
@@ -41,7 +34,8 @@ def test_both_layouts_score_as_xgboost_on_trees_of_uneven_depth() -> None:
     kernel = compile_kernel()
     for score in (Kernel(trees, kernel), CompleteKernel(whole, kernel)):
         np.testing.assert_allclose(score(rows), expected, atol=1e-6)
-    np.testing.assert_allclose(halves(CompleteKernel(whole, kernel))(rows), expected, atol=1e-6)
+    both = CompleteKernel(whole, kernel)
+    np.testing.assert_allclose(halves(both, both)(rows), expected, atol=1e-6)
 
 
 def test_a_graph_it_does_not_cover_is_refused() -> None:
