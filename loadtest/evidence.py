@@ -118,7 +118,10 @@ class Evidence:
     seconds of the run; ``stall_fraction``: their share of the window; ``limits``: client
     latency limits of the candidate; ``server_limits``: the same limits on the candidate's
     own server time (empty when it sends none), which tells whether a client figure beyond
-    its limit was spent in the service; ``regressions``: candidate vs live.
+    its limit was spent in the service; ``live_limits``: the same client limits on live in
+    the same run (empty without live), which tells whether a limit the candidate is beyond
+    held for the version in production at the same moments; ``regressions``: candidate vs
+    live.
     """
 
     basis: str
@@ -128,6 +131,12 @@ class Evidence:
     limits: tuple[Comparison, ...]
     regressions: tuple[Comparison, ...]
     server_limits: tuple[Comparison, ...] = ()
+    live_limits: tuple[Comparison, ...] = ()
+
+    @property
+    def comparisons(self) -> tuple[Comparison, ...]:
+        """Every limit judged, as a report lists them."""
+        return self.regressions + self.limits + self.server_limits + self.live_limits
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +145,7 @@ class Evidence:
             "limits": [c.to_dict() for c in self.limits],
             "regressions": [c.to_dict() for c in self.regressions],
             "server_limits": [c.to_dict() for c in self.server_limits],
+            "live_limits": [c.to_dict() for c in self.live_limits],
         }  # fmt: skip
 
 
@@ -155,9 +165,10 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
     limits = _limits("client", client, cand, blocks, draws, policy)
     server_limits = (_limits("server", server, cand & np.isfinite(server), blocks, draws, policy)
                      if _covered(server, cand) else [])  # fmt: skip
-    basis, regressions = "", list[Comparison]()
+    basis, regressions, live_limits = "", list[Comparison](), list[Comparison]()
     if LIVE in samples.targets:
         live = kept & (samples.target == samples.target_index(LIVE))
+        live_limits = _limits("live client", client, live, blocks, draws, policy)
         if cand.any() and live.any():
             basis, regressions = _regressions(client, server, cand, live, blocks, draws, policy)
     return Evidence(
@@ -171,6 +182,7 @@ def gather(samples: Samples, policy: GatePolicy) -> Evidence:
         limits=tuple(limits),
         regressions=tuple(regressions),
         server_limits=tuple(server_limits),
+        live_limits=tuple(live_limits),
     )
 
 

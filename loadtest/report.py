@@ -80,9 +80,7 @@ def write_html(path: Path, result: GateResult, samples: Samples) -> Path:
     )
     cpu = "n/a" if np.isnan(result.generator_cpu) else f"{result.generator_cpu:.0%}"
     ev = result.evidence
-    comparisons = "".join(
-        _comparison_row(c) for c in ev.regressions + ev.limits + ev.server_limits
-    )
+    comparisons = "".join(_comparison_row(c) for c in ev.comparisons)
     page = _PAGE.format(
         comparisons=comparisons,
         basis=html.escape(ev.basis or "no live target: none"),
@@ -157,8 +155,7 @@ def _comparison_row(c: Comparison) -> str:
 
 def _evidence_plot(result: GateResult) -> str:
     """Each limit's interval (as a fraction of what is allowed) against the allowed band."""
-    ev = result.evidence
-    comps = ev.regressions + ev.limits + ev.server_limits
+    comps = result.evidence.comparisons
     fig = figure(10, 0.6 * max(2, len(comps)) + 1, left=1.9)
     ax = fig.add_subplot()
     colors = {"within": "tab:green", "beyond": "tab:red", "unsure": "tab:orange"}

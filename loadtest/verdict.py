@@ -11,6 +11,11 @@
   fault: the time went outside it (a host stall on the service's core, the proxy, or
   queueing in front of it). It is named and undecided (inconclusive, extendable), never
   a pass.
+* so is a client latency limit the candidate is beyond while live, served in the same run
+  at the same moments, is beyond it too: a host slow for the whole window (which host-stall
+  detection, relative to the run's own median, cannot see) or a limit the version in
+  production does not meet either; whether the candidate is slower than live is the
+  regressions' question, and they still fail it.
 * ``inconclusive``: no limit is clearly broken, but the run cannot clear the candidate: the
   generator's CPU was saturated, a target got fewer than ``min_samples`` requests or fell
   short of the rate with too few users to blame it, the host stalled too often, or an
@@ -103,15 +108,25 @@ def evaluate(
         doubts.append("live: no successful request to compare against")
     unsure = []
     own = {c.name.removeprefix("server "): c for c in evidence.server_limits}
+    in_live = {c.name.removeprefix("live client "): c for c in evidence.live_limits}
     for comparison in evidence.regressions + evidence.limits:
         client_side = not comparison.name.startswith("server")
         label = comparison.name.removeprefix("client ")
         served = own.get(label) if client_side else None
+        live_too = in_live.get(label) if client_side else None
         if comparison.decision == BEYOND and served is not None and served.decision == WITHIN:
             unsure.append(
                 f"{comparison.describe()}, but the server's own {label} is at most "
                 f"{ms_text(served.measured.high)} ms: the time went outside the service "
                 f"(a busy host, the proxy, or queueing in front of it{busy_host}): not decided"
+            )
+        elif comparison.decision == BEYOND and live_too is not None and live_too.decision == BEYOND:
+            m = live_too.measured
+            unsure.append(
+                f"{comparison.describe()}, but live's {label} in the same run is beyond it too "
+                f"({ms_text(m.estimate)} ms, interval {ms_text(m.low)}-{ms_text(m.high)} ms): "
+                f"not the candidate's doing but a slow host{f' ({described})' if described else ''}"
+                " or a limit production does not meet either: not decided"
             )
         elif comparison.decision == BEYOND and not (client_side and client_doubts):
             violations.append(comparison.describe())

@@ -134,6 +134,36 @@ def test_one_burst_cannot_flip_an_absolute_limit() -> None:
     assert decisions(ev)["client p99"] in (UNSURE, WITHIN)
 
 
+def slowed(samples: Samples, extra_s: float, targets: tuple[int, ...]) -> Samples:
+    """Every request of ``targets`` ``extra_s`` slower in the service itself, for the whole
+    window (a host starved throughout: no moment slower than the run's own median)."""
+    hit = np.isin(samples.target, targets)
+    server = samples.server.copy()
+    latency = samples.latency.copy()
+    server[hit] += extra_s
+    latency[hit] += extra_s
+    return dataclasses.replace(samples, server=server, latency=latency)
+
+
+def test_a_host_slow_for_the_whole_window_shows_on_live_too() -> None:
+    # 30 ms more in the service for every request of both targets: beyond every absolute
+    # limit for both, equal to each other, and no moment stands out as a stall
+    ev = gather(slowed(paired(6), 0.030, (0, 1)), POLICY)
+    assert ev.stalls == ()
+    assert [(c.name, c.decision) for c in ev.live_limits] == [
+        ("live client p50", BEYOND), ("live client p95", BEYOND), ("live client p99", BEYOND),
+    ]  # fmt: skip
+    assert decisions(ev)["client p99"] == BEYOND
+    assert [c.decision for c in ev.server_limits] == [BEYOND] * 3
+    assert BEYOND not in [c.decision for c in ev.regressions]
+    # the candidate alone slowed: live's limits hold, and the regressions see it
+    alone = gather(slowed(paired(6), 0.030, (0,)), POLICY)
+    assert [c.decision for c in alone.live_limits] == [WITHIN] * 3
+    assert [c.decision for c in alone.regressions] == [BEYOND, BEYOND]
+    # no live, no live limits
+    assert gather(paired(6, live=False), POLICY).live_limits == ()
+
+
 def test_without_server_timing_client_latency_stands_in() -> None:
     ev = gather(paired(2, factor=2.0, server_timing=False), POLICY)
     assert ev.basis == "client"

@@ -54,6 +54,8 @@ def test_json_report_has_the_keys(samples_writer: Callable[..., Path], tmp_path:
         assert key in cand, key
     assert cand["errors"] == {"status 500": 1}
     assert set(data["figures"]) == {"candidate", "live"}
+    names = [c["name"] for c in data["evidence"]["live_limits"]]
+    assert names == ["live client p50", "live client p95", "live client p99"]
     assert GatePolicy.from_dict(data["policy"]) == result.policy
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -64,6 +66,7 @@ def test_html_report_embeds_the_plots(samples_writer: Callable[..., Path], tmp_p
     assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 5  # PNG magic
     assert "client p99" in page and "server p50 vs live" not in page  # no server timing
     assert "client p50 vs live" in page  # client latency stood in
+    assert "<td>live client p99</td>" in page  # live's limits in the same run, beside
     assert "Gate verdict" in page and ">fail<" in page
     assert "p99 " in page and "locust-report.html" in page
     assert "<td>candidate</td>" in page and "<td>live</td>" in page

@@ -88,6 +88,34 @@ def test_a_client_limit_beyond_is_undecided_while_the_service_own_time_clears_it
         assert evaluate(POLICY, {"candidate": figs()}, slow, 0.3).verdict == FAIL
 
 
+def test_a_limit_live_is_beyond_too_in_the_same_run_is_undecided() -> None:
+    # a host slow for the whole window (the service's own time too): both versions beyond
+    # the limit, neither slower than the other
+    live_beyond = comp("live client p99", BEYOND, 30.4, 27.9, 33.0, 25.0)
+    own = comp("server p99", BEYOND, 28.9, 26.8, 31.5, 25.0)
+    same = comp("server p99 vs live", WITHIN, 1.03, 0.97, 1.09, 1.25)
+    ev = dataclasses.replace(evidence(SLOW_P99, regressions=(same,)), server_limits=(own,),
+                             live_limits=(live_beyond,))  # fmt: skip
+    verdict = evaluate(POLICY, TWO, ev, 0.3)
+    assert verdict == Verdict(INCONCLUSIVE, (
+        "client p99 31.2 ms (interval 28.4-35.0 ms) > 25.0 ms, but live's p99 in the same run "
+        "is beyond it too (30.4 ms, interval 27.9-33.0 ms): not the candidate's doing but a "
+        "slow host or a limit production does not meet either: not decided",
+    ), extendable=True)  # fmt: skip
+    busy = HostCPU(busy_s=19.4, steal_s=4.2, total_s=20.0)
+    named = evaluate(POLICY, TWO, ev, 0.3, host=busy)
+    assert "a slow host (the host's CPUs 97% busy, 21% stolen" in named.reasons[0], named.reasons
+    # slower than live as well: the regression fails it, whatever live's limits say
+    worse = dataclasses.replace(ev, regressions=(SERVER_P50_SLOWER,))
+    assert evaluate(POLICY, TWO, worse, 0.3).verdict == FAIL
+    # live within the limit, or only unsure of it: the candidate's own breach, a fail
+    for decision, low in ((WITHIN, 20.0), (UNSURE, 23.0)):
+        live_other = comp("live client p99", decision, 24.0, low, 26.0 if decision == UNSURE
+                          else 24.9, 25.0)  # fmt: skip
+        other = dataclasses.replace(ev, live_limits=(live_other,))
+        assert evaluate(POLICY, TWO, other, 0.3) == Verdict(FAIL, (SLOW_P99.describe(),))
+
+
 def test_errors_fail_by_kind() -> None:
     broken = figs(errors={"status 500": 5, "connection": 1}, error_ratio=0.0015)
     verdict = evaluate(POLICY, {"candidate": broken}, GOOD, 0.3)
