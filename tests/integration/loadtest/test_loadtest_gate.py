@@ -169,6 +169,27 @@ def test_candidate_and_live_side_by_side(standin: StandIn, tmp_path: Path) -> No
     assert report["evidence"]["regressions"][0]["decision"] == "beyond"
 
 
+def test_a_limit_live_is_beyond_too_in_the_same_run_is_no_fail(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    # Both versions 30 ms slow in the service itself, as on a host slow for the whole window
+    # (no moment slower than the run's own median, so no stall to leave out): the candidate
+    # is beyond every latency limit, and so is live at the same moments. 100 req/s each:
+    # 16 users carry 2 x 100 req/s at 30 ms (6 in flight), so no rate shortfall decides it.
+    policy = GatePolicy.from_dict({**POLICY.to_dict(), "rate": 100.0, "warmup_s": 1.0,
+                                   "duration_s": 6.0, "max_duration_s": 6.0})  # fmt: skip
+    live = standin("live", version="2", delay_ms=30)
+    result = gate(tmp_path, standin(delay_ms=30), live=live, policy=policy)
+    assert result.verdict == INCONCLUSIVE, result.reasons
+    both = [r for r in result.reasons
+            if r.startswith("client p99 ") and "live's p99 in the same run is beyond it too" in r]
+    assert both, result.reasons  # fmt: skip
+    assert all(r.endswith("not decided") for r in result.reasons), result.reasons
+    report = json.loads(result.report_json.read_text())
+    assert [c["decision"] for c in report["evidence"]["live_limits"]] == ["beyond"] * 3
+    assert "beyond" not in [c["decision"] for c in report["evidence"]["regressions"]]
+
+
 def test_without_server_timing_client_latency_judges_regressions(
     standin: StandIn, tmp_path: Path
 ) -> None:
