@@ -52,6 +52,7 @@ SLOW_P99 = comp("client p99", BEYOND, 31.2, 28.4, 35.0, 25.0)
 SERVER_P50_SLOWER = comp("server p50 vs live", BEYOND, 1.52, 1.47, 1.58, 1.25)
 SERVER_P99_UNSURE = comp("server p99 vs live", UNSURE, 1.18, 0.95, 1.41, 1.25)
 TWO = {"candidate": figs(), "live": figs()}
+BUSY = HostCPU(busy_s=19.4, steal_s=4.2, total_s=20.0)  # 97% busy, 21% stolen
 
 
 def test_good_candidate_passes_with_no_reasons() -> None:
@@ -76,8 +77,7 @@ def test_a_client_limit_beyond_is_undecided_while_the_service_own_time_clears_it
         "proxy, or queueing in front of it): not decided",
     ), extendable=True)  # fmt: skip
     # what the host's CPUs did is named where the host is blamed, and decides nothing
-    busy = HostCPU(busy_s=19.4, steal_s=4.2, total_s=20.0)
-    named = evaluate(POLICY, {"candidate": figs()}, ev, 0.3, host=busy)
+    named = evaluate(POLICY, {"candidate": figs()}, ev, 0.3, host=BUSY)
     assert named.verdict == INCONCLUSIVE and named.reasons[0].endswith(
         "(a busy host, the proxy, or queueing in front of it: the host's CPUs 97% busy, 21% "
         "stolen by the hypervisor): not decided"
@@ -102,16 +102,14 @@ def test_a_limit_live_is_beyond_too_in_the_same_run_is_undecided() -> None:
         "is beyond it too (30.4 ms, interval 27.9-33.0 ms): not the candidate's doing but a "
         "slow host or a limit production does not meet either: not decided",
     ), extendable=True)  # fmt: skip
-    busy = HostCPU(busy_s=19.4, steal_s=4.2, total_s=20.0)
-    named = evaluate(POLICY, TWO, ev, 0.3, host=busy)
+    named = evaluate(POLICY, TWO, ev, 0.3, host=BUSY)
     assert "a slow host (the host's CPUs 97% busy, 21% stolen" in named.reasons[0], named.reasons
     # slower than live as well: the regression fails it, whatever live's limits say
     worse = dataclasses.replace(ev, regressions=(SERVER_P50_SLOWER,))
     assert evaluate(POLICY, TWO, worse, 0.3).verdict == FAIL
     # live within the limit, or only unsure of it: the candidate's own breach, a fail
-    for decision, low in ((WITHIN, 20.0), (UNSURE, 23.0)):
-        live_other = comp("live client p99", decision, 24.0, low, 26.0 if decision == UNSURE
-                          else 24.9, 25.0)  # fmt: skip
+    for decision, low, high in ((WITHIN, 20.0, 24.9), (UNSURE, 23.0, 26.0)):
+        live_other = comp("live client p99", decision, 24.0, low, high, 25.0)
         other = dataclasses.replace(ev, live_limits=(live_other,))
         assert evaluate(POLICY, TWO, other, 0.3) == Verdict(FAIL, (SLOW_P99.describe(),))
 
