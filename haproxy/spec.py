@@ -196,7 +196,7 @@ class ProxyPaths:
     @property
     def in_service_file(self) -> Path:
         """``<backend>/<server>`` of each server in service (``ready``), one a line: the
-        ACL that lets a request prefer the first idle replica (:mod:`.config`)."""
+        ACL that lets a request prefer the first replica with room (:mod:`.config`)."""
         return self.directory / "in-service.acl"
 
     @property

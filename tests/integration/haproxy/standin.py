@@ -1,9 +1,10 @@
 """A stand-in Bento for the HAProxy tests: ``python standin.py <model> <version>``.
 
 Answers ``POST /predict`` with ``{"score":…,"label":0,"model":…,"model_version":…}``
-(compact JSON, like orjson). ``POST /_mode`` with a body ``ok``, ``503``, ``500``, ``hang``
-or ``wrong`` changes how it answers (``wrong`` reports another version). Binds a free port
-on 127.0.0.1 and prints it as the first line on stdout.
+(compact JSON, like orjson). ``POST /_mode`` with a body ``ok``, ``503``, ``500``, ``hang``,
+``slow`` or ``wrong`` changes how it answers (``wrong`` reports another version; ``slow``
+answers a prediction after 1.5 s, but not HAProxy's health check, ``?from=check``). Binds a
+free port on 127.0.0.1 and prints it as the first line on stdout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SLOW_S = 1.5
 
 
 class _State:
@@ -47,6 +50,8 @@ def make_handler(model: str, version: str) -> type[BaseHTTPRequestHandler]:
             mode = _State.mode
             if mode == "hang":
                 time.sleep(3600)
+            if mode == "slow" and not self.path.endswith("from=check"):
+                time.sleep(SLOW_S)
             if mode in ("503", "500"):
                 self._reply(int(mode), b'{"error":"stand-in told to fail"}')
                 return

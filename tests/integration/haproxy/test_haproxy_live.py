@@ -267,6 +267,36 @@ def test_one_request_at_a_time_goes_to_the_first_replica_concurrent_ones_to_both
     assert served()["r2"] > 0
 
 
+def test_the_first_replica_takes_a_second_request_in_flight_the_next_replica_a_third(
+    sidecar: Sidecar, ports: Ports, standin: StartStandIn
+) -> None:
+    """A replica already busy with one request takes the next before an idle replica is
+    woken for it (less CPU per request under load: haproxy/config.py); with two in flight
+    the next replica in service takes the third."""
+    r1, r2 = standin("fraud", "3"), standin("fraud", "3")
+    sidecar.apply(spec_of(ports, [version_backend("fraud", "3", r1, r2)], "3"))
+    r1.set_mode("slow")  # predictions answered after 1.5 s, health checks at once
+    r2.set_mode("slow")
+    answers: list[tuple[int, bytes]] = []
+    clients = [threading.Thread(target=lambda: answers.append(post(ports.production)))
+               for _ in range(3)]  # fmt: skip
+
+    def in_flight() -> dict[str, int]:
+        return {s.server: s.scur for s in sidecar.server_status() if s.backend == "be_fraud_3"}
+
+    seen = []
+    for client in clients:  # one at a time, each in flight before the next is sent
+        client.start()
+        deadline = time.monotonic() + 1.0
+        while sum(in_flight().values()) < len(seen) + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(in_flight())
+    for client in clients:
+        client.join(timeout=10)
+    assert seen == [{"r1": 1, "r2": 0}, {"r1": 2, "r2": 0}, {"r1": 2, "r2": 1}]
+    assert [status for status, _ in answers] == [200, 200, 200]
+
+
 def test_a_500_is_not_retried(sidecar: Sidecar, ports: Ports, standin: StartStandIn) -> None:
     a, b = standin("fraud", "3"), standin("fraud", "3")
     sidecar.apply(spec_of(ports, [version_backend("fraud", "3", a, b)], "3"))

@@ -216,12 +216,12 @@ def test_the_hosts_own_paths_are_never_routed_to_a_bento() -> None:
         assert section.index("path_beg /_") < section.index("use_backend")
 
 
-def test_a_request_prefers_the_first_idle_replica_in_service_then_leastconn() -> None:
+def test_a_request_prefers_the_first_replica_in_service_with_room_then_leastconn() -> None:
     cfg = render(spec(backend("3", 3003, 3004)), HAProxySettings(), PATHS)
     section = cfg.split("\nbackend be_fraud_3\n")[1].split("\n\n")[0]
     rules = [line.strip() for line in section.splitlines() if "use-server" in line]
     assert rules == [
-        f"use-server {r} if {{ srv_conn(be_fraud_3/{r}) eq 0 }}"
+        f"use-server {r} if {{ srv_conn(be_fraud_3/{r}) lt 2 }}"
         f" {{ str(be_fraud_3/{r}) -m str -f /srv/hx/in-service.acl }}"
         for r in ("r1", "r2")
     ]
