@@ -245,6 +245,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_x(ratio(row['rate'], capacity['bare']['rate']))} "
             f"| {row['limited_by']} | {len(row['steps'])} |"
         )
+    out += _cpu_rows(results)
     out += _memory_rows(results)
     out += _peer_rows(results)
     out += _batch_rows(results["batch"])
@@ -253,6 +254,42 @@ def markdown(results: dict[str, Any]) -> str:
     out += _release_rows(results["release"])
     out += ["", "![latency and capacity](latency.png)", ""]
     return "\n".join(out)
+
+
+def _cpu_rows(results: dict[str, Any]) -> list[str]:
+    """CPU per request of each process group (``bench.cpu``), the floor of as many processes
+    as the target has serving ones beside it; nothing for a run from before it."""
+    cpu = results.get("cpu")
+    if cpu is None:
+        return []
+    measured = cpu["targets"]
+    several = "bare_n" if "bare_n" in measured else "bare"  # the floor with a process per replica
+    floors = {"bare": "bare", "bento": "bare", "bare_n": "bare_n", "haproxy": several}
+    lines = [
+        "",
+        f"## CPU per request at {cpu['rate']:.0f} req/s (open loop)",
+        "",
+        "User + system CPU time of each process (with its children) over a fixed-rate run, "
+        "divided by the requests sent; half the lowest capacity above, so that every target "
+        f"holds it; median of {len(next(iter(measured.values()))['rounds'])} interleaved "
+        "rounds. Steadier than a capacity search, and it says where capacity goes: on these "
+        "cores every process's µs are taken from the others.",
+        "",
+        "| target | µs per request, each process | together | vs floor | generator µs "
+        "| p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in TARGETS.items():
+        if key not in measured:
+            continue
+        row = measured[key]
+        parts = ", ".join(f"{name} {us:.0f}" for name, us in row["us"].items())
+        floor = measured[floors[key]]["total_us"]
+        lines.append(
+            f"| {label} | {parts} | {row['total_us']:.0f} | {_x(ratio(row['total_us'], floor))} "
+            f"| {row['generator_us']:.0f} | {_ms(row['p99_ms'])} | {row['errors']} |"
+        )
+    return lines
 
 
 def _memory_rows(results: dict[str, Any]) -> list[str]:

@@ -6,7 +6,9 @@
 3. a real bentogate host: v1 released through the workflow (each step timed);
 4. serial latency and open-loop capacity (repeated, interleaved searches) of the bare
    endpoint (one process, and one per replica), the Bento, HAProxy and the peer, MLServer
-   (``bench.peer``); then the resident memory of each (``bench.processes``);
+   (``bench.peer``); CPU per request at a fixed rate of all but the peer, HAProxy and
+   each replica apart (``bench.cpu``); then the resident memory of each
+   (``bench.processes``);
 5. v2 released and promoted under a probe (deploy and cutover times), and every process of
    the host that is neither a Bento nor HAProxy once that is over;
 then ``bench/results/{results.json,results.md,latency.png,inprocess.json}``.
@@ -31,16 +33,18 @@ import orjson
 
 from bench import peer, report
 from bench.capacity import LoadSpec, interleaved_capacities
+from bench.cpu import Target, cpu_per_request, fixed_rate
 from bench.machine import cpu_busy, describe, revision
 from bench.models import ModelFiles, train
 from bench.peer import Peer
-from bench.processes import processes_of, resident_memory
+from bench.processes import processes_of, resident_memory, tree_tops
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import (
     MODEL,
     backend_port,
     bare_endpoint,
     bentogate_host,
+    listeners,
     post,
     production_port,
 )
@@ -252,6 +256,7 @@ def on_bentogate(
                 "mlserver": (served.port, peer_load),
             }
             serial, capacity = measure_targets(targets, options, progress)
+            cpu = cpu_of(ctx, ref1.version, targets, capacity, options, progress)
             progress("resident memory: each replica of v1, HAProxy, the floors")
             memory = resident_memory(ctx, {"bare": bare_port, "bare_n": bare_n_port})
         progress("releasing v2: deploy, gate, then cutover under a probe")
@@ -271,6 +276,7 @@ def on_bentogate(
         "replicas": replicas,
         "serial": serial,
         "capacity": capacity,
+        "cpu": cpu,
         "memory": {
             **memory,
             "mlserver_mib": checked["resident_mib"],
@@ -280,6 +286,43 @@ def on_bentogate(
         "peer": {**checked, "versions": peer.versions(python)},
         "release": {"v1": steps1, "v2": steps2, "cutover": cut, "rollback": back},
     }
+
+
+def cpu_of(
+    ctx: Context,
+    version: str,
+    targets: Mapping[str, tuple[int, LoadSpec]],
+    capacity: Mapping[str, Any],
+    options: Options,
+    progress: Progress,
+) -> dict[str, Any]:
+    """CPU per request (``bench.cpu``) of the floors, one Bento and the production port
+    (HAProxy and each replica apart), at half the lowest capacity of them measured in this
+    run: a rate each holds with room. The peer is left out: it holds no such rate."""
+    replicas = sorted(
+        (d.port, d.pid) for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+        if d.version == version and d.pid is not None
+    )  # fmt: skip
+    bento_port = targets["bento"][0]
+    master = ctx.sidecar.process.master_pid()
+    groups: dict[str, dict[str, list[int]]] = {
+        "bare": {"floor": tree_tops(listeners(targets["bare"][0]))},
+        **({"bare_n": {"floor": tree_tops(listeners(targets["bare_n"][0]))}}
+           if "bare_n" in targets else {}),
+        "bento": {"replica": [pid for port, pid in replicas if port == bento_port]},
+        "haproxy": {
+            "haproxy": [master] if master is not None else [],
+            **{f"replica {n}": [pid] for n, (_, pid) in enumerate(replicas, 1)},
+        },
+    }  # fmt: skip
+    rate = fixed_rate(capacity[key]["rate"] for key in groups)
+    measured = cpu_per_request(
+        {key: Target(targets[key][0], targets[key][1], pids) for key, pids in groups.items()},
+        rate,
+        rounds=1 if options.quick else 3,
+        progress=progress,
+    )
+    return {"rate": rate, "targets": measured}
 
 
 def host_processes(ctx: Context) -> list[dict[str, Any]]:

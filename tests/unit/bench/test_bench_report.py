@@ -280,3 +280,28 @@ def test_the_markdown_has_ratios_to_the_floor_and_the_release_times(tmp_path: Pa
     )
     assert json.loads((tmp_path / "results.json").read_text())["serial"]["bare"]["p50_ms"] == 0.2
     assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cpu_per_request_each_process_and_against_the_floor_of_as_many_processes() -> None:
+    def target(total: float, **us: float) -> dict[str, Any]:
+        return {"us": us, "total_us": total, "generator_us": 40.0, "p99_ms": 1.2,
+                "errors": 0, "rounds": [{}, {}, {}]}  # fmt: skip
+
+    results = _results()
+    results["cpu"] = {"rate": 3250.0, "targets": {
+        "bare": target(80.0, floor=80.0), "bare_n": target(100.0, floor=100.0),
+        "bento": target(120.0, replica=120.0),
+        "haproxy": target(200.0, haproxy=50.0, **{"replica 1": 110.0, "replica 2": 40.0}),
+    }}  # fmt: skip
+    text = report.markdown(results)
+    assert "## CPU per request at 3250 req/s (open loop)" in text
+    assert "median of 3 interleaved rounds" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()
+            if line.startswith("| ") and "µs" not in line}  # fmt: skip
+    assert "| haproxy 50, replica 1 110, replica 2 40 | 200 | 2.00x |" in rows[
+        report.TARGETS["haproxy"]]  # against two bare processes (100), not one (80)
+    assert "| replica 120 | 120 | 1.50x |" in rows[report.TARGETS["bento"]]
+
+
+def test_a_run_from_before_cpu_per_request_has_no_such_table() -> None:
+    assert "CPU per request" not in report.markdown(_results())
