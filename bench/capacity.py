@@ -121,7 +121,7 @@ def find_capacity(
     spec: LoadSpec,
     *,
     start_rate: float = 250.0,
-    max_rate: float = 16_000.0,
+    max_rate: float = 64_000.0,
     min_rate: float = 30.0,
     resolution: float = 0.05,
     progress: Callable[[str], None] = lambda _: None,

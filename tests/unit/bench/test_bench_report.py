@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import report
 
 
@@ -305,3 +307,29 @@ def test_cpu_per_request_each_process_and_against_the_floor_of_as_many_processes
 
 def test_a_run_from_before_cpu_per_request_has_no_such_table() -> None:
     assert "CPU per request" not in report.markdown(_results())
+
+
+@pytest.mark.parametrize(
+    ("ours", "floor", "shown", "met"),
+    [
+        # the floor passed the ceiling: 13,000 / 16,000 is an upper bound of the ratio
+        ((13000, "target"), (16000, "ceiling"),
+         "0.81x (the floor passed the search's ceiling: at least 16000 req/s)", None),
+        ((8000, "target"), (16000, "ceiling"),
+         "0.50x (the floor passed the search's ceiling: at least 16000 req/s)", False),
+        # ours outran its generator: 9,000 / 10,000 is a lower bound
+        ((9000, "generator"), (10000, "target"),
+         "0.90x (HAProxy outran its load generator: at least 9000 req/s)", True),
+        ((5000, "generator"), (10000, "target"),
+         "0.50x (HAProxy outran its load generator: at least 5000 req/s)", None),
+    ],
+)
+def test_a_capacity_search_that_found_only_a_lower_bound_is_judged_only_where_it_can_be(
+    ours: tuple[float, str], floor: tuple[float, str], shown: str, met: bool | None
+) -> None:
+    results = _results()
+    results["config"]["replicas"] = 2
+    results["capacity"]["haproxy"] = {**_capacity(ours[0]), "limited_by": ours[1]}
+    results["capacity"]["bare_n"] = {**_capacity(floor[0]), "limited_by": floor[1]}
+    rows = {goal: (value, ok) for goal, _, value, ok in report.goals(results)}
+    assert rows["capacity at p99 ≤ 5 ms, 2 replicas through HAProxy vs bare x 2"] == (shown, met)
