@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import pytest
 
 from bench.capacity import PASS, LoadSpec, Step
 from bench.cpu import Target, cpu_per_request, cpu_seconds, fixed_rate
+from bentogate.bentos import process_tree
 
 SPEC = LoadSpec(bodies=Path("unused.json"), warmup_s=0.5, duration_s=1.5)
 SENT_AT_100 = 200  # requests one run sends at 100 req/s: 0.5 s warm-up + 1.5 s measured
@@ -25,19 +28,27 @@ def _burn(seconds: float) -> None:
 
 def test_a_group_counts_its_processes_children() -> None:
     """A Bento is an arbiter and its worker: the group names the arbiter, the worker's CPU
-    counts. The child burns 0.3 s; ticks are 10 ms, the interpreter's start a few more."""
-    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    counts. The child burns 0.3 s of CPU, then sleeps until killed (a child that has exited
+    is no longer in the tree: its time would be gone); ticks are 10 ms."""
+    burn = ("import time\nend = time.process_time() + 0.3\n"
+            "while time.process_time() < end: pass\ntime.sleep(60)\n")  # fmt: skip
     parent = subprocess.Popen(
         [sys.executable, "-c",
          f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"]
     )  # fmt: skip
-    before = cpu_seconds([parent.pid])
-    time.sleep(0.2)  # the child has started and is burning
-    while parent.poll() is None and cpu_seconds([parent.pid]) - before < 0.3:
-        time.sleep(0.02)
-    used = cpu_seconds([parent.pid]) - before
-    parent.wait(timeout=10)
-    assert used >= 0.28
+    try:
+        before = cpu_seconds([parent.pid])
+        deadline = time.monotonic() + 30  # a busy machine starts and runs them slowly
+        while cpu_seconds([parent.pid]) - before < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        used = cpu_seconds([parent.pid]) - before
+        tree = process_tree(parent.pid)
+    finally:
+        for pid in process_tree(parent.pid)[::-1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+    assert len(tree) == 2 and used >= 0.28
 
 
 def test_cpu_per_request_divides_each_groups_time_by_the_requests_sent() -> None:
