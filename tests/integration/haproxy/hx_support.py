@@ -43,7 +43,7 @@ class StandIn:
 
     def set_mode(self, mode: str) -> None:
         """``ok``, ``503``, ``500``, ``hang``, ``slow`` (predictions, not checks, answered
-        after 1.5 s) or ``wrong`` (another version's identity)."""
+        after 3 s) or ``wrong`` (another version's identity)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         conn.request("POST", "/_mode", body=mode)
         assert conn.getresponse().status == 200

@@ -3,7 +3,7 @@
 Answers ``POST /predict`` with ``{"score":…,"label":0,"model":…,"model_version":…}``
 (compact JSON, like orjson). ``POST /_mode`` with a body ``ok``, ``503``, ``500``, ``hang``,
 ``slow`` or ``wrong`` changes how it answers (``wrong`` reports another version; ``slow``
-answers a prediction after 1.5 s, but not HAProxy's health check, ``?from=check``). Binds a
+answers a prediction after 3 s, but not HAProxy's health check, ``?from=check``). Binds a
 free port on 127.0.0.1 and prints it as the first line on stdout.
 """
 
@@ -15,7 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SLOW_S = 1.5
+SLOW_S = 3.0
 
 
 class _State:

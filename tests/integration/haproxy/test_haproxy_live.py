@@ -275,7 +275,7 @@ def test_the_first_replica_takes_a_second_request_in_flight_the_next_replica_a_t
     the next replica in service takes the third."""
     r1, r2 = standin("fraud", "3"), standin("fraud", "3")
     sidecar.apply(spec_of(ports, [version_backend("fraud", "3", r1, r2)], "3"))
-    r1.set_mode("slow")  # predictions answered after 1.5 s, health checks at once
+    r1.set_mode("slow")  # predictions answered after 3 s, health checks at once
     r2.set_mode("slow")
     answers: list[tuple[int, bytes]] = []
     clients = [threading.Thread(target=lambda: answers.append(post(ports.production)))
