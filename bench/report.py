@@ -28,6 +28,11 @@ BATCH_SIZES = ("64", "1024")
 ALLOWED = ("bento", "haproxy", "agent")
 
 
+def _present(figures: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(key, label, figures) of each of :data:`TARGETS` measured in ``figures``, in order."""
+    return [(key, label, figures[key]) for key, label in TARGETS.items() if key in figures]
+
+
 def _ms(value: float) -> str:
     return "-" if value != value else f"{value:.3f}"
 
@@ -236,10 +241,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| target | p50 ms | p99 ms | p99.9 ms | p50 vs floor | errors |",
         "|---|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
-    for key, label in TARGETS.items():
-        if key not in serial:
-            continue
-        row = serial[key]
+    for _, label, row in _present(serial):
         out.append(
             f"| {label} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {_ms(row['p99_9_ms'])} "
             f"| {_x(ratio(row['p50_ms'], bare_p50))} | {row['errors']} |"
@@ -260,10 +262,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| target | capacity req/s | searches: lowest to highest | vs floor | limited by | steps |",
         "|---|---:|---:|---:|---|---:|",
     ]
-    for key, label in TARGETS.items():
-        if key not in capacity:
-            continue
-        row = capacity[key]
+    for _, label, row in _present(capacity):
         out.append(
             f"| {label} | {row['rate']:.0f} | {min(row['rates']):.0f} to {max(row['rates']):.0f} "
             f"| {_x(ratio(row['rate'], capacity['bare']['rate']))} "
@@ -303,10 +302,7 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
         "| p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for key, label in TARGETS.items():
-        if key not in measured:
-            continue
-        row = measured[key]
+    for key, label, row in _present(measured):
         parts = ", ".join(f"{name} {us:.0f}" for name, us in row["us"].items())
         floor = measured[floors[key]]["total_us"]
         lines.append(
@@ -498,14 +494,12 @@ def figure(results: dict[str, Any], path: Path, latencies: dict[str, list[float]
     import numpy as np
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, label in TARGETS.items():
-        if key not in results["capacity"]:
-            continue
+    for key, label, capacity in _present(results["capacity"]):
         values = np.sort(np.asarray(latencies.get(key, []), dtype=float)) / 1000.0
         if values.size:
             quantiles = np.arange(1, values.size + 1) / values.size
             left.plot(quantiles * 100, values, label=label)
-        steps = sorted(results["capacity"][key]["steps"], key=lambda s: s["rate"])
+        steps = sorted(capacity["steps"], key=lambda s: s["rate"])
         right.plot(  # every search's steps: points, not a line
             [s["rate"] for s in steps], [s["p99_ms"] for s in steps], "o", label=label
         )

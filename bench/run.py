@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +41,6 @@ from bench.processes import processes_of, resident_memory, tree_tops
 from bench.release_timing import cutover, first_promotion, release_to_gate, rollbacks
 from bench.stack import (
     MODEL,
-    backend_port,
     bare_endpoint,
     bentogate_host,
     listeners,
@@ -52,6 +51,7 @@ from bench.stats import percentiles_ms
 from bentogate import warm
 from bentogate.bentos import resident_bytes
 from bentogate.context import Context
+from bentogate.governance import DeploymentInfo
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -234,12 +234,14 @@ def on_bentogate(
         steps1["promote"] = first_promotion(ctx, ref1)
         production = production_port(ctx)
         progress(f"starting the peer, MLServer {peer.MLSERVER} with its XGBoost runtime")
-        # As many as the release deployed (not as the settings say it would): the bare
-        # floor runs as many processes.
-        replicas = sum(
-            1 for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-            if d.version == ref1.version
+        # v1's replicas as the release deployed them (not as the settings say it would), by
+        # port: the first is measured directly, and the bare floor runs as many processes.
+        v1 = sorted(
+            (d for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
+             if d.version == ref1.version),
+            key=lambda d: d.port,
         )  # fmt: skip
+        replicas = len(v1)
         with contextlib.ExitStack() as stack:
             bare_port = stack.enter_context(bare_endpoint(models.onnx, work / "bare.log", probe))
             # The floor with as many processes as the release deployed replicas.
@@ -251,12 +253,12 @@ def on_bentogate(
             targets = {
                 "bare": (bare_port, options.load),
                 **({"bare_n": (bare_n_port, options.load)} if bare_n_port else {}),
-                "bento": (backend_port(ctx, ref1.version), options.load),
+                "bento": (v1[0].port, options.load),
                 "haproxy": (production, options.load),
                 "mlserver": (served.port, peer_load),
             }
             serial, capacity = measure_targets(targets, options, progress)
-            cpu = cpu_of(ctx, ref1.version, targets, capacity, options, progress)
+            cpu = cpu_of(ctx, v1, targets, capacity, options, progress)
             progress("resident memory: each replica of v1, HAProxy, the floors")
             memory = resident_memory(ctx, {"bare": bare_port, "bare_n": bare_n_port})
         progress("releasing v2: deploy, gate, then cutover under a probe")
@@ -290,7 +292,7 @@ def on_bentogate(
 
 def cpu_of(
     ctx: Context,
-    version: str,
+    replicas: Sequence[DeploymentInfo],
     targets: Mapping[str, tuple[int, LoadSpec]],
     capacity: Mapping[str, Any],
     options: Options,
@@ -298,21 +300,19 @@ def cpu_of(
 ) -> dict[str, Any]:
     """CPU per request (``bench.cpu``) of the floors, one Bento and the production port
     (HAProxy and each replica apart), at half the lowest capacity of them measured in this
-    run: a rate each holds with room. The peer is left out: it holds no such rate."""
-    replicas = sorted(
-        (d.port, d.pid) for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-        if d.version == version and d.pid is not None
-    )  # fmt: skip
+    run: a rate each holds with room. The peer is left out: it holds no such rate.
+    ``replicas``: the production version's, in the backend's order."""
+    pids = [(d.port, d.pid) for d in replicas if d.pid is not None]
     bento_port = targets["bento"][0]
     master = ctx.sidecar.process.master_pid()
     groups: dict[str, dict[str, list[int]]] = {
         "bare": {"floor": tree_tops(listeners(targets["bare"][0]))},
         **({"bare_n": {"floor": tree_tops(listeners(targets["bare_n"][0]))}}
            if "bare_n" in targets else {}),
-        "bento": {"replica": [pid for port, pid in replicas if port == bento_port]},
+        "bento": {"replica": [pid for port, pid in pids if port == bento_port]},
         "haproxy": {
             "haproxy": [master] if master is not None else [],
-            **{f"replica {n}": [pid] for n, (_, pid) in enumerate(replicas, 1)},
+            **{f"replica {n}": [pid] for n, (_, pid) in enumerate(pids, 1)},
         },
     }  # fmt: skip
     rate = fixed_rate(capacity[key]["rate"] for key in groups)

@@ -108,18 +108,6 @@ def production_port(ctx: Context) -> int:
     return ctx.registry.get_model(MODEL).production_port
 
 
-def backend_port(ctx: Context, version: str) -> int:
-    """The port the (first) Bento of ``version`` listens on, bypassing HAProxy."""
-    ports = [
-        d.port
-        for d in ctx.registry.deployments(host=ctx.settings.host, model=MODEL)
-        if d.version == version
-    ]
-    if not ports:
-        raise RuntimeError(f"{MODEL}:{version} runs nowhere")
-    return min(ports)
-
-
 def post(port: int, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
     """``POST /predict`` once on a fresh connection: status and body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
